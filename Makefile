@@ -1,0 +1,37 @@
+# One command runs the local pipeline (make dev), one runs every test (make test).
+# Both build .venv from the pinned lock file first; nothing depends on what is installed by hand.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: dev test lint bench lock clean
+
+$(BIN)/activate: requirements-dev.txt requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(BIN)/activate
+
+dev: $(BIN)/activate
+	PORT=$(PORT) $(BIN)/python -m local
+
+test: $(BIN)/activate
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/activate
+	$(BIN)/ruff check .
+
+bench: $(BIN)/activate
+	$(BIN)/python -m local.bench
+
+# Re-pin the lock files from requirements*.in (needs network access to PyPI).
+lock: $(BIN)/activate
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements.txt requirements.in
+	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements-dev.txt requirements-dev.in
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

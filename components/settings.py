@@ -1,0 +1,163 @@
+"""One source for filepipe's config keys, defaults, limits and fixed names.
+
+Both the Pulumi program (`__main__.py`, components) and local mode (`local/`) build their resources from here, so a
+limit or a name cannot differ between AWS and a laptop. This module must not import Pulumi.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from handlers import config as env_names
+from handlers import jobmodel
+
+PROJECT = "filepipe"
+WORKER_SCRIPT_KEY = "worker/worker.py"
+"""Object key of the worker script in the data bucket."""
+STACK_TAG = "FilepipeStack"
+"""Tag put on every worker VM so the sweeper and IAM conditions can recognise this stack's instances."""
+API_PREFIX = "/api"
+
+MIB = 1024 * 1024
+S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
+"""A presigned POST uploads one object in one request, which S3 caps at 5 GB."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Every tunable of a stack. Field names map to camelCase `pulumi config` keys (`max_file_mb` -> `maxFileMb`)."""
+
+    instance_type: str = "t4g.micro"
+    ami_parameter: str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+    max_file_mb: int = 10
+    max_text_length: int = 2000
+    max_concurrent_vms: int = 4
+    job_timeout_minutes: int = 15
+    log_retention_days: int = 14
+    upload_expiry_seconds: int = 300
+    download_expiry_seconds: int = 300
+    api_throttle_rate: int = 20
+    api_throttle_burst: int = 40
+    extra_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1 <= self.max_file_bytes <= S3_SINGLE_POST_LIMIT:
+            problems.append(f"maxFileMb must be between 1 and {S3_SINGLE_POST_LIMIT // MIB}")
+        for name in ("max_text_length", "max_concurrent_vms", "job_timeout_minutes", "log_retention_days",
+                     "upload_expiry_seconds", "download_expiry_seconds", "api_throttle_rate", "api_throttle_burst"):
+            if getattr(self, name) < 1:
+                problems.append(f"{config_key(name)} must be at least 1")
+        if problems:
+            raise ValueError("invalid filepipe config: " + "; ".join(problems))
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * MIB
+
+    @classmethod
+    def from_config(cls, get: Callable[[str], str | None]) -> StackSettings:
+        """Build settings from a lookup such as `pulumi.Config("filepipe").get`; absent keys keep their default."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = get(config_key(f.name))
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, raw, type(getattr(cls(), f.name)))
+        return cls(**values)
+
+
+def config_key(field_name: str) -> str:
+    """`max_file_mb` -> `maxFileMb`."""
+    head, *rest = field_name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    if kind is tuple:
+        value = json.loads(raw) if raw.lstrip().startswith("[") else [o.strip() for o in raw.split(",")]
+        return tuple(str(v) for v in value if v)
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"config {config_key(name)} must be a whole number, got {raw!r}") from None
+    return raw
+
+
+def api_environment(bucket: T, table: T, settings: StackSettings) -> dict[str, T | str]:
+    """Environment of the upload and jobs Lambdas (and of the same handlers in local mode)."""
+    return {
+        env_names.ENV_BUCKET: bucket,
+        env_names.ENV_TABLE: table,
+        env_names.ENV_MAX_FILE_BYTES: str(settings.max_file_bytes),
+        env_names.ENV_MAX_TEXT_LENGTH: str(settings.max_text_length),
+        env_names.ENV_UPLOAD_EXPIRY: str(settings.upload_expiry_seconds),
+        env_names.ENV_DOWNLOAD_EXPIRY: str(settings.download_expiry_seconds),
+    }
+
+
+def launcher_environment(table: T, launch_template_id: T, subnet_ids: T) -> dict[str, T]:
+    """Environment of the launcher Lambda; `subnet_ids` is a comma-separated list."""
+    return {
+        env_names.ENV_TABLE: table,
+        env_names.ENV_LAUNCH_TEMPLATE_ID: launch_template_id,
+        env_names.ENV_SUBNET_IDS: subnet_ids,
+    }
+
+
+def site_config(settings: StackSettings) -> dict[str, Any]:
+    """The form's `config.json`: the limits it checks before asking the API."""
+    return {
+        "apiBase": API_PREFIX,
+        "maxFileBytes": settings.max_file_bytes,
+        "maxTextLength": settings.max_text_length,
+    }
+
+
+def settings_from_mapping(values: Mapping[str, str]) -> StackSettings:
+    """Settings from a plain mapping of camelCase keys (environment-style overrides in local mode and tests)."""
+    return StackSettings.from_config(values.get)
+
+
+def table_definition(table: str) -> dict[str, Any]:
+    """The jobs table as CreateTable arguments: `id` hash key, on-demand, NEW_IMAGE stream, newest-first index."""
+    return {
+        "TableName": table,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": jobmodel.LIST_KEY_ATTR, "AttributeType": "S"},
+            {"AttributeName": "created_at", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": jobmodel.JOBS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": jobmodel.LIST_KEY_ATTR, "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    }
+
+
+def cors_rules(origins: list[str]) -> list[dict[str, Any]]:
+    """The data bucket's CORS: the site origin(s) may POST presigned uploads, nothing else."""
+    return [
+        {
+            "AllowedOrigins": origins,
+            "AllowedMethods": ["POST"],
+            "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag"],
+            "MaxAgeSeconds": 3600,
+        }
+    ]

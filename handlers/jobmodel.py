@@ -1,0 +1,143 @@
+"""The job record: states, allowed transitions, key layout and the conditional write that moves a job.
+
+The worker ships as one file and keeps its own copy of the parts it needs; `tests/test_worker_contract.py` checks
+that the copy agrees with this module.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    LAUNCHING = "LAUNCHING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+FINAL_STATES = frozenset({Status.SUCCEEDED, Status.FAILED})
+ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.QUEUED, Status.LAUNCHING, Status.FAILED}),
+    Status.QUEUED: frozenset({Status.LAUNCHING, Status.FAILED}),
+    Status.LAUNCHING: frozenset({Status.QUEUED, Status.RUNNING, Status.FAILED}),
+    Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED}),
+    Status.SUCCEEDED: frozenset(),
+    Status.FAILED: frozenset(),
+}
+
+INPUT_PREFIX = "inputs/"
+OUTPUT_PREFIX = "outputs/"
+JOB_ID_TAG = "JobId"
+"""EC2 tag carrying the job id; read by the VM through instance metadata tags (no `/` or spaces allowed)."""
+
+JOBS_INDEX = "by-created"
+"""Global secondary index listing jobs newest first: hash key `LIST_KEY_ATTR`, range key `created_at`."""
+LIST_KEY_ATTR = "list_key"
+LIST_KEY_VALUE = "job"
+
+ID_ALPHABET = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ID_LENGTH = 21
+
+
+def new_id() -> str:
+    """A nanoid: 21 characters from the URL-safe alphabet, from the OS's CSPRNG (about 126 bits)."""
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def is_id(value: object) -> bool:
+    return isinstance(value, str) and len(value) == ID_LENGTH and all(c in ID_ALPHABET for c in value)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def output_key(job_id: str, input_key: str) -> str:
+    """`outputs/<id>/<stem>.out<suffix>`: `notes.txt` -> `notes.out.txt`, `README` -> `README.out`."""
+    name = PurePosixPath(input_key).name
+    path = PurePosixPath(name)
+    return f"{OUTPUT_PREFIX}{job_id}/{path.stem}.out{path.suffix}"
+
+
+def log_key(job_id: str) -> str:
+    return f"{OUTPUT_PREFIX}{job_id}/worker.log"
+
+
+def split_s3_path(path: str) -> tuple[str, str]:
+    """`<bucket>/<key>` -> (bucket, key)."""
+    bucket, _, key = path.partition("/")
+    if not bucket or not key:
+        raise ValueError(f"not a <bucket>/<key> path: {path!r}")
+    return bucket, key
+
+
+def transition(
+    ddb: Any,
+    table: str,
+    job_id: str,
+    to: Status,
+    *,
+    expected: Iterable[Status],
+    attrs: Mapping[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """Move a job to `to` only if it is now in one of `expected`; return the new item, or None if it was not.
+
+    The condition makes every transition safe against duplicate deliveries and late writers: a job never moves
+    backwards and two launchers cannot both move it out of PENDING.
+    """
+    expected = [Status(s) for s in expected]
+    for state in expected:
+        if to not in ALLOWED_TRANSITIONS[state]:
+            raise ValueError(f"transition {state.value} -> {to.value} is not allowed")
+    names = {"#status": "status", "#updated": "updated_at"}
+    values: dict[str, Any] = {":to": {"S": to.value}, ":now": {"S": utc_now()}}
+    sets = ["#status = :to", "#updated = :now"]
+    for i, (name, value) in enumerate((attrs or {}).items()):
+        names[f"#a{i}"] = name
+        values[f":a{i}"] = {"S": value}
+        sets.append(f"#a{i} = :a{i}")
+    allowed = []
+    for i, state in enumerate(expected):
+        values[f":e{i}"] = {"S": state.value}
+        allowed.append(f":e{i}")
+    try:
+        result = ddb.update_item(
+            TableName=table,
+            Key={"id": {"S": job_id}},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression=f"attribute_exists(id) AND #status IN ({', '.join(allowed)})",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return None
+        raise
+    return from_dynamodb(result["Attributes"])
+
+
+def from_dynamodb(item: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Flatten a low-level item whose attributes are all strings."""
+    return {name: value["S"] for name, value in item.items() if "S" in value}
+
+
+PUBLIC_FIELDS = (
+    "id", "status", "input_text", "input_file_path", "created_at", "updated_at", "instance_id", "started_at",
+    "finished_at", "output_file_path", "error", "log_path",
+)
+
+
+def to_public(item: Mapping[str, str]) -> dict[str, str]:
+    """The job as the API returns it: known fields only, in a stable order."""
+    return {name: item[name] for name in PUBLIC_FIELDS if name in item}

@@ -1,0 +1,163 @@
+"""`POST /api/jobs`, `GET /api/jobs`, `GET /api/jobs/{id}` and `GET /api/health`.
+
+A job's id is the upload id inside its key (`inputs/<id>/<name>`): one upload can feed only one job, and the
+conditional put that creates the job is also what refuses a second job for the same upload (409), with no
+check-then-act window.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from handlers import jobmodel
+from handlers.apigw import ApiError, Event, Response, dispatch, json_body, json_response
+from handlers.config import ApiConfig
+from handlers.jobmodel import Status
+
+log = logging.getLogger(__name__)
+
+KEY_PATTERN = re.compile(r"^inputs/(?P<id>[A-Za-z0-9_-]{21})/(?P<name>[A-Za-z0-9_][A-Za-z0-9._-]{0,99})$")
+ALLOWED_TEXT_CONTROLS = {"\n", "\t"}
+LIST_LIMIT = 50
+FIELDS = frozenset({"input_text", "key"})
+
+
+def checked_text(text: object, max_length: int) -> str:
+    """The text as stored: trimmed, non-empty, within the cap, no control characters but newline and tab."""
+    if not isinstance(text, str):
+        raise ApiError(400, "invalid_text", "input_text must be a string.")
+    text = text.strip()
+    if not text:
+        raise ApiError(400, "invalid_text", "Type a text: input_text is empty.")
+    if len(text) > max_length:
+        raise ApiError(400, "text_too_long", f"The text is {len(text)} characters; the limit is {max_length}.")
+    if any(unicodedata.category(c) in {"Cc", "Cs"} and c not in ALLOWED_TEXT_CONTROLS for c in text):
+        raise ApiError(400, "invalid_text", "The text may not contain control characters other than newline and tab.")
+    return text
+
+
+def checked_key(key: object) -> tuple[str, str]:
+    """Return (job id, key) for a key that the upload handler could have issued."""
+    if not isinstance(key, str):
+        raise ApiError(400, "invalid_key", "key must be a string.")
+    match = KEY_PATTERN.match(key)
+    if not match:
+        raise ApiError(400, "invalid_key", "key is not an upload key issued by POST /api/uploads.")
+    return match["id"], key
+
+
+def uploaded_size(s3: Any, bucket: str, key: str) -> int:
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+            raise ApiError(404, "upload_not_found", "No uploaded file has this key: upload the file first.") from None
+        raise
+    return int(head["ContentLength"])
+
+
+def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any]) -> dict[str, str]:
+    """Validate text and upload, then save the job as PENDING; the table's stream takes it from there."""
+    text = checked_text(request.get("input_text"), config.max_text_length)
+    job_id, key = checked_key(request.get("key"))
+    size = uploaded_size(s3, config.bucket, key)
+    if size > config.max_file_bytes:
+        raise ApiError(413, "file_too_large", f"The file is {size} bytes; the limit is {config.max_file_bytes} bytes.")
+    if size == 0:
+        raise ApiError(400, "empty_file", "The uploaded file is empty.")
+    now = jobmodel.utc_now()
+    item = {
+        "id": job_id,
+        "input_text": text,
+        "input_file_path": f"{config.bucket}/{key}",
+        "status": Status.PENDING.value,
+        "created_at": now,
+        "updated_at": now,
+        jobmodel.LIST_KEY_ATTR: jobmodel.LIST_KEY_VALUE,
+    }
+    try:
+        ddb.put_item(
+            TableName=config.table,
+            Item={name: {"S": value} for name, value in item.items()},
+            ConditionExpression="attribute_not_exists(id)",
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise ApiError(409, "key_in_use", "This upload already belongs to a job: upload the file again.") from None
+        raise
+    log.info("job %s created for %s (%d bytes)", job_id, key, size)
+    return jobmodel.to_public(item)
+
+
+def get_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object) -> dict[str, str]:
+    if not jobmodel.is_id(job_id):
+        raise ApiError(404, "job_not_found", "No job has this id.")
+    found = ddb.get_item(TableName=config.table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
+    if not found:
+        raise ApiError(404, "job_not_found", "No job has this id.")
+    job = jobmodel.to_public(jobmodel.from_dynamodb(found))
+    if job.get("status") == Status.SUCCEEDED.value and job.get("output_file_path"):
+        bucket, key = jobmodel.split_s3_path(job["output_file_path"])
+        job["output_url"] = s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": bucket, "Key": key},
+            ExpiresIn=config.download_expiry_seconds,
+        )
+    return job
+
+
+def list_jobs(ddb: Any, config: ApiConfig, limit: int = LIST_LIMIT) -> list[dict[str, str]]:
+    """Newest first, at most `limit`, from the `by-created` index."""
+    page = ddb.query(
+        TableName=config.table,
+        IndexName=jobmodel.JOBS_INDEX,
+        KeyConditionExpression="#list = :job",
+        ExpressionAttributeNames={"#list": jobmodel.LIST_KEY_ATTR},
+        ExpressionAttributeValues={":job": {"S": jobmodel.LIST_KEY_VALUE}},
+        ScanIndexForward=False,
+        Limit=limit,
+    )
+    return [jobmodel.to_public(jobmodel.from_dynamodb(item)) for item in page.get("Items", [])]
+
+
+CONFIG = ApiConfig.from_env()
+DDB = boto3.client("dynamodb")
+S3 = boto3.client("s3")
+
+
+def _post_job(event: Event) -> Response:
+    request = json_body(event, allowed=FIELDS)
+    for name in ("input_text", "key"):
+        if name not in request:
+            raise ApiError(400, "missing_field", f"{name} is required.")
+    return json_response(201, create_job(DDB, S3, CONFIG, request))
+
+
+def _get_job(event: Event) -> Response:
+    return json_response(200, get_job(DDB, S3, CONFIG, (event.get("pathParameters") or {}).get("id")))
+
+
+def _list_jobs(event: Event) -> Response:
+    return json_response(200, {"jobs": list_jobs(DDB, CONFIG)})
+
+
+def _health(event: Event) -> Response:
+    return json_response(200, {"status": "ok"})
+
+
+ROUTES = {
+    "POST /api/jobs": _post_job,
+    "GET /api/jobs": _list_jobs,
+    "GET /api/jobs/{id}": _get_job,
+    "GET /api/health": _health,
+}
+
+
+def handler(event: Event, context: object) -> Response:
+    return dispatch(event, ROUTES)

@@ -1,0 +1,103 @@
+"""`POST /api/uploads`: a presigned S3 POST so the browser uploads the file straight to the data bucket."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from typing import Any
+
+import boto3
+
+from handlers import jobmodel
+from handlers.apigw import ApiError, Event, Response, dispatch, json_body, json_response
+from handlers.config import ApiConfig
+
+log = logging.getLogger(__name__)
+
+MAX_FILENAME_CHARS = 255
+SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_STORED_NAME_CHARS = 100
+CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+FIELDS = frozenset({"filename", "size", "content_type"})
+
+
+def safe_filename(filename: object) -> str:
+    """The name an upload is stored under: the user's name reduced to `[A-Za-z0-9._-]`, never a path.
+
+    Names with path separators or control characters are refused rather than silently cut, so the user learns why.
+    """
+    if not isinstance(filename, str) or not filename.strip():
+        raise ApiError(400, "invalid_filename", "filename must be a non-empty string.")
+    if len(filename) > MAX_FILENAME_CHARS:
+        raise ApiError(400, "invalid_filename", f"filename must be at most {MAX_FILENAME_CHARS} characters.")
+    if "/" in filename or "\\" in filename:
+        raise ApiError(400, "invalid_filename", "filename must be a file name, not a path.")
+    if any(unicodedata.category(c) == "Cc" for c in filename):
+        raise ApiError(400, "invalid_filename", "filename must not contain control characters.")
+    if filename.strip() in {".", ".."}:
+        raise ApiError(400, "invalid_filename", "filename must name a file.")
+    ascii_name = unicodedata.normalize("NFKD", filename.strip()).encode("ascii", "ignore").decode("ascii")
+    stored = SAFE_NAME_CHARS.sub("_", ascii_name).lstrip(".")
+    stored = stored[-MAX_STORED_NAME_CHARS:] if len(stored) > MAX_STORED_NAME_CHARS else stored
+    return stored if stored.strip("_.") else "file"
+
+
+def checked_size(size: object, max_bytes: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ApiError(400, "invalid_size", "size must be a whole number of bytes.")
+    if size < 1:
+        raise ApiError(400, "invalid_size", "The file is empty: choose a file with some content.")
+    if size > max_bytes:
+        raise ApiError(413, "file_too_large", f"The file is {size} bytes; the limit is {max_bytes} bytes.")
+    return size
+
+
+def checked_content_type(value: object) -> str:
+    if value is None or value == "":
+        return DEFAULT_CONTENT_TYPE
+    if not isinstance(value, str) or len(value) > 127 or not CONTENT_TYPE.match(value.lower()):
+        raise ApiError(400, "invalid_content_type", "content_type must be a MIME type such as text/plain.")
+    return value.lower()
+
+
+def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any]) -> dict[str, Any]:
+    """Validate the request and presign a POST bounded to this key, this size range and this content type."""
+    filename = safe_filename(request.get("filename"))
+    checked_size(request.get("size"), config.max_file_bytes)
+    content_type = checked_content_type(request.get("content_type"))
+    key = f"{jobmodel.INPUT_PREFIX}{jobmodel.new_id()}/{filename}"
+    post = s3.generate_presigned_post(
+        Bucket=config.bucket,
+        Key=key,
+        Fields={"Content-Type": content_type},
+        Conditions=[
+            ["content-length-range", 1, config.max_file_bytes],
+            {"Content-Type": content_type},
+        ],
+        ExpiresIn=config.upload_expiry_seconds,
+    )
+    return {
+        "key": key,
+        "url": post["url"],
+        "fields": post["fields"],
+        "expires_in": config.upload_expiry_seconds,
+        "max_bytes": config.max_file_bytes,
+    }
+
+
+CONFIG = ApiConfig.from_env()
+S3 = boto3.client("s3")
+
+
+def _post_upload(event: Event) -> Response:
+    request = json_body(event, allowed=FIELDS)
+    for name in ("filename", "size"):
+        if name not in request:
+            raise ApiError(400, "missing_field", f"{name} is required.")
+    return json_response(201, create_upload(S3, CONFIG, request))
+
+
+def handler(event: Event, context: object) -> Response:
+    return dispatch(event, {"POST /api/uploads": _post_upload})

@@ -1,0 +1,1 @@
+"""Local mode: the whole pipeline on one machine against a moto server (`make dev`)."""

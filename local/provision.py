@@ -1,0 +1,109 @@
+"""Create in an AWS endpoint (a moto server, or moto in-process) the resources the Pulumi program creates.
+
+Everything is derived from `components.settings` and the handler/worker modules, exactly as the Pulumi components
+derive it, so local mode and tests exercise the same names, limits, user-data and key layout as AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, replace
+from typing import Any
+
+from components.settings import (
+    PROJECT,
+    STACK_TAG,
+    WORKER_SCRIPT_KEY,
+    StackSettings,
+    api_environment,
+    cors_rules,
+    table_definition,
+)
+from components.settings import launcher_environment as _launcher_environment
+from worker.userdata import WORKER_PATH, render_user_data
+
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDRS = ("10.42.1.0/24", "10.42.2.0/24")
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """Names and ids of one provisioned local stack."""
+
+    stack: str
+    bucket: str
+    table: str
+    stream_arn: str
+    launch_template_id: str
+    subnet_ids: tuple[str, ...]
+    security_group_id: str
+    settings: StackSettings
+
+    def api_environment(self) -> dict[str, str]:
+        return api_environment(self.bucket, self.table, self.settings)
+
+    def launcher_environment(self) -> dict[str, str]:
+        return _launcher_environment(self.table, self.launch_template_id, ",".join(self.subnet_ids))
+
+    def user_data(self) -> str:
+        return render_user_data(
+            bucket=self.bucket, table=self.table, timeout_minutes=self.settings.job_timeout_minutes
+        )
+
+
+def provision(session: Any, settings: StackSettings, *, stack: str = "local", site_origin: str) -> LocalStack:
+    """Create bucket, table, worker object, network and launch template; return their names and ids."""
+    s3 = session.client("s3")
+    ddb = session.client("dynamodb")
+    ec2 = session.client("ec2")
+    bucket = f"{PROJECT}-{stack}-data"
+    table = f"{PROJECT}-{stack}-jobs"
+
+    region = session.region_name
+    create_args: dict[str, Any] = {"Bucket": bucket}
+    if region and region != "us-east-1":
+        create_args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**create_args)
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_cors(
+        Bucket=bucket, CORSConfiguration={"CORSRules": cors_rules([site_origin, *settings.extra_origins])}
+    )
+    s3.put_object(Bucket=bucket, Key=WORKER_SCRIPT_KEY, Body=WORKER_PATH.read_bytes(), ContentType="text/x-python")
+
+    created = ddb.create_table(**table_definition(table))
+    stream_arn = created["TableDescription"]["LatestStreamArn"]
+
+    vpc_id = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
+    zones = [z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"]]
+    subnet_ids = tuple(
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=cidr, AvailabilityZone=zones[i % len(zones)])["Subnet"]["SubnetId"]
+        for i, cidr in enumerate(SUBNET_CIDRS)
+    )
+    group_id = ec2.create_security_group(
+        GroupName=f"{PROJECT}-{stack}-worker", Description="filepipe worker VMs: no ingress", VpcId=vpc_id
+    )["GroupId"]
+
+    local = LocalStack(
+        stack=stack, bucket=bucket, table=table, stream_arn=stream_arn, launch_template_id="",
+        subnet_ids=subnet_ids, security_group_id=group_id, settings=settings,
+    )
+    template_id = ec2.create_launch_template(
+        LaunchTemplateName=f"{PROJECT}-{stack}-worker",
+        LaunchTemplateData={
+            "ImageId": f"resolve:ssm:{settings.ami_parameter}",
+            "InstanceType": settings.instance_type,
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "SecurityGroupIds": [group_id],
+            "MetadataOptions": {
+                "HttpTokens": "required", "HttpPutResponseHopLimit": 1, "InstanceMetadataTags": "enabled",
+            },
+            "UserData": base64.b64encode(local.user_data().encode("utf-8")).decode("ascii"),
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": STACK_TAG, "Value": stack}]}],
+        },
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    return replace(local, launch_template_id=template_id)
