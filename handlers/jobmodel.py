@@ -127,6 +127,20 @@ def transition(
     return from_dynamodb(result["Attributes"])
 
 
+def set_attributes(ddb: Any, table: str, job_id: str, attrs: Mapping[str, str]) -> None:
+    """Record facts about an existing job (e.g. its instance id) without touching its status."""
+    names = {f"#a{i}": name for i, name in enumerate(attrs)}
+    values = {f":a{i}": {"S": value} for i, value in enumerate(attrs.values())}
+    ddb.update_item(
+        TableName=table,
+        Key={"id": {"S": job_id}},
+        UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(attrs))),
+        ConditionExpression="attribute_exists(id)",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
 def from_dynamodb(item: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     """Flatten a low-level item whose attributes are all strings."""
     return {name: value["S"] for name, value in item.items() if "S" in value}

@@ -20,6 +20,9 @@ os.environ.update(
     AWS_SECURITY_TOKEN="testing",
     AWS_SESSION_TOKEN="testing",
     AWS_DEFAULT_REGION="us-east-1",
+    # botocore derives account-based endpoints (<account>.streams-ddb...) from stream ARNs; moto in-process only
+    # answers the classic hostnames.
+    AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
 )
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)

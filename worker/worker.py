@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""filepipe worker: run one job on this VM and record the outcome on the job's item.
+
+Runs on Amazon Linux 2023's system Python (3.9) with the distribution's boto3, fetched from S3 by the user-data as a
+single file: so it imports nothing from this repository. The few names it shares with `handlers/jobmodel.py` are
+copied below and `tests/worker/test_contract.py` checks that the copies agree.
+
+Output: `outputs/<id>/<stem>.out<suffix>` = the input bytes, then " : ", then the job's text in UTF-8. The input is
+streamed through a multipart upload, so memory stays bounded whatever the file size (up to S3's 5 GB single object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, List, Optional, Sequence
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+# --- copied from handlers/jobmodel.py (kept honest by tests/worker/test_contract.py) ---
+LAUNCHING = "LAUNCHING"
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+OUTPUT_PREFIX = "outputs/"
+# --- end of copy ---
+
+SEPARATOR = b" : "
+READ_CHUNK_BYTES = 1024 * 1024
+TRANSFER = TransferConfig(
+    multipart_threshold=8 * 1024 * 1024,
+    multipart_chunksize=8 * 1024 * 1024,
+    max_concurrency=4,
+    max_in_memory_upload_chunks=4,
+)
+"""At most 4 parts of 8 MiB in memory at once: about 32 MiB for any input size."""
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_NO_JOB = 2
+EXIT_NOT_MINE = 3
+
+log = logging.getLogger("filepipe.worker")
+
+
+class JobError(Exception):
+    """A failure with a sentence a user can read; it becomes the job's `error`."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def output_key(job_id: str, input_key: str) -> str:
+    path = PurePosixPath(PurePosixPath(input_key).name)
+    return "{}{}/{}.out{}".format(OUTPUT_PREFIX, job_id, path.stem, path.suffix)
+
+
+def log_key(job_id: str) -> str:
+    return "{}{}/worker.log".format(OUTPUT_PREFIX, job_id)
+
+
+def split_s3_path(path: str) -> "tuple[str, str]":
+    bucket, _, key = path.partition("/")
+    if not bucket or not key:
+        raise JobError("The job's input_file_path {!r} is not <bucket>/<key>.".format(path))
+    return bucket, key
+
+
+class ChainedReader(io.RawIOBase):
+    """A read-only stream over several streams in turn: the input body, then the separator and text.
+
+    `read(n)` returns exactly n bytes until the end, because multipart upload parts (except the last) must be at
+    least 5 MiB and s3transfer takes a short read for the end of the stream.
+    """
+
+    def __init__(self, parts: Sequence[Any]) -> None:
+        super().__init__()
+        self._parts = list(parts)
+        self.largest_read = 0
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        if size is None or size < 0:
+            size = sys.maxsize
+        chunks = []
+        wanted = size
+        while wanted > 0 and self._parts:
+            chunk = self._parts[0].read(min(wanted, READ_CHUNK_BYTES))
+            if not chunk:
+                self._parts.pop(0)
+                continue
+            chunks.append(chunk)
+            wanted -= len(chunk)
+            self.largest_read = max(self.largest_read, len(chunk))
+        data = b"".join(chunks)
+        self.bytes_read += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def transition(ddb: Any, table: str, job_id: str, to: str, *, expected: List[str],
+               attrs: Optional[Dict[str, str]] = None) -> bool:
+    """Conditional status change, as handlers/jobmodel.transition: False when the job is not in `expected`."""
+    names = {"#status": "status", "#updated": "updated_at"}
+    values = {":to": {"S": to}, ":now": {"S": utc_now()}}
+    sets = ["#status = :to", "#updated = :now"]
+    for i, (name, value) in enumerate(sorted((attrs or {}).items())):
+        names["#a{}".format(i)] = name
+        values[":a{}".format(i)] = {"S": value}
+        sets.append("#a{0} = :a{0}".format(i))
+    allowed = []
+    for i, state in enumerate(expected):
+        values[":e{}".format(i)] = {"S": state}
+        allowed.append(":e{}".format(i))
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key={"id": {"S": job_id}},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression="attribute_exists(id) AND #status IN ({})".format(", ".join(allowed)),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def read_job(ddb: Any, table: str, job_id: str) -> Optional[Dict[str, str]]:
+    item = ddb.get_item(TableName=table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
+    if item is None:
+        return None
+    return {name: value["S"] for name, value in item.items() if "S" in value}
+
+
+def describe(err: Exception, action: str) -> str:
+    """A readable sentence for an AWS error, e.g. 'The input file s3://b/k no longer exists.'"""
+    if isinstance(err, ClientError):
+        code = err.response["Error"].get("Code", "")
+        message = err.response["Error"].get("Message", "")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return "{}: the object does not exist (it may have been deleted).".format(action)
+        if code in ("AccessDenied", "403"):
+            return "{}: access denied ({}).".format(action, message or code)
+        return "{}: {} ({}).".format(action, message or "AWS error", code)
+    return "{}: {}: {}.".format(action, type(err).__name__, err)
+
+
+def write_output(s3: Any, job: Dict[str, str], job_id: str, bucket: str,
+                 transfer: TransferConfig = TRANSFER) -> str:
+    """Stream input + separator + text into the output object; return `<bucket>/<key>`."""
+    in_bucket, in_key = split_s3_path(job["input_file_path"])
+    try:
+        source = s3.get_object(Bucket=in_bucket, Key=in_key)
+    except ClientError as err:
+        raise JobError(describe(err, "Reading the input file s3://{}/{}".format(in_bucket, in_key))) from err
+    text = job.get("input_text", "").encode("utf-8")
+    reader = ChainedReader([source["Body"], io.BytesIO(SEPARATOR + text)])
+    out_key = output_key(job_id, in_key)
+    content_type = source.get("ContentType") or "application/octet-stream"
+    try:
+        s3.upload_fileobj(reader, bucket, out_key, ExtraArgs={"ContentType": content_type}, Config=transfer)
+    except (ClientError, BotoCoreError) as err:
+        raise JobError(describe(err, "Writing the output file s3://{}/{}".format(bucket, out_key))) from err
+    log.info("wrote s3://%s/%s (%d bytes, largest read %d bytes)", bucket, out_key, reader.bytes_read,
+             reader.largest_read)
+    return "{}/{}".format(bucket, out_key)
+
+
+def upload_log(s3: Any, bucket: str, job_id: str, log_file: Path) -> Optional[str]:
+    """Best effort: a job's outcome must be recorded even when its log cannot be."""
+    key = log_key(job_id)
+    try:
+        s3.upload_file(str(log_file), bucket, key, ExtraArgs={"ContentType": "text/plain; charset=utf-8"})
+    except (ClientError, BotoCoreError, OSError) as err:
+        log.warning("could not upload the log: %s", err)
+        return None
+    return "{}/{}".format(bucket, key)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Where one job run reads and writes: clients, table, bucket, and the local log file."""
+
+    s3: Any
+    ddb: Any
+    table: str
+    bucket: str
+    job_id: str
+    log_file: Path
+    transfer: TransferConfig = TRANSFER
+
+
+def run_job(run: Run, instance_id: str) -> int:
+    """Run one job from LAUNCHING to SUCCEEDED or FAILED; return the process exit code."""
+    started = transition(run.ddb, run.table, run.job_id, RUNNING, expected=[LAUNCHING],
+                         attrs={"started_at": utc_now(), "instance_id": instance_id})
+    if not started:
+        job = read_job(run.ddb, run.table, run.job_id)
+        if job is None:
+            log.error("job %s does not exist in table %s: nothing to do", run.job_id, run.table)
+            return EXIT_NO_JOB
+        log.error("job %s is %s, not %s: another worker has it or it is over", run.job_id, job.get("status"),
+                  LAUNCHING)
+        return EXIT_NOT_MINE
+    log.info("job %s: RUNNING on %s", run.job_id, instance_id)
+    try:
+        job = read_job(run.ddb, run.table, run.job_id)
+        if job is None:
+            raise JobError("The job's item disappeared while it was running.")
+        output_path = write_output(run.s3, job, run.job_id, run.bucket, run.transfer)
+    except Exception as err:  # any failure must end the job FAILED with a reason
+        reason = str(err) if isinstance(err, JobError) else describe(err, "The worker failed")
+        log.exception("job %s failed: %s", run.job_id, reason)
+        finish(run, FAILED, {"error": reason})
+        return EXIT_FAILED
+    log.info("job %s: SUCCEEDED", run.job_id)
+    finish(run, SUCCEEDED, {"output_file_path": output_path})
+    return EXIT_OK
+
+
+def finish(run: Run, status: str, attrs: Dict[str, str]) -> None:
+    final = dict(attrs, finished_at=utc_now())
+    log_path = upload_log(run.s3, run.bucket, run.job_id, run.log_file)
+    if log_path:
+        final["log_path"] = log_path
+    if not transition(run.ddb, run.table, run.job_id, status, expected=[RUNNING], attrs=final):
+        log.error("job %s was no longer RUNNING; %s not recorded", run.job_id, status)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run one filepipe job on this VM.")
+    parser.add_argument("--job-id", required=True)
+    parser.add_argument("--instance-id", required=True)
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--region", default=None, help="defaults to AWS_DEFAULT_REGION")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    log_dir = Path(tempfile.mkdtemp(prefix="filepipe-"))
+    log_file = log_dir / "worker.log"
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(str(log_file), encoding="utf-8")):
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    session = boto3.session.Session(region_name=args.region)
+    run = Run(s3=session.client("s3"), ddb=session.client("dynamodb"), table=args.table, bucket=args.bucket,
+              job_id=args.job_id, log_file=log_file)
+    return run_job(run, args.instance_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
