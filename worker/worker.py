@@ -35,13 +35,20 @@ OUTPUT_PREFIX = "outputs/"
 
 SEPARATOR = b" : "
 READ_CHUNK_BYTES = 1024 * 1024
-TRANSFER = TransferConfig(
-    multipart_threshold=8 * 1024 * 1024,
-    multipart_chunksize=8 * 1024 * 1024,
-    max_concurrency=4,
-    max_in_memory_upload_chunks=4,
-)
-"""At most 4 parts of 8 MiB in memory at once: about 32 MiB for any input size."""
+
+
+def transfer_config(part_bytes: int = 8 * 1024 * 1024, parts_in_memory: int = 4) -> TransferConfig:
+    """Multipart settings bounding memory to about `part_bytes * parts_in_memory` for any input size.
+
+    boto3's TransferConfig does not take `max_in_memory_upload_chunks` as an argument, but s3transfer reads the
+    attribute when it uploads from a non-seekable stream, so it is set after construction.
+    """
+    config = TransferConfig(multipart_threshold=part_bytes, multipart_chunksize=part_bytes, max_concurrency=4)
+    config.max_in_memory_upload_chunks = parts_in_memory
+    return config
+
+
+TRANSFER = transfer_config()
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -1,0 +1,135 @@
+"""The VM worker in-process against moto: exact output bytes, final item, and every failure ending FAILED."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+
+from handlers.jobmodel import Status
+from tests.conftest import Aws
+from tests.runtime.jobs import get_item, put_job
+from worker import worker
+
+SMALL_PARTS = worker.transfer_config(part_bytes=5 * 1024 * 1024, parts_in_memory=2)
+
+
+def run(aws: Aws, job_id: str, tmp_path: Path, transfer: TransferConfig = worker.TRANSFER) -> int:
+    log_file = tmp_path / "worker.log"
+    log_file.write_text("")
+    context = worker.Run(s3=aws.client("s3"), ddb=aws.client("dynamodb"), table=aws.stack.table,
+                         bucket=aws.stack.bucket, job_id=job_id, log_file=log_file, transfer=transfer)
+    return worker.run_job(context, "i-0123456789abcdef0")
+
+
+def output_bytes(aws: Aws, item: dict[str, str]) -> bytes:
+    bucket, key = item["output_file_path"].split("/", 1)
+    return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+@pytest.mark.parametrize(
+    ("content", "text", "filename", "expected_name"),
+    [
+        (b"hello", "world", "notes.txt", "notes.out.txt"),
+        (b"", "only text", "empty.txt", "empty.out.txt"),
+        (bytes(range(256)) * 4, "binary", "blob.bin", "blob.out.bin"),
+        (b"caf\xc3\xa9", "na\u00efve \u2014 \u65e5\u672c\u8a9e \U0001f600", "u.txt", "u.out.txt"),
+        (b"no ext", "x", "README", "README.out"),
+        (b"dots", "y", "archive.tar.gz", "archive.tar.out.gz"),
+    ],
+)
+def test_output_is_input_then_separator_then_text(
+    aws: Aws, tmp_path: Path, content: bytes, text: str, filename: str, expected_name: str
+) -> None:
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, _ = put_job(s3, ddb, aws.stack, content=content, text=text, filename=filename)
+
+    assert run(aws, job_id, tmp_path) == worker.EXIT_OK
+
+    item = get_item(ddb, aws.stack, job_id)
+    assert item is not None and item["status"] == Status.SUCCEEDED
+    assert item["output_file_path"] == f"{aws.stack.bucket}/outputs/{job_id}/{expected_name}"
+    assert output_bytes(aws, item) == content + b" : " + text.encode("utf-8")
+    assert item["instance_id"] == "i-0123456789abcdef0"
+    assert item["started_at"] <= item["finished_at"]
+
+
+def test_log_is_uploaded_next_to_the_output(aws: Aws, tmp_path: Path) -> None:
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, _ = put_job(s3, ddb, aws.stack, content=b"a", text="b")
+    (tmp_path / "worker.log").write_text("")
+    run(aws, job_id, tmp_path)
+    item = get_item(ddb, aws.stack, job_id)
+    assert item is not None
+    assert item["log_path"] == f"{aws.stack.bucket}/outputs/{job_id}/worker.log"
+
+
+def test_large_input_is_streamed_in_bounded_reads(aws: Aws, tmp_path: Path) -> None:
+    """A 12 MiB input goes through a multipart upload read 1 MiB at a time, never loaded whole."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    content = bytes(range(256)) * (12 * 4096)
+    job_id, _ = put_job(s3, ddb, aws.stack, content=content, text="big", filename="big.bin")
+    reads: list[int] = []
+    original = worker.ChainedReader.read
+
+    def spy(self: worker.ChainedReader, size: int | None = -1) -> bytes:
+        data = original(self, size)
+        reads.append(len(data))
+        return data
+
+    worker.ChainedReader.read = spy  # type: ignore[method-assign]
+    try:
+        assert run(aws, job_id, tmp_path, transfer=SMALL_PARTS) == worker.EXIT_OK
+    finally:
+        worker.ChainedReader.read = original  # type: ignore[method-assign]
+
+    item = get_item(ddb, aws.stack, job_id)
+    assert item is not None
+    assert output_bytes(aws, item) == content + b" : big"
+    assert max(reads) <= SMALL_PARTS.multipart_chunksize, "the worker read more than one part at a time"
+    assert len([r for r in reads if r]) >= 3, "the input was not read in parts"
+
+
+def test_chained_reader_fills_each_read_across_parts() -> None:
+    """Multipart parts must be full-size until the end; short reads between streams would make S3 refuse them."""
+    reader = worker.ChainedReader([io.BytesIO(b"abc"), io.BytesIO(b""), io.BytesIO(b"defgh")])
+    assert reader.read(4) == b"abcd"
+    assert reader.read(10) == b"efgh"
+    assert reader.read(10) == b""
+    assert reader.largest_read <= worker.READ_CHUNK_BYTES
+
+
+def test_missing_input_ends_failed_with_a_reason(aws: Aws, tmp_path: Path) -> None:
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, key = put_job(s3, ddb, aws.stack, content=b"gone", text="t")
+    s3.delete_object(Bucket=aws.stack.bucket, Key=key)
+
+    assert run(aws, job_id, tmp_path) == worker.EXIT_FAILED
+
+    item = get_item(ddb, aws.stack, job_id)
+    assert item is not None and item["status"] == Status.FAILED
+    assert "does not exist" in item["error"] and key in item["error"]
+    assert "output_file_path" not in item
+    assert item["log_path"].endswith(f"outputs/{job_id}/worker.log")
+
+
+def test_missing_item_exits_clearly_and_writes_nothing(aws: Aws, tmp_path: Path) -> None:
+    ddb = aws.client("dynamodb")
+    assert run(aws, "x" * 21, tmp_path) == worker.EXIT_NO_JOB
+    assert get_item(ddb, aws.stack, "x" * 21) is None, "the worker created an item for an unknown job"
+
+
+@pytest.mark.parametrize("status", [Status.PENDING, Status.RUNNING, Status.SUCCEEDED, Status.FAILED])
+def test_a_job_not_launching_is_left_alone(aws: Aws, tmp_path: Path, status: Status) -> None:
+    """A second VM for the same job (or a late one) must not run it again nor move it."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, _ = put_job(s3, ddb, aws.stack, content=b"a", text="b", status=status)
+    before = get_item(ddb, aws.stack, job_id)
+
+    assert run(aws, job_id, tmp_path) == worker.EXIT_NOT_MINE
+
+    assert get_item(ddb, aws.stack, job_id) == before
+    listed = s3.list_objects_v2(Bucket=aws.stack.bucket, Prefix=f"outputs/{job_id}/")
+    assert listed["KeyCount"] == 0
