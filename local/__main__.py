@@ -1,0 +1,73 @@
+"""`python -m local` (what `make dev` runs): the whole pipeline on 127.0.0.1 until Ctrl-C or SIGTERM.
+
+Environment: `PORT` (default 8000) for the site; any stack setting as `FILEPIPE_<FIELD>` in upper snake case, e.g.
+`FILEPIPE_MAX_FILE_MB=50` or `FILEPIPE_JOB_TIMEOUT_MINUTES=5` (the same keys as `pulumi config`, `maxFileMb`...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import fields
+from types import FrameType
+
+from components.settings import StackSettings, config_key, settings_from_mapping
+from local.app import LocalPipeline
+
+log = logging.getLogger("filepipe.local")
+DEFAULT_PORT = 8000
+ENV_PREFIX = "FILEPIPE_"
+
+
+def settings_from_environment(env: Mapping[str, str]) -> StackSettings:
+    """`FILEPIPE_MAX_FILE_MB=50` -> `maxFileMb=50`, through the same parser as `pulumi config`."""
+    values = {config_key(f.name): env[ENV_PREFIX + f.name.upper()]
+              for f in fields(StackSettings) if ENV_PREFIX + f.name.upper() in env}
+    return settings_from_mapping(values)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
+    for noisy in ("werkzeug", "botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main() -> int:
+    configure_logging()
+    port = int(os.environ.get("PORT") or DEFAULT_PORT)
+    try:
+        settings = settings_from_environment(os.environ)
+    except ValueError as error:
+        print(f"filepipe: {error}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    pipeline = LocalPipeline(port=port, settings=settings)
+    try:
+        pipeline.start()
+    except OSError as error:
+        print(f"filepipe: cannot start the local stack on port {port}: {error}", file=sys.stderr)
+        return 1
+    try:
+        print(f"\nfilepipe is running: open {pipeline.url}/  (AWS emulator: {pipeline.endpoint_url})", flush=True)
+        print("Press Ctrl-C to stop.\n", flush=True)
+        while not stop.wait(0.5):
+            pass
+        log.info("stopping...")
+    finally:
+        pipeline.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The AWS emulator of local mode: a moto server in a child process, and the environment that points boto3 at it.
+
+moto runs in its own process (not `ThreadedMotoServer`) so that its state is isolated from any in-process
+`moto.mock_aws` a test may use at the same time, and so that its request handling does not compete with the web
+server, the stream poller and the VM host for this process's GIL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+import requests
+from botocore.config import Config
+
+log = logging.getLogger("filepipe.local")
+
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+"""moto accepts any credentials; these are set explicitly so that no real credentials can ever be used."""
+UNSET_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
+START_TIMEOUT_SECONDS = 20.0
+CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
+
+
+def free_port(host: str = HOST) -> int:
+    """A port that is free now (there is a small window before the caller binds it; start() retries on a clash)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def aws_environment(endpoint_url: str, region: str = REGION) -> dict[str, str]:
+    """Variables that send every boto3 client of a process to the emulator, with fake credentials."""
+    return {"AWS_ENDPOINT_URL": endpoint_url, "AWS_DEFAULT_REGION": region, "AWS_REGION": region, **FAKE_CREDENTIALS}
+
+
+class MotoServer:
+    """`python -m moto.server` on 127.0.0.1 and a free port, in this process tree."""
+
+    def __init__(self, host: str = HOST) -> None:
+        self.host = host
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, attempts: int = 3) -> str:
+        for _ in range(attempts):
+            self.port = free_port(self.host)
+            self._log = tempfile.NamedTemporaryFile(prefix="filepipe-moto-", suffix=".log")  # noqa: SIM115
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                env={**os.environ, "MOTO_PORT": str(self.port)},
+            )
+            if self._wait_until_up():
+                return self.endpoint_url
+            self.stop()
+        raise RuntimeError(f"the moto server did not start on {self.host}; see its log above")
+
+    def _wait_until_up(self) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                self._show_log()
+                return False
+            if self.is_up():
+                return True
+            time.sleep(0.05)
+        self._show_log()
+        return False
+
+    def is_up(self) -> bool:
+        try:
+            return requests.get(f"{self.endpoint_url}/moto-api/data.json", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    def _show_log(self) -> None:
+        if self._log is not None:
+            text = Path(self._log.name).read_text(errors="replace")
+            log.error("moto server output:\n%s", text[-4000:])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.process = None
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.close()
+            self._log = None
+
+
+class EndpointSession:
+    """A boto3 session whose clients all talk to one endpoint (the shape `local.provision.provision` expects)."""
+
+    def __init__(self, endpoint_url: str, region: str = REGION) -> None:
+        self.endpoint_url = endpoint_url
+        self.region_name = region
+        self._session = boto3.Session(
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=region,
+        )
+
+    def client(self, service: str) -> Any:
+        return self._session.client(service, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG)

@@ -1,0 +1,199 @@
+"""The local stand-in for CloudFront + the HTTP API: `frontend/` files, `/config.json`, and `/api/*` -> handlers.
+
+Each `/api/*` request becomes an HTTP API payload format 2.0 event for the same handler function the Lambda runs,
+and the handler's response is returned as API Gateway would return it. Routing comes from `handlers.routes.ROUTES`,
+the table the Pulumi Api component builds its routes from; werkzeug does the HTTP parsing and serving.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.utils import send_from_directory
+from werkzeug.wrappers import Request, Response
+
+from components.settings import API_PREFIX
+from handlers.routes import Route
+
+log = logging.getLogger("filepipe.local")
+
+Handler = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
+LOCAL_ACCOUNT_ID = "123456789012"
+TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded)|[^;]*\+(json|xml))", re.I)
+HEALTH_ROUTE_KEY = "GET /api/health"
+
+
+def rule_path(route_path: str) -> str:
+    """API Gateway `/api/jobs/{id}` -> werkzeug `/api/jobs/<id>` (one path segment, as `{id}` matches)."""
+    return re.sub(r"\{(\w+)\}", r"<\1>", route_path)
+
+
+def http_api_event(request: Request, route: Route, path_parameters: Mapping[str, str]) -> dict[str, Any]:
+    """The HTTP API payload 2.0 event API Gateway would give the Lambda for this request."""
+    headers: dict[str, str] = {}
+    for header, value in request.headers.items():
+        name = header.lower()
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    now = time.time()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route.key,
+        "rawPath": request.path,
+        "rawQueryString": request.query_string.decode("latin-1"),
+        "headers": headers,
+        "requestContext": {
+            "accountId": LOCAL_ACCOUNT_ID,
+            "apiId": "local",
+            "domainName": request.host,
+            "domainPrefix": request.host.split(".")[0],
+            "http": {
+                "method": request.method,
+                "path": request.path,
+                "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                "sourceIp": request.remote_addr or "127.0.0.1",
+                "userAgent": request.headers.get("User-Agent", ""),
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": route.key,
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if request.args:
+        event["queryStringParameters"] = {key: ",".join(request.args.getlist(key)) for key in request.args}
+    if request.cookies:
+        event["cookies"] = [f"{name}={value}" for name, value in request.cookies.items()]
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    data = request.get_data(cache=False)
+    if data:
+        if TEXT_TYPES.match(request.content_type or ""):
+            try:
+                event["body"] = data.decode("utf-8")
+            except UnicodeDecodeError:
+                event["body"], event["isBase64Encoded"] = base64.b64encode(data).decode("ascii"), True
+        else:
+            event["body"], event["isBase64Encoded"] = base64.b64encode(data).decode("ascii"), True
+    return event
+
+
+def to_response(result: Mapping[str, Any]) -> Response:
+    """A Lambda proxy result (format 2.0) as the HTTP response API Gateway sends."""
+    if "statusCode" not in result:  # HTTP API infers a 200 JSON response from a bare value
+        return Response(json.dumps(result), 200, content_type="application/json")
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+    response = Response(data, int(result["statusCode"]))
+    response.headers.clear()
+    for name, value in (result.get("headers") or {}).items():
+        response.headers[name] = str(value)
+    for cookie in result.get("cookies") or []:
+        response.headers.add("Set-Cookie", cookie)
+    response.headers.setdefault("Content-Type", "application/json")
+    return response
+
+
+def api_error(status: int, code: str, message: str) -> Response:
+    """The contract's error shape, for requests that never reach a handler."""
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+class LocalWebApp:
+    """WSGI application: static site, `config.json`, and the API routes mapped to handler functions."""
+
+    def __init__(
+        self,
+        *,
+        routes: Iterable[Route],
+        handlers: Mapping[str, Handler],
+        frontend_dir: Path,
+        site_config: Mapping[str, Any],
+        emulator_health: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.routes = tuple(routes)
+        self.handlers = dict(handlers)
+        self.frontend_dir = Path(frontend_dir)
+        self.site_config = dict(site_config)
+        self.emulator_health = emulator_health
+        self.url_map = Map(
+            [Rule(rule_path(r.path), methods=[r.method], endpoint=r) for r in self.routes],
+            strict_slashes=False, merge_slashes=False,
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        return self.dispatch(request)(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+            return self.api(request)
+        return self.static(request)
+
+    def api(self, request: Request) -> Response:
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            route, params = adapter.match(method=request.method)
+        except MethodNotAllowed as error:
+            allowed = ", ".join(sorted(m for m in error.valid_methods or [] if m != "HEAD"))
+            response = api_error(405, "method_not_allowed", f"{request.method} is not allowed here; use {allowed}.")
+            response.headers["Allow"] = allowed
+            return response
+        except HTTPException:
+            return api_error(404, "not_found", f"No API route for {request.method} {request.path}.")
+        handler = self.handlers[route.function]
+        event = http_api_event(request, route, params)
+        try:
+            result = handler(event, None)
+        except Exception:  # a Lambda crash: API Gateway answers 500 and the traceback goes to the logs
+            log.exception("handler %s raised on %s", route.function, route.key)
+            return Response(json.dumps({"message": "Internal Server Error"}), 500, content_type="application/json")
+        response = to_response(result)
+        if route.key == HEALTH_ROUTE_KEY and self.emulator_health is not None:
+            response = self.with_emulator_health(response)
+        return response
+
+    def with_emulator_health(self, response: Response) -> Response:
+        """Local mode's health also reports the emulator; 503 when it does not answer."""
+        emulator = self.emulator_health() if self.emulator_health else {}
+        try:
+            body = json.loads(response.get_data())
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {"handler": body}
+        body["emulator"] = emulator
+        status = response.status_code if emulator.get("up") else 503
+        if not emulator.get("up"):
+            body["status"] = "degraded"
+        response.set_data(json.dumps(body))
+        response.status_code = status
+        return response
+
+    def static(self, request: Request) -> Response:
+        if request.method not in {"GET", "HEAD"}:
+            return Response("Method Not Allowed", 405, headers={"Allow": "GET, HEAD"})
+        if request.path == "/config.json":
+            return Response(json.dumps(self.site_config), content_type="application/json",
+                            headers={"Cache-Control": "no-store"})
+        path = request.path.lstrip("/")
+        if path == "" or path.endswith("/"):
+            path += "index.html"
+        try:
+            response = send_from_directory(self.frontend_dir, path, request.environ)
+        except NotFound:
+            return Response(f"Not found: /{path}", 404, content_type="text/plain")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
