@@ -1,0 +1,238 @@
+"""Compute: an isolated network, the worker launch template, and the launcher fed by the jobs table's stream."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components import iam
+from components.functions import python_function
+from components.settings import STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_environment
+from worker.userdata import render_user_data
+
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDRS = ("10.42.1.0/24", "10.42.2.0/24")
+"""One private subnet in each of two availability zones."""
+ROOT_DEVICE = "/dev/xvda"
+"""Root device name of Amazon Linux 2023 AMIs."""
+HTTPS = 443
+INSERT_FILTER = {"eventName": ["INSERT"]}
+STREAM_BATCH_SIZE = 10
+STREAM_MAX_RETRIES = 5
+STREAM_MAX_RECORD_AGE_SECONDS = 3600
+FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+
+
+@dataclass
+class ComputeArgs:
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    table_name: pulumi.Input[str]
+    table_arn: pulumi.Input[str]
+    stream_arn: pulumi.Input[str]
+    stack: str
+    """Value of the `STACK_TAG` tag on every worker VM."""
+    settings: StackSettings
+
+
+class Compute(pulumi.ComponentResource):
+    """Worker VMs start from `launch_template` in `subnets`; the launcher starts one per inserted job."""
+
+    launch_template: aws.ec2.LaunchTemplate
+    launcher: aws.lambda_.Function
+    subnets: list[aws.ec2.Subnet]
+
+    def __init__(self, name: str, args: ComputeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("filepipe:compute:Compute", name, None, opts)
+        self._name = name
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self._partition = aws.get_partition_output(opts=invoke).partition
+        self._region = aws.get_region_output(opts=invoke).region
+        self._account = aws.get_caller_identity_output(opts=invoke).account_id
+
+        self._network(args)
+        self._worker(args)
+        self._launcher(args)
+        self.register_outputs({
+            "launch_template_id": self.launch_template.id,
+            "subnet_ids": [subnet.id for subnet in self.subnets],
+            "launcher": self.launcher.name,
+        })
+
+    def _network(self, args: ComputeArgs) -> None:
+        """Private subnets with no route out of the VPC; S3 and DynamoDB through gateway endpoints only."""
+        name, child = self._name, pulumi.ResourceOptions(parent=self)
+        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        self.vpc = aws.ec2.Vpc(
+            f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True, opts=child
+        )
+        self.route_table = aws.ec2.RouteTable(f"{name}-private", vpc_id=self.vpc.id, opts=child)
+        self.subnets = []
+        for index, cidr in enumerate(SUBNET_CIDRS):
+            subnet = aws.ec2.Subnet(
+                f"{name}-private-{index}",
+                vpc_id=self.vpc.id,
+                cidr_block=cidr,
+                availability_zone=zones.names.apply(lambda names, i=index: _zone(names, i)),
+                map_public_ip_on_launch=False,
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{index}", subnet_id=subnet.id, route_table_id=self.route_table.id, opts=child
+            )
+            self.subnets.append(subnet)
+        self.s3_endpoint = aws.ec2.VpcEndpoint(
+            f"{name}-s3",
+            vpc_id=self.vpc.id,
+            service_name=pulumi.Output.format("com.amazonaws.{0}.s3", self._region),
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[self.route_table.id],
+            policy=iam.s3_endpoint_policy(self._partition, self._region, args.bucket_arn),
+            opts=child,
+        )
+        self.dynamodb_endpoint = aws.ec2.VpcEndpoint(
+            f"{name}-dynamodb",
+            vpc_id=self.vpc.id,
+            service_name=pulumi.Output.format("com.amazonaws.{0}.dynamodb", self._region),
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[self.route_table.id],
+            policy=iam.dynamodb_endpoint_policy(args.table_arn),
+            opts=child,
+        )
+        self.security_group = aws.ec2.SecurityGroup(
+            f"{name}-worker",
+            description="filepipe worker VMs: no ingress; HTTPS to S3 and DynamoDB only",
+            vpc_id=self.vpc.id,
+            ingress=[],
+            egress=[
+                aws.ec2.SecurityGroupEgressArgs(
+                    description="S3 and DynamoDB through the gateway endpoints",
+                    protocol="tcp",
+                    from_port=HTTPS,
+                    to_port=HTTPS,
+                    prefix_list_ids=[self.s3_endpoint.prefix_list_id, self.dynamodb_endpoint.prefix_list_id],
+                )
+            ],
+            opts=child,
+        )
+
+    def _worker(self, args: ComputeArgs) -> None:
+        """Instance role and profile, and the launch template every worker VM starts from."""
+        name, child = self._name, pulumi.ResourceOptions(parent=self)
+        self.instance_role = aws.iam.Role(
+            f"{name}-worker-role", assume_role_policy=iam.assume_role_policy("ec2.amazonaws.com"), opts=child
+        )
+        aws.iam.RolePolicy(
+            f"{name}-worker-policy",
+            role=self.instance_role.id,
+            policy=iam.worker_instance_policy(args.bucket_arn, WORKER_SCRIPT_KEY, args.table_arn),
+            opts=child,
+        )
+        self.instance_profile = aws.iam.InstanceProfile(f"{name}-worker", role=self.instance_role.name, opts=child)
+        tags = {STACK_TAG: args.stack}
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-worker",
+            image_id=f"resolve:ssm:{args.settings.ami_parameter}",
+            instance_type=args.settings.instance_type,
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=self.instance_profile.arn),
+            vpc_security_group_ids=[self.security_group.id],
+            instance_initiated_shutdown_behavior="terminate",
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=1,
+                instance_metadata_tags="enabled",
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=ROOT_DEVICE,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_type="gp3", encrypted="true", delete_on_termination="true"
+                    ),
+                )
+            ],
+            user_data=user_data_base64(args.bucket_name, args.table_name, args.settings.job_timeout_minutes),
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
+                for kind in ("instance", "volume")
+            ],
+            # The launcher starts the template's default version: keep it the newest.
+            update_default_version=True,
+            opts=child,
+        )
+
+    def _launcher(self, args: ComputeArgs) -> None:
+        """The launcher Lambda and the stream mapping that feeds it INSERT records only."""
+        name, child = self._name, pulumi.ResourceOptions(parent=self)
+        self.failure_queue = aws.sqs.Queue(
+            f"{name}-launch-failures",
+            message_retention_seconds=FAILURE_QUEUE_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            opts=child,
+        )
+        subnet_ids = pulumi.Output.all(*[subnet.id for subnet in self.subnets]).apply(",".join)
+        launcher = python_function(
+            f"{name}-launcher",
+            self,
+            module="launcher",
+            environment=launcher_environment(args.table_name, self.launch_template.id, subnet_ids),
+            policy=lambda logs: iam.launcher_function_policy(
+                partition=self._partition,
+                region=self._region,
+                account=self._account,
+                table_arn=args.table_arn,
+                stream_arn=args.stream_arn,
+                launch_template_arn=self.launch_template.arn,
+                subnet_arns=[subnet.arn for subnet in self.subnets],
+                security_group_arn=self.security_group.arn,
+                instance_role_arn=self.instance_role.arn,
+                ami_parameter=args.settings.ami_parameter,
+                failure_queue_arn=self.failure_queue.arn,
+                log_group_arn=logs,
+            ),
+            log_retention_days=args.settings.log_retention_days,
+            timeout_seconds=60,
+        )
+        self.launcher = launcher.function
+        self.stream_mapping = aws.lambda_.EventSourceMapping(
+            f"{name}-launcher-stream",
+            event_source_arn=args.stream_arn,
+            function_name=self.launcher.arn,
+            starting_position="LATEST",
+            batch_size=STREAM_BATCH_SIZE,
+            filter_criteria=aws.lambda_.EventSourceMappingFilterCriteriaArgs(
+                filters=[aws.lambda_.EventSourceMappingFilterCriteriaFilterArgs(pattern=json.dumps(INSERT_FILTER))]
+            ),
+            function_response_types=["ReportBatchItemFailures"],
+            bisect_batch_on_function_error=True,
+            maximum_retry_attempts=STREAM_MAX_RETRIES,
+            maximum_record_age_in_seconds=STREAM_MAX_RECORD_AGE_SECONDS,
+            destination_config=aws.lambda_.EventSourceMappingDestinationConfigArgs(
+                on_failure=aws.lambda_.EventSourceMappingDestinationConfigOnFailureArgs(
+                    destination_arn=self.failure_queue.arn
+                )
+            ),
+            # Lambda checks the role can read the stream when the mapping is created.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[launcher.role_policy]),
+        )
+
+
+def _zone(names: list[str], index: int) -> str:
+    if len(names) < len(SUBNET_CIDRS):
+        raise ValueError(f"the region offers {len(names)} availability zones; filepipe needs {len(SUBNET_CIDRS)}")
+    return names[index]
+
+
+def user_data_base64(
+    bucket: pulumi.Input[str], table: pulumi.Input[str], timeout_minutes: int
+) -> pulumi.Output[str]:
+    """Base64 of the worker package's rendered user-data (a launch template wants it encoded)."""
+    return pulumi.Output.all(bucket, table).apply(
+        lambda names: base64.b64encode(
+            render_user_data(bucket=names[0], table=names[1], timeout_minutes=timeout_minutes).encode("utf-8")
+        ).decode("ascii")
+    )

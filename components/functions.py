@@ -1,0 +1,91 @@
+"""A Python Lambda function packaged from `handlers/`, with its own role, inline policy and log group."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components import iam
+
+HANDLERS_DIR = Path(__file__).resolve().parent.parent / "handlers"
+PACKAGE = HANDLERS_DIR.name
+RUNTIME = aws.lambda_.Runtime.PYTHON3D14
+"""Newest Python runtime pulumi-aws knows; the handlers use only the standard library and the runtime's boto3."""
+ARCHITECTURE = "arm64"
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+"""The values CloudWatch Logs accepts for a log group's retention."""
+
+
+def handler_path(module: str) -> str:
+    """`upload` -> `handlers.upload.handler`."""
+    return f"{PACKAGE}.{module}.handler"
+
+
+def handlers_archive() -> pulumi.AssetArchive:
+    """The `handlers` package as a zip: its `.py` files only.
+
+    A whole-folder `FileArchive` would also pack `__pycache__`, whose bytes differ per machine and Python version,
+    so every `pulumi up` after running the tests would redeploy every function.
+    """
+    return pulumi.AssetArchive({
+        f"{PACKAGE}/{path.name}": pulumi.FileAsset(str(path)) for path in sorted(HANDLERS_DIR.glob("*.py"))
+    })
+
+
+def checked_retention(days: int) -> int:
+    if days not in LOG_RETENTION_DAYS:
+        raise ValueError(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}; got {days}")
+    return days
+
+
+@dataclass
+class PythonFunction:
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+    role_policy: aws.iam.RolePolicy
+    log_group: aws.cloudwatch.LogGroup
+
+
+def python_function(
+    name: str,
+    parent: pulumi.Resource,
+    *,
+    module: str,
+    environment: Mapping[str, pulumi.Input[str]],
+    policy: Callable[[pulumi.Output[str]], pulumi.Output[str]],
+    log_retention_days: int,
+    timeout_seconds: int = 10,
+    memory_mb: int = 256,
+) -> PythonFunction:
+    """Function `name` running `handlers.<module>.handler`; `policy(log_group_arn)` builds its role's only policy."""
+    opts = pulumi.ResourceOptions(parent=parent)
+    log_group = aws.cloudwatch.LogGroup(
+        f"{name}-logs", retention_in_days=checked_retention(log_retention_days), opts=opts
+    )
+    role = aws.iam.Role(f"{name}-role", assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com"), opts=opts)
+    role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy(log_group.arn), opts=opts)
+    function = aws.lambda_.Function(
+        name,
+        runtime=RUNTIME,
+        architectures=[ARCHITECTURE],
+        handler=handler_path(module),
+        code=handlers_archive(),
+        role=role.arn,
+        timeout=timeout_seconds,
+        memory_size=memory_mb,
+        environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(environment)),
+        logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+            log_format="JSON",
+            log_group=log_group.name,
+            application_log_level="INFO",
+            system_log_level="WARN",
+        ),
+        # Without the policy in place first, the first invocations could fail on missing permissions.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[role_policy]),
+    )
+    return PythonFunction(function=function, role=role, role_policy=role_policy, log_group=log_group)

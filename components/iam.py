@@ -1,0 +1,258 @@
+"""IAM and resource policy documents, one small function each, scoped to specific ARNs.
+
+Every function returns an `Output[str]` of JSON (via `Output.json_dumps`), so ARNs that are still unknown at
+preview time can be placed in them. `tests/infra/test_iam.py` parses every policy the program creates and checks
+that no Allow statement uses a wildcard action or the resource `"*"`.
+
+Resource policies (bucket and VPC endpoint policies) name `Principal: "*"`; that is the principal, not a resource,
+and AWS requires it there: an endpoint policy applies to every caller inside the VPC, and a TLS-only deny must
+catch every caller.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+
+from handlers.jobmodel import INPUT_PREFIX, JOBS_INDEX, OUTPUT_PREFIX
+
+VERSION = "2012-10-17"
+Statement = dict[str, Any]
+
+
+def statement(
+    actions: Sequence[str],
+    resources: Sequence[pulumi.Input[str]],
+    *,
+    sid: str,
+    condition: Mapping[str, Any] | None = None,
+    effect: str = "Allow",
+    principal: Any = None,
+) -> Statement:
+    result: Statement = {"Sid": sid, "Effect": effect, "Action": list(actions), "Resource": list(resources)}
+    if principal is not None:
+        result["Principal"] = principal
+    if condition:
+        result["Condition"] = dict(condition)
+    return result
+
+
+def document(*statements: Statement) -> pulumi.Output[str]:
+    return pulumi.Output.json_dumps({"Version": VERSION, "Statement": list(statements)})
+
+
+def assume_role_policy(service: str) -> str:
+    """Trust policy letting one AWS service (e.g. `lambda.amazonaws.com`) assume the role."""
+    return json.dumps({
+        "Version": VERSION,
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    })
+
+
+def objects(bucket_arn: pulumi.Input[str], pattern: str) -> pulumi.Output[str]:
+    """`arn:...:bucket/<pattern>`, e.g. `objects(arn, "inputs/*")`."""
+    return pulumi.Output.concat(bucket_arn, "/", pattern)
+
+
+def log_statement(log_group_arn: pulumi.Input[str]) -> Statement:
+    """Write to the function's own log group (the ARN without the `:*` suffix, as pulumi-aws exports it)."""
+    return statement(
+        ["logs:CreateLogStream", "logs:PutLogEvents"],
+        [pulumi.Output.concat(log_group_arn, ":*")],
+        sid="OwnLogGroup",
+    )
+
+
+def tls_only_statement(bucket_arn: pulumi.Input[str]) -> Statement:
+    """Deny any request to the bucket or its objects that does not use TLS.
+
+    A Deny may use `s3:*`: it takes permissions away, so a broad action is the safe direction.
+    """
+    return statement(
+        ["s3:*"],
+        [bucket_arn, objects(bucket_arn, "*")],
+        sid="DenyInsecureTransport",
+        effect="Deny",
+        principal="*",
+        condition={"Bool": {"aws:SecureTransport": "false"}},
+    )
+
+
+def data_bucket_policy(bucket_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    return document(tls_only_statement(bucket_arn))
+
+
+def site_bucket_policy(bucket_arn: pulumi.Input[str], distribution_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """CloudFront (through origin access control) may read objects, for this distribution only."""
+    return document(
+        statement(
+            ["s3:GetObject"],
+            [objects(bucket_arn, "*")],
+            sid="CloudFrontReadsThroughOac",
+            principal={"Service": "cloudfront.amazonaws.com"},
+            condition={"StringEquals": {"AWS:SourceArn": distribution_arn}},
+        ),
+        tls_only_statement(bucket_arn),
+    )
+
+
+def upload_function_policy(bucket_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The upload function signs presigned POSTs; S3 authorises the upload with the *signer's* permissions."""
+    return document(
+        statement(["s3:PutObject"], [objects(bucket_arn, f"{INPUT_PREFIX}*")], sid="SignUploadsOfInputs"),
+        log_statement(log_group_arn),
+    )
+
+
+def jobs_function_policy(
+    bucket_arn: pulumi.Input[str], table_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """HEAD the uploaded input, sign GETs of outputs, create/read jobs, list them through the `by-created` index.
+
+    `s3:ListBucket` is there so that HEAD of a key that does not exist answers 404 (without it S3 answers 403 and
+    the handler cannot tell "not uploaded" from "forbidden").
+    """
+    return document(
+        statement(
+            ["s3:GetObject"],
+            [objects(bucket_arn, f"{INPUT_PREFIX}*"), objects(bucket_arn, f"{OUTPUT_PREFIX}*")],
+            sid="ReadInputsSignOutputs",
+        ),
+        statement(["s3:ListBucket"], [bucket_arn], sid="NotFoundInsteadOfForbidden"),
+        statement(["dynamodb:GetItem", "dynamodb:PutItem"], [table_arn], sid="CreateAndReadJobs"),
+        statement(["dynamodb:Query"], [pulumi.Output.concat(table_arn, "/index/", JOBS_INDEX)], sid="ListJobs"),
+        log_statement(log_group_arn),
+    )
+
+
+def worker_instance_policy(
+    bucket_arn: pulumi.Input[str], worker_key: str, table_arn: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """The VM fetches the worker script and its input, writes its output and log, and moves its job."""
+    return document(
+        statement(
+            ["s3:GetObject"],
+            [objects(bucket_arn, worker_key), objects(bucket_arn, f"{INPUT_PREFIX}*")],
+            sid="ReadWorkerAndInputs",
+        ),
+        statement(
+            ["s3:PutObject", "s3:AbortMultipartUpload"],
+            [objects(bucket_arn, f"{OUTPUT_PREFIX}*")],
+            sid="WriteOutputsAndLogs",
+        ),
+        statement(["dynamodb:GetItem", "dynamodb:UpdateItem"], [table_arn], sid="MoveOwnJob"),
+    )
+
+
+def ec2_arn(
+    partition: pulumi.Input[str], region: pulumi.Input[str], account: pulumi.Input[str], kind: str
+) -> pulumi.Output[str]:
+    """`arn:<partition>:ec2:<region>:<account>:<kind>/*`; pass account `""` for AMIs, which have no owner field."""
+    return pulumi.Output.format("arn:{0}:ec2:{1}:{2}:{3}/*", partition, region, account, kind)
+
+
+def ssm_parameter_arn(
+    partition: pulumi.Input[str], region: pulumi.Input[str], account: pulumi.Input[str], parameter: str
+) -> pulumi.Output[str]:
+    """ARN of an SSM parameter; AWS's public parameters (`/aws/service/...`) have no account in their ARN."""
+    owner = "" if parameter.startswith("/aws/") else account
+    path = parameter if parameter.startswith("/") else f"/{parameter}"
+    return pulumi.Output.format("arn:{0}:ssm:{1}:{2}:parameter{3}", partition, region, owner, path)
+
+
+def launcher_function_policy(
+    *,
+    partition: pulumi.Input[str],
+    region: pulumi.Input[str],
+    account: pulumi.Input[str],
+    table_arn: pulumi.Input[str],
+    stream_arn: pulumi.Input[str],
+    launch_template_arn: pulumi.Input[str],
+    subnet_arns: Sequence[pulumi.Input[str]],
+    security_group_arn: pulumi.Input[str],
+    instance_role_arn: pulumi.Input[str],
+    ami_parameter: str,
+    failure_queue_arn: pulumi.Input[str],
+    log_group_arn: pulumi.Input[str],
+) -> pulumi.Output[str]:
+    """Read the table's stream, move jobs, and start worker VMs from this stack's template only.
+
+    RunInstances authorises every resource it touches: the template, the subnet and security group it names,
+    and the instance, volume and network interface it creates, and the AMI it boots (resolved from SSM at launch,
+    so its id is not known here: any image in the region, account field empty as AMI ARNs have it).
+    """
+    created = [ec2_arn(partition, region, account, kind) for kind in ("instance", "volume", "network-interface")]
+    return document(
+        statement(
+            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+            [stream_arn],
+            sid="ReadJobStream",
+        ),
+        # The DynamoDB guide's example scopes ListStreams to the table's streams rather than "*".
+        statement(["dynamodb:ListStreams"], [pulumi.Output.concat(table_arn, "/stream/*")], sid="ListJobStreams"),
+        statement(["dynamodb:GetItem", "dynamodb:UpdateItem"], [table_arn], sid="MoveJobs"),
+        statement(
+            ["ec2:RunInstances"],
+            [
+                launch_template_arn,
+                *subnet_arns,
+                security_group_arn,
+                *created,
+                ec2_arn(partition, region, "", "image"),
+            ],
+            sid="LaunchFromTemplate",
+        ),
+        statement(
+            ["ec2:CreateTags"],
+            created[:2],
+            sid="TagOnLaunchOnly",
+            condition={"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+        ),
+        statement(
+            ["iam:PassRole"],
+            [instance_role_arn],
+            sid="PassWorkerRole",
+            condition={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        ),
+        statement(
+            ["ssm:GetParameters"], [ssm_parameter_arn(partition, region, account, ami_parameter)], sid="ResolveAmi"
+        ),
+        statement(["sqs:SendMessage"], [failure_queue_arn], sid="RecordFailedBatches"),
+        log_statement(log_group_arn),
+    )
+
+
+def al2023_repository_bucket(region: str) -> str:
+    """The S3 bucket Amazon Linux 2023 installs packages from, in `region` (documented in the AL2023 guide)."""
+    return f"al2023-repos-{region}-de612dc2"
+
+
+def s3_endpoint_policy(
+    partition: pulumi.Input[str], region: pulumi.Input[str], bucket_arn: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """What the isolated subnets may do in S3: read AL2023 packages, and the worker's own data calls."""
+    repository = pulumi.Output.from_input(region).apply(al2023_repository_bucket)
+    return document(
+        statement(
+            ["s3:GetObject"],
+            [pulumi.Output.format("arn:{0}:s3:::{1}/*", partition, repository)],
+            sid="AmazonLinuxPackages",
+            principal="*",
+        ),
+        statement(
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            [objects(bucket_arn, "*")],
+            sid="StackDataBucket",
+            principal="*",
+        ),
+    )
+
+
+def dynamodb_endpoint_policy(table_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The isolated subnets may only read and update items of this stack's jobs table."""
+    return document(
+        statement(["dynamodb:GetItem", "dynamodb:UpdateItem"], [table_arn], sid="JobsTable", principal="*"),
+    )

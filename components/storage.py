@@ -1,0 +1,133 @@
+"""Storage: the data bucket (inputs, outputs, worker script) and the jobs table with its stream."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components import iam
+from components.buckets import private_bucket
+from components.settings import WORKER_SCRIPT_KEY, cors_rules, table_definition
+from worker.userdata import WORKER_PATH
+
+ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
+
+
+@dataclass
+class StorageArgs:
+    force_destroy: bool = True
+    """Let `pulumi destroy` remove the data bucket with its objects (a dev stack); set False to keep data."""
+
+
+class Storage(pulumi.ComponentResource):
+    """Private, encrypted, TLS-only data bucket and the jobs table (stream NEW_IMAGE, PITR, SSE).
+
+    The bucket's CORS is added by `allow_origins` once the site's origin is known: the site (CloudFront) needs the
+    API, the API needs this bucket, so the origin cannot be an argument of the constructor.
+    """
+
+    bucket: aws.s3.Bucket
+    table: aws.dynamodb.Table
+
+    def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("filepipe:storage:Storage", name, None, opts)
+        self._name = name
+        child = pulumi.ResourceOptions(parent=self)
+
+        data = private_bucket(f"{name}-data", self, force_destroy=args.force_destroy)
+        self.bucket = data.bucket
+        aws.s3.BucketPolicy(
+            f"{name}-data-policy",
+            bucket=self.bucket.id,
+            policy=iam.data_bucket_policy(self.bucket.arn),
+            # S3 rejects a bucket policy while the public access block is still being applied.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[data.public_access_block]),
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-data-lifecycle",
+            bucket=self.bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="abort-incomplete-multipart-uploads",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                        days_after_initiation=ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS
+                    ),
+                )
+            ],
+            opts=child,
+        )
+        self.worker_script = aws.s3.BucketObjectv2(
+            f"{name}-worker-script",
+            bucket=self.bucket.id,
+            key=WORKER_SCRIPT_KEY,
+            source=pulumi.FileAsset(str(WORKER_PATH)),
+            content_type="text/x-python",
+            opts=child,
+        )
+        self.table = aws.dynamodb.Table(f"{name}-jobs", **table_args(table_definition(f"{name}-jobs")), opts=child)
+
+        self.register_outputs({
+            "bucket": self.bucket.bucket,
+            "table": self.table.name,
+            "stream_arn": self.table.stream_arn,
+        })
+
+    def allow_origins(self, origins: Sequence[pulumi.Input[str]]) -> aws.s3.BucketCorsConfiguration:
+        """CORS for the presigned POST from the site (and any extra origins): POST only, from these origins only."""
+        return aws.s3.BucketCorsConfiguration(
+            f"{self._name}-data-cors",
+            bucket=self.bucket.id,
+            cors_rules=[_cors_rule_args(rule) for rule in cors_rules(list(origins))],  # type: ignore[arg-type]
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def table_args(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """Pulumi arguments for the table described by `settings.table_definition` (CreateTable shape).
+
+    The table name is left to Pulumi's auto-naming; point-in-time recovery and SSE with the AWS-managed KMS key are
+    added here (they are not CreateTable arguments, and local mode has no use for them).
+    """
+    hash_key = next(k["AttributeName"] for k in definition["KeySchema"] if k["KeyType"] == "HASH")
+    stream = definition["StreamSpecification"]
+    return {
+        "billing_mode": definition["BillingMode"],
+        "hash_key": hash_key,
+        "attributes": [
+            aws.dynamodb.TableAttributeArgs(name=a["AttributeName"], type=a["AttributeType"])
+            for a in definition["AttributeDefinitions"]
+        ],
+        "global_secondary_indexes": [
+            aws.dynamodb.TableGlobalSecondaryIndexArgs(
+                name=index["IndexName"],
+                key_schemas=[
+                    aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(
+                        attribute_name=k["AttributeName"], key_type=k["KeyType"]
+                    )
+                    for k in index["KeySchema"]
+                ],
+                projection_type=index["Projection"]["ProjectionType"],
+            )
+            for index in definition.get("GlobalSecondaryIndexes", [])
+        ],
+        "stream_enabled": stream["StreamEnabled"],
+        "stream_view_type": stream["StreamViewType"],
+        "point_in_time_recovery": aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+        "server_side_encryption": aws.dynamodb.TableServerSideEncryptionArgs(enabled=True),
+    }
+
+
+def _cors_rule_args(rule: Mapping[str, Any]) -> aws.s3.BucketCorsConfigurationCorsRuleArgs:
+    return aws.s3.BucketCorsConfigurationCorsRuleArgs(
+        allowed_origins=rule["AllowedOrigins"],
+        allowed_methods=rule["AllowedMethods"],
+        allowed_headers=rule.get("AllowedHeaders"),
+        expose_headers=rule.get("ExposeHeaders"),
+        max_age_seconds=rule.get("MaxAgeSeconds"),
+    )
