@@ -1,7 +1,7 @@
 """The job record: states, allowed transitions, key layout and the conditional write that moves a job.
 
-The worker ships as one file and keeps its own copy of the parts it needs; `tests/test_worker_contract.py` checks
-that the copy agrees with this module.
+The worker ships as one file and keeps its own copy of the parts it needs;
+`tests/runtime/test_worker_contract.py` checks that the copy agrees with this module.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 Runs on Amazon Linux 2023's system Python (3.9) with the distribution's boto3, fetched from S3 by the user-data as a
 single file: so it imports nothing from this repository. The few names it shares with `handlers/jobmodel.py` are
-copied below and `tests/worker/test_contract.py` checks that the copies agree.
+copied below and `tests/runtime/test_worker_contract.py` checks that the copies agree.
 
 Output: `outputs/<id>/<stem>.out<suffix>` = the input bytes, then " : ", then the job's text in UTF-8. The input is
 streamed through a multipart upload, so memory stays bounded whatever the file size (up to S3's 5 GB single object).
@@ -25,7 +25,7 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-# --- copied from handlers/jobmodel.py (kept honest by tests/worker/test_contract.py) ---
+# --- copied from handlers/jobmodel.py (kept honest by tests/runtime/test_worker_contract.py) ---
 LAUNCHING = "LAUNCHING"
 RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"

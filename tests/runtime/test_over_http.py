@@ -1,0 +1,111 @@
+"""The runtime pieces chained through a moto server over HTTP, the worker running as its own process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import requests
+
+from handlers import jobmodel, launcher
+from handlers.config import ApiConfig, LauncherConfig
+from handlers.jobmodel import JOB_ID_TAG, Status
+from handlers.jobs import create_job
+from handlers.upload import create_upload
+from tests.conftest import Aws
+from tests.runtime.jobs import get_item
+from tests.streams import lambda_records
+from worker.userdata import WORKER_PATH
+
+
+def upload_like_a_browser(aws: Aws, filename: str, content: bytes) -> str:
+    """Ask for a presigned POST and send the multipart form the way the web form does; return the key."""
+    config = ApiConfig.from_env(aws.stack.api_environment())
+    grant = create_upload(aws.client("s3"), config, {"filename": filename, "size": len(content),
+                                                     "content_type": "text/plain"})
+    response = requests.post(grant["url"], data=grant["fields"], files={"file": (filename, content)}, timeout=10)
+    assert response.status_code in (200, 204), response.text
+    return str(grant["key"])
+
+
+def run_worker(aws: Aws, job_id: str, instance_id: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ, "AWS_ENDPOINT_URL": aws.endpoint_url or "", "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    return subprocess.run(
+        [sys.executable, str(WORKER_PATH), "--job-id", job_id, "--instance-id", instance_id,
+         "--table", aws.stack.table, "--bucket", aws.stack.bucket],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def instance_ids(aws: Aws) -> list[str]:
+    reservations = aws.client("ec2").describe_instances()["Reservations"]
+    return [i["InstanceId"] for r in reservations for i in r["Instances"]]
+
+
+def launch(aws: Aws, batch: list[dict[str, Any]]) -> dict[str, Any]:
+    config = LauncherConfig.from_env(aws.stack.launcher_environment())
+    return launcher.handle_batch(aws.client("ec2"), aws.client("dynamodb"), config, {"Records": batch})
+
+
+def test_upload_job_stream_launch_and_worker_end_to_end(aws_server: Aws) -> None:
+    aws = aws_server
+    content = "line one\nline two \u00e9\n".encode()
+    key = upload_like_a_browser(aws, "notes.txt", content)
+    assert aws.client("s3").get_object(Bucket=aws.stack.bucket, Key=key)["Body"].read() == content
+
+    job = create_job(aws.client("dynamodb"), aws.client("s3"), ApiConfig.from_env(aws.stack.api_environment()),
+                     {"input_text": "  hello \u2713 ", "key": key})
+    assert job["status"] == Status.PENDING
+
+    batch = lambda_records(aws.client("dynamodbstreams"), aws.stack.stream_arn)
+    assert [r["eventName"] for r in batch] == ["INSERT"]
+    assert isinstance(batch[0]["dynamodb"]["ApproximateCreationDateTime"], int)
+    assert launch(aws, batch) == {"batchItemFailures": []}
+    (instance_id,) = instance_ids(aws)
+    tags = aws.client("ec2").describe_tags(Filters=[{"Name": "resource-id", "Values": [instance_id]}])["Tags"]
+    assert {"Key": JOB_ID_TAG, "Value": job["id"]} in [{"Key": t["Key"], "Value": t["Value"]} for t in tags]
+
+    finished = run_worker(aws, job["id"], instance_id)
+    assert finished.returncode == 0, finished.stderr
+
+    item = get_item(aws.client("dynamodb"), aws.stack, job["id"])
+    assert item is not None and item["status"] == Status.SUCCEEDED, item
+    bucket, out_key = jobmodel.split_s3_path(item["output_file_path"])
+    assert out_key == f"outputs/{job['id']}/notes.out.txt"
+    output = aws.client("s3").get_object(Bucket=bucket, Key=out_key)["Body"].read()
+    assert output == content + " : hello \u2713".encode()
+    assert item["instance_id"] == instance_id
+
+
+def test_two_deliveries_of_the_same_record_start_one_instance(aws_server: Aws) -> None:
+    aws = aws_server
+    key = upload_like_a_browser(aws, "a.txt", b"abc")
+    create_job(aws.client("dynamodb"), aws.client("s3"), ApiConfig.from_env(aws.stack.api_environment()),
+               {"input_text": "x", "key": key})
+    batch = lambda_records(aws.client("dynamodbstreams"), aws.stack.stream_arn)
+
+    launch(aws, batch)
+    launch(aws, batch)
+
+    assert len(instance_ids(aws)) == 1
+
+
+def test_worker_process_reports_a_missing_input_as_failed(aws_server: Aws) -> None:
+    aws = aws_server
+    key = upload_like_a_browser(aws, "gone.txt", b"abc")
+    job = create_job(aws.client("dynamodb"), aws.client("s3"), ApiConfig.from_env(aws.stack.api_environment()),
+                     {"input_text": "x", "key": key})
+    launch(aws, lambda_records(aws.client("dynamodbstreams"), aws.stack.stream_arn))
+    aws.client("s3").delete_object(Bucket=aws.stack.bucket, Key=key)
+
+    finished = run_worker(aws, job["id"], instance_ids(aws)[0])
+
+    assert finished.returncode == 1
+    item = get_item(aws.client("dynamodb"), aws.stack, job["id"])
+    assert item is not None and item["status"] == Status.FAILED
+    assert "does not exist" in item["error"]
+    assert "does not exist" in finished.stderr

@@ -1,0 +1,116 @@
+"""The worker ships alone to a Python 3.9 VM: its copy of the job model must agree, and it must run on 3.9."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from handlers import jobmodel
+from handlers.jobmodel import Status
+from worker import worker
+from worker.userdata import TEMPLATE_PATH, WORKER_PATH, render_user_data
+
+NAMES = ["notes.txt", "README", "archive.tar.gz", ".hidden", "a.b.c.d", "x.out", "weird_name-1.JSON"]
+
+
+def test_worker_states_match_the_job_model() -> None:
+    for name in ("LAUNCHING", "RUNNING", "SUCCEEDED", "FAILED"):
+        assert getattr(worker, name) == Status[name].value
+    assert worker.OUTPUT_PREFIX == jobmodel.OUTPUT_PREFIX
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_worker_output_and_log_keys_match_the_job_model(name: str) -> None:
+    job_id = jobmodel.new_id()
+    assert worker.output_key(job_id, f"inputs/{job_id}/{name}") == jobmodel.output_key(job_id, f"inputs/x/{name}")
+    assert worker.log_key(job_id) == jobmodel.log_key(job_id)
+
+
+def test_worker_transitions_are_allowed_by_the_job_model() -> None:
+    """The worker moves LAUNCHING -> RUNNING -> SUCCEEDED | FAILED; the model must allow exactly those moves."""
+    assert Status.RUNNING in jobmodel.ALLOWED_TRANSITIONS[Status.LAUNCHING]
+    assert {Status.SUCCEEDED, Status.FAILED} <= jobmodel.ALLOWED_TRANSITIONS[Status.RUNNING]
+
+
+def test_worker_imports_only_the_standard_library_and_boto3() -> None:
+    tree = ast.parse(WORKER_PATH.read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            roots.add(node.module.split(".")[0])
+    third_party = roots - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party <= {"boto3", "botocore"}, f"the VM has no {third_party - {'boto3', 'botocore'}}"
+
+
+def test_worker_needs_at_most_python_3_9() -> None:
+    vermin = Path(sys.executable).with_name("vermin")
+    result = subprocess.run([str(vermin), "--target=3.9-", "--violations", "--no-tips", "--eval-annotations",
+                             str(WORKER_PATH)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def find_python39() -> str | None:
+    found = shutil.which("python3.9")
+    if found and subprocess.run([found, "--version"], capture_output=True, check=False).returncode == 0:
+        return found
+    pyenv = sorted(Path.home().glob(".pyenv/versions/3.9.*/bin/python3.9"))
+    return str(pyenv[-1]) if pyenv else None
+
+
+def test_worker_compiles_under_a_real_python_3_9() -> None:
+    python39 = find_python39()
+    if python39 is None:
+        pytest.skip("no Python 3.9 interpreter on this machine; vermin's check above still applies")
+    result = subprocess.run([python39, "-m", "py_compile", str(WORKER_PATH)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_rendered_user_data_passes_shellcheck(tmp_path: Path) -> None:
+    script = tmp_path / "user-data.sh"
+    script.write_text(render_user_data(bucket="filepipe-dev-data-1a2b", table="filepipe-dev-jobs", timeout_minutes=15))
+    shellcheck = Path(sys.executable).with_name("shellcheck")
+    result = subprocess.run([str(shellcheck), "--severity=style", str(script)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout
+
+
+def test_user_data_quotes_stack_values_and_fills_every_placeholder() -> None:
+    script = render_user_data(bucket="b; rm -rf /", table="jobs table", timeout_minutes=7)
+    assert "readonly BUCKET='b; rm -rf /'" in script
+    assert "readonly TABLE='jobs table'" in script
+    assert "readonly TIMEOUT_MINUTES=7" in script
+    assert "__" not in script.replace("__future__", ""), "a placeholder was left unrendered"
+    assert script.startswith("#!/bin/bash\n")
+
+
+def test_user_data_does_the_job_steps_in_order() -> None:
+    """Watchdog first, always power off, boto3 from dnf, worker from S3, then the worker with this stack's names."""
+    script = render_user_data(bucket="data-bucket", table="jobs", timeout_minutes=9)
+    steps = ["set -euo pipefail", "trap power_off EXIT", 'shutdown -h "+${TIMEOUT_MINUTES}"',
+             "tags/instance/${JOB_ID_TAG}", "dnf install -y -q python3-boto3", "download_file",
+             'python3 "${workdir}/worker.py"']
+    positions = [script.index(step) for step in steps]
+    assert positions == sorted(positions)
+    assert "shutdown -h now" in script
+
+
+def test_user_data_fits_the_launch_template_limit() -> None:
+    """EC2 refuses user-data over 16 KB (before base64)."""
+    script = render_user_data(bucket="b" * 63, table="t" * 255, timeout_minutes=60)
+    assert len(script.encode()) < 16 * 1024
+    assert base64.b64decode(base64.b64encode(script.encode())).decode() == script
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="timeout_minutes"):
+        render_user_data(bucket="b", table="t", timeout_minutes=0)
+    assert TEMPLATE_PATH.exists()
