@@ -1,0 +1,278 @@
+/**
+ * The live list of jobs: newest first, status badges, elapsed time, failure reasons and download links.
+ *
+ * The list is loaded once (and again on demand); after that each unfinished job is polled on its own through
+ * `GET /api/jobs/<id>` with a backoff, and finished jobs are never asked about again.
+ */
+
+import { formatDuration, formatWhen, parseTime } from "./format.js";
+import { PollScheduler } from "./poller.js";
+
+export const FINAL_STATES = new Set(["SUCCEEDED", "FAILED"]);
+
+const STATUS = {
+  PENDING: { label: "Pending", detail: "Saved. A VM will be launched for it shortly." },
+  QUEUED: { label: "Queued", detail: "Waiting for a free VM slot." },
+  LAUNCHING: { label: "Launching", detail: "Starting a VM for this job." },
+  RUNNING: { label: "Running", detail: "Processing on its VM." },
+  SUCCEEDED: { label: "Succeeded", detail: "" },
+  FAILED: { label: "Failed", detail: "" },
+};
+
+const DOWNLOAD_URL_MARGIN_MS = 30_000;
+const LIST_RETRY_MS = [2000, 5000, 10000, 30000];
+
+/** Last part of `<bucket>/<key>`. */
+export function baseName(path) {
+  if (!path) return "";
+  const parts = String(path).split("/");
+  return parts[parts.length - 1];
+}
+
+/** How long a presigned URL stays valid, from its query (SigV4 `X-Amz-Expires`, or SigV2 `Expires` epoch). */
+export function urlLifetimeMs(url, fetchedAt) {
+  try {
+    const query = new URL(url, window.location.href).searchParams;
+    const seconds = Number(query.get("X-Amz-Expires"));
+    if (seconds > 0) return seconds * 1000;
+    const epoch = Number(query.get("Expires"));
+    if (epoch > 0) return epoch * 1000 - fetchedAt;
+  } catch {
+    // Not a URL we can read: treat it as short-lived.
+  }
+  return 60_000;
+}
+
+function statusInfo(status) {
+  return STATUS[status] || { label: status || "Unknown", detail: "" };
+}
+
+/** Elapsed time of a job: until now while it runs, until it finished once it is final. */
+export function elapsedMs(job, now = Date.now()) {
+  const start = parseTime(job.created_at);
+  if (Number.isNaN(start)) return Number.NaN;
+  if (FINAL_STATES.has(job.status)) {
+    const end = parseTime(job.finished_at || job.updated_at);
+    return Number.isNaN(end) ? Number.NaN : end - start;
+  }
+  return now - start;
+}
+
+export class JobList {
+  /**
+   * @param {{api: import("./api.js").Api, announce: (message: string) => void}} deps
+   */
+  constructor({ api, announce }) {
+    this.api = api;
+    this.announce = announce;
+    this.section = document.querySelector(".jobs-card");
+    this.listEl = document.getElementById("jobs");
+    this.emptyEl = document.getElementById("jobs-empty");
+    this.errorEl = document.getElementById("jobs-error");
+    this.metaEl = document.getElementById("jobs-meta");
+    this.template = document.getElementById("job-template");
+    /** @type {Map<string, {job: object, el: HTMLElement, outputUrl?: string, urlFetchedAt?: number}>} */
+    this.entries = new Map();
+    this.scheduler = new PollScheduler((id) => this.refreshJob(id));
+    this.listRetry = 0;
+    this.listTimer = null;
+    this.ticker = null;
+    document.getElementById("refresh-button").addEventListener("click", () => this.load({ announceResult: true }));
+  }
+
+  /** Load (or reload) the newest jobs; on failure say so and try again later with a growing delay. */
+  async load({ announceResult = false } = {}) {
+    clearTimeout(this.listTimer);
+    this.section.setAttribute("aria-busy", "true");
+    try {
+      const jobs = await this.api.listJobs();
+      this.listRetry = 0;
+      this.errorEl.hidden = true;
+      for (const job of [...jobs].reverse()) this.upsert(job, { announceChange: false });
+      if (announceResult) this.announce(`Job list updated: ${this.summary()}.`);
+    } catch (error) {
+      const wait = LIST_RETRY_MS[Math.min(this.listRetry, LIST_RETRY_MS.length - 1)];
+      this.listRetry += 1;
+      this.errorEl.textContent = `Could not load the jobs: ${error.message} Trying again in ${Math.round(wait / 1000)} s.`;
+      this.errorEl.hidden = false;
+      this.listTimer = setTimeout(() => this.load(), wait);
+    } finally {
+      this.section.setAttribute("aria-busy", "false");
+      this.renderMeta();
+    }
+  }
+
+  /** A job just created by the form: show it on top and start watching it. */
+  add(job) {
+    this.upsert(job, { announceChange: false });
+    const entry = this.entries.get(job.id);
+    entry.el.classList.add("job--new");
+    entry.el.addEventListener("animationend", () => entry.el.classList.remove("job--new"), { once: true });
+  }
+
+  /** Ask the API about one job; resolves true when its status (or anything shown) changed. */
+  async refreshJob(id) {
+    let job;
+    try {
+      job = await this.api.getJob(id);
+    } catch (error) {
+      if (error.status === 404) this.scheduler.forget(id);
+      throw error;
+    }
+    return this.upsert(job, { announceChange: true });
+  }
+
+  /** Insert or update a job's row; returns true when the job changed. */
+  upsert(job, { announceChange }) {
+    let entry = this.entries.get(job.id);
+    const before = entry ? entry.job : null;
+    if (!entry) {
+      entry = { job, el: this.createRow(job.id) };
+      this.entries.set(job.id, entry);
+      this.insertInOrder(entry);
+    }
+    const changed = !before || before.status !== job.status || before.updated_at !== job.updated_at;
+    entry.job = job;
+    if (job.output_url) {
+      entry.outputUrl = job.output_url;
+      entry.urlFetchedAt = Date.now();
+    }
+    this.render(entry);
+    if (before && before.status !== job.status && announceChange) this.announceStatus(job);
+    if (FINAL_STATES.has(job.status)) this.scheduler.forget(job.id);
+    else this.scheduler.watch(job.id);
+    if (changed) this.renderMeta();
+    this.updateTicker();
+    return changed;
+  }
+
+  insertInOrder(entry) {
+    const created = entry.job.created_at || "";
+    const next = [...this.entries.values()].find(
+      (other) => other !== entry && other.el.isConnected && (other.job.created_at || "") < created,
+    );
+    this.listEl.insertBefore(entry.el, next ? next.el : null);
+    this.emptyEl.hidden = true;
+  }
+
+  createRow(id) {
+    const el = this.template.content.firstElementChild.cloneNode(true);
+    el.dataset.jobId = id;
+    el.querySelector('[data-slot="download"]').addEventListener("click", (event) => this.download(event, id));
+    return el;
+  }
+
+  render(entry) {
+    const { job, el } = entry;
+    const slot = (name) => el.querySelector(`[data-slot="${name}"]`);
+    const info = statusInfo(job.status);
+    const fileName = baseName(job.input_file_path) || "(no file)";
+    el.dataset.status = job.status;
+    el.setAttribute("aria-label", `${fileName}: ${info.label}`);
+    slot("badge").className = `badge badge--${String(job.status).toLowerCase()}`;
+    slot("status").textContent = info.label;
+    slot("file").textContent = fileName;
+    slot("file").title = fileName;
+    slot("text").textContent = job.input_text || "";
+    slot("text").title = job.input_text || "";
+    slot("detail").textContent = info.detail;
+    slot("detail").hidden = !info.detail;
+    slot("created").textContent = `Submitted ${formatWhen(job.created_at)}`;
+    slot("id").textContent = String(job.id).slice(0, 8);
+    slot("id").title = `Job id ${job.id}`;
+    const error = slot("error");
+    error.hidden = job.status !== "FAILED";
+    error.textContent = job.status === "FAILED" ? job.error || "The job failed; no reason was recorded." : "";
+    const link = slot("download");
+    if (job.status === "SUCCEEDED") {
+      const outputName = baseName(job.output_file_path) || "output";
+      link.hidden = false;
+      link.href = entry.outputUrl || `#job-${job.id}`;
+      link.setAttribute("download", outputName);
+      link.setAttribute("aria-label", `Download ${outputName}`);
+      link.title = outputName;
+    } else {
+      link.hidden = true;
+    }
+    this.renderElapsed(entry);
+  }
+
+  renderElapsed(entry, now = Date.now()) {
+    const slot = entry.el.querySelector('[data-slot="elapsed"]');
+    const ms = elapsedMs(entry.job, now);
+    if (Number.isNaN(ms)) {
+      slot.textContent = "";
+      return;
+    }
+    const final = FINAL_STATES.has(entry.job.status);
+    slot.textContent = final ? `took ${formatDuration(ms)}` : formatDuration(ms);
+    slot.title = final ? "Time from submission to the end of the job" : "Time since submission";
+  }
+
+  /** Tick elapsed times once a second while any job is unfinished; stop when all are final. */
+  updateTicker() {
+    const active = [...this.entries.values()].some((entry) => !FINAL_STATES.has(entry.job.status));
+    if (active && !this.ticker) {
+      this.ticker = setInterval(() => {
+        const now = Date.now();
+        for (const entry of this.entries.values()) {
+          if (!FINAL_STATES.has(entry.job.status)) this.renderElapsed(entry, now);
+        }
+      }, 1000);
+    } else if (!active && this.ticker) {
+      clearInterval(this.ticker);
+      this.ticker = null;
+    }
+  }
+
+  summary() {
+    const jobs = [...this.entries.values()].map((entry) => entry.job);
+    const active = jobs.filter((job) => !FINAL_STATES.has(job.status)).length;
+    const failed = jobs.filter((job) => job.status === "FAILED").length;
+    const done = jobs.length - active - failed;
+    const parts = [];
+    if (active) parts.push(`${active} in progress`);
+    if (done) parts.push(`${done} succeeded`);
+    if (failed) parts.push(`${failed} failed`);
+    return parts.length ? parts.join(", ") : "no jobs";
+  }
+
+  renderMeta() {
+    this.metaEl.textContent = this.entries.size ? this.summary() : "";
+    this.emptyEl.hidden = this.entries.size > 0 || !this.errorEl.hidden;
+  }
+
+  announceStatus(job) {
+    const name = baseName(job.input_file_path) || "Job";
+    const info = statusInfo(job.status);
+    if (job.status === "SUCCEEDED") this.announce(`${name}: succeeded. The output is ready to download.`);
+    else if (job.status === "FAILED") this.announce(`${name}: failed. ${job.error || ""}`.trim());
+    else this.announce(`${name}: ${info.label.toLowerCase()}.`);
+  }
+
+  /**
+   * Follow the output link, fetching a fresh presigned URL first when the one we hold is missing or about to
+   * expire (links on a page left open would otherwise fail with S3's "Request has expired").
+   */
+  async download(event, id) {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    const fetchedAt = entry.urlFetchedAt || 0;
+    const fresh = entry.outputUrl
+      && Date.now() < fetchedAt + urlLifetimeMs(entry.outputUrl, fetchedAt) - DOWNLOAD_URL_MARGIN_MS;
+    if (fresh) return; // let the browser follow the link
+    event.preventDefault();
+    const link = event.currentTarget;
+    link.setAttribute("aria-busy", "true");
+    try {
+      const job = await this.api.getJob(id);
+      this.upsert(job, { announceChange: true });
+      if (job.output_url) window.location.assign(job.output_url);
+      else this.announce("The output is not available for download.");
+    } catch (error) {
+      this.announce(`The download link could not be fetched: ${error.message}`);
+    } finally {
+      link.removeAttribute("aria-busy");
+    }
+  }
+}
