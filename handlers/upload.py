@@ -39,9 +39,10 @@ def safe_filename(filename: object) -> str:
     if filename.strip() in {".", ".."}:
         raise ApiError(400, "invalid_filename", "filename must name a file.")
     ascii_name = unicodedata.normalize("NFKD", filename.strip()).encode("ascii", "ignore").decode("ascii")
-    stored = SAFE_NAME_CHARS.sub("_", ascii_name).lstrip(".")
-    stored = stored[-MAX_STORED_NAME_CHARS:] if len(stored) > MAX_STORED_NAME_CHARS else stored
-    return stored if stored.strip("_.") else "file"
+    stored = SAFE_NAME_CHARS.sub("_", ascii_name)[-MAX_STORED_NAME_CHARS:]
+    # After the cut, as the jobs handler's key pattern requires: never a leading `.` (hidden) or `-` (an option).
+    stored = stored.lstrip(".-")
+    return stored if stored.strip("_.-") else "file"
 
 
 def checked_size(size: object, max_bytes: int) -> int:
