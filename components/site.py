@@ -178,7 +178,7 @@ def resource_suffix(key: str) -> str:
 
 
 def host_of(endpoint: str) -> str:
-    """`https://abc.execute-api.eu-west-1.amazonaws.com/` -> `abc.execute-api.eu-west-1.amazonaws.com`."""
+    """`https://<id>.execute-api.<region>.amazonaws.com/` -> `<id>.execute-api.<region>.amazonaws.com`."""
     host = re.sub(r"^[a-z]+://", "", endpoint).split("/", 1)[0]
     if not host:
         raise ValueError(f"not an endpoint URL: {endpoint!r}")

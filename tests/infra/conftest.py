@@ -11,6 +11,7 @@ Pulumi, and this module sets no environment variable.
 from __future__ import annotations
 
 import json
+import logging
 import runpy
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,6 +22,15 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
+
+with warnings.catch_warnings():
+    # pulumi_aws warns, on import, about each deprecated class it defines (see `_run`): import the modules the
+    # program uses at import time quietly.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\.|$)")
+    import components.api
+    import components.compute
+    import components.site
+    import components.storage  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "__main__.py"
@@ -46,54 +56,73 @@ class Recorded:
 
 
 def _service(type_token: str) -> str:
-    module = type_token.split(":")[1].split("/")[0]
-    return {"lambda": "lambda", "apigatewayv2": "apigateway", "cloudwatch": "logs"}.get(module, module)
+    module = type_token.split(":")[1].split("/", maxsplit=1)[0]
+    return {"apigatewayv2": "apigateway", "cloudwatch": "logs"}.get(module, module)
+
+
+def _arn(service: str, resource: str, *, region: str = REGION, account: str = ACCOUNT) -> str:
+    return f"arn:{PARTITION}:{service}:{region}:{account}:{resource}"
+
+
+def _bucket(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    bucket = inputs.get("bucket", name)
+    return {"bucket": bucket, "arn": f"arn:{PARTITION}:s3:::{bucket}",
+            "bucketRegionalDomainName": f"{bucket}.s3.{REGION}.amazonaws.com"}
+
+
+def _table(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    table = inputs.get("name", name)
+    arn = _arn("dynamodb", f"table/{table}")
+    return {"name": table, "arn": arn, "streamArn": f"{arn}/stream/2026-01-01T00:00:00.000"}
+
+
+def _function(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    arn = _arn("lambda", f"function:{inputs.get('name', name)}")
+    return {"name": inputs.get("name", name), "arn": arn,
+            "invokeArn": f"arn:{PARTITION}:apigateway:{REGION}:lambda:path/2015-03-31/functions/{arn}/invocations"}
+
+
+def _log_group(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    group = inputs.get("name", f"/filepipe/{name}")
+    return {"name": group, "arn": _arn("logs", f"log-group:{group}")}
+
+
+API_ID = "a1b2c3d4e5"
+DISTRIBUTION_DOMAIN = "d111111abcdef8.cloudfront.net"
+COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
+    "aws:s3/bucket:Bucket": _bucket,
+    "aws:dynamodb/table:Table": _table,
+    "aws:lambda/function:Function": _function,
+    "aws:cloudwatch/logGroup:LogGroup": _log_group,
+    "aws:apigatewayv2/api:Api": lambda name, inputs: {
+        "apiEndpoint": f"https://{API_ID}.execute-api.{REGION}.amazonaws.com",
+        "executionArn": _arn("execute-api", API_ID),
+    },
+    "aws:cloudfront/distribution:Distribution": lambda name, inputs: {
+        "domainName": DISTRIBUTION_DOMAIN, "arn": _arn("cloudfront", "distribution/E2QWRUHEXAMPLE", region=""),
+    },
+    "aws:ec2/vpcEndpoint:VpcEndpoint": lambda name, inputs: {"prefixListId": f"pl-{name}"},
+    "aws:ec2/subnet:Subnet": lambda name, inputs: {"arn": _arn("ec2", f"subnet/subnet-{name}")},
+    "aws:ec2/securityGroup:SecurityGroup": lambda name, inputs: {"arn": _arn("ec2", f"security-group/sg-{name}")},
+    "aws:ec2/launchTemplate:LaunchTemplate": lambda name, inputs: {
+        "arn": _arn("ec2", f"launch-template/lt-{name}"), "latestVersion": 1,
+    },
+    "aws:iam/role:Role": lambda name, inputs: {"name": name, "arn": _arn("iam", f"role/{name}", region="")},
+    "aws:iam/instanceProfile:InstanceProfile": lambda name, inputs: {
+        "name": name, "arn": _arn("iam", f"instance-profile/{name}", region=""),
+    },
+    "aws:sqs/queue:Queue": lambda name, inputs: {
+        "arn": _arn("sqs", name), "url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}",
+    },
+}
 
 
 def computed_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
-    """Outputs AWS computes on create, shaped like the real ones (auto-names carry a suffix as Pulumi's do)."""
-    name, token = args.name, args.typ
-    physical = f"{name}-1a2b3c4"
-    out: dict[str, Any] = {"arn": f"arn:{PARTITION}:{_service(token)}:{REGION}:{ACCOUNT}:{name}"}
-    if token == "aws:s3/bucket:Bucket":
-        bucket = args.inputs.get("bucket", physical)
-        out.update(bucket=bucket, arn=f"arn:{PARTITION}:s3:::{bucket}",
-                   bucketRegionalDomainName=f"{bucket}.s3.{REGION}.amazonaws.com")
-    elif token == "aws:dynamodb/table:Table":
-        table = args.inputs.get("name", physical)
-        arn = f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{table}"
-        out.update(name=table, arn=arn, streamArn=f"{arn}/stream/2026-01-01T00:00:00.000")
-    elif token == "aws:lambda/function:Function":
-        function = args.inputs.get("name", physical)
-        arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function}"
-        out.update(name=function, arn=arn,
-                   invokeArn=f"arn:{PARTITION}:apigateway:{REGION}:lambda:path/2015-03-31/functions/{arn}/invocations")
-    elif token == "aws:apigatewayv2/api:Api":
-        api_id = "a1b2c3d4e5"
-        out.update(apiEndpoint=f"https://{api_id}.execute-api.{REGION}.amazonaws.com",
-                   executionArn=f"arn:{PARTITION}:execute-api:{REGION}:{ACCOUNT}:{api_id}")
-    elif token == "aws:cloudfront/distribution:Distribution":
-        out.update(domainName="d111111abcdef8.cloudfront.net",
-                   arn=f"arn:{PARTITION}:cloudfront::{ACCOUNT}:distribution/E2QWRUHEXAMPLE")
-    elif token == "aws:ec2/vpcEndpoint:VpcEndpoint":
-        out.update(prefixListId=f"pl-{name}")
-    elif token == "aws:ec2/subnet:Subnet":
-        out.update(arn=f"arn:{PARTITION}:ec2:{REGION}:{ACCOUNT}:subnet/subnet-{name}")
-    elif token == "aws:ec2/securityGroup:SecurityGroup":
-        out.update(arn=f"arn:{PARTITION}:ec2:{REGION}:{ACCOUNT}:security-group/sg-{name}")
-    elif token == "aws:ec2/launchTemplate:LaunchTemplate":
-        out.update(arn=f"arn:{PARTITION}:ec2:{REGION}:{ACCOUNT}:launch-template/lt-{name}", latestVersion=1)
-    elif token == "aws:iam/role:Role":
-        out.update(name=physical, arn=f"arn:{PARTITION}:iam::{ACCOUNT}:role/{physical}")
-    elif token == "aws:iam/instanceProfile:InstanceProfile":
-        out.update(name=physical, arn=f"arn:{PARTITION}:iam::{ACCOUNT}:instance-profile/{physical}")
-    elif token == "aws:cloudwatch/logGroup:LogGroup":
-        group = args.inputs.get("name", f"/filepipe/{physical}")
-        out.update(name=group, arn=f"arn:{PARTITION}:logs:{REGION}:{ACCOUNT}:log-group:{group}")
-    elif token == "aws:sqs/queue:Queue":
-        out.update(arn=f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{physical}",
-                   url=f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{physical}")
-    return out
+    """Outputs AWS computes on create, shaped like the real ones; physical names carry a suffix as Pulumi's do."""
+    physical = f"{args.name}-1a2b3c4"
+    generic = {"arn": _arn(_service(args.typ), args.name)}
+    specific = COMPUTED.get(args.typ)
+    return {**generic, **(specific(physical, args.inputs) if specific else {})}
 
 
 INVOKES: dict[str, dict[str, Any]] = {
@@ -109,12 +138,26 @@ INVOKES: dict[str, dict[str, Any]] = {
 }
 
 
+class _ListHandler(logging.Handler):
+    def __init__(self, sink: list[str]) -> None:
+        super().__init__(level=logging.INFO)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(f"{record.levelname}: {record.getMessage()}")
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Records every resource registration and every invoke; fills in computed outputs."""
+    """Records every resource registration, every invoke and every engine log message; fills in outputs."""
 
     def __init__(self) -> None:
         self.resources: list[Recorded] = []
         self.invokes: list[str] = []
+        self.messages: list[str] = []
+        self.logger = logging.getLogger("tests.infra.pulumi-engine")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(_ListHandler(self.messages))
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = {**args.inputs, **computed_outputs(args)}
@@ -135,7 +178,8 @@ class Deployment:
     resources: list[Recorded]
     exports: dict[str, Any]
     namespace: dict[str, Any] = field(repr=False)
-    warnings: list[warnings.WarningMessage] = field(repr=False, default_factory=list)
+    engine_messages: list[str] = field(default_factory=list)
+    """What the program logged through the Pulumi engine (warnings such as "... is deprecated")."""
 
     def of_type(self, token: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == token]
@@ -160,13 +204,14 @@ def dev_stack_config() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def mocks() -> RecordingMocks:
     recording = RecordingMocks()
-    pulumi.runtime.set_mocks(recording, project=PROJECT, stack=STACK, preview=False)
+    pulumi.runtime.set_mocks(recording, project=PROJECT, stack=STACK, preview=False, logger=recording.logger)
     return recording
 
 
-def _run(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
+def run_program(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
     mocks.resources.clear()
     mocks.invokes.clear()
+    mocks.messages.clear()
     pulumi.runtime.set_all_config(config)
     root = pulumi.runtime.get_root_resource()
     assert root is not None
@@ -179,10 +224,12 @@ def _run(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
         namespace.update(runpy.run_path(str(PROGRAM), run_name="__main__"))
         return pulumi.Output.from_input(dict(root.outputs)).apply(captured.update)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        # Loading a pulumi_aws module warns about every deprecated class it *defines*; that says nothing about this
+        # program, whose own deprecated uses reach the engine log (see `Deployment.engine_messages`).
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\.|$)")
         program()
-    return Deployment(list(mocks.resources), captured, namespace, list(caught))
+    return Deployment(list(mocks.resources), captured, namespace, list(mocks.messages))
 
 
 @pytest.fixture(scope="session")
@@ -192,7 +239,7 @@ def build(mocks: RecordingMocks) -> Iterator[Callable[..., Deployment]]:
     def run(**overrides: str) -> Deployment:
         config = dev_stack_config()
         config.update({f"{PROJECT}:{key}": value for key, value in overrides.items()})
-        return _run(mocks, config)
+        return run_program(mocks, config)
 
     yield run
     pulumi.runtime.set_all_config({})
