@@ -62,7 +62,9 @@ def json_body(event: Event, *, allowed: frozenset[str]) -> dict[str, Any]:
         raise ApiError(413, "body_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
     try:
         body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8, bad JSON and integers longer than Python's digit limit; RecursionError deep
+        # nesting. All are the client's mistake, never a 500.
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
