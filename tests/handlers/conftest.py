@@ -1,0 +1,189 @@
+"""HTTP API payload 2.0 events for the handlers, and views of what the stack holds after a request."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from components.settings import WORKER_SCRIPT_KEY
+from handlers import jobmodel
+from local.provision import provision
+from tests.conftest import SITE_ORIGIN, TEST_SETTINGS, Aws
+
+_SESSION = boto3.Session(region_name="us-east-1")
+"""One session for every test: a new session reloads all service models, the slowest part of set-up."""
+
+
+@pytest.fixture(scope="module")
+def _provisioned() -> Iterator[Aws]:
+    """moto in-process with the test stack provisioned once per module, like `tests/conftest.py`'s `aws`."""
+    with mock_aws():
+        stack = provision(_SESSION, TEST_SETTINGS, stack="test", site_origin=SITE_ORIGIN)
+        yield Aws(stack=stack, session=_SESSION)
+
+
+@pytest.fixture
+def aws(_provisioned: Aws) -> Aws:
+    """The provisioned stack, emptied of every job and object a previous test left (overrides the shared `aws`).
+
+    Provisioning per test cost about half a second each (hundreds of tests); wiping costs a few milliseconds. Only
+    items and objects are wiped: no test here changes the stack's resources themselves.
+    """
+    ddb = _provisioned.client("dynamodb")
+    table = _provisioned.stack.table
+    for item in ddb.scan(TableName=table, ProjectionExpression="id")["Items"]:
+        ddb.delete_item(TableName=table, Key={"id": item["id"]})
+    s3 = _provisioned.client("s3")
+    bucket = _provisioned.stack.bucket
+    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        if obj["Key"] != WORKER_SCRIPT_KEY:
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    assert ddb.scan(TableName=table)["Count"] == 0
+    return _provisioned
+
+
+JSON = {"content-type": "application/json"}
+
+
+def api_event(
+    route_key: str,
+    body: Any = None,
+    *,
+    raw_body: str | bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    path_parameters: Mapping[str, str] | None = None,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event as the Lambda receives it.
+
+    `body` is JSON-encoded; `raw_body` is sent as given (for malformed bodies); `base64_body` encodes the body the way
+    API Gateway does for binary payloads. Headers default to `content-type: application/json` when there is a body.
+    """
+    method, path = route_key.split(" ", 1)
+    raw_path = path
+    for name, value in (path_parameters or {}).items():
+        raw_path = raw_path.replace("{" + name + "}", value)
+    if raw_body is None and body is not None:
+        raw_body = json.dumps(body)
+    if headers is None:
+        headers = dict(JSON) if raw_body is not None else {}
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": raw_path,
+        "rawQueryString": "",
+        "headers": {"host": "api.example.test", "user-agent": "pytest", **headers},
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "api",
+            "domainName": "api.example.test",
+            "http": {
+                "method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                "userAgent": "pytest",
+            },
+            "requestId": "request-id",
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "01/Jan/2030:00:00:00 +0000",
+            "timeEpoch": 1893456000000,
+        },
+        "isBase64Encoded": base64_body,
+    }
+    if path_parameters is not None:
+        event["pathParameters"] = dict(path_parameters)
+    if raw_body is not None:
+        data = raw_body.encode("utf-8") if isinstance(raw_body, str) else raw_body
+        event["body"] = base64.b64encode(data).decode("ascii") if base64_body else data.decode("utf-8")
+    return event
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+    @property
+    def error_code(self) -> str:
+        """The contract's error code, after checking the error has exactly the contract's shape."""
+        assert set(self.body) == {"error"}, self.body
+        error = self.body["error"]
+        assert set(error) == {"code", "message"}, error
+        assert isinstance(error["message"], str) and error["message"], error
+        return error["code"]
+
+
+Handler = Callable[[dict[str, Any], object], dict[str, Any]]
+
+
+def call(handler: Handler, event: dict[str, Any]) -> Reply:
+    """Invoke a handler as Lambda does and check the response is a JSON payload-2.0 response."""
+    response = handler(event, None)
+    assert set(response) == {"statusCode", "headers", "body"}, response
+    assert response["headers"]["content-type"] == "application/json"
+    return Reply(response["statusCode"], json.loads(response["body"]), response["headers"])
+
+
+@dataclass
+class Stack:
+    """The provisioned test stack, seen through the questions the tests ask about it."""
+
+    aws: Aws
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        """One client per service for the whole test: creating botocore clients is the slow part."""
+        if service not in self._clients:
+            self._clients[service] = self.aws.client(service)
+        return self._clients[service]
+
+    @property
+    def bucket(self) -> str:
+        return self.aws.stack.bucket
+
+    @property
+    def table(self) -> str:
+        return self.aws.stack.table
+
+    def put_input(self, key: str, body: bytes = b"hello") -> str:
+        self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body)
+        return key
+
+    def input_keys(self) -> set[str]:
+        listing = self.client("s3").list_objects_v2(Bucket=self.bucket, Prefix=jobmodel.INPUT_PREFIX)
+        return {obj["Key"] for obj in listing.get("Contents", [])}
+
+    def items(self) -> list[dict[str, str]]:
+        scan = self.client("dynamodb").scan(TableName=self.table, ConsistentRead=True)
+        return [jobmodel.from_dynamodb(item) for item in scan["Items"]]
+
+    def raw_item(self, job_id: str) -> dict[str, Any] | None:
+        ddb = self.client("dynamodb")
+        return ddb.get_item(TableName=self.table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
+
+    def put_item(self, **attrs: str) -> None:
+        self.client("dynamodb").put_item(
+            TableName=self.table, Item={name: {"S": value} for name, value in attrs.items()}
+        )
+
+    def assert_nothing_written(self, *, inputs: set[str] | frozenset[str] = frozenset()) -> None:
+        """No job item exists and inputs/ holds exactly what the test itself put there."""
+        assert self.items() == []
+        assert self.input_keys() == set(inputs)
+
+
+@pytest.fixture
+def stack(aws: Aws) -> Stack:
+    return Stack(aws)
+
+
+def upload_key(name: str = "notes.txt") -> str:
+    """A key the upload handler could have issued."""
+    return f"{jobmodel.INPUT_PREFIX}{jobmodel.new_id()}/{name}"
