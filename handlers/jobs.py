@@ -22,7 +22,7 @@ from handlers.jobmodel import Status
 
 log = logging.getLogger(__name__)
 
-KEY_PATTERN = re.compile(r"^inputs/(?P<id>[A-Za-z0-9_-]{21})/(?P<name>[A-Za-z0-9_][A-Za-z0-9._-]{0,99})$")
+KEY_PATTERN = re.compile(r"^inputs/(?P<id>[A-Za-z0-9_-]{21})/(?P<name>[A-Za-z0-9_][A-Za-z0-9._-]{0,99})\Z")
 ALLOWED_TEXT_CONTROLS = {"\n", "\t"}
 LIST_LIMIT = 50
 FIELDS = frozenset({"input_text", "key"})
