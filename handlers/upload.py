@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 MAX_FILENAME_CHARS = 255
 SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STORED_NAME_CHARS = 100
-CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*\Z")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 FIELDS = frozenset({"filename", "size", "content_type"})
 
