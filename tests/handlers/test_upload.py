@@ -212,6 +212,7 @@ def test_content_type_may_be_omitted(stack: Stack) -> None:
         "/plain",
         "text/plain; charset=utf-8",
         "text/plain\r\nX-Evil: 1",
+        "text/plain\n",
         "text/pl ain",
         "a/" + "b" * 130,
         5,
