@@ -1,0 +1,174 @@
+"""Api and the Lambda functions: routes cover the contract, integrations, permissions, stage, runtime, packaging,
+logging and environment."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from components.functions import HANDLERS_DIR, LOG_RETENTION_DAYS
+from components.settings import StackSettings, api_environment, launcher_environment
+from handlers.routes import HTTP_FUNCTIONS, ROUTES
+from tests.infra.conftest import API_ID, Deployment
+
+FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "compute-launcher": "launcher"}
+
+
+def functions(deployment: Deployment) -> dict[str, dict]:
+    return {f.name: f.inputs for f in deployment.of_type("aws:lambda/function:Function")}
+
+
+def test_routes_are_exactly_the_route_table(dev: Deployment) -> None:
+    """Regression: a contract route missing from API Gateway answers 404 on AWS while local mode serves it."""
+    keys = sorted(r.inputs["routeKey"] for r in dev.of_type("aws:apigatewayv2/route:Route"))
+    assert keys == sorted(route.key for route in ROUTES)
+    assert all(key.split(" ", 1)[1].startswith("/api/") for key in keys), "route keys keep the /api prefix"
+    assert {"POST /api/uploads", "POST /api/jobs", "GET /api/jobs", "GET /api/jobs/{id}"} <= set(keys)
+
+
+def test_each_route_reaches_the_function_that_serves_it(dev: Deployment) -> None:
+    """Regression: routes wired to the wrong integration (uploads answered by the jobs handler)."""
+    integrations = {i.name: i for i in dev.of_type("aws:apigatewayv2/integration:Integration")}
+    functions_by_name = {f.name: f for f in dev.of_type("aws:lambda/function:Function")}
+    expected = {route.key: route.function for route in ROUTES}
+    for route in dev.of_type("aws:apigatewayv2/route:Route"):
+        assert route.inputs["apiId"] == "api-http-id"
+        integration_id = route.inputs["target"].removeprefix("integrations/")
+        integration = dev.by_id(integration_id)
+        module = expected[route.inputs["routeKey"]]
+        assert integration is integrations[f"api-{module}-integration"], route.inputs["routeKey"]
+        assert integration.inputs["integrationUri"] == functions_by_name[f"api-{module}"].outputs["invokeArn"]
+
+
+def test_integrations_are_lambda_proxy_with_payload_2(dev: Deployment) -> None:
+    """Regression: payload 1.0 events lack `rawPath`/`requestContext.http` and the handlers answer 500."""
+    integrations = dev.of_type("aws:apigatewayv2/integration:Integration")
+    assert len(integrations) == len(HTTP_FUNCTIONS)
+    for integration in integrations:
+        assert integration.inputs["integrationType"] == "AWS_PROXY"
+        assert integration.inputs["payloadFormatVersion"] == "2.0"
+
+
+def test_api_gateway_may_invoke_each_function_only_from_this_api_and_route(dev: Deployment) -> None:
+    """Regression: a permission without source ARN lets any API Gateway API in any account invoke the function;
+    a missing one makes the route answer 500."""
+    execution_arn = dev.one("aws:apigatewayv2/api:Api").outputs["executionArn"]
+    permissions = dev.of_type("aws:lambda/permission:Permission")
+    functions_by_name = {f.name: f.outputs["name"] for f in dev.of_type("aws:lambda/function:Function")}
+    covered = set()
+    for permission in permissions:
+        inputs = permission.inputs
+        assert inputs["action"] == "lambda:InvokeFunction"
+        assert inputs["principal"] == "apigateway.amazonaws.com"
+        assert inputs["sourceArn"].startswith(f"{execution_arn}/*/"), inputs["sourceArn"]
+        method, path = re.fullmatch(r".*/\*/([A-Z]+)(/.*)", inputs["sourceArn"]).groups()
+        covered.add((method, path, inputs["function"]))
+    assert covered == {
+        (route.method, route.path.replace("{id}", "*"), functions_by_name[f"api-{route.function}"])
+        for route in ROUTES
+    }
+
+
+def test_stage_deploys_automatically_and_is_throttled_from_config(build) -> None:
+    """Regression: no `$default` auto-deploy stage means nothing is reachable; no throttling lets one client run
+    up the Lambda (and EC2) bill."""
+    deployment = build(apiThrottleRate="7", apiThrottleBurst="11")
+    stage = deployment.one("aws:apigatewayv2/stage:Stage").inputs
+    assert stage["name"] == "$default" and stage["autoDeploy"] is True
+    assert stage["defaultRouteSettings"]["throttlingRateLimit"] == 7
+    assert stage["defaultRouteSettings"]["throttlingBurstLimit"] == 11
+    access_logs = deployment.one("aws:cloudwatch/logGroup:LogGroup", "api-access-logs").outputs
+    assert stage["accessLogSettings"]["destinationArn"] == access_logs["arn"]
+
+
+def test_api_is_http_protocol(dev: Deployment) -> None:
+    """Regression: a REST or WebSocket API would need a different event shape and different routes."""
+    assert dev.one("aws:apigatewayv2/api:Api").inputs["protocolType"] == "HTTP"
+    assert dev.exports["directApiUrl"] == f"https://{API_ID}.execute-api.eu-west-1.amazonaws.com"
+
+
+def newest_python_runtime() -> str:
+    versions = [r.value for r in aws.lambda_.Runtime if r.value.startswith("python3.")]
+    return max(versions, key=lambda v: tuple(int(p) for p in v.removeprefix("python").split(".")))
+
+
+def test_functions_use_the_newest_python_on_arm64(dev: Deployment) -> None:
+    """Regression: an outdated runtime reaches deprecation (then blocks updates); x86 costs ~20% more."""
+    assert newest_python_runtime() >= "python3.13"
+    for name, inputs in functions(dev).items():
+        assert inputs["runtime"] == newest_python_runtime(), name
+        assert inputs["architectures"] == ["arm64"], name
+
+
+def test_handlers_name_modules_that_are_in_the_package(dev: Deployment) -> None:
+    """Regression: a handler string pointing at a module the zip lacks fails every invocation with
+    `Runtime.ImportModuleError`."""
+    for name, inputs in functions(dev).items():
+        assert inputs["handler"] == f"handlers.{FUNCTIONS[name]}.handler"
+        archive = inputs["code"]
+        assert isinstance(archive, pulumi.AssetArchive)
+        packaged = {key: Path(asset.path) for key, asset in archive.assets.items()}
+        assert f"handlers/{FUNCTIONS[name]}.py" in packaged, f"{name}: module not packaged"
+        assert packaged == {f"handlers/{p.name}": p for p in HANDLERS_DIR.glob("*.py")}, "package != handlers/*.py"
+        assert all(path.is_file() for path in packaged.values())
+
+
+def test_handler_modules_exist_and_define_handler() -> None:
+    """Regression: the launcher (or another module) renamed or not yet written while the program points at it."""
+    for module in FUNCTIONS.values():
+        source = (HANDLERS_DIR / f"{module}.py").read_text(encoding="utf-8")
+        assert re.search(r"^def handler\(", source, re.MULTILINE), f"handlers/{module}.py has no handler()"
+
+
+def test_functions_log_json_to_their_own_group_with_retention(build) -> None:
+    """Regression: text logs lose the structure; the default log group keeps logs (and their cost) forever."""
+    deployment = build(logRetentionDays="30")
+    groups = {g.name: g for g in deployment.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    for name, inputs in functions(deployment).items():
+        logging = inputs["loggingConfig"]
+        assert logging["logFormat"] == "JSON", name
+        assert logging["logGroup"] == groups[f"{name}-logs"].outputs["name"], name
+        assert groups[f"{name}-logs"].inputs["retentionInDays"] == 30
+    assert all(g.inputs["retentionInDays"] == 30 for g in groups.values())
+
+
+def test_log_retention_must_be_a_value_cloudwatch_accepts() -> None:
+    """Regression: `logRetentionDays=10` passes the settings check but CloudWatch rejects it mid-deploy."""
+    assert 7 in LOG_RETENTION_DAYS and 14 in LOG_RETENTION_DAYS and 10 not in LOG_RETENTION_DAYS
+    assert StackSettings().log_retention_days in LOG_RETENTION_DAYS
+
+
+def test_api_functions_get_the_shared_environment(dev: Deployment) -> None:
+    """Regression: env vars that point at another bucket/table, or limits that differ from the form's."""
+    bucket = dev.exports["bucketName"]
+    table = dev.exports["tableName"]
+    settings = dev.namespace["settings"]
+    for name in ("api-upload", "api-jobs"):
+        assert functions(dev)[name]["environment"]["variables"] == api_environment(bucket, table, settings)
+
+
+def test_max_file_size_override_reaches_the_lambda_environment(build) -> None:
+    """Regression: `pulumi config set maxFileMb 25` must change what the upload handler signs."""
+    deployment = build(maxFileMb="25")
+    for name in ("api-upload", "api-jobs"):
+        variables = functions(deployment)[name]["environment"]["variables"]
+        assert variables["MAX_FILE_BYTES"] == str(25 * 1024 * 1024), name
+
+
+def test_launcher_gets_the_table_template_and_both_subnets(dev: Deployment) -> None:
+    """Regression: a launcher without the subnets launches into the default VPC (with internet) or fails."""
+    variables = functions(dev)["compute-launcher"]["environment"]["variables"]
+    subnets = ",".join(f"{s.name}-id" for s in dev.of_type("aws:ec2/subnet:Subnet"))
+    assert variables == launcher_environment(dev.exports["tableName"], dev.exports["launchTemplateId"], subnets)
+    assert len(variables["SUBNET_IDS"].split(",")) == 2
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_timeouts_are_bounded(dev: Deployment, name: str) -> None:
+    """Regression: API functions slower than API Gateway's 30 s limit (the client sees 503, the work goes on)."""
+    limit = 60 if name == "compute-launcher" else 29
+    assert 1 <= functions(dev)[name]["timeout"] <= limit
