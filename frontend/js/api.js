@@ -119,8 +119,10 @@ export function uploadFile(upload, file, { onProgress, signal } = {}) {
 
     const xhr = new XMLHttpRequest();
     xhr.open("POST", upload.url);
+    // Progress counts the whole multipart body (fields and boundaries too); report it in bytes of the file.
     xhr.upload.addEventListener("progress", (event) => {
-      if (onProgress) onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
+      if (!onProgress || !event.lengthComputable || !event.total) return;
+      onProgress(Math.min(file.size, Math.round((event.loaded / event.total) * file.size)), file.size);
     });
     xhr.addEventListener("load", () => {
       if (xhr.status >= 200 && xhr.status < 300) {

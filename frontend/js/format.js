@@ -12,8 +12,15 @@ export function formatBytes(bytes) {
     value /= 1024;
     unit = next;
   }
-  const digits = value >= 100 || Number.isInteger(value) ? 0 : 1;
-  return `${value.toFixed(digits)} ${unit}`;
+  const digits = value >= 100 ? 0 : 1;
+  return `${value.toFixed(digits).replace(/\.0$/, "")} ${unit}`;
+}
+
+const COUNT = new Intl.NumberFormat();
+
+/** 1048577 → "1,048,577" in the reader's locale. */
+export function formatCount(value) {
+  return COUNT.format(value);
 }
 
 /** 65000 → "1 min 05 s"; never negative (a client clock behind the server's must not show "-3 s"). */

@@ -3,7 +3,7 @@
  * next to the field before anything is sent. The server stays the authority: its message is shown when it refuses.
  */
 
-import { formatBytes } from "./format.js";
+import { formatBytes, formatCount } from "./format.js";
 
 export const MAX_FILENAME_CHARS = 255;
 const DISALLOWED_CONTROLS = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F]/;
@@ -42,7 +42,12 @@ export function checkFile(file, maxBytes) {
   if (!file) return "Choose a file to process.";
   if (file.size === 0) return "The file is empty: choose a file with some content.";
   if (file.size > maxBytes) {
-    return `The file is ${formatBytes(file.size)}; the limit is ${formatBytes(maxBytes)}.`;
+    const size = formatBytes(file.size);
+    const limit = formatBytes(maxBytes);
+    // Just over the limit both round to the same text ("1 MB"): then only exact byte counts explain the refusal.
+    return size === limit
+      ? `The file is ${formatCount(file.size)} bytes; the limit is ${formatCount(maxBytes)} bytes (${limit}).`
+      : `The file is ${size}; the limit is ${limit}.`;
   }
   if (codePointLength(file.name) > MAX_FILENAME_CHARS) {
     return `The file name is longer than ${MAX_FILENAME_CHARS} characters: rename the file and choose it again.`;
