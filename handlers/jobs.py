@@ -13,6 +13,7 @@ import unicodedata
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from handlers import jobmodel
@@ -128,7 +129,8 @@ def list_jobs(ddb: Any, config: ApiConfig, limit: int = LIST_LIMIT) -> list[dict
 
 CONFIG = ApiConfig.from_env()
 DDB = boto3.client("dynamodb")
-S3 = boto3.client("s3")
+S3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+"""SigV4 presigning: boto3 still presigns with SigV2 in older regions, which buckets made after June 2020 refuse."""
 
 
 def _post_job(event: Event) -> Response:

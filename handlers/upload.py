@@ -8,6 +8,7 @@ import unicodedata
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from handlers import jobmodel
 from handlers.apigw import ApiError, Event, Response, dispatch, json_body, json_response
@@ -89,7 +90,8 @@ def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any]) -> dict[s
 
 
 CONFIG = ApiConfig.from_env()
-S3 = boto3.client("s3")
+S3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+"""SigV4 presigning: boto3 still presigns with SigV2 in older regions, which buckets made after June 2020 refuse."""
 
 
 def _post_upload(event: Event) -> Response:
