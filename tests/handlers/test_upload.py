@@ -244,6 +244,15 @@ def test_presigned_policy_bounds_size_type_key_and_time(stack: Stack) -> None:
     assert expiry <= timedelta(minutes=15), "an upload grant should last minutes"
 
 
+def test_post_is_signed_with_sigv4(stack: Stack) -> None:
+    """Regression: boto3 presigned with SigV2 in us-east-1/eu-west-1, which S3 refuses for buckets made after 2020."""
+    body = created(stack)
+    assert body["fields"]["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+    assert {"x-amz-credential", "x-amz-date", "x-amz-signature"} <= set(body["fields"])
+    assert not {"AWSAccessKeyId", "signature"} & set(body["fields"])
+    assert {"x-amz-algorithm": "AWS4-HMAC-SHA256"} in policy(body)["conditions"]
+
+
 def test_size_range_is_the_configured_cap_not_the_declared_size(stack: Stack) -> None:
     """The declared size is only advisory; the policy caps at the stack's maximum, from 1 byte."""
     body = created(stack, size=3)
