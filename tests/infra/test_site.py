@@ -1,0 +1,155 @@
+"""Site: files and config.json in the private bucket, CloudFront origins and behaviours."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from components.settings import site_config
+from components.site import (
+    ALL_VIEWER_EXCEPT_HOST_HEADER,
+    CACHING_DISABLED,
+    FRONTEND_DIR,
+    content_type,
+    frontend_files,
+    host_of,
+)
+from tests.infra.conftest import API_ID, Deployment
+
+
+def objects(deployment: Deployment) -> dict[str, dict]:
+    return {
+        o.inputs["key"]: o.inputs
+        for o in deployment.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
+        if o.inputs["bucket"] == "site-files-id"
+    }
+
+
+def distribution(deployment: Deployment) -> dict:
+    return deployment.one("aws:cloudfront/distribution:Distribution").inputs
+
+
+def test_every_frontend_file_is_uploaded_with_its_content_type(dev: Deployment) -> None:
+    """Regression: a file left out (a new JS module) breaks the form on AWS only; `text/plain` for a module script
+    makes the browser refuse to run it."""
+    uploaded = objects(dev)
+    on_disk = {p.relative_to(FRONTEND_DIR).as_posix() for p in FRONTEND_DIR.rglob("*") if p.is_file()
+               and not any(part.startswith(".") for part in p.relative_to(FRONTEND_DIR).parts)}
+    assert "index.html" in on_disk, "frontend/index.html is missing"
+    assert set(uploaded) == on_disk | {"config.json"}
+    for key, inputs in uploaded.items():
+        if key == "config.json":
+            continue
+        assert Path(inputs["source"].path) == FRONTEND_DIR / key
+        assert inputs["contentType"] == content_type(key)
+    if any(key.endswith(".js") for key in uploaded):
+        assert {inputs["contentType"] for key, inputs in uploaded.items() if key.endswith(".js")} == {
+            "text/javascript; charset=utf-8"
+        }
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("index.html", "text/html; charset=utf-8"),
+        ("js/app.js", "text/javascript; charset=utf-8"),
+        ("styles.css", "text/css; charset=utf-8"),
+        ("config.json", "application/json"),
+        ("favicon.svg", "image/svg+xml"),
+        ("shot.PNG", "image/png"),
+        ("blob.unknownext", "application/octet-stream"),
+    ],
+)
+def test_content_types_by_extension(key: str, expected: str) -> None:
+    """Regression: a wrong type for HTML/JS/CSS/SVG renders the site as text or blocks its scripts."""
+    assert content_type(key) == expected
+
+
+def test_hidden_files_and_a_stray_config_json_are_not_uploaded(tmp_path: Path) -> None:
+    """Regression: `.DS_Store` or an editor swap file published; a hand-written `config.json` overriding the
+    generated one (and the stack's real limits)."""
+    (tmp_path / "js").mkdir()
+    (tmp_path / ".git").mkdir()
+    for name in ("index.html", "js/main.js", ".DS_Store", ".git/HEAD", "config.json"):
+        (tmp_path / name).write_text("x", encoding="utf-8")
+    assert sorted(frontend_files(tmp_path)) == ["index.html", "js/main.js"]
+
+
+def test_config_json_carries_the_stacks_limits(build) -> None:
+    """Regression: the form checks a different size cap than the API enforces."""
+    deployment = build(maxFileMb="25", maxTextLength="500")
+    config = objects(deployment)["config.json"]
+    assert json.loads(config["content"]) == site_config(deployment.namespace["settings"])
+    assert json.loads(config["content"])["maxFileBytes"] == 25 * 1024 * 1024
+    assert config["contentType"] == "application/json"
+
+
+def test_site_files_are_revalidated_after_each_deploy(dev: Deployment) -> None:
+    """Regression: a cached old `index.html` or `config.json` keeps serving the previous deploy for a day."""
+    assert {inputs.get("cacheControl") for inputs in objects(dev).values()} == {"no-cache"}
+
+
+def test_site_origin_is_the_private_bucket_through_origin_access_control(dev: Deployment) -> None:
+    """Regression: a website-endpoint or public-read origin exposes the bucket; no OAC means CloudFront gets 403."""
+    oac = dev.one("aws:cloudfront/originAccessControl:OriginAccessControl")
+    assert oac.inputs["originAccessControlOriginType"] == "s3"
+    assert oac.inputs["signingBehavior"] == "always" and oac.inputs["signingProtocol"] == "sigv4"
+    origins = {o["originId"]: o for o in distribution(dev)["origins"]}
+    bucket = dev.one("aws:s3/bucket:Bucket", "site-files").outputs
+    assert origins["site"]["domainName"] == bucket["bucketRegionalDomainName"]
+    assert origins["site"]["originAccessControlId"] == f"{oac.name}-id"
+    assert "customOriginConfig" not in origins["site"]
+
+
+def test_api_origin_is_the_http_api_over_https(dev: Deployment) -> None:
+    """Regression: an origin with the `https://` scheme left in is rejected; http-only would send requests in clear."""
+    origins = {o["originId"]: o for o in distribution(dev)["origins"]}
+    assert origins["api"]["domainName"] == f"{API_ID}.execute-api.eu-west-1.amazonaws.com"
+    assert origins["api"]["customOriginConfig"]["originProtocolPolicy"] == "https-only"
+    assert origins["api"]["customOriginConfig"]["originSslProtocols"] == ["TLSv1.2"]
+
+
+def test_api_behaviour_passes_everything_through_uncached(dev: Deployment) -> None:
+    """Regression: cached API answers show stale job status; forwarding the Host header makes API Gateway answer
+    403; missing POST breaks uploads and jobs."""
+    [behaviour] = distribution(dev)["orderedCacheBehaviors"]
+    assert behaviour["pathPattern"] == "/api/*"
+    assert behaviour["targetOriginId"] == "api"
+    assert behaviour["cachePolicyId"] == CACHING_DISABLED == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+    assert behaviour["originRequestPolicyId"] == ALL_VIEWER_EXCEPT_HOST_HEADER == "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+    assert {"GET", "POST", "OPTIONS"} <= set(behaviour["allowedMethods"])
+    assert behaviour["viewerProtocolPolicy"] == "https-only"
+
+
+def test_site_is_https_only_with_index_as_root(dev: Deployment) -> None:
+    """Regression: plain-HTTP pages (form content readable on the wire); `/` answering 403 without a root object."""
+    inputs = distribution(dev)
+    assert inputs["enabled"] is True
+    assert inputs["defaultRootObject"] == "index.html"
+    default = inputs["defaultCacheBehavior"]
+    assert default["targetOriginId"] == "site"
+    assert default["viewerProtocolPolicy"] == "redirect-to-https"
+    assert set(default["allowedMethods"]) == {"GET", "HEAD"}
+    assert all(b["viewerProtocolPolicy"] in {"https-only", "redirect-to-https"}
+               for b in [default, *inputs["orderedCacheBehaviors"]])
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "host"),
+    [
+        ("https://abc123.execute-api.region-1.amazonaws.com", "abc123.execute-api.region-1.amazonaws.com"),
+        ("https://abc123.execute-api.region-1.amazonaws.com/", "abc123.execute-api.region-1.amazonaws.com"),
+        ("http://host.example/path", "host.example"),
+    ],
+)
+def test_host_of_strips_scheme_and_path(endpoint: str, host: str) -> None:
+    """Regression: CloudFront rejects an origin domain with a scheme or path."""
+    assert host_of(endpoint) == host
+
+
+def test_host_of_rejects_an_empty_endpoint() -> None:
+    """Regression: an unresolved endpoint silently becomes an empty origin domain."""
+    with pytest.raises(ValueError):
+        host_of("https://")
