@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from components.settings import WORKER_SCRIPT_KEY, cors_rules
+from components.settings import WORKER_SCRIPT_KEY, cors_rules, table_definition
 from handlers.jobmodel import JOBS_INDEX, LIST_KEY_ATTR
 from tests.infra.conftest import DISTRIBUTION_DOMAIN, Deployment
 from worker.userdata import WORKER_PATH
@@ -80,19 +80,25 @@ def test_jobs_table_shape_matches_the_shared_definition(dev: Deployment) -> None
     """Regression: a key, index or billing mode that differs from local mode's table (the handlers query
     `by-created` newest first and key items by `id`)."""
     table = dev.one("aws:dynamodb/table:Table", "storage-jobs").inputs
+    shared = table_definition("unused")
     assert table["hashKey"] == "id"
     assert "rangeKey" not in table
-    assert table["billingMode"] == "PAY_PER_REQUEST"
+    assert table["billingMode"] == "PAY_PER_REQUEST" == shared["BillingMode"]
     assert {(a["name"], a["type"]) for a in table["attributes"]} == {
-        ("id", "S"), (LIST_KEY_ATTR, "S"), ("created_at", "S"),
+        (a["AttributeName"], a["AttributeType"]) for a in shared["AttributeDefinitions"]
     }
-    [index] = table["globalSecondaryIndexes"]
-    assert index["name"] == JOBS_INDEX
-    assert index["keySchemas"] == [
+    indexes = {index["name"]: index for index in table["globalSecondaryIndexes"]}
+    assert set(indexes) == {index["IndexName"] for index in shared["GlobalSecondaryIndexes"]}
+    for index in shared["GlobalSecondaryIndexes"]:
+        deployed = indexes[index["IndexName"]]
+        assert deployed["keySchemas"] == [
+            {"attributeName": k["AttributeName"], "keyType": k["KeyType"]} for k in index["KeySchema"]
+        ]
+        assert deployed["projectionType"] == index["Projection"]["ProjectionType"]
+    assert indexes[JOBS_INDEX]["keySchemas"] == [
         {"attributeName": LIST_KEY_ATTR, "keyType": "HASH"},
         {"attributeName": "created_at", "keyType": "RANGE"},
     ]
-    assert index["projectionType"] == "ALL"
 
 
 def test_jobs_table_streams_new_images_and_is_recoverable_and_encrypted(dev: Deployment) -> None:
