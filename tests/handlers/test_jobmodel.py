@@ -1,0 +1,180 @@
+"""The job model: states and transitions, the conditional write that moves a job, key layout and ids."""
+
+from __future__ import annotations
+
+import re
+import string
+
+import pytest
+from botocore.exceptions import ClientError
+
+from handlers import jobmodel
+from handlers.jobmodel import ALLOWED_TRANSITIONS, FINAL_STATES, Status, new_id, transition
+from tests.handlers.conftest import Stack
+
+S = Status
+ALLOWED = [
+    (S.PENDING, S.QUEUED), (S.PENDING, S.LAUNCHING), (S.PENDING, S.FAILED),
+    (S.QUEUED, S.LAUNCHING), (S.QUEUED, S.FAILED),
+    (S.LAUNCHING, S.QUEUED), (S.LAUNCHING, S.RUNNING), (S.LAUNCHING, S.FAILED),
+    (S.RUNNING, S.SUCCEEDED), (S.RUNNING, S.FAILED),
+]
+FORBIDDEN = [(a, b) for a in Status for b in Status if (a, b) not in ALLOWED]
+
+
+def test_allowed_transitions_are_exactly_the_designed_ones() -> None:
+    """Any edge added or lost here changes what duplicates and late writers can do to a job."""
+    assert {(a, b) for a, targets in ALLOWED_TRANSITIONS.items() for b in targets} == set(ALLOWED)
+
+
+def test_final_states_have_no_way_out_and_nothing_returns_to_pending() -> None:
+    assert {S.SUCCEEDED, S.FAILED} == FINAL_STATES
+    assert all(not ALLOWED_TRANSITIONS[state] for state in FINAL_STATES)
+    assert all(S.PENDING not in targets for targets in ALLOWED_TRANSITIONS.values())
+    assert all(state not in ALLOWED_TRANSITIONS[state] for state in Status)
+
+
+def test_every_state_is_reachable_from_pending() -> None:
+    seen, todo = {S.PENDING}, [S.PENDING]
+    while todo:
+        for nxt in ALLOWED_TRANSITIONS[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    assert seen == set(Status)
+
+
+def save(stack: Stack, status: Status) -> str:
+    job_id = new_id()
+    stack.put_item(id=job_id, status=status.value, created_at="2030-01-01T00:00:00.000Z",
+                   updated_at="2030-01-01T00:00:00.000Z", input_text="hi")
+    return job_id
+
+
+def ddb(stack: Stack) -> object:
+    return stack.client("dynamodb")
+
+
+@pytest.mark.parametrize(("start", "to"), ALLOWED)
+def test_transition_moves_a_job_from_the_expected_state(stack: Stack, start: Status, to: Status) -> None:
+    job_id = save(stack, start)
+    moved = transition(ddb(stack), stack.table, job_id, to, expected=[start], attrs={"instance_id": "i-1"})
+    assert moved is not None
+    assert moved["status"] == to.value and moved["instance_id"] == "i-1" and moved["input_text"] == "hi"
+    assert moved["updated_at"] != "2030-01-01T00:00:00.000Z", "every transition stamps updated_at"
+    assert jobmodel.from_dynamodb(stack.raw_item(job_id)) == moved
+
+
+@pytest.mark.parametrize(("start", "to"), FORBIDDEN)
+def test_forbidden_transitions_are_refused_before_writing(stack: Stack, start: Status, to: Status) -> None:
+    """Backwards moves and moves out of SUCCEEDED/FAILED are programming errors: refused, nothing written."""
+    job_id = save(stack, start)
+    before = stack.raw_item(job_id)
+    with pytest.raises(ValueError, match="not allowed"):
+        transition(ddb(stack), stack.table, job_id, to, expected=[start])
+    assert stack.raw_item(job_id) == before
+
+
+def test_duplicate_delivery_moves_the_job_once(stack: Stack) -> None:
+    """Two launchers racing on one record: the second conditional write fails and reports None."""
+    job_id = save(stack, S.PENDING)
+    first = transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING])
+    saved = stack.raw_item(job_id)
+    second = transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING], attrs={"x": "y"})
+    assert first is not None and second is None
+    assert stack.raw_item(job_id) == saved
+
+
+@pytest.mark.parametrize("now", [S.RUNNING, S.SUCCEEDED, S.FAILED])
+def test_late_writer_cannot_move_a_job_backwards(stack: Stack, now: Status) -> None:
+    """A stale launcher expecting PENDING cannot pull a job that has moved on back to LAUNCHING."""
+    job_id = save(stack, now)
+    before = stack.raw_item(job_id)
+    assert transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING, S.QUEUED]) is None
+    assert stack.raw_item(job_id) == before
+
+
+def test_late_failure_cannot_overwrite_success(stack: Stack) -> None:
+    job_id = save(stack, S.SUCCEEDED)
+    before = stack.raw_item(job_id)
+    assert transition(ddb(stack), stack.table, job_id, S.FAILED, expected=[S.RUNNING], attrs={"error": "x"}) is None
+    assert stack.raw_item(job_id) == before
+
+
+def test_any_of_several_expected_states(stack: Stack) -> None:
+    job_id = save(stack, S.QUEUED)
+    moved = transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING, S.QUEUED])
+    assert moved is not None and moved["status"] == "LAUNCHING"
+
+
+def test_reserved_word_attributes_are_written(stack: Stack) -> None:
+    """`error` and friends are DynamoDB reserved words: they must go through name placeholders."""
+    job_id = save(stack, S.RUNNING)
+    attrs = {"error": "The input file is gone.", "finished_at": "2030-01-01T00:01:00.000Z", "size": "1"}
+    moved = transition(ddb(stack), stack.table, job_id, S.FAILED, expected=[S.RUNNING], attrs=attrs)
+    assert moved is not None and {k: moved[k] for k in attrs} == attrs
+
+
+def test_missing_job_is_not_created(stack: Stack) -> None:
+    """An update on a missing id would create a stub item without the condition; it must return None instead."""
+    job_id = new_id()
+    assert transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING]) is None
+    assert stack.raw_item(job_id) is None
+
+
+def test_other_dynamodb_errors_propagate(stack: Stack) -> None:
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        transition(ddb(stack), "no-such-table", new_id(), S.LAUNCHING, expected=[S.PENDING])
+
+
+@pytest.mark.parametrize(
+    ("input_key", "output"),
+    [
+        ("inputs/U/notes.txt", "notes.out.txt"),
+        ("inputs/U/README", "README.out"),
+        ("inputs/U/archive.tar.gz", "archive.tar.out.gz"),
+        ("inputs/U/a.b.c.d", "a.b.c.out.d"),
+        ("inputs/U/photo.JPEG", "photo.out.JPEG"),
+        ("inputs/U/_x", "_x.out"),
+        ("notes.txt", "notes.out.txt"),
+    ],
+)
+def test_output_key(input_key: str, output: str) -> None:
+    job_id = new_id()
+    assert jobmodel.output_key(job_id, input_key) == f"outputs/{job_id}/{output}"
+
+
+def test_log_sits_next_to_the_output() -> None:
+    job_id = new_id()
+    assert jobmodel.log_key(job_id).rsplit("/", 1)[0] == jobmodel.output_key(job_id, "a.txt").rsplit("/", 1)[0]
+
+
+def test_new_id_is_a_nanoid() -> None:
+    ids = [new_id() for _ in range(3000)]
+    assert all(len(i) == 21 for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert set(jobmodel.ID_ALPHABET) == set(string.ascii_letters + string.digits + "_-")
+    assert len(jobmodel.ID_ALPHABET) == 64
+    used = set("".join(ids))
+    assert used == set(jobmodel.ID_ALPHABET), "every one of the 64 characters is drawn (126 bits of entropy)"
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{21}", i) and jobmodel.is_id(i) for i in ids)
+
+
+@pytest.mark.parametrize("value", ["a" * 20, "a" * 22, "a" * 20 + ".", "a" * 20 + "/", "", None, 5, ["a" * 21]])
+def test_is_id_refuses_non_ids(value: object) -> None:
+    assert not jobmodel.is_id(value)
+
+
+def test_utc_now_is_iso_utc_with_milliseconds() -> None:
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", jobmodel.utc_now())
+
+
+def test_split_s3_path() -> None:
+    assert jobmodel.split_s3_path("bucket/outputs/x/a.out.txt") == ("bucket", "outputs/x/a.out.txt")
+    for bad in ("bucket", "bucket/", "/key", ""):
+        with pytest.raises(ValueError):
+            jobmodel.split_s3_path(bad)
+
+
+def test_public_view_drops_internal_attributes_and_keeps_order() -> None:
+    item = {"list_key": "job", "status": "PENDING", "id": "x", "secret": "s", "error": "e"}
+    assert list(jobmodel.to_public(item).items()) == [("id", "x"), ("status", "PENDING"), ("error", "e")]
