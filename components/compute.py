@@ -179,7 +179,8 @@ class Compute(pulumi.ComponentResource):
             f"{name}-launcher",
             self,
             module="launcher",
-            environment=launcher_environment(args.table_name, self.launch_template.id, subnet_ids),
+            environment=launcher_environment(args.table_name, self.launch_template.id, subnet_ids, stack=args.stack,
+                                             settings=args.settings),
             policy=lambda logs: iam.launcher_function_policy(
                 partition=self._partition,
                 region=self._region,

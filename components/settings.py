@@ -102,12 +102,17 @@ def api_environment(bucket: T, table: T, settings: StackSettings) -> dict[str, T
     }
 
 
-def launcher_environment(table: T, launch_template_id: T, subnet_ids: T) -> dict[str, T]:
-    """Environment of the launcher Lambda; `subnet_ids` is a comma-separated list."""
+def launcher_environment(
+    table: T, launch_template_id: T, subnet_ids: T, *, stack: str, settings: StackSettings
+) -> dict[str, T | str]:
+    """Environment of the launcher and sweeper Lambdas; `subnet_ids` is a comma-separated list."""
     return {
         env_names.ENV_TABLE: table,
         env_names.ENV_LAUNCH_TEMPLATE_ID: launch_template_id,
         env_names.ENV_SUBNET_IDS: subnet_ids,
+        env_names.ENV_MAX_CONCURRENT_VMS: str(settings.max_concurrent_vms),
+        env_names.ENV_JOB_TIMEOUT: str(settings.job_timeout_minutes),
+        env_names.ENV_STACK: stack,
     }
 
 
@@ -134,6 +139,7 @@ def table_definition(table: str) -> dict[str, Any]:
             {"AttributeName": "id", "AttributeType": "S"},
             {"AttributeName": jobmodel.LIST_KEY_ATTR, "AttributeType": "S"},
             {"AttributeName": "created_at", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
         ],
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
@@ -144,7 +150,15 @@ def table_definition(table: str) -> dict[str, Any]:
                     {"AttributeName": "created_at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": jobmodel.STATUS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
     }

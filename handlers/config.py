@@ -18,6 +18,9 @@ ENV_UPLOAD_EXPIRY = "UPLOAD_EXPIRY_SECONDS"
 ENV_DOWNLOAD_EXPIRY = "DOWNLOAD_EXPIRY_SECONDS"
 ENV_LAUNCH_TEMPLATE_ID = "LAUNCH_TEMPLATE_ID"
 ENV_SUBNET_IDS = "SUBNET_IDS"
+ENV_MAX_CONCURRENT_VMS = "MAX_CONCURRENT_VMS"
+ENV_JOB_TIMEOUT = "JOB_TIMEOUT_MINUTES"
+ENV_STACK = "STACK_NAME"
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,14 @@ class ApiConfig:
 
 @dataclass(frozen=True)
 class LauncherConfig:
-    """What the launcher needs: the table it updates and where it starts VMs."""
+    """What the launcher and the sweeper need: the table, where VMs start, how many at once and for how long."""
 
     table: str
     launch_template_id: str
     subnet_ids: tuple[str, ...]
+    max_concurrent_vms: int
+    job_timeout_minutes: int
+    stack: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> LauncherConfig:
@@ -61,4 +67,7 @@ class LauncherConfig:
             table=env[ENV_TABLE],
             launch_template_id=env[ENV_LAUNCH_TEMPLATE_ID],
             subnet_ids=subnets,
+            max_concurrent_vms=int(env[ENV_MAX_CONCURRENT_VMS]),
+            job_timeout_minutes=int(env[ENV_JOB_TIMEOUT]),
+            stack=env[ENV_STACK],
         )

@@ -44,6 +44,8 @@ JOBS_INDEX = "by-created"
 """Global secondary index listing jobs newest first: hash key `LIST_KEY_ATTR`, range key `created_at`."""
 LIST_KEY_ATTR = "list_key"
 LIST_KEY_VALUE = "job"
+STATUS_INDEX = "by-status"
+"""Global secondary index of jobs by state: hash key `status`, range key `created_at` (oldest first)."""
 
 ID_ALPHABET = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ID_LENGTH = 21
@@ -144,6 +146,26 @@ def set_attributes(ddb: Any, table: str, job_id: str, attrs: Mapping[str, str]) 
 def from_dynamodb(item: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     """Flatten a low-level item whose attributes are all strings."""
     return {name: value["S"] for name, value in item.items() if "S" in value}
+
+
+def jobs_in_state(ddb: Any, table: str, status: Status, limit: int = 100) -> list[dict[str, str]]:
+    """Up to `limit` jobs now in `status`, oldest first (eventually consistent, like every index query)."""
+    jobs: list[dict[str, str]] = []
+    query: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": STATUS_INDEX,
+        "KeyConditionExpression": "#status = :status",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": {":status": {"S": status.value}},
+        "ScanIndexForward": True,
+    }
+    while len(jobs) < limit:
+        page = ddb.query(**query, Limit=limit - len(jobs))
+        jobs.extend(from_dynamodb(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return jobs
 
 
 PUBLIC_FIELDS = (

@@ -1,8 +1,10 @@
-"""DynamoDB stream -> one new EC2 VM per job, from the stack's launch template.
+"""DynamoDB stream -> one new EC2 VM per job, from the stack's launch template, never more than the cap at once.
 
-Every INSERT record is handled on its own. The job is claimed with a conditional PENDING/QUEUED -> LAUNCHING write
-*before* RunInstances, so a duplicate delivery finds it LAUNCHING and starts nothing. RunInstances also carries the job
-id as ClientToken, which makes a retried call idempotent on AWS.
+Every new job goes PENDING -> QUEUED, then the oldest queued jobs are started while VM slots are free
+(`handlers.capacity`). Starting a job claims it with a conditional QUEUED -> LAUNCHING write *before* RunInstances,
+so a duplicate delivery or a second launcher finds it LAUNCHING and starts nothing; RunInstances also carries the
+job id as ClientToken, which makes a retried call idempotent on AWS. When a job ends, the stream delivers its final
+state here: its slot is given back and the queue moves on.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import jobmodel
+from handlers import capacity, jobmodel
 from handlers.config import LauncherConfig
 from handlers.jobmodel import Status
 
@@ -31,11 +34,18 @@ TRANSIENT_ERRORS = frozenset({
 
 LAUNCH_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
-CLAIMABLE = (Status.PENDING, Status.QUEUED)
+
+
+class Outcome(Enum):
+    LAUNCHED = "launched"
+    NO_SLOT = "no free VM slot"
+    RETRY_LATER = "queued again after transient launch errors"
+    FAILED = "failed"
+    SKIPPED = "not queued (duplicate or late)"
 
 
 class TransientLaunchError(Exception):
-    """RunInstances kept failing in a way that may heal: the record is handed back to the stream for a retry."""
+    """RunInstances kept failing in a way that may heal: the job goes back to the queue."""
 
 
 def subnet_for(job_id: str, subnet_ids: tuple[str, ...]) -> str:
@@ -44,16 +54,14 @@ def subnet_for(job_id: str, subnet_ids: tuple[str, ...]) -> str:
 
 
 def run_instance(ec2: Any, config: LauncherConfig, job_id: str) -> str:
+    tags = [{"Key": jobmodel.JOB_ID_TAG, "Value": job_id}]
     response = ec2.run_instances(
         LaunchTemplate={"LaunchTemplateId": config.launch_template_id, "Version": "$Default"},
         MinCount=1,
         MaxCount=1,
         SubnetId=subnet_for(job_id, config.subnet_ids),
         ClientToken=job_id,
-        TagSpecifications=[
-            {"ResourceType": "instance", "Tags": [{"Key": jobmodel.JOB_ID_TAG, "Value": job_id}]},
-            {"ResourceType": "volume", "Tags": [{"Key": jobmodel.JOB_ID_TAG, "Value": job_id}]},
-        ],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
     )
     return str(response["Instances"][0]["InstanceId"])
 
@@ -67,9 +75,10 @@ def is_transient(err: Exception) -> bool:
 
 
 def run_with_retries(
-    launch: Callable[[], str], *, attempts: int = LAUNCH_ATTEMPTS, sleep: Callable[[float], None] = time.sleep
+    launch: Callable[[], str], *, attempts: int = LAUNCH_ATTEMPTS, sleep: Callable[[float], None] | None = None
 ) -> str:
     """Call `launch`, retrying transient errors with exponential backoff and full jitter."""
+    sleep = sleep or time.sleep
     for attempt in range(1, attempts + 1):
         try:
             return launch()
@@ -90,30 +99,66 @@ def describe_launch_error(err: ClientError) -> str:
     return f"The VM could not be started: {message} ({error_code(err)})."
 
 
-def launch_job(ec2: Any, ddb: Any, config: LauncherConfig, job_id: str,
-               sleep: Callable[[float], None] = time.sleep) -> str | None:
-    """Claim the job and start its VM; return the instance id, or None when there was nothing to do.
+def requeue(ddb: Any, config: LauncherConfig, job_id: str) -> None:
+    jobmodel.transition(ddb, config.table, job_id, Status.QUEUED, expected=[Status.LAUNCHING])
 
-    Raises TransientLaunchError after moving the job to QUEUED, so the stream delivers the record again.
-    """
-    claimed = jobmodel.transition(ddb, config.table, job_id, Status.LAUNCHING, expected=CLAIMABLE)
-    if claimed is None:
-        log.info("job %s is not waiting for a VM (duplicate or late delivery): skipped", job_id)
-        return None
+
+def start_queued_job(ec2: Any, ddb: Any, config: LauncherConfig, job_id: str) -> Outcome:
+    """Claim a queued job, take a VM slot for it and start its VM."""
+    if jobmodel.transition(ddb, config.table, job_id, Status.LAUNCHING, expected=[Status.QUEUED]) is None:
+        return Outcome.SKIPPED
+    slot: int | None = None
     try:
-        instance_id = run_with_retries(lambda: run_instance(ec2, config, job_id), sleep=sleep)
-    except TransientLaunchError:
-        jobmodel.transition(ddb, config.table, job_id, Status.QUEUED, expected=[Status.LAUNCHING])
-        raise
+        slot = capacity.acquire(ddb, config.table, job_id, config.max_concurrent_vms)
+        if slot is None:
+            requeue(ddb, config, job_id)
+            return Outcome.NO_SLOT
+        jobmodel.set_attributes(ddb, config.table, job_id, {"slot": str(slot)})
+        instance_id = run_with_retries(lambda: run_instance(ec2, config, job_id))
+    except TransientLaunchError as err:
+        log.warning("job %s: %s; back in the queue", job_id, err)
+        release_and_requeue(ddb, config, job_id, slot)
+        return Outcome.RETRY_LATER
     except ClientError as err:
+        if slot is None or err.operation_name != "RunInstances":
+            release_and_requeue(ddb, config, job_id, slot)
+            raise
         reason = describe_launch_error(err)
         log.error("job %s: %s", job_id, reason)
+        capacity.release(ddb, config.table, job_id, slot)
         jobmodel.transition(ddb, config.table, job_id, Status.FAILED, expected=[Status.LAUNCHING],
                             attrs={"error": reason, "finished_at": jobmodel.utc_now()})
-        return None
+        return Outcome.FAILED
+    except BaseException:
+        release_and_requeue(ddb, config, job_id, slot)
+        raise
     jobmodel.set_attributes(ddb, config.table, job_id, {"instance_id": instance_id})
-    log.info("job %s: started %s", job_id, instance_id)
-    return instance_id
+    log.info("job %s: started %s in slot %d", job_id, instance_id, slot)
+    return Outcome.LAUNCHED
+
+
+def release_and_requeue(ddb: Any, config: LauncherConfig, job_id: str, slot: int | None) -> None:
+    if slot is not None:
+        capacity.release(ddb, config.table, job_id, slot)
+    requeue(ddb, config, job_id)
+
+
+def dispatch(ec2: Any, ddb: Any, config: LauncherConfig, fresh: Mapping[str, str] | None = None) -> list[Outcome]:
+    """Start queued jobs oldest first until the slots are full or launches must wait.
+
+    `fresh` maps just-queued job ids to their `created_at`: the status index is eventually consistent and may not
+    show them yet.
+    """
+    queued = {job["id"]: job["created_at"] for job in
+              jobmodel.jobs_in_state(ddb, config.table, Status.QUEUED, limit=config.max_concurrent_vms)}
+    queued.update(fresh or {})
+    outcomes = []
+    for job_id in sorted(queued, key=lambda j: (queued[j], j)):
+        outcome = start_queued_job(ec2, ddb, config, job_id)
+        outcomes.append(outcome)
+        if outcome in (Outcome.NO_SLOT, Outcome.RETRY_LATER):
+            break
+    return outcomes
 
 
 def job_id_of(record: Mapping[str, Any]) -> str | None:
@@ -121,22 +166,48 @@ def job_id_of(record: Mapping[str, Any]) -> str | None:
     return job_id if jobmodel.is_id(job_id) else None
 
 
+def new_image(record: Mapping[str, Any]) -> dict[str, str]:
+    return jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
+
+
+def handle_record(ddb: Any, config: LauncherConfig, record: Mapping[str, Any], fresh: dict[str, str]) -> bool:
+    """Queue a new job or give back a finished job's slot; True when the queue may move."""
+    job_id = job_id_of(record)
+    if job_id is None:
+        return False
+    image = new_image(record)
+    if record.get("eventName") == "INSERT":
+        if jobmodel.transition(ddb, config.table, job_id, Status.QUEUED, expected=[Status.PENDING]) is None:
+            log.info("job %s is not PENDING (duplicate or late delivery): skipped", job_id)
+        else:
+            fresh[job_id] = image.get("created_at", "")
+        return True
+    if record.get("eventName") == "MODIFY" and image.get("status") in jobmodel.FINAL_STATES:
+        if image.get("slot", "").isdigit():
+            capacity.release(ddb, config.table, job_id, int(image["slot"]))
+        return True
+    return False
+
+
 def handle_batch(ec2: Any, ddb: Any, config: LauncherConfig, event: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """Handle every record; report the ones to retry as `batchItemFailures` (ReportBatchItemFailures)."""
+    """Handle every record, then move the queue; report records to retry as `batchItemFailures`."""
     failures = []
+    fresh: dict[str, str] = {}
+    queue_may_move = False
     for record in event.get("Records", []):
-        if record.get("eventName") != "INSERT":
-            continue
-        job_id = job_id_of(record)
-        if job_id is None:
-            log.error("stream record %s carries no job id: skipped", record.get("eventID"))
-            continue
         try:
-            launch_job(ec2, ddb, config, job_id)
-        except (TransientLaunchError, ClientError, BotoCoreError) as err:
-            log.warning("job %s: will retry the record: %s", job_id, err)
+            queue_may_move |= handle_record(ddb, config, record, fresh)
+        except (ClientError, BotoCoreError) as err:
+            log.warning("record %s will be retried: %s", record.get("eventID"), err)
             failures.append({"itemIdentifier": record["dynamodb"]["SequenceNumber"]})
+    if queue_may_move:
+        try:
+            dispatch(ec2, ddb, config, fresh)
+        except (ClientError, BotoCoreError) as err:
+            # The jobs stay QUEUED; the next finished job or the scheduled sweeper moves the queue again.
+            log.error("dispatch stopped: %s", err)
     return {"batchItemFailures": failures}
+
 
 
 CONFIG = LauncherConfig.from_env()

@@ -1,4 +1,5 @@
-"""The launcher against moto: one VM per job whatever the deliveries, and every launch error ends somewhere sane."""
+"""The launcher against moto: one VM per job whatever the deliveries, never more VMs than slots, and every launch
+error ends somewhere sane."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from handlers import launcher
+from handlers import capacity, jobmodel, launcher
 from handlers.config import LauncherConfig
 from handlers.jobmodel import JOB_ID_TAG, Status
 from tests.conftest import Aws
@@ -57,6 +58,7 @@ def test_each_insert_starts_one_tagged_vm_from_the_template(aws: Aws) -> None:
         item = get_item(aws.client("dynamodb"), aws.stack, tag(instance, JOB_ID_TAG) or "")
         assert item is not None
         assert item["status"] == Status.LAUNCHING and item["instance_id"] == instance["InstanceId"]
+        assert item["slot"].isdigit()
 
 
 def test_duplicate_deliveries_start_exactly_one_vm(aws: Aws) -> None:
@@ -120,19 +122,19 @@ def test_a_transient_error_is_retried_in_place(aws: Aws) -> None:
     assert item is not None and item["status"] == Status.LAUNCHING and item["instance_id"].startswith("i-")
 
 
-def test_a_lasting_transient_error_queues_the_job_and_hands_the_record_back(aws: Aws) -> None:
+def test_a_lasting_transient_error_queues_the_job_for_later(aws: Aws) -> None:
     job_id = new_pending_job(aws)
     batch = records(aws)
     ec2 = FlakyEc2(aws.client("ec2"), "RequestLimitExceeded", failures=launcher.LAUNCH_ATTEMPTS)
 
-    result = handle(aws, batch, ec2)
+    assert handle(aws, batch, ec2) == {"batchItemFailures": []}, "a queued job is handled: the queue retries it"
 
-    assert result == {"batchItemFailures": [{"itemIdentifier": batch[0]["dynamodb"]["SequenceNumber"]}]}
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.QUEUED
     assert instances(aws) == []
+    assert capacity.holders(aws.client("dynamodb"), aws.stack.table, 4) == {}, "the slot must be given back"
 
-    assert handle(aws, batch) == {"batchItemFailures": []}, "the redelivered record must launch the queued job"
+    assert launcher.dispatch(aws.client("ec2"), aws.client("dynamodb"), config_of(aws)) == [launcher.Outcome.LAUNCHED]
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.LAUNCHING
     assert len(instances(aws)) == 1
@@ -152,6 +154,7 @@ def test_a_permanent_launch_error_fails_the_job_with_the_aws_message(aws: Aws, c
     assert item is not None and item["status"] == Status.FAILED
     assert item["error"] == f"The VM could not be started: You are not authorized to do this. ({code})."
     assert item["finished_at"]
+    assert capacity.holders(aws.client("dynamodb"), aws.stack.table, 4) == {}, "a failed launch must free its slot"
 
 
 def test_backoff_grows_and_is_jittered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,3 +175,73 @@ def test_subnets_are_spread_and_stable() -> None:
     chosen = {launcher.subnet_for(f"{i:021d}", subnets) for i in range(50)}
     assert chosen == set(subnets)
     assert launcher.subnet_for("abc", subnets) == launcher.subnet_for("abc", subnets)
+
+
+def finish(aws: Aws, job_id: str, status: Status = Status.SUCCEEDED) -> list[dict[str, Any]]:
+    """Move a launched job to its end as the worker would; return the stream records that produces."""
+    ddb = aws.client("dynamodb")
+    seen = {r["eventID"] for r in records(aws)}
+    jobmodel.transition(ddb, aws.stack.table, job_id, Status.RUNNING, expected=[Status.LAUNCHING])
+    jobmodel.transition(ddb, aws.stack.table, job_id, status, expected=[Status.RUNNING])
+    return [r for r in records(aws) if r["eventID"] not in seen]
+
+
+def statuses(aws: Aws, job_ids: list[str]) -> list[str]:
+    return [(get_item(aws.client("dynamodb"), aws.stack, j) or {}).get("status", "") for j in job_ids]
+
+
+def test_jobs_beyond_the_cap_wait_queued_and_start_oldest_first_as_slots_free(aws: Aws) -> None:
+    cap = config_of(aws).max_concurrent_vms
+    jobs = [new_pending_job(aws, f"job {i}") for i in range(cap + 2)]
+
+    handle(aws, records(aws))
+
+    assert statuses(aws, jobs) == [Status.LAUNCHING] * cap + [Status.QUEUED] * 2
+    assert len(instances(aws)) == cap
+    assert sorted(capacity.holders(aws.client("dynamodb"), aws.stack.table, cap).values()) == sorted(jobs[:cap])
+
+    handle(aws, finish(aws, jobs[1], Status.FAILED))
+
+    assert statuses(aws, jobs)[cap:] == [Status.LAUNCHING, Status.QUEUED], "the oldest queued job goes first"
+    assert len(capacity.holders(aws.client("dynamodb"), aws.stack.table, cap)) == cap
+
+    handle(aws, finish(aws, jobs[0]))
+    assert statuses(aws, jobs)[cap:] == [Status.LAUNCHING, Status.LAUNCHING]
+    assert len(instances(aws)) == cap + 2
+
+
+def test_a_final_state_delivered_twice_frees_one_slot_only(aws: Aws) -> None:
+    cap = config_of(aws).max_concurrent_vms
+    jobs = [new_pending_job(aws) for _ in range(cap + 2)]
+    handle(aws, records(aws))
+    done = finish(aws, jobs[0])
+
+    handle(aws, done + done)
+
+    assert statuses(aws, jobs)[cap:] == [Status.LAUNCHING, Status.QUEUED]
+    assert len(capacity.holders(aws.client("dynamodb"), aws.stack.table, cap)) == cap
+
+
+def test_slots_are_exclusive_and_only_their_holder_frees_them(aws: Aws) -> None:
+    ddb, table = aws.client("dynamodb"), aws.stack.table
+    first = capacity.acquire(ddb, table, "job-a", 2)
+    second = capacity.acquire(ddb, table, "job-b", 2)
+
+    assert {first, second} == {0, 1}
+    assert capacity.acquire(ddb, table, "job-c", 2) is None
+    assert second is not None and not capacity.release(ddb, table, "job-a", second)
+    assert first is not None and capacity.release(ddb, table, "job-a", first)
+    assert not capacity.release(ddb, table, "job-a", first), "a slot is freed once"
+    assert capacity.acquire(ddb, table, "job-c", 2) == first
+
+
+def test_slot_items_are_never_taken_for_jobs(aws: Aws) -> None:
+    """The slot items live in the jobs table: their stream records and index entries must not look like jobs."""
+    ddb = aws.client("dynamodb")
+    capacity.acquire(ddb, aws.stack.table, "some-job", 2)
+    slot_records = [r for r in records(aws) if r["dynamodb"]["Keys"]["id"]["S"].startswith(capacity.SLOT_PREFIX)]
+
+    assert slot_records, "acquiring a slot writes its item"
+    assert handle(aws, slot_records) == {"batchItemFailures": []}
+    assert instances(aws) == []
+    assert jobmodel.jobs_in_state(ddb, aws.stack.table, Status.QUEUED) == []
