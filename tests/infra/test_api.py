@@ -13,7 +13,7 @@ import pytest
 from components.functions import HANDLERS_DIR, LOG_RETENTION_DAYS
 from components.settings import StackSettings, api_environment, launcher_environment
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
-from tests.infra.conftest import API_ID, Deployment
+from tests.infra.conftest import API_ID, STACK, Deployment
 
 FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "compute-launcher": "launcher"}
 
@@ -163,7 +163,9 @@ def test_launcher_gets_the_table_template_and_both_subnets(dev: Deployment) -> N
     """Regression: a launcher without the subnets launches into the default VPC (with internet) or fails."""
     variables = functions(dev)["compute-launcher"]["environment"]["variables"]
     subnets = ",".join(f"{s.name}-id" for s in dev.of_type("aws:ec2/subnet:Subnet"))
-    assert variables == launcher_environment(dev.exports["tableName"], dev.exports["launchTemplateId"], subnets)
+    table, template = dev.exports["tableName"], dev.exports["launchTemplateId"]
+    settings = dev.namespace["settings"]
+    assert variables == launcher_environment(table, template, subnets, stack=STACK, settings=settings)
     assert len(variables["SUBNET_IDS"].split(",")) == 2
 
 
