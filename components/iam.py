@@ -17,7 +17,7 @@ from typing import Any
 
 import pulumi
 
-from handlers.jobmodel import INPUT_PREFIX, JOBS_INDEX, OUTPUT_PREFIX
+from handlers.jobmodel import INPUT_PREFIX, JOBS_INDEX, OUTPUT_PREFIX, STATUS_INDEX
 
 VERSION = "2012-10-17"
 Statement = dict[str, Any]
@@ -193,7 +193,11 @@ def launcher_function_policy(
         ),
         # The DynamoDB guide's example scopes ListStreams to the table's streams rather than "*".
         statement(["dynamodb:ListStreams"], [pulumi.Output.concat(table_arn, "/stream/*")], sid="ListJobStreams"),
-        statement(["dynamodb:GetItem", "dynamodb:UpdateItem"], [table_arn], sid="MoveJobs"),
+        # Jobs move by conditional UpdateItem; VM slots are lease items in the same table, read in batches.
+        statement(["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [table_arn], sid="MoveJobs"),
+        statement(
+            ["dynamodb:Query"], [pulumi.Output.concat(table_arn, "/index/", STATUS_INDEX)], sid="FindQueuedJobs"
+        ),
         statement(
             ["ec2:RunInstances"],
             [

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from components.settings import StackSettings
+from handlers.jobmodel import STATUS_INDEX
 from tests.infra.conftest import ACCOUNT, PARTITION, REGION, Deployment
 
 ALLOWED_STAR_RESOURCES: dict[str, str] = {}
@@ -221,13 +222,15 @@ class TestLauncherPolicy:
             "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
         }
         assert launcher["ListJobStreams"]["Resource"] == [f"{table['arn']}/stream/*"]
-        assert launcher["MoveJobs"]["Action"] == ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+        assert launcher["MoveJobs"]["Action"] == ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
         assert launcher["MoveJobs"]["Resource"] == [table["arn"]]
+        assert launcher["FindQueuedJobs"]["Action"] == ["dynamodb:Query"]
+        assert launcher["FindQueuedJobs"]["Resource"] == [f"{table['arn']}/index/{STATUS_INDEX}"]
         assert launcher["RecordFailedBatches"] == {
             "Sid": "RecordFailedBatches", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": [queue],
         }
         assert set(launcher) == {
-            "ReadJobStream", "ListJobStreams", "MoveJobs", "LaunchFromTemplate", "TagOnLaunchOnly",
+            "ReadJobStream", "ListJobStreams", "MoveJobs", "FindQueuedJobs", "LaunchFromTemplate", "TagOnLaunchOnly",
             "PassWorkerRole", "ResolveAmi", "RecordFailedBatches", "OwnLogGroup",
         }
 
