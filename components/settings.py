@@ -17,9 +17,15 @@ from handlers import jobmodel
 PROJECT = "filepipe"
 WORKER_SCRIPT_KEY = "worker/worker.py"
 """Object key of the worker script in the data bucket."""
-STACK_TAG = "FilepipeStack"
-"""Tag put on every worker VM so the sweeper and IAM conditions can recognise this stack's instances."""
+STACK_TAG = jobmodel.STACK_TAG
 API_PREFIX = "/api"
+
+LAUNCHER_EVENT_FILTERS: tuple[dict[str, Any], ...] = (
+    {"eventName": ["INSERT"]},
+    {"eventName": ["MODIFY"], "dynamodb": {"NewImage": {"status": {"S": ["SUCCEEDED", "FAILED"]}}}},
+)
+"""Stream records the launcher receives: new jobs (to queue and start) and jobs that just ended (to free their VM
+slot and start the next). Lambda drops every other record before invoking; local mode applies the same patterns."""
 
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB

@@ -40,6 +40,9 @@ OUTPUT_PREFIX = "outputs/"
 JOB_ID_TAG = "JobId"
 """EC2 tag carrying the job id; read by the VM through instance metadata tags (no `/` or spaces allowed)."""
 
+STACK_TAG = "FilepipeStack"
+"""Tag on every worker VM naming its stack, so the sweeper and IAM conditions recognise this stack's instances."""
+
 JOBS_INDEX = "by-created"
 """Global secondary index listing jobs newest first: hash key `LIST_KEY_ATTR`, range key `created_at`."""
 LIST_KEY_ATTR = "list_key"

@@ -54,7 +54,7 @@ def subnet_for(job_id: str, subnet_ids: tuple[str, ...]) -> str:
 
 
 def run_instance(ec2: Any, config: LauncherConfig, job_id: str) -> str:
-    tags = [{"Key": jobmodel.JOB_ID_TAG, "Value": job_id}]
+    tags = [{"Key": jobmodel.JOB_ID_TAG, "Value": job_id}, {"Key": jobmodel.STACK_TAG, "Value": config.stack}]
     response = ec2.run_instances(
         LaunchTemplate={"LaunchTemplateId": config.launch_template_id, "Version": "$Default"},
         MinCount=1,

@@ -1,0 +1,140 @@
+"""Scheduled safety net: no VM outlives the job timeout, no job hangs in a non-final state, the queue keeps moving.
+
+Every step is a conditional write or an idempotent call, so two sweeps at once (or a sweep racing the launcher or a
+worker) cannot fail a finished job, free a slot twice or start a job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+
+from handlers import capacity, jobmodel, launcher
+from handlers.config import LauncherConfig
+from handlers.jobmodel import Status
+
+log = logging.getLogger(__name__)
+
+ALIVE_STATES = ["pending", "running", "stopping", "stopped"]
+LAUNCH_GRACE = timedelta(minutes=10)
+"""How long a LAUNCHING job may wait for its VM to appear (AWS usually needs well under a minute)."""
+SHUTDOWN_GRACE = timedelta(minutes=2)
+"""Beyond the job timeout, time for the in-VM watchdog to power off before the sweeper terminates the VM."""
+VANISHED_GRACE = timedelta(seconds=60)
+"""A RUNNING job's VM must be gone this long before the job is failed (DescribeInstances is eventually consistent)."""
+
+
+@dataclass
+class SweepReport:
+    terminated: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    slots_freed: list[int] = field(default_factory=list)
+    started: int = 0
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def stack_instances(ec2: Any, stack: str) -> dict[str, dict[str, Any]]:
+    """Job id -> instance, for this stack's VMs that are not terminated."""
+    found: dict[str, dict[str, Any]] = {}
+    paginator = ec2.get_paginator("describe_instances")
+    filters = [
+        {"Name": f"tag:{jobmodel.STACK_TAG}", "Values": [stack]},
+        {"Name": "instance-state-name", "Values": ALIVE_STATES},
+    ]
+    for page in paginator.paginate(Filters=filters):
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+                if jobmodel.JOB_ID_TAG in tags:
+                    found[tags[jobmodel.JOB_ID_TAG]] = instance
+    return found
+
+
+@dataclass
+class Sweep:
+    """One pass of the sweeper over this stack's VMs, jobs and slots."""
+
+    ec2: Any
+    ddb: Any
+    config: LauncherConfig
+    now: datetime
+    report: SweepReport = field(default_factory=SweepReport)
+
+    def run(self) -> SweepReport:
+        instances = stack_instances(self.ec2, self.config.stack)
+        self.terminate_overdue(instances)
+        self.fail_orphans(instances)
+        self.free_leaked_slots()
+        outcomes = launcher.dispatch(self.ec2, self.ddb, self.config)
+        self.report.started = outcomes.count(launcher.Outcome.LAUNCHED)
+        return self.report
+
+    def fail(self, job_id: str, reason: str) -> None:
+        moved = jobmodel.transition(self.ddb, self.config.table, job_id, Status.FAILED,
+                                    expected=[Status.LAUNCHING, Status.RUNNING],
+                                    attrs={"error": reason, "finished_at": jobmodel.utc_now()})
+        if moved is not None:
+            log.warning("job %s failed by the sweeper: %s", job_id, reason)
+            self.report.failed.append(job_id)
+
+    def terminate_overdue(self, instances: Mapping[str, dict[str, Any]]) -> None:
+        """VMs older than the job timeout (plus time for the in-VM watchdog) are terminated, their jobs failed."""
+        limit = timedelta(minutes=self.config.job_timeout_minutes) + SHUTDOWN_GRACE
+        overdue = {job_id: i for job_id, i in instances.items() if self.now - i["LaunchTime"] > limit}
+        if not overdue:
+            return
+        self.ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in overdue.values()])
+        for job_id, instance in overdue.items():
+            self.report.terminated.append(instance["InstanceId"])
+            self.fail(job_id, f"The job did not finish within {self.config.job_timeout_minutes} minutes; "
+                              f"its VM {instance['InstanceId']} was terminated.")
+
+    def fail_orphans(self, instances: Mapping[str, dict[str, Any]]) -> None:
+        """Fail LAUNCHING jobs whose VM never appeared and RUNNING jobs whose VM is gone."""
+        for job in jobmodel.jobs_in_state(self.ddb, self.config.table, Status.LAUNCHING, limit=1000):
+            if job["id"] not in instances and self.age(job) > LAUNCH_GRACE:
+                minutes = int(LAUNCH_GRACE.total_seconds() // 60)
+                self.fail(job["id"], f"The job's VM never started; it was given up after {minutes} minutes.")
+        for job in jobmodel.jobs_in_state(self.ddb, self.config.table, Status.RUNNING, limit=1000):
+            if job["id"] not in instances and self.age(job) > VANISHED_GRACE:
+                self.fail(job["id"], "The job's VM stopped before the job finished "
+                                     "(the worker crashed, was killed, or reached the time limit).")
+
+    def free_leaked_slots(self) -> None:
+        """A slot whose holder is over or gone is given back (its final stream record may have been lost)."""
+        table = self.config.table
+        for slot, job_id in capacity.holders(self.ddb, table, self.config.max_concurrent_vms).items():
+            found = self.ddb.get_item(TableName=table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
+            status = found.get("status", {}).get("S") if found else None
+            over = status is None or status in jobmodel.FINAL_STATES
+            if over and capacity.release(self.ddb, table, job_id, slot):
+                self.report.slots_freed.append(slot)
+
+    def age(self, job: Mapping[str, str]) -> timedelta:
+        """Time since the job last changed state."""
+        return self.now - parse_time(job["updated_at"])
+
+
+def sweep(ec2: Any, ddb: Any, config: LauncherConfig, now: datetime | None = None) -> SweepReport:
+    report = Sweep(ec2, ddb, config, now or datetime.now(UTC)).run()
+    log.info("sweep: %s", report)
+    return report
+
+
+CONFIG = LauncherConfig.from_env()
+EC2 = boto3.client("ec2")
+DDB = boto3.client("dynamodb")
+
+
+def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    report = sweep(EC2, DDB, CONFIG)
+    return {"terminated": report.terminated, "failed": report.failed, "slots_freed": report.slots_freed,
+            "started": report.started}

@@ -1,0 +1,141 @@
+"""The sweeper against moto: overdue VMs terminated, stuck jobs failed with a reason, leaked slots freed, the queue
+moved, and nothing done twice or to a finished job."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from handlers import capacity, jobmodel, launcher, sweeper
+from handlers.config import LauncherConfig
+from handlers.jobmodel import STACK_TAG, Status
+from tests.conftest import Aws
+from tests.runtime.jobs import get_item, put_job
+from tests.streams import lambda_records
+
+
+def config_of(aws: Aws) -> LauncherConfig:
+    return LauncherConfig.from_env(aws.stack.launcher_environment())
+
+
+def launched_jobs(aws: Aws, count: int) -> list[str]:
+    """`count` jobs taken through the launcher: queued, slotted, VM started."""
+    jobs = [put_job(aws.client("s3"), aws.client("dynamodb"), aws.stack, content=b"x", text="t",
+                    status=Status.PENDING)[0] for _ in range(count)]
+    batch = lambda_records(aws.client("dynamodbstreams"), aws.stack.stream_arn)
+    launcher.handle_batch(aws.client("ec2"), aws.client("dynamodb"), config_of(aws), {"Records": batch})
+    return jobs
+
+
+def sweep(aws: Aws, after: timedelta = timedelta(0)) -> sweeper.SweepReport:
+    return sweeper.sweep(aws.client("ec2"), aws.client("dynamodb"), config_of(aws), datetime.now(UTC) + after)
+
+
+def item(aws: Aws, job_id: str) -> dict[str, str]:
+    found = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert found is not None
+    return found
+
+
+def instance_state(aws: Aws, instance_id: str) -> str:
+    reservations = aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return str(reservations[0]["Instances"][0]["State"]["Name"])
+
+
+def to_running(aws: Aws, job_id: str) -> None:
+    jobmodel.transition(aws.client("dynamodb"), aws.stack.table, job_id, Status.RUNNING, expected=[Status.LAUNCHING])
+
+
+def test_vms_are_tagged_with_their_stack(aws: Aws) -> None:
+    (job_id,) = launched_jobs(aws, 1)
+    found = sweeper.stack_instances(aws.client("ec2"), aws.stack.stack)
+    assert list(found) == [job_id]
+    assert sweeper.stack_instances(aws.client("ec2"), "another-stack") == {}
+    tags = {t["Key"]: t["Value"] for t in found[job_id]["Tags"]}
+    assert tags[STACK_TAG] == aws.stack.stack
+
+
+def test_a_vm_past_the_job_timeout_is_terminated_and_its_job_failed(aws: Aws) -> None:
+    (job_id,) = launched_jobs(aws, 1)
+    to_running(aws, job_id)
+    instance_id = item(aws, job_id)["instance_id"]
+    timeout = timedelta(minutes=config_of(aws).job_timeout_minutes)
+
+    assert sweep(aws, after=timeout).terminated == [], "within the timeout (plus watchdog grace) the VM lives"
+    report = sweep(aws, after=timeout + sweeper.SHUTDOWN_GRACE + timedelta(seconds=5))
+
+    assert report.terminated == [instance_id] and report.failed == [job_id]
+    assert instance_state(aws, instance_id) in {"shutting-down", "terminated"}
+    failed = item(aws, job_id)
+    assert failed["status"] == Status.FAILED
+    assert failed["error"].startswith(f"The job did not finish within {timeout.seconds // 60} minutes")
+
+
+def test_a_running_job_whose_vm_vanished_is_failed(aws: Aws) -> None:
+    (job_id,) = launched_jobs(aws, 1)
+    to_running(aws, job_id)
+    aws.client("ec2").terminate_instances(InstanceIds=[item(aws, job_id)["instance_id"]])
+
+    assert sweep(aws).failed == [], "DescribeInstances lags: a VM gone for seconds is not yet conclusive"
+    report = sweep(aws, after=sweeper.VANISHED_GRACE + timedelta(seconds=1))
+
+    assert report.failed == [job_id]
+    assert "stopped before the job finished" in item(aws, job_id)["error"]
+
+
+def test_a_launching_job_whose_vm_never_appeared_is_failed_after_the_grace(aws: Aws) -> None:
+    job_id, _ = put_job(aws.client("s3"), aws.client("dynamodb"), aws.stack, content=b"x", text="t",
+                        status=Status.LAUNCHING)
+
+    assert sweep(aws, after=timedelta(minutes=1)).failed == []
+    assert sweep(aws, after=sweeper.LAUNCH_GRACE + timedelta(seconds=1)).failed == [job_id]
+    assert "never started" in item(aws, job_id)["error"]
+
+
+def test_a_finished_job_is_never_touched(aws: Aws) -> None:
+    (job_id,) = launched_jobs(aws, 1)
+    to_running(aws, job_id)
+    jobmodel.transition(aws.client("dynamodb"), aws.stack.table, job_id, Status.SUCCEEDED,
+                        expected=[Status.RUNNING], attrs={"output_file_path": "b/k"})
+    aws.client("ec2").terminate_instances(InstanceIds=[item(aws, job_id)["instance_id"]])
+
+    sweep(aws, after=timedelta(hours=2))
+
+    assert item(aws, job_id)["status"] == Status.SUCCEEDED and "error" not in item(aws, job_id)
+
+
+def test_leaked_slots_are_freed_and_the_queue_moves(aws: Aws) -> None:
+    """A final record lost on the way: the sweeper gives the slot back and starts the oldest queued job."""
+    cap = config_of(aws).max_concurrent_vms
+    jobs = launched_jobs(aws, cap + 1)
+    assert item(aws, jobs[-1])["status"] == Status.QUEUED
+    to_running(aws, jobs[0])
+    jobmodel.transition(aws.client("dynamodb"), aws.stack.table, jobs[0], Status.SUCCEEDED, expected=[Status.RUNNING])
+
+    report = sweep(aws)
+
+    assert report.slots_freed == [int(item(aws, jobs[0])["slot"])]
+    assert report.started == 1
+    assert item(aws, jobs[-1])["status"] == Status.LAUNCHING
+    holders = capacity.holders(aws.client("dynamodb"), aws.stack.table, cap)
+    assert sorted(holders.values()) == sorted(jobs[1:])
+
+
+def test_sweeping_twice_changes_nothing_more(aws: Aws) -> None:
+    (job_id,) = launched_jobs(aws, 1)
+    to_running(aws, job_id)
+    later = timedelta(hours=1)
+
+    first = sweep(aws, after=later)
+    second = sweep(aws, after=later)
+
+    assert first.failed == [job_id]
+    assert (second.terminated, second.failed, second.slots_freed, second.started) == ([], [], [], 0)
+
+
+def test_handler_reports_what_it_did(aws: Aws, monkeypatch: Any) -> None:
+    launched_jobs(aws, 1)
+    monkeypatch.setattr(sweeper, "EC2", aws.client("ec2"))
+    monkeypatch.setattr(sweeper, "DDB", aws.client("dynamodb"))
+    monkeypatch.setattr(sweeper, "CONFIG", config_of(aws))
+    assert sweeper.handler({}, None) == {"terminated": [], "failed": [], "slots_freed": [], "started": 0}
