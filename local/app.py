@@ -22,11 +22,12 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from components.compute import INSERT_FILTER, STREAM_BATCH_SIZE, STREAM_MAX_RETRIES
 from components.settings import StackSettings, site_config
 from handlers.jobmodel import Status
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
@@ -82,16 +83,18 @@ class LocalPipeline:
         *,
         stack: str = "local",
         frontend_dir: Path = FRONTEND_DIR,
-        launcher: LambdaHandler | None = None,
+        wrap_launcher: Callable[[LambdaHandler], LambdaHandler] | None = None,
         minute_seconds: float = 60.0,
         host: str = HOST,
     ) -> None:
-        """`launcher` replaces `handlers.launcher.handler` (tests); `minute_seconds` scales `shutdown -h +N`."""
+        """`port=0` picks a free port. `wrap_launcher(handler)` returns what the stream poller calls instead of
+        `handlers.launcher.handler` (fault injection in tests); `minute_seconds` is how long a minute of
+        `shutdown -h +N` lasts (60; tests shorten it to see the watchdog fire)."""
         self.port = port
         self.settings = settings or StackSettings()
         self.stack_name = stack
         self.frontend_dir = Path(frontend_dir)
-        self.launcher_override = launcher
+        self.wrap_launcher = wrap_launcher
         self.minute_seconds = minute_seconds
         self.host = host
         self.web: BackgroundServer | None = None
@@ -104,6 +107,7 @@ class LocalPipeline:
         self._saved_env: dict[str, str | None] = {}
         self._modules_before: dict[str, ModuleType | None] = {}
         self._started = False
+        self._health_s3: Any = None
 
     # -- public surface -------------------------------------------------------------------------------------------
     @property
@@ -157,10 +161,13 @@ class LocalPipeline:
                                 stack=self.stack_name, site_origin=self.url)
         self._stack = dataclasses.replace(provisioned, settings=self.settings)
 
+        self._health_s3 = self.session.client("s3")
         self._set_environment({**aws_environment(self.endpoint_url, REGION), **self._stack.api_environment(),
                                **self._stack.launcher_environment()})
         handlers = {name: self._import_handler(f"handlers.{name}").handler for name in HTTP_FUNCTIONS}
-        launcher = self.launcher_override or self._import_handler(LAUNCHER_MODULE).handler
+        launcher: LambdaHandler = self._import_handler(LAUNCHER_MODULE).handler
+        if self.wrap_launcher is not None:
+            launcher = self.wrap_launcher(launcher)
 
         self.vmhost = VmHost(
             ec2=self.client("ec2"), dynamodb=self.client("dynamodb"), table=self._stack.table,
@@ -171,7 +178,9 @@ class LocalPipeline:
         self.metadata.start()
         self.vmhost.start()
         self.poller = StreamPoller(streams=self.client("dynamodbstreams"), stream_arn=self._stack.stream_arn,
-                                   handler=launcher, region=REGION, observer=TransitionLog())
+                                   handler=launcher, region=REGION, observer=TransitionLog(),
+                                   filters=(INSERT_FILTER,), batch_size=STREAM_BATCH_SIZE,
+                                   max_retries=STREAM_MAX_RETRIES)
         self.poller.start()
         self.web.server.app = LocalWebApp(
             routes=ROUTES, handlers=handlers, frontend_dir=self.frontend_dir,
@@ -205,7 +214,13 @@ class LocalPipeline:
         return [b"starting"]
 
     def _emulator_health(self) -> dict[str, Any]:
-        return {"up": self.moto.is_up(), "endpoint": self.endpoint_url, "kind": "moto"}
+        """Up when the emulator answers for this stack's bucket (a cheap call that also proves it is provisioned)."""
+        try:
+            self._health_s3.head_bucket(Bucket=self.stack.bucket)
+            up = True
+        except Exception:
+            up = False
+        return {"up": up, "endpoint": self.endpoint_url, "kind": "moto"}
 
     def _set_environment(self, values: Mapping[str, str]) -> None:
         for name in (*values, *UNSET_VARIABLES):

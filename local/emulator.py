@@ -85,8 +85,9 @@ class MotoServer:
         return False
 
     def is_up(self) -> bool:
+        """Whether the server answers (S3 ListBuckets: cheap, unlike /moto-api/data.json which dumps every model)."""
         try:
-            return requests.get(f"{self.endpoint_url}/moto-api/data.json", timeout=2).ok
+            return requests.get(f"{self.endpoint_url}/", timeout=2).ok
         except requests.RequestException:
             return False
 

@@ -1,7 +1,8 @@
 """The local stand-in for the launcher's event source mapping: poll the table's stream, call the launcher.
 
-Semantics follow Lambda's DynamoDB event source mapping as the Pulumi program configures it: records are filtered
-(`{"eventName": ["INSERT"]}`) before batching, delivered in order in batches of at most `batch_size`, and with
+Semantics follow Lambda's DynamoDB event source mapping as the Pulumi program configures it (the filter, batch size
+and retry limit are passed in from `components.compute`): records are filtered before batching (a record passes if
+it matches any of the filter patterns), delivered in order in batches of at most `batch_size`, and with
 ReportBatchItemFailures a batch is retried from the lowest failed sequence number (records before it are done).
 A batch whose function call raises is bisected and retried; after `max_retries` retries a batch is dropped and
 logged (AWS would send it to the on-failure SQS destination). Every record, filtered or not, can be observed (local
@@ -21,7 +22,7 @@ from typing import Any
 log = logging.getLogger("filepipe.local")
 
 INSERT_FILTER: Mapping[str, Any] = {"eventName": ["INSERT"]}
-"""The event source mapping's filter pattern (the same pattern the Compute component gives Lambda)."""
+"""Default filter pattern; local mode passes the Compute component's own patterns."""
 BATCH_SIZE = 10
 MAX_RETRIES = 5
 BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)
@@ -103,7 +104,7 @@ class StreamPoller:
     batch_size: int = BATCH_SIZE
     max_retries: int = MAX_RETRIES
     poll_seconds: float = 0.2
-    filter_pattern: Mapping[str, Any] = field(default_factory=lambda: INSERT_FILTER)
+    filters: tuple[Mapping[str, Any], ...] = (INSERT_FILTER,)
     pending: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     _shards: dict[str, _Shard] = field(default_factory=dict)
@@ -113,8 +114,10 @@ class StreamPoller:
     _retries: int = 0
     _next_attempt: float = 0.0
 
-    def start(self) -> None:
+    def __post_init__(self) -> None:
         self._limit = self.batch_size
+
+    def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
         self._thread.start()
 
@@ -156,7 +159,7 @@ class StreamPoller:
                         self.observer(record)
                     except Exception:
                         log.exception("stream poller: observer failed")
-                if matches(self.filter_pattern, record):
+                if any(matches(pattern, record) for pattern in self.filters):
                     self.pending.append(record)
         return fetched
 

@@ -1,0 +1,235 @@
+"""The whole local pipeline end to end: API, presigned upload, stream, launcher, local VM, worker, download.
+
+One stack serves the module (starting it costs a few seconds). A minute of `shutdown -h +N` lasts
+`MINUTE_SECONDS` here, so the watchdog can be seen to fire while real jobs (timeout 15 "minutes") are unaffected.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import psutil
+import pytest
+import requests
+
+from components.settings import StackSettings
+from local.app import LocalPipeline
+from local.streams import LambdaHandler
+from local.vmhost import Ending, VmRun
+from tests.local.api import submit, wait_for_final
+from worker.userdata import render_user_data
+
+pytestmark = pytest.mark.e2e
+
+SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=15, max_concurrent_vms=20)
+"""A cap above this module's job count: ten jobs start at once (the cap and its queue are tested on their own)."""
+MINUTE_SECONDS = 1.0
+DELETE_INPUT_MARKER = "delete my input before the VM runs"
+
+
+def deleting_inputs(launcher: LambdaHandler) -> LambdaHandler:
+    """Fault injection: for jobs whose text is the marker, delete the input object before the launcher runs."""
+    clients: dict[str, Any] = {}
+
+    def wrapped(event: Mapping[str, Any], context: object) -> Any:
+        for record in event["Records"]:
+            image = record["dynamodb"].get("NewImage", {})
+            if image.get("input_text", {}).get("S") == DELETE_INPUT_MARKER:
+                bucket, key = image["input_file_path"]["S"].split("/", 1)
+                clients.setdefault("s3", boto3.client("s3")).delete_object(Bucket=bucket, Key=key)
+        return launcher(event, context)
+
+    return wrapped
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Iterator[LocalPipeline]:
+    with LocalPipeline(port=0, settings=SETTINGS, wrap_launcher=deleting_inputs,
+                       minute_seconds=MINUTE_SECONDS) as running:
+        yield running
+
+
+def instance_state(pipeline: LocalPipeline, instance_id: str) -> str:
+    described = pipeline.client("ec2").describe_instances(InstanceIds=[instance_id])
+    return str(described["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+
+def finished_run(pipeline: LocalPipeline, instance_id: str, timeout: float = 20) -> VmRun:
+    assert pipeline.vmhost is not None
+    deadline = time.monotonic() + timeout
+    while instance_id not in pipeline.vmhost.runs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run = pipeline.vmhost.runs[instance_id]
+    assert run.finished.wait(max(0.0, deadline - time.monotonic())), f"VM {instance_id} still running"
+    return run
+
+
+def test_health_reports_the_emulator(pipeline: LocalPipeline) -> None:
+    got = requests.get(f"{pipeline.url}/api/health", timeout=10)
+    assert got.status_code == 200
+    assert got.json()["emulator"] == {"up": True, "endpoint": pipeline.endpoint_url, "kind": "moto"}
+
+
+def test_api_errors_keep_the_contracts_shape(pipeline: LocalPipeline) -> None:
+    missing = requests.get(f"{pipeline.url}/api/jobs/{'x' * 21}", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
+    unknown = requests.get(f"{pipeline.url}/api/unknown", timeout=10)
+    assert unknown.status_code == 404 and set(unknown.json()["error"]) == {"code", "message"}
+    wrong = requests.delete(f"{pipeline.url}/api/jobs", timeout=10)
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_site_config_comes_from_the_stack_settings(pipeline: LocalPipeline) -> None:
+    config = requests.get(f"{pipeline.url}/config.json", timeout=10).json()
+    assert config["maxFileBytes"] == SETTINGS.max_file_bytes
+    assert config["maxTextLength"] == SETTINGS.max_text_length
+
+
+def test_a_job_runs_on_a_local_vm_and_its_output_is_exact(pipeline: LocalPipeline) -> None:
+    data = bytes(range(256)) + b"\r\nlast line without newline"
+    text = "naïve café ☕ — done"
+    job = submit(pipeline.url, "sample.bin", data, text)
+    assert job["status"] == "PENDING"
+
+    final = wait_for_final(pipeline.url, job["id"])
+    assert final["status"] == "SUCCEEDED", final
+    assert final["output_file_path"].endswith(f"outputs/{job['id']}/sample.out.bin")
+    downloaded = requests.get(final["output_url"], timeout=10)
+    assert downloaded.status_code == 200
+    assert downloaded.content == data + b" : " + text.encode("utf-8")
+
+    run = finished_run(pipeline, final["instance_id"])
+    assert run.job_id == job["id"]
+    assert run.ending == Ending.SHUTDOWN and run.exit_code == 0
+    assert instance_state(pipeline, final["instance_id"]) == "terminated"
+    assert f"job {job['id']} on {final['instance_id']} in us-east-1" in run.console  # IMDS tag, id and region
+
+
+def test_the_vm_executes_the_launch_templates_user_data(pipeline: LocalPipeline) -> None:
+    """The text bash ran is what `render_user_data` gives the Pulumi launch template for this stack."""
+    job = submit(pipeline.url, "notes.txt", b"abc", "xyz")
+    final = wait_for_final(pipeline.url, job["id"])
+    run = finished_run(pipeline, final["instance_id"])
+
+    stack = pipeline.stack
+    expected = render_user_data(bucket=stack.bucket, table=stack.table, timeout_minutes=SETTINGS.job_timeout_minutes)
+    assert run.user_data == expected
+    template = pipeline.client("ec2").describe_launch_template_versions(LaunchTemplateId=stack.launch_template_id)
+    carried = base64.b64decode(template["LaunchTemplateVersions"][0]["LaunchTemplateData"]["UserData"]).decode()
+    assert carried == run.user_data
+    assert "dnf (filepipe local shim): skipped: dnf install -y -q python3-boto3" in run.console
+
+
+def test_ten_jobs_at_once_all_succeed_with_distinct_outputs(pipeline: LocalPipeline) -> None:
+    inputs = [(f"file-{i}.txt", f"content {i}\n".encode() * (i + 1), f"text {i}") for i in range(10)]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        jobs = list(pool.map(lambda args: submit(pipeline.url, *args), inputs))
+        finals = list(pool.map(lambda job: wait_for_final(pipeline.url, job["id"], timeout=90), jobs))
+
+    assert [f["status"] for f in finals] == ["SUCCEEDED"] * 10, [f.get("error") for f in finals]
+    outputs = [requests.get(f["output_url"], timeout=10).content for f in finals]
+    assert outputs == [data + b" : " + text.encode() for _, data, text in inputs]
+    assert len(set(outputs)) == 10
+    instances = {f["instance_id"] for f in finals}
+    assert len(instances) == 10
+    for instance_id in instances:
+        finished_run(pipeline, instance_id)
+        assert instance_state(pipeline, instance_id) == "terminated"
+
+
+def test_a_job_whose_input_is_gone_fails_with_a_reason_and_its_vm_is_terminated(
+    pipeline: LocalPipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="filepipe.local")
+    job = submit(pipeline.url, "gone.txt", b"soon deleted", DELETE_INPUT_MARKER)
+    final = wait_for_final(pipeline.url, job["id"])
+
+    assert final["status"] == "FAILED", final
+    assert final["error"]
+    assert "output_url" not in final
+    run = finished_run(pipeline, final["instance_id"])
+    assert instance_state(pipeline, final["instance_id"]) == "terminated"
+    assert run.console and pipeline.vmhost is not None
+    assert pipeline.vmhost.console_output(final["instance_id"]) == run.console
+    shown = [r.getMessage() for r in caplog.records if f"job {job['id']} ended FAILED" in r.getMessage()]
+    assert shown and run.console.strip().splitlines()[-1] in shown[0]  # the console is printed for failed jobs
+
+
+def start_instance(pipeline: LocalPipeline, user_data: str) -> str:
+    """An instance the VM host will run, with our own user-data (the watchdog and termination tests)."""
+    started = pipeline.client("ec2").run_instances(
+        ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=pipeline.stack.subnet_ids[0],
+        UserData=user_data,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "JobId", "Value": "x" * 21}]}],
+    )
+    return str(started["Instances"][0]["InstanceId"])
+
+
+def vm_processes(pipeline: LocalPipeline, instance_id: str, at_least: int, timeout: float = 20) -> list[psutil.Process]:
+    """The VM's processes (bash and its children) once there are `at_least` of them."""
+    assert pipeline.vmhost is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = pipeline.vmhost.runs.get(instance_id)
+        if run is not None and run.process is not None:
+            root = psutil.Process(run.process.pid)
+            found = [root, *root.children(recursive=True)]
+            if len(found) >= at_least:
+                return found
+        time.sleep(0.05)
+    raise AssertionError(f"VM {instance_id} did not start {at_least} processes")
+
+
+def gone(processes: list[psutil.Process]) -> bool:
+    return all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
+
+
+def test_the_watchdog_powers_off_a_hung_vm(pipeline: LocalPipeline) -> None:
+    instance_id = start_instance(pipeline, "#!/bin/bash\nshutdown -h +1\nsleep 600 &\nwait\n")
+    processes = vm_processes(pipeline, instance_id, at_least=2)
+    run = finished_run(pipeline, instance_id, timeout=MINUTE_SECONDS + 15)
+    assert run.ending == Ending.WATCHDOG
+    assert gone(processes)
+    assert instance_state(pipeline, instance_id) == "terminated"
+    assert "power-off scheduled in 1 minute(s)" in run.console
+
+
+def test_an_instance_terminated_in_the_emulator_loses_its_vm(pipeline: LocalPipeline) -> None:
+    instance_id = start_instance(pipeline, "#!/bin/bash\nsleep 600 &\nsleep 600\n")
+    processes = vm_processes(pipeline, instance_id, at_least=3)
+    pipeline.client("ec2").terminate_instances(InstanceIds=[instance_id])
+    run = finished_run(pipeline, instance_id)
+    assert run.ending == Ending.TERMINATED
+    assert gone(processes)
+
+
+def test_the_vm_sees_only_the_shims_and_the_emulator(pipeline: LocalPipeline) -> None:
+    script = "\n".join([
+        "#!/bin/bash",
+        "command -v shutdown dnf python3",
+        """python3 -c "import boto3, os; print(os.environ['AWS_ENDPOINT_URL'], boto3.__name__)\"""",
+        'imds="$AWS_EC2_METADATA_SERVICE_ENDPOINT"',
+        'token=$(curl -sSf -X PUT "$imds/latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 60")',
+        'curl -s -o /dev/null -w "no-token:%{http_code}\\n" "$imds/latest/meta-data/instance-id"',
+        'curl -sSf -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/tags/instance/JobId"',
+        "echo; pwd",
+        "shutdown -h now",
+        "",
+    ])
+    instance_id = start_instance(pipeline, script)
+    run = finished_run(pipeline, instance_id)
+    lines = run.console.splitlines()
+    assert pipeline.vmhost is not None
+    shims = str(pipeline.vmhost.shims)
+    assert lines[:3] == [f"{shims}/shutdown", f"{shims}/dnf", f"{shims}/python3"]
+    assert lines[3] == f"{pipeline.endpoint_url} boto3"
+    assert lines[4] == "no-token:401"
+    assert lines[5] == "x" * 21
+    assert lines[6] == str(run.scratch)
+    assert run.ending == Ending.SHUTDOWN
