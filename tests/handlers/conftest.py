@@ -5,36 +5,32 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
 from components.settings import WORKER_SCRIPT_KEY
 from handlers import jobmodel
 from local.provision import provision
-from tests.conftest import SITE_ORIGIN, TEST_SETTINGS, Aws
-
-_SESSION = boto3.Session(region_name="us-east-1")
-"""One session for every test: a new session reloads all service models, the slowest part of set-up."""
+from tests.conftest import SITE_ORIGIN, TEST_SETTINGS, Aws, ClientCache
 
 
 @pytest.fixture(scope="module")
 def _provisioned() -> Iterator[Aws]:
-    """moto in-process with the test stack provisioned once per module, like `tests/conftest.py`'s `aws`."""
+    """moto in-process with the test stack provisioned once per module, as `tests/conftest.py`'s `aws` does it."""
     with mock_aws():
-        stack = provision(_SESSION, TEST_SETTINGS, stack="test", site_origin=SITE_ORIGIN)
-        yield Aws(stack=stack, session=_SESSION)
+        session = ClientCache()
+        yield Aws(stack=provision(session, TEST_SETTINGS, stack="test", site_origin=SITE_ORIGIN), session=session)
 
 
 @pytest.fixture
 def aws(_provisioned: Aws) -> Aws:
     """The provisioned stack, emptied of every job and object a previous test left (overrides the shared `aws`).
 
-    Provisioning per test cost about half a second each (hundreds of tests); wiping costs a few milliseconds. Only
-    items and objects are wiped: no test here changes the stack's resources themselves.
+    Provisioning per test made this folder take two minutes (about 0.4 s a test, ~290 tests); wiping costs a few
+    milliseconds. Only items and objects are wiped: no test here changes the stack's resources themselves.
     """
     ddb = _provisioned.client("dynamodb")
     table = _provisioned.stack.table
@@ -136,13 +132,9 @@ class Stack:
     """The provisioned test stack, seen through the questions the tests ask about it."""
 
     aws: Aws
-    _clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
-        """One client per service for the whole test: creating botocore clients is the slow part."""
-        if service not in self._clients:
-            self._clients[service] = self.aws.client(service)
-        return self._clients[service]
+        return self.aws.client(service)
 
     @property
     def bucket(self) -> str:
