@@ -1,0 +1,105 @@
+"""`python -m local` (what `make dev` runs): serves until SIGINT/SIGTERM, then leaves no process and no open port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import psutil
+import pytest
+import requests
+
+from local.emulator import free_port
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+READY = re.compile(r"open (http://127\.0\.0\.1:\d+)/ +\(AWS emulator: (http://127\.0\.0\.1:\d+)\)")
+
+
+def start_cli(port: int) -> tuple[subprocess.Popen[str], str, str]:
+    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "local"], cwd=REPO, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        found = READY.search(line)
+        if found:
+            return process, found[1], found[2]
+    process.kill()
+    raise AssertionError("python -m local did not print its URL:\n" + "".join(seen))
+
+
+def start_hung_vm(endpoint: str) -> None:
+    """An instance whose user-data never ends, so the signal arrives while a VM (and its children) run."""
+    ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, UserData="#!/bin/bash\nsleep 600\n",
+                      TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "JobId", "Value": "x" * 21}]}])
+
+
+def wait_for_process(parent: psutil.Process, name: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.name() == name for p in parent.children(recursive=True)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {name} process under {parent.pid}")
+
+
+def listening_ports(processes: list[psutil.Process]) -> set[int]:
+    ports = set()
+    for process in processes:
+        for conn in process.net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN:
+                ports.add(conn.laddr.port)
+    return ports
+
+
+def accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_cli_serves_then_stops_cleanly(signum: signal.Signals) -> None:
+    port = free_port()
+    process, url, endpoint = start_cli(port)
+    try:
+        assert url == f"http://127.0.0.1:{port}"
+        assert requests.get(f"{url}/api/health", timeout=10).json()["emulator"]["up"] is True
+        assert requests.get(f"{url}/config.json", timeout=10).status_code == 200
+        start_hung_vm(endpoint)
+        root = psutil.Process(process.pid)
+        wait_for_process(root, "sleep")
+        tree = [root, *root.children(recursive=True)]
+        assert {"bash", "sleep"} <= {p.name() for p in tree}
+        ports = listening_ports(tree)
+        assert {port, int(endpoint.rsplit(":", 1)[1])} <= ports and len(ports) >= 3  # site, emulator, IMDS
+
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, output
+    assert "stopped" in output
+    _, alive = psutil.wait_procs(tree[1:], timeout=5)
+    assert alive == [], f"left running: {[(p.pid, p.name()) for p in alive]}"
+    assert [p for p in ports if accepts(p)] == []
