@@ -227,8 +227,7 @@ export class SubmitForm {
   async step(name, action) {
     this.markStep(name, "active");
     this.progressText.textContent = STEPS[name].doing;
-    if (name !== "upload") this.announce(STEPS[name].doing);
-    else this.announce(`Uploading ${this.file ? this.file.name : "the file"}.`);
+    if (name === "upload") this.announce(`Uploading ${this.file ? this.file.name : "the file"}.`);
     try {
       const result = await action();
       this.markStep(name, "done");
