@@ -139,7 +139,7 @@ def test_key_of_the_worker_script_is_refused(stack: Stack) -> None:
     """The worker script lives in the same bucket: it must never become a job's input."""
     reply = post({"input_text": "hi", "key": "worker/worker.py"})
     assert (reply.status, reply.error_code) == (400, "invalid_key")
-    assert stack.items() == []
+    stack.assert_nothing_written()
 
 
 def test_missing_object_is_404(stack: Stack) -> None:

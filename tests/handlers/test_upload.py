@@ -289,6 +289,7 @@ def test_malformed_json_is_refused(stack: Stack, raw: str) -> None:
 def test_missing_body_is_refused(stack: Stack) -> None:
     reply = call(upload.handler, api_event(ROUTE, headers=JSON))
     assert (reply.status, reply.error_code) == (400, "invalid_json")
+    stack.assert_nothing_written()
 
 
 @pytest.mark.parametrize(
@@ -343,11 +344,13 @@ def test_bad_base64_body_is_refused(stack: Stack, body: str) -> None:
     event.update(body=body, isBase64Encoded=True)
     reply = call(upload.handler, event)
     assert (reply.status, reply.error_code) == (400, "invalid_json")
+    stack.assert_nothing_written()
 
 
 def test_base64_body_that_is_not_utf8_is_refused(stack: Stack) -> None:
     reply = post(raw_body=b'{"filename": "\xff.txt", "size": 5}', base64_body=True)
     assert (reply.status, reply.error_code) == (400, "invalid_json")
+    stack.assert_nothing_written()
 
 
 @pytest.mark.parametrize("base64_body", [False, True])
@@ -362,9 +365,12 @@ def test_body_size_counts_bytes_not_characters(stack: Stack) -> None:
     """A body under the cap in characters but over it in UTF-8 bytes is still too large."""
     raw = json.dumps({"filename": "é" * (MAX_BODY_BYTES // 2 + 10), "size": 5}, ensure_ascii=False)
     assert len(raw) <= MAX_BODY_BYTES < len(raw.encode())
-    assert post(raw_body=raw).status == 413
+    reply = post(raw_body=raw)
+    assert (reply.status, reply.error_code) == (413, "body_too_large")
+    stack.assert_nothing_written()
 
 
 def test_other_routes_are_404(stack: Stack) -> None:
     reply = call(upload.handler, api_event("GET /api/uploads"))
     assert (reply.status, reply.error_code) == (404, "not_found")
+    stack.assert_nothing_written()
