@@ -146,12 +146,14 @@ export class JobList {
     return changed;
   }
 
+  /** Newest first: before the first row (in page order) that was created earlier. */
   insertInOrder(entry) {
     const created = entry.job.created_at || "";
-    const next = [...this.entries.values()].find(
-      (other) => other !== entry && other.el.isConnected && (other.job.created_at || "") < created,
-    );
-    this.listEl.insertBefore(entry.el, next ? next.el : null);
+    const next = [...this.listEl.children].find((row) => {
+      const other = this.entries.get(row.dataset.jobId);
+      return other && other !== entry && (other.job.created_at || "") < created;
+    });
+    this.listEl.insertBefore(entry.el, next || null);
     this.emptyEl.hidden = true;
   }
 

@@ -116,6 +116,38 @@ def test_a_failed_job_shows_the_workers_reason(page: Any) -> None:
     was_announced(page, "vanishing.csv: failed.")
 
 
+def test_a_failed_step_can_be_retried_without_retyping(page: Any) -> None:
+    """Creating the job fails once (network): Retry creates it from the same upload, with the text as typed."""
+    uploads = requests_to(page, "POST", r"/api/uploads$")
+    attempts: list[str] = []
+
+    def fail_once(route: Any) -> None:
+        attempts.append(route.request.url)
+        if len(attempts) == 1:
+            route.abort("failed")
+        else:
+            route.continue_()
+
+    page.route("**/api/jobs", lambda route: fail_once(route) if route.request.method == "POST" else route.continue_())
+    text = "typed only once"
+    page.fill("#input-text", text)
+    page.set_input_files("#input-file", files=[a_file("retry-me.txt", b"retry payload")])
+    page.click("#submit-button")
+
+    expect(page.locator("#submit-error-title")).to_have_text("Step 3 of 3 failed: creating the job.")
+    expect(page.locator("#submit-error-message")).to_contain_text("could not be reached")
+    expect(page.locator("#submit-button")).to_have_text("Retry")
+    expect(page.locator("#submit-button")).to_be_focused()
+    expect(page.locator("#input-text")).to_have_value(text)
+    expect(page.locator("#file-summary")).to_have_text("retry-me.txt · 13 bytes")
+
+    page.click("#submit-button")
+    expect(page.locator("#submit-error")).to_be_hidden()
+    expect(job_row(page, "retry-me.txt")).to_have_attribute("data-status", "SUCCEEDED", timeout=JOB_TIMEOUT_MS)
+    assert len(attempts) == 2
+    assert len(uploads) == 1, "the retry uploaded the file again although it was already in storage"
+
+
 def test_a_job_goes_from_submit_to_download(page: Any, artifacts: Path) -> None:
     """The whole flow a user sees: progress while uploading, the job live in the list, then the output's bytes."""
     text = "reviewed by Ana — ok ✓"
@@ -154,6 +186,7 @@ def test_a_job_goes_from_submit_to_download(page: Any, artifacts: Path) -> None:
     was_announced(page, "field-notes.txt: succeeded.")
 
     job_id = row.get_attribute("data-job-id")
+    expect(page.locator(".job").first).to_have_attribute("data-job-id", job_id)  # newest first
     polls_at_end = sum(job_id in url for url in jobs_polled)
     assert polls_at_end >= 1, "the job was never polled: its status cannot have been live"
     page.wait_for_timeout(1500)  # a change resets the delay to 1 s: a job still watched would be polled by now
@@ -222,38 +255,6 @@ def test_the_servers_own_message_is_shown_with_the_failed_step(page: Any) -> Non
     expect(page.locator("#submit-error-message")).to_have_text(server_message)
     expect(page.locator("#file-error")).to_have_text(server_message)
     expect(page.locator(".step[data-step=prepare]")).to_have_attribute("data-state", "failed")
-
-
-def test_a_failed_step_can_be_retried_without_retyping(page: Any) -> None:
-    """Creating the job fails once (network): Retry creates it from the same upload, with the text as typed."""
-    uploads = requests_to(page, "POST", r"/api/uploads$")
-    attempts: list[str] = []
-
-    def fail_once(route: Any) -> None:
-        attempts.append(route.request.url)
-        if len(attempts) == 1:
-            route.abort("failed")
-        else:
-            route.continue_()
-
-    page.route("**/api/jobs", lambda route: fail_once(route) if route.request.method == "POST" else route.continue_())
-    text = "typed only once"
-    page.fill("#input-text", text)
-    page.set_input_files("#input-file", files=[a_file("retry-me.txt", b"retry payload")])
-    page.click("#submit-button")
-
-    expect(page.locator("#submit-error-title")).to_have_text("Step 3 of 3 failed: creating the job.")
-    expect(page.locator("#submit-error-message")).to_contain_text("could not be reached")
-    expect(page.locator("#submit-button")).to_have_text("Retry")
-    expect(page.locator("#submit-button")).to_be_focused()
-    expect(page.locator("#input-text")).to_have_value(text)
-    expect(page.locator("#file-summary")).to_have_text("retry-me.txt · 13 bytes")
-
-    page.click("#submit-button")
-    expect(page.locator("#submit-error")).to_be_hidden()
-    expect(job_row(page, "retry-me.txt")).to_have_attribute("data-status", "SUCCEEDED", timeout=JOB_TIMEOUT_MS)
-    assert len(attempts) == 2
-    assert len(uploads) == 1, "the retry uploaded the file again although it was already in storage"
 
 
 def test_a_360px_phone_shows_the_whole_form_without_horizontal_scrolling(
@@ -382,3 +383,21 @@ def test_elapsed_time_ticks_while_a_job_runs(page: Any) -> None:
     first = elapsed.inner_text()
     expect(elapsed).not_to_have_text(first, timeout=3000)
     expect(job_row(page, "held.txt").locator("[data-slot=detail]")).to_have_text("Starting a VM for this job.")
+
+
+def test_the_page_follows_the_systems_dark_mode(browser: Any, site: str, artifacts: Path) -> None:
+    colours = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
+        try:
+            page = context.new_page()
+            open_form(page, site)
+            colours[scheme] = page.evaluate("""() => [document.body, document.querySelector(".card")]
+              .map((el) => [getComputedStyle(el).backgroundColor, getComputedStyle(el).color])""")
+            if scheme == "dark":
+                page.screenshot(path=str(artifacts / "dark.png"), full_page=True)
+        finally:
+            context.close()
+    assert colours["light"] != colours["dark"], colours
+    (body_bg, body_fg), _ = colours["dark"]
+    assert body_bg == "rgb(14, 17, 22)" and body_fg == "rgb(231, 234, 240)", colours["dark"]
