@@ -90,8 +90,10 @@ def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any]) -> dict[s
 
 
 CONFIG = ApiConfig.from_env()
-S3 = boto3.client("s3", config=Config(signature_version="s3v4"))
-"""SigV4 presigning: boto3 still presigns with SigV2 in older regions, which buckets made after June 2020 refuse."""
+S3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+"""SigV4 presigning (boto3 still presigns with SigV2 in older regions, which buckets made after June 2020 refuse) on
+the bucket's regional host (the global one answers 307 for up to a day after the bucket is created). An IP endpoint,
+as in local mode, stays path-style."""
 
 
 def _post_upload(event: Event) -> Response:
