@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
 import requests
 
@@ -109,6 +110,14 @@ def test_succeeded_job_has_an_output_url_that_downloads_the_output(stack: Stack)
     download = requests.get(url, timeout=10)
     assert download.status_code == 200
     assert download.content == b"hello : hi"
+
+
+def test_output_url_uses_the_regional_host(stack: Stack) -> None:
+    """The download link must not go through the global host, which redirects for a day after bucket creation."""
+    job_id = saved_job(stack, Status.SUCCEEDED, output_file_path=f"{stack.bucket}/outputs/x/a.out.txt")
+    s3 = boto3.client("s3", region_name="eu-west-1", config=jobs.S3.meta.config)
+    url = jobs.get_job(stack.client("dynamodb"), s3, jobs.CONFIG, job_id)["output_url"]
+    assert url.startswith(f"https://{stack.bucket}.s3.eu-west-1.amazonaws.com/outputs/x/a.out.txt?")
 
 
 @pytest.mark.parametrize("status", [s for s in Status if s is not Status.SUCCEEDED])

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from handlers import jobs, upload
@@ -251,6 +252,14 @@ def test_post_is_signed_with_sigv4(stack: Stack) -> None:
     assert {"x-amz-credential", "x-amz-date", "x-amz-signature"} <= set(body["fields"])
     assert not {"AWSAccessKeyId", "signature"} & set(body["fields"])
     assert {"x-amz-algorithm": "AWS4-HMAC-SHA256"} in policy(body)["conditions"]
+
+
+def test_post_goes_to_the_buckets_regional_host(stack: Stack) -> None:
+    """Regression: the global host `<bucket>.s3.amazonaws.com` answers 307 for a day after a non-us-east-1 bucket is
+    made, which a browser's cross-origin POST does not survive. Checked with the handler's own client config."""
+    s3 = boto3.client("s3", region_name="eu-west-1", config=upload.S3.meta.config)
+    grant = upload.create_upload(s3, upload.CONFIG, {"filename": "a.txt", "size": 5})
+    assert grant["url"] == f"https://{stack.bucket}.s3.eu-west-1.amazonaws.com/"
 
 
 def test_size_range_is_the_configured_cap_not_the_declared_size(stack: Stack) -> None:
