@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import LOSE_INPUT_TEXT, SETTINGS, open_form
+from tests.local.api import submit, wait_for_final
 
 pytestmark = pytest.mark.browser
 
@@ -198,6 +199,39 @@ def test_a_job_goes_from_submit_to_download(page: Any, artifacts: Path) -> None:
     print(f"\nscreenshot of the finished job list: {shot}")
 
     assert follow_download(page, link) == data + b" : " + text.encode("utf-8")
+
+
+def test_a_job_loaded_with_the_page_downloads_through_a_fresh_link(page: Any, site: str) -> None:
+    """Rows loaded from the list carry no presigned URL (it would expire on a page left open): the click asks
+    `GET /api/jobs/<id>` for a fresh one and follows it."""
+    job = submit(site, "earlier.txt", b"made before the page opened", "text")
+    assert wait_for_final(site, job["id"])["status"] == "SUCCEEDED"
+    page.reload()
+    page.wait_for_selector("html[data-ready='true']", state="attached")
+    link = job_row(page, "earlier.txt").locator("[data-slot=download]")
+    expect(link).to_have_attribute("href", f"#job-{job['id']}")
+    with page.expect_download() as got:
+        link.click()
+    assert Path(got.value.path()).read_bytes() == b"made before the page opened : text"
+
+
+def test_a_file_can_be_dropped_on_the_form(page: Any) -> None:
+    drop = """([names]) => {
+      const transfer = new DataTransfer();
+      for (const name of names) transfer.items.add(new File(["dropped bytes"], name, { type: "text/plain" }));
+      const zone = document.getElementById("dropzone");
+      zone.dispatchEvent(new DragEvent("dragenter", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      const highlighted = zone.classList.contains("dropzone--over");
+      zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+      return highlighted;
+    }"""
+    assert page.evaluate(drop, [["one.txt", "two.txt"]]), "the drop zone does not show that it takes the file"
+    expect(page.locator("#file-error")).to_have_text("Drop one file: each job takes exactly one file.")
+    page.evaluate(drop, [["dropped.txt"]])
+    expect(page.locator("#file-summary")).to_have_text("dropped.txt · 13 bytes")
+    expect(page.locator("#file-error")).to_be_hidden()
+    assert page.eval_on_selector("#input-file", "input => input.files[0].name") == "dropped.txt"
+    assert not page.eval_on_selector("#dropzone", "zone => zone.classList.contains('dropzone--over')")
 
 
 def test_an_oversize_file_is_refused_next_to_the_field(page: Any) -> None:
