@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import iam
-from components.functions import checked_retention, python_function
+from components.functions import python_function
 from components.settings import StackSettings, api_environment
 from handlers.routes import HTTP_FUNCTIONS, ROUTES, Route
 
@@ -63,6 +63,7 @@ class Api(pulumi.ComponentResource):
                 environment=environment,
                 policy=policies[module],
                 log_retention_days=settings.log_retention_days,
+                reserved_concurrency=settings.api_reserved_concurrency,
             ).function
             integrations[module] = aws.apigatewayv2.Integration(
                 f"{name}-{module}-integration",
@@ -90,7 +91,7 @@ class Api(pulumi.ComponentResource):
                 opts=child,
             )
         access_logs = aws.cloudwatch.LogGroup(
-            f"{name}-access-logs", retention_in_days=checked_retention(settings.log_retention_days), opts=child
+            f"{name}-access-logs", retention_in_days=settings.log_retention_days, opts=child
         )
         self.stage = aws.apigatewayv2.Stage(
             f"{name}-stage",

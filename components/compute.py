@@ -1,4 +1,5 @@
-"""Compute: an isolated network, the worker launch template, and the launcher fed by the jobs table's stream."""
+"""Compute: an isolated network, the worker launch template, the launcher fed by the jobs table's stream, and the
+scheduled sweeper."""
 
 from __future__ import annotations
 
@@ -9,21 +10,30 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import iam
+from components import iam, settings
 from components.functions import python_function
-from components.settings import STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_environment
+from components.settings import (
+    LAUNCHER_EVENT_FILTERS,
+    STACK_TAG,
+    STREAM_BATCH_SIZE,
+    STREAM_MAX_RETRIES,
+    SUBNET_CIDRS,
+    VPC_CIDR,
+    WORKER_SCRIPT_KEY,
+    StackSettings,
+    launcher_environment,
+)
 from worker.userdata import render_user_data
 
-VPC_CIDR = "10.42.0.0/16"
-SUBNET_CIDRS = ("10.42.1.0/24", "10.42.2.0/24")
-"""One private subnet in each of two availability zones."""
+INSERT_FILTER = settings.INSERT_FILTER
+"""Re-exported (with STREAM_BATCH_SIZE, STREAM_MAX_RETRIES) for code that still imports them from here; the source
+is `components.settings`, which local mode can import without Pulumi."""
 ROOT_DEVICE = "/dev/xvda"
 """Root device name of Amazon Linux 2023 AMIs."""
 HTTPS = 443
-INSERT_FILTER = {"eventName": ["INSERT"]}
-STREAM_BATCH_SIZE = 10
-STREAM_MAX_RETRIES = 5
 STREAM_MAX_RECORD_AGE_SECONDS = 3600
+DISPATCH_TIMEOUT_SECONDS = 60
+"""Launcher and sweeper: a few conditional writes per job plus RunInstances with a short backoff."""
 FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 
 
@@ -40,10 +50,12 @@ class ComputeArgs:
 
 
 class Compute(pulumi.ComponentResource):
-    """Worker VMs start from `launch_template` in `subnets`; the launcher starts one per inserted job."""
+    """Worker VMs start from `launch_template` in `subnets`; the launcher starts one per inserted job, the sweeper
+    cleans up after VMs and jobs that outlive the timeout and moves the queue on a schedule."""
 
     launch_template: aws.ec2.LaunchTemplate
     launcher: aws.lambda_.Function
+    sweeper: aws.lambda_.Function
     subnets: list[aws.ec2.Subnet]
 
     def __init__(self, name: str, args: ComputeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -56,11 +68,12 @@ class Compute(pulumi.ComponentResource):
 
         self._network(args)
         self._worker(args)
-        self._launcher(args)
+        self._dispatchers(args)
         self.register_outputs({
             "launch_template_id": self.launch_template.id,
             "subnet_ids": [subnet.id for subnet in self.subnets],
             "launcher": self.launcher.name,
+            "sweeper": self.sweeper.name,
         })
 
     def _network(self, args: ComputeArgs) -> None:
@@ -165,8 +178,30 @@ class Compute(pulumi.ComponentResource):
             opts=child,
         )
 
-    def _launcher(self, args: ComputeArgs) -> None:
-        """The launcher Lambda and the stream mapping that feeds it INSERT records only."""
+    def _dispatchers(self, args: ComputeArgs) -> None:
+        """The two functions that start VMs: the launcher (stream-driven) and the sweeper (scheduled)."""
+        subnet_ids = pulumi.Output.all(*[subnet.id for subnet in self.subnets]).apply(",".join)
+        environment = launcher_environment(
+            args.table_name, self.launch_template.id, subnet_ids, stack=args.stack, settings=args.settings
+        )
+        dispatch = iam.dispatch_statements(
+            partition=self._partition,
+            region=self._region,
+            account=self._account,
+            table_arn=args.table_arn,
+            launch_template_arn=self.launch_template.arn,
+            subnet_arns=[subnet.arn for subnet in self.subnets],
+            security_group_arn=self.security_group.arn,
+            instance_role_arn=self.instance_role.arn,
+            ami_parameter=args.settings.ami_parameter,
+        )
+        self._launcher(args, environment, dispatch)
+        self._sweeper(args, environment, dispatch)
+
+    def _launcher(
+        self, args: ComputeArgs, environment: dict[str, pulumi.Input[str]], dispatch: list[iam.Statement]
+    ) -> None:
+        """The launcher Lambda and the stream mapping that feeds it new and finished jobs only."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
         self.failure_queue = aws.sqs.Queue(
             f"{name}-launch-failures",
@@ -174,29 +209,21 @@ class Compute(pulumi.ComponentResource):
             sqs_managed_sse_enabled=True,
             opts=child,
         )
-        subnet_ids = pulumi.Output.all(*[subnet.id for subnet in self.subnets]).apply(",".join)
         launcher = python_function(
             f"{name}-launcher",
             self,
             module="launcher",
-            environment=launcher_environment(args.table_name, self.launch_template.id, subnet_ids, stack=args.stack,
-                                             settings=args.settings),
+            environment=environment,
             policy=lambda logs: iam.launcher_function_policy(
-                partition=self._partition,
-                region=self._region,
-                account=self._account,
+                dispatch=dispatch,
                 table_arn=args.table_arn,
                 stream_arn=args.stream_arn,
-                launch_template_arn=self.launch_template.arn,
-                subnet_arns=[subnet.arn for subnet in self.subnets],
-                security_group_arn=self.security_group.arn,
-                instance_role_arn=self.instance_role.arn,
-                ami_parameter=args.settings.ami_parameter,
                 failure_queue_arn=self.failure_queue.arn,
                 log_group_arn=logs,
             ),
             log_retention_days=args.settings.log_retention_days,
-            timeout_seconds=60,
+            reserved_concurrency=args.settings.launcher_reserved_concurrency,
+            timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
         )
         self.launcher = launcher.function
         self.stream_mapping = aws.lambda_.EventSourceMapping(
@@ -206,7 +233,10 @@ class Compute(pulumi.ComponentResource):
             starting_position="LATEST",
             batch_size=STREAM_BATCH_SIZE,
             filter_criteria=aws.lambda_.EventSourceMappingFilterCriteriaArgs(
-                filters=[aws.lambda_.EventSourceMappingFilterCriteriaFilterArgs(pattern=json.dumps(INSERT_FILTER))]
+                filters=[
+                    aws.lambda_.EventSourceMappingFilterCriteriaFilterArgs(pattern=json.dumps(pattern))
+                    for pattern in LAUNCHER_EVENT_FILTERS
+                ]
             ),
             function_response_types=["ReportBatchItemFailures"],
             bisect_batch_on_function_error=True,
@@ -220,6 +250,65 @@ class Compute(pulumi.ComponentResource):
             # Lambda checks the role can read the stream when the mapping is created.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[launcher.role_policy]),
         )
+
+    def _sweeper(
+        self, args: ComputeArgs, environment: dict[str, pulumi.Input[str]], dispatch: list[iam.Statement]
+    ) -> None:
+        """The sweeper Lambda, invoked by an EventBridge rule every `sweep_interval_minutes`."""
+        name, child = self._name, pulumi.ResourceOptions(parent=self)
+        interval = args.settings.sweep_interval_minutes
+        sweeper = python_function(
+            f"{name}-sweeper",
+            self,
+            module="sweeper",
+            environment=environment,
+            policy=lambda logs: iam.sweeper_function_policy(
+                dispatch=dispatch,
+                partition=self._partition,
+                region=self._region,
+                account=self._account,
+                stack_tag=STACK_TAG,
+                stack=args.stack,
+                log_group_arn=logs,
+            ),
+            log_retention_days=args.settings.log_retention_days,
+            reserved_concurrency=args.settings.launcher_reserved_concurrency,
+            timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
+        )
+        self.sweeper = sweeper.function
+        # A failed or throttled sweep is not worth retrying: the next one, `interval` minutes later, does the same.
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{name}-sweeper-invoke",
+            function_name=self.sweeper.name,
+            maximum_retry_attempts=0,
+            maximum_event_age_in_seconds=max(60, interval * 60),
+            opts=child,
+        )
+        self.sweep_rule = aws.cloudwatch.EventRule(
+            f"{name}-sweep",
+            description="filepipe: run the sweeper (overdue VMs, stuck jobs, leaked slots, queued jobs)",
+            schedule_expression=rate_expression(interval),
+            opts=child,
+        )
+        permission = aws.lambda_.Permission(
+            f"{name}-sweep-invoke",
+            action="lambda:InvokeFunction",
+            function=self.sweeper.name,
+            principal="events.amazonaws.com",
+            source_arn=self.sweep_rule.arn,
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-sweep-target",
+            rule=self.sweep_rule.name,
+            arn=self.sweeper.arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
+        )
+
+
+def rate_expression(minutes: int) -> str:
+    """EventBridge's schedule syntax, which wants the singular for one: `rate(1 minute)`, `rate(5 minutes)`."""
+    return f"rate({minutes} minute{'' if minutes == 1 else 's'})"
 
 
 def _zone(names: list[str], index: int) -> str:

@@ -16,9 +16,6 @@ PACKAGE = HANDLERS_DIR.name
 RUNTIME = aws.lambda_.Runtime.PYTHON3D14
 """Newest Python runtime pulumi-aws knows; the handlers use only the standard library and the runtime's boto3."""
 ARCHITECTURE = "arm64"
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-                      3288, 3653)
-"""The values CloudWatch Logs accepts for a log group's retention."""
 
 
 def handler_path(module: str) -> str:
@@ -37,12 +34,6 @@ def handlers_archive() -> pulumi.AssetArchive:
     })
 
 
-def checked_retention(days: int) -> int:
-    if days not in LOG_RETENTION_DAYS:
-        raise ValueError(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))}; got {days}")
-    return days
-
-
 @dataclass
 class PythonFunction:
     function: aws.lambda_.Function
@@ -59,14 +50,17 @@ def python_function(
     environment: Mapping[str, pulumi.Input[str]],
     policy: Callable[[pulumi.Output[str]], pulumi.Output[str]],
     log_retention_days: int,
+    reserved_concurrency: int,
     timeout_seconds: int = 10,
     memory_mb: int = 256,
 ) -> PythonFunction:
-    """Function `name` running `handlers.<module>.handler`; `policy(log_group_arn)` builds its role's only policy."""
+    """Function `name` running `handlers.<module>.handler`; `policy(log_group_arn)` builds its role's only policy.
+
+    `log_retention_days` must be a value CloudWatch accepts (`StackSettings` checks it); `reserved_concurrency` is
+    both a guarantee and a ceiling, `settings.NO_RESERVATION` for neither.
+    """
     opts = pulumi.ResourceOptions(parent=parent)
-    log_group = aws.cloudwatch.LogGroup(
-        f"{name}-logs", retention_in_days=checked_retention(log_retention_days), opts=opts
-    )
+    log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=log_retention_days, opts=opts)
     role = aws.iam.Role(f"{name}-role", assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com"), opts=opts)
     role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy(log_group.arn), opts=opts)
     function = aws.lambda_.Function(
@@ -78,6 +72,7 @@ def python_function(
         role=role.arn,
         timeout=timeout_seconds,
         memory_size=memory_mb,
+        reserved_concurrent_executions=reserved_concurrency,
         environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(environment)),
         logging_config=aws.lambda_.FunctionLoggingConfigArgs(
             log_format="JSON",

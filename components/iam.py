@@ -163,36 +163,28 @@ def ssm_parameter_arn(
     return pulumi.Output.format("arn:{0}:ssm:{1}:{2}:parameter{3}", partition, region, owner, path)
 
 
-def launcher_function_policy(
+def dispatch_statements(
     *,
     partition: pulumi.Input[str],
     region: pulumi.Input[str],
     account: pulumi.Input[str],
     table_arn: pulumi.Input[str],
-    stream_arn: pulumi.Input[str],
     launch_template_arn: pulumi.Input[str],
     subnet_arns: Sequence[pulumi.Input[str]],
     security_group_arn: pulumi.Input[str],
     instance_role_arn: pulumi.Input[str],
     ami_parameter: str,
-    failure_queue_arn: pulumi.Input[str],
-    log_group_arn: pulumi.Input[str],
-) -> pulumi.Output[str]:
-    """Read the table's stream, move jobs, and start worker VMs from this stack's template only.
+) -> list[Statement]:
+    """What `handlers.launcher.dispatch` needs: move jobs, hold VM slots, start VMs from this stack's template only.
 
-    RunInstances authorises every resource it touches: the template, the subnet and security group it names,
-    and the instance, volume and network interface it creates, and the AMI it boots (resolved from SSM at launch,
-    so its id is not known here: any image in the region, account field empty as AMI ARNs have it).
+    Shared by the launcher and the sweeper (both start queued jobs). RunInstances authorises every resource it
+    touches: the template, the subnet and security group it names, the instance, volume and network interface it
+    creates, and the AMI it boots (resolved from SSM at launch, so its id is not known here: any image in the
+    region, account field empty as AMI ARNs have it). The tags it sets on the instance and volume (`JobId`, the
+    stack tag) are authorised by CreateTags with `ec2:CreateAction = RunInstances`, which holds for any tag key.
     """
     created = [ec2_arn(partition, region, account, kind) for kind in ("instance", "volume", "network-interface")]
-    return document(
-        statement(
-            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
-            [stream_arn],
-            sid="ReadJobStream",
-        ),
-        # The DynamoDB guide's example scopes ListStreams to the table's streams rather than "*".
-        statement(["dynamodb:ListStreams"], [pulumi.Output.concat(table_arn, "/stream/*")], sid="ListJobStreams"),
+    return [
         # Jobs move by conditional UpdateItem; VM slots are lease items in the same table, read in batches.
         statement(["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [table_arn], sid="MoveJobs"),
         statement(
@@ -224,7 +216,58 @@ def launcher_function_policy(
         statement(
             ["ssm:GetParameters"], [ssm_parameter_arn(partition, region, account, ami_parameter)], sid="ResolveAmi"
         ),
+    ]
+
+
+def launcher_function_policy(
+    *,
+    dispatch: Sequence[Statement],
+    table_arn: pulumi.Input[str],
+    stream_arn: pulumi.Input[str],
+    failure_queue_arn: pulumi.Input[str],
+    log_group_arn: pulumi.Input[str],
+) -> pulumi.Output[str]:
+    """Read the table's stream, record batches given up on, and dispatch (`dispatch_statements`)."""
+    return document(
+        statement(
+            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+            [stream_arn],
+            sid="ReadJobStream",
+        ),
+        # The DynamoDB guide's example scopes ListStreams to the table's streams rather than "*".
+        statement(["dynamodb:ListStreams"], [pulumi.Output.concat(table_arn, "/stream/*")], sid="ListJobStreams"),
+        *dispatch,
         statement(["sqs:SendMessage"], [failure_queue_arn], sid="RecordFailedBatches"),
+        log_statement(log_group_arn),
+    )
+
+
+def sweeper_function_policy(
+    *,
+    dispatch: Sequence[Statement],
+    partition: pulumi.Input[str],
+    region: pulumi.Input[str],
+    account: pulumi.Input[str],
+    stack_tag: str,
+    stack: str,
+    log_group_arn: pulumi.Input[str],
+) -> pulumi.Output[str]:
+    """Find this stack's VMs, terminate only those, and dispatch (`dispatch_statements`).
+
+    `ec2:DescribeInstances` supports no resource-level permissions (AWS's service authorization reference lists
+    no resource type for it), so it is the one Allow on `"*"`; it reveals, and changes, nothing.
+    TerminateInstances is limited to instances in this region and account that carry this stack's tag, which
+    every worker VM gets at launch (the launch template's tag specifications and the launcher's RunInstances).
+    """
+    return document(
+        statement(["ec2:DescribeInstances"], ["*"], sid="FindStackInstances"),
+        statement(
+            ["ec2:TerminateInstances"],
+            [ec2_arn(partition, region, account, "instance")],
+            sid="TerminateStackInstances",
+            condition={"StringEquals": {f"aws:ResourceTag/{stack_tag}": stack}},
+        ),
+        *dispatch,
         log_statement(log_group_arn),
     )
 

@@ -20,12 +20,31 @@ WORKER_SCRIPT_KEY = "worker/worker.py"
 STACK_TAG = jobmodel.STACK_TAG
 API_PREFIX = "/api"
 
-LAUNCHER_EVENT_FILTERS: tuple[dict[str, Any], ...] = (
-    {"eventName": ["INSERT"]},
-    {"eventName": ["MODIFY"], "dynamodb": {"NewImage": {"status": {"S": ["SUCCEEDED", "FAILED"]}}}},
-)
+INSERT_FILTER: dict[str, Any] = {"eventName": ["INSERT"]}
+"""Stream records of new jobs (the first of `LAUNCHER_EVENT_FILTERS`)."""
+FINISHED_FILTER: dict[str, Any] = {
+    "eventName": ["MODIFY"],
+    "dynamodb": {"NewImage": {"status": {"S": sorted(str(s) for s in jobmodel.FINAL_STATES)}}},
+}
+"""Stream records of jobs that just reached a final state."""
+LAUNCHER_EVENT_FILTERS: tuple[dict[str, Any], ...] = (INSERT_FILTER, FINISHED_FILTER)
 """Stream records the launcher receives: new jobs (to queue and start) and jobs that just ended (to free their VM
 slot and start the next). Lambda drops every other record before invoking; local mode applies the same patterns."""
+STREAM_BATCH_SIZE = 10
+"""Most stream records per launcher invocation."""
+STREAM_MAX_RETRIES = 5
+"""Retries of a failed stream record before it goes to the on-failure queue (Lambda's default is unbounded)."""
+
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDRS = ("10.42.1.0/24", "10.42.2.0/24")
+"""One private subnet in each of two availability zones."""
+
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+"""The values CloudWatch Logs accepts for a log group's retention."""
+NO_RESERVATION = -1
+"""A reserved-concurrency setting meaning "draw from the account's unreserved pool" (pulumi-aws's own default)."""
+MAX_SWEEP_INTERVAL_MINUTES = 60
 
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
@@ -49,6 +68,22 @@ class StackSettings:
     download_expiry_seconds: int = 300
     api_throttle_rate: int = 20
     api_throttle_burst: int = 40
+    api_reserved_concurrency: int = 20
+    """Reserved (guaranteed and maximum) concurrency of each API function (upload, jobs). At the stage's default
+    20 requests/s and well under a second each, a handful run at once; 20 leaves room for slow S3 calls while a
+    flood of requests cannot take the account's whole Lambda concurrency. `NO_RESERVATION` (-1) turns it off."""
+    launcher_reserved_concurrency: int = 2
+    """Reserved concurrency of the launcher, and of the sweeper (the two functions that start VMs).
+
+    The VM cap does not depend on it: VM slots and job claims are conditional writes, so any number of concurrent
+    launchers keeps at most `max_concurrent_vms` VMs. It only bounds how much of the account's concurrency they
+    can take. The stream mapping runs one batch per stream shard at a time and a small jobs table has one or a few
+    shards, so 2 lets two batches (or a split shard's parent and child, or two overlapping sweeps) run together;
+    a batch throttled beyond that waits and is retried by the mapping. 1 would serialise every launch behind the
+    slowest RunInstances retry; more buys little, as each invocation is a few writes and at most a few launches."""
+    sweep_interval_minutes: int = 2
+    """How often the sweeper runs (an EventBridge rule on AWS): at most this late, an overdue VM is terminated, a
+    stuck job failed, a leaked VM slot freed and the queue moved."""
     extra_origins: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -59,6 +94,16 @@ class StackSettings:
                      "upload_expiry_seconds", "download_expiry_seconds", "api_throttle_rate", "api_throttle_burst"):
             if getattr(self, name) < 1:
                 problems.append(f"{config_key(name)} must be at least 1")
+        if self.log_retention_days >= 1 and self.log_retention_days not in LOG_RETENTION_DAYS:
+            problems.append(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
+                            f"(the values CloudWatch Logs accepts); got {self.log_retention_days}")
+        for name in ("api_reserved_concurrency", "launcher_reserved_concurrency"):
+            value = getattr(self, name)
+            if value != NO_RESERVATION and value < 1:
+                problems.append(f"{config_key(name)} must be at least 1, or {NO_RESERVATION} for no reservation "
+                                f"(0 would stop the function)")
+        if not 1 <= self.sweep_interval_minutes <= MAX_SWEEP_INTERVAL_MINUTES:
+            problems.append(f"sweepIntervalMinutes must be between 1 and {MAX_SWEEP_INTERVAL_MINUTES}")
         if problems:
             raise ValueError("invalid filepipe config: " + "; ".join(problems))
 

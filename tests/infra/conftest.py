@@ -111,6 +111,7 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "aws:iam/instanceProfile:InstanceProfile": lambda name, inputs: {
         "name": name, "arn": _arn("iam", f"instance-profile/{name}", region=""),
     },
+    "aws:cloudwatch/eventRule:EventRule": lambda name, inputs: {"name": name, "arn": _arn("events", f"rule/{name}")},
     "aws:sqs/queue:Queue": lambda name, inputs: {
         "arn": _arn("sqs", name), "url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}",
     },
@@ -249,3 +250,36 @@ def build(mocks: RecordingMocks) -> Iterator[Callable[..., Deployment]]:
 def dev(build: Callable[..., Deployment]) -> Deployment:
     """The dev stack, built once for the whole infra suite."""
     return build()
+
+
+TUNED: dict[str, str] = {
+    "instanceType": "c7g.large",
+    "amiParameter": "/filepipe/worker-ami",
+    "maxFileMb": "25",
+    "maxTextLength": "500",
+    "maxConcurrentVms": "3",
+    "jobTimeoutMinutes": "42",
+    "logRetentionDays": "30",
+    "uploadExpirySeconds": "120",
+    "downloadExpirySeconds": "90",
+    "apiThrottleRate": "7",
+    "apiThrottleBurst": "11",
+    "apiReservedConcurrency": "6",
+    "launcherReservedConcurrency": "-1",
+    "sweepIntervalMinutes": "1",
+    "extraOrigins": "https://files.example.org, https://staging.example.org",
+}
+"""A stack that sets every config key to a value unlike the dev stack's and the defaults (a new key must be added
+here: `test_program` checks), so one run of the program shows each override reaching its resources."""
+
+
+@pytest.fixture(scope="session")
+def tuned(build: Callable[..., Deployment]) -> Deployment:
+    """The dev stack with every key of `TUNED` set, built once."""
+    return build(**TUNED)
+
+
+@pytest.fixture(scope="session")
+def defaults(mocks: RecordingMocks) -> Deployment:
+    """A stack with no config at all (a fresh `pulumi stack init`), built once."""
+    return run_program(mocks, {})

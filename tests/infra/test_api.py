@@ -10,12 +10,15 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.functions import HANDLERS_DIR, LOG_RETENTION_DAYS
-from components.settings import StackSettings, api_environment, launcher_environment
+from components.functions import HANDLERS_DIR
+from components.settings import NO_RESERVATION, StackSettings, api_environment, launcher_environment
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
-from tests.infra.conftest import API_ID, STACK, Deployment
+from tests.infra.conftest import API_ID, STACK, TUNED, Deployment
 
-FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "compute-launcher": "launcher"}
+FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "compute-launcher": "launcher", "compute-sweeper": "sweeper"}
+API_FUNCTIONS = ("api-upload", "api-jobs")
+DISPATCHERS = ("compute-launcher", "compute-sweeper")
+"""The two functions that start VMs."""
 
 
 def functions(deployment: Deployment) -> dict[str, dict]:
@@ -57,7 +60,7 @@ def test_api_gateway_may_invoke_each_function_only_from_this_api_and_route(dev: 
     """Regression: a permission without source ARN lets any API Gateway API in any account invoke the function;
     a missing one makes the route answer 500."""
     execution_arn = dev.one("aws:apigatewayv2/api:Api").outputs["executionArn"]
-    permissions = dev.of_type("aws:lambda/permission:Permission")
+    permissions = [p for p in dev.of_type("aws:lambda/permission:Permission") if p.name.startswith("api-")]
     functions_by_name = {f.name: f.outputs["name"] for f in dev.of_type("aws:lambda/function:Function")}
     covered = set()
     for permission in permissions:
@@ -73,10 +76,10 @@ def test_api_gateway_may_invoke_each_function_only_from_this_api_and_route(dev: 
     }
 
 
-def test_stage_deploys_automatically_and_is_throttled_from_config(build) -> None:
+def test_stage_deploys_automatically_and_is_throttled_from_config(tuned: Deployment) -> None:
     """Regression: no `$default` auto-deploy stage means nothing is reachable; no throttling lets one client run
     up the Lambda (and EC2) bill."""
-    deployment = build(apiThrottleRate="7", apiThrottleBurst="11")
+    deployment = tuned
     stage = deployment.one("aws:apigatewayv2/stage:Stage").inputs
     assert stage["name"] == "$default" and stage["autoDeploy"] is True
     assert stage["defaultRouteSettings"]["throttlingRateLimit"] == 7
@@ -124,9 +127,9 @@ def test_handler_modules_exist_and_define_handler() -> None:
         assert re.search(r"^def handler\(", source, re.MULTILINE), f"handlers/{module}.py has no handler()"
 
 
-def test_functions_log_json_to_their_own_group_with_retention(build) -> None:
+def test_functions_log_json_to_their_own_group_with_retention(tuned: Deployment) -> None:
     """Regression: text logs lose the structure; the default log group keeps logs (and their cost) forever."""
-    deployment = build(logRetentionDays="30")
+    deployment = tuned
     groups = {g.name: g for g in deployment.of_type("aws:cloudwatch/logGroup:LogGroup")}
     for name, inputs in functions(deployment).items():
         logging = inputs["loggingConfig"]
@@ -136,32 +139,28 @@ def test_functions_log_json_to_their_own_group_with_retention(build) -> None:
     assert all(g.inputs["retentionInDays"] == 30 for g in groups.values())
 
 
-def test_log_retention_must_be_a_value_cloudwatch_accepts() -> None:
-    """Regression: `logRetentionDays=10` passes the settings check but CloudWatch rejects it mid-deploy."""
-    assert 7 in LOG_RETENTION_DAYS and 14 in LOG_RETENTION_DAYS and 10 not in LOG_RETENTION_DAYS
-    assert StackSettings().log_retention_days in LOG_RETENTION_DAYS
-
-
 def test_api_functions_get_the_shared_environment(dev: Deployment) -> None:
     """Regression: env vars that point at another bucket/table, or limits that differ from the form's."""
     bucket = dev.exports["bucketName"]
     table = dev.exports["tableName"]
     settings = dev.namespace["settings"]
-    for name in ("api-upload", "api-jobs"):
+    for name in API_FUNCTIONS:
         assert functions(dev)[name]["environment"]["variables"] == api_environment(bucket, table, settings)
 
 
-def test_max_file_size_override_reaches_the_lambda_environment(build) -> None:
+def test_max_file_size_override_reaches_the_lambda_environment(tuned: Deployment) -> None:
     """Regression: `pulumi config set maxFileMb 25` must change what the upload handler signs."""
-    deployment = build(maxFileMb="25")
+    deployment = tuned
     for name in ("api-upload", "api-jobs"):
         variables = functions(deployment)[name]["environment"]["variables"]
         assert variables["MAX_FILE_BYTES"] == str(25 * 1024 * 1024), name
 
 
-def test_launcher_gets_the_table_template_and_both_subnets(dev: Deployment) -> None:
-    """Regression: a launcher without the subnets launches into the default VPC (with internet) or fails."""
-    variables = functions(dev)["compute-launcher"]["environment"]["variables"]
+@pytest.mark.parametrize("name", DISPATCHERS)
+def test_launcher_and_sweeper_get_the_table_template_and_both_subnets(dev: Deployment, name: str) -> None:
+    """Regression: a launcher (or the sweeper, which starts queued jobs too) without the subnets launches into the
+    default VPC (with internet) or fails; a sweeper with another stack name or timeout sweeps the wrong VMs."""
+    variables = functions(dev)[name]["environment"]["variables"]
     subnets = ",".join(f"{s.name}-id" for s in dev.of_type("aws:ec2/subnet:Subnet"))
     table, template = dev.exports["tableName"], dev.exports["launchTemplateId"]
     settings = dev.namespace["settings"]
@@ -169,8 +168,42 @@ def test_launcher_gets_the_table_template_and_both_subnets(dev: Deployment) -> N
     assert len(variables["SUBNET_IDS"].split(",")) == 2
 
 
+def test_overridden_limits_reach_every_functions_environment(tuned: Deployment) -> None:
+    """Regression: `maxConcurrentVms`, `jobTimeoutMinutes` or the expiry keys changed in config while the functions
+    keep enforcing the old values."""
+    variables = {name: inputs["environment"]["variables"] for name, inputs in functions(tuned).items()}
+    assert {variables[name]["UPLOAD_EXPIRY_SECONDS"] for name in API_FUNCTIONS} == {TUNED["uploadExpirySeconds"]}
+    assert {variables[name]["DOWNLOAD_EXPIRY_SECONDS"] for name in API_FUNCTIONS} == {TUNED["downloadExpirySeconds"]}
+    assert {variables[name]["MAX_TEXT_LENGTH"] for name in API_FUNCTIONS} == {TUNED["maxTextLength"]}
+    assert {variables[name]["MAX_CONCURRENT_VMS"] for name in DISPATCHERS} == {TUNED["maxConcurrentVms"]}
+    assert {variables[name]["JOB_TIMEOUT_MINUTES"] for name in DISPATCHERS} == {TUNED["jobTimeoutMinutes"]}
+
+
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_function_timeouts_are_bounded(dev: Deployment, name: str) -> None:
     """Regression: API functions slower than API Gateway's 30 s limit (the client sees 503, the work goes on)."""
-    limit = 60 if name == "compute-launcher" else 29
+    limit = 60 if name in DISPATCHERS else 29
     assert 1 <= functions(dev)[name]["timeout"] <= limit
+
+
+def reserved(deployment: Deployment) -> dict[str, int]:
+    return {name: inputs["reservedConcurrentExecutions"] for name, inputs in functions(deployment).items()}
+
+
+def test_reserved_concurrency_defaults(defaults: Deployment) -> None:
+    """Regression: a function without a reservation can take the account's whole concurrency (one abusive client
+    on the API starves everything else in the account), or a reservation of 0 that stops it."""
+    settings = StackSettings()
+    expected = {name: settings.api_reserved_concurrency for name in API_FUNCTIONS}
+    expected |= {name: settings.launcher_reserved_concurrency for name in DISPATCHERS}
+    assert reserved(defaults) == expected
+    assert all(value >= 1 for value in expected.values())
+
+
+def test_reserved_concurrency_comes_from_config_and_can_be_turned_off(tuned: Deployment) -> None:
+    """Regression: `pulumi config set apiReservedConcurrency ...` that never reaches the functions; and in an
+    account whose concurrency quota is below 100 + the reservations nothing deploys at all, so `-1` must reach
+    Lambda as "no reservation" (pulumi-aws's own default), not as an error or a 0 that stops the function."""
+    assert TUNED["launcherReservedConcurrency"] == str(NO_RESERVATION)
+    assert reserved(tuned) == {"api-upload": 6, "api-jobs": 6, "compute-launcher": NO_RESERVATION,
+                               "compute-sweeper": NO_RESERVATION}

@@ -1,13 +1,18 @@
 """Compute: isolated network, gateway endpoints, security group, launch template and user-data, the launcher's
-stream mapping."""
+stream mapping, the sweeper's schedule."""
 
 from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
-from components.settings import STACK_TAG
-from tests.infra.conftest import STACK, ZONES, Deployment
+import pytest
+
+from components.compute import rate_expression
+from components.settings import LAUNCHER_EVENT_FILTERS, STACK_TAG, STREAM_BATCH_SIZE, STREAM_MAX_RETRIES
+from handlers.jobmodel import FINAL_STATES, Status
+from tests.infra.conftest import STACK, TUNED, ZONES, Deployment
 from worker.userdata import render_user_data
 
 NETWORK_EGRESS = (
@@ -89,9 +94,9 @@ def test_launch_template_ami_and_type_come_from_config(dev: Deployment) -> None:
     assert template["instanceType"] == settings.instance_type
 
 
-def test_instance_type_override_reaches_the_template(build) -> None:
+def test_instance_type_override_reaches_the_template(tuned: Deployment) -> None:
     """Regression: `pulumi config set instanceType ...` ignored."""
-    template = build(instanceType="c7g.large").one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    template = tuned.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
     assert template["instanceType"] == "c7g.large"
 
 
@@ -116,15 +121,16 @@ def test_user_data_is_the_rendered_script_for_this_stacks_bucket_and_table(dev: 
     assert dev.exports["bucketName"] in decoded and dev.exports["tableName"] in decoded
 
 
-def test_job_timeout_override_reaches_the_in_vm_watchdog(build) -> None:
+def test_job_timeout_override_reaches_the_in_vm_watchdog(tuned: Deployment) -> None:
     """Regression: `jobTimeoutMinutes` changed but VMs still power off at the old deadline."""
-    template = build(jobTimeoutMinutes="42").one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    template = tuned.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
     decoded = base64.b64decode(template["userData"]).decode("utf-8")
     assert "TIMEOUT_MINUTES=42\n" in decoded
 
 
-def test_stream_mapping_feeds_inserts_to_the_launcher_and_keeps_failures(dev: Deployment) -> None:
-    """Regression: without the INSERT filter every status update re-invokes the launcher; without
+def test_stream_mapping_feeds_new_and_finished_jobs_to_the_launcher_and_keeps_failures(dev: Deployment) -> None:
+    """Regression: without the filters every status update invokes the launcher; without the MODIFY pattern a
+    finished job never frees its VM slot (the queue stalls until the sweeper); without
     ReportBatchItemFailures one bad record retries (and relaunches) the whole batch; unbounded retries block the
     shard for a day; without an on-failure queue dropped records vanish."""
     mapping = dev.one("aws:lambda/eventSourceMapping:EventSourceMapping").inputs
@@ -133,8 +139,10 @@ def test_stream_mapping_feeds_inserts_to_the_launcher_and_keeps_failures(dev: De
     queue = dev.one("aws:sqs/queue:Queue").outputs
     assert mapping["eventSourceArn"] == table["streamArn"]
     assert mapping["functionName"] == launcher["arn"]
-    [pattern] = mapping["filterCriteria"]["filters"]
-    assert json.loads(pattern["pattern"]) == {"eventName": ["INSERT"]}
+    patterns = [json.loads(f["pattern"]) for f in mapping["filterCriteria"]["filters"]]
+    assert patterns == list(LAUNCHER_EVENT_FILTERS), "the mapping must use the patterns local mode applies"
+    assert mapping["batchSize"] == STREAM_BATCH_SIZE
+    assert mapping["maximumRetryAttempts"] == STREAM_MAX_RETRIES
     assert mapping["functionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["bisectBatchOnFunctionError"] is True
     assert 0 <= mapping["maximumRetryAttempts"] <= 10
@@ -148,3 +156,98 @@ def test_failure_queue_is_encrypted_and_kept_two_weeks(dev: Deployment) -> None:
     queue = dev.one("aws:sqs/queue:Queue").inputs
     assert queue["sqsManagedSseEnabled"] is True
     assert queue["messageRetentionSeconds"] == 14 * 24 * 3600
+
+
+def lambda_filter_matches(pattern: Any, value: Any) -> bool:
+    """Lambda event filtering for the pattern forms the program uses: nested objects, and lists of exact values."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(
+            key in value and lambda_filter_matches(sub, value[key]) for key, sub in pattern.items()
+        )
+    return value in pattern
+
+
+def stream_record(event: str, status: str | None) -> dict[str, Any]:
+    image = {"id": {"S": "V1StGXR8_Z5jdHi6B-myT"}, **({"status": {"S": status}} if status else {})}
+    return {"eventName": event, "dynamodb": {"Keys": {"id": image["id"]}, "NewImage": image}}
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "delivered"),
+    [
+        ("INSERT", Status.PENDING, True),
+        ("MODIFY", Status.SUCCEEDED, True),
+        ("MODIFY", Status.FAILED, True),
+        ("MODIFY", Status.QUEUED, False),
+        ("MODIFY", Status.LAUNCHING, False),
+        ("MODIFY", Status.RUNNING, False),
+        ("MODIFY", None, False),
+        ("REMOVE", None, False),
+    ],
+)
+def test_launcher_receives_new_jobs_and_jobs_that_just_ended_only(event: str, status: str | None,
+                                                                    delivered: bool) -> None:
+    """Regression: a filter that lets QUEUED/LAUNCHING/RUNNING updates through invokes the launcher on every one of
+    its own writes; one that drops SUCCEEDED or FAILED leaves that job's VM slot held."""
+    record = stream_record(event, status)
+    assert any(lambda_filter_matches(p, record) for p in LAUNCHER_EVENT_FILTERS) is delivered
+
+
+def test_finished_pattern_names_every_final_state() -> None:
+    """Regression: a final state added to the job model (say CANCELLED) but not to the filter never frees its slot."""
+    statuses = {s for p in LAUNCHER_EVENT_FILTERS for s in p.get("dynamodb", {}).get("NewImage", {})
+                .get("status", {}).get("S", [])}
+    assert statuses == {str(s) for s in FINAL_STATES}
+
+
+class TestSweeper:
+    """The scheduled sweeper: a Lambda, an EventBridge rule, a target, and a permission for that rule only."""
+
+    def test_rule_runs_the_sweeper_every_interval(self, dev: Deployment) -> None:
+        """Regression: no schedule means overdue VMs run (and bill) until their own watchdog, stuck jobs never end,
+        and a lost final stream record leaves the queue stalled for good."""
+        rule = dev.one("aws:cloudwatch/eventRule:EventRule", "compute-sweep")
+        interval = dev.namespace["settings"].sweep_interval_minutes
+        assert rule.inputs["scheduleExpression"] == f"rate({interval} minutes)"
+        assert "eventPattern" not in rule.inputs
+        target = dev.one("aws:cloudwatch/eventTarget:EventTarget").inputs
+        sweeper = dev.one("aws:lambda/function:Function", "compute-sweeper")
+        assert target["rule"] == rule.outputs["name"]
+        assert target["arn"] == sweeper.outputs["arn"]
+        assert sweeper.inputs["handler"] == "handlers.sweeper.handler"
+
+    def test_only_this_rule_may_invoke_the_sweeper(self, dev: Deployment) -> None:
+        """Regression: a permission without source ARN lets any EventBridge rule (any account) trigger sweeps; a
+        missing one makes every scheduled invocation fail silently."""
+        rule = dev.one("aws:cloudwatch/eventRule:EventRule", "compute-sweep").outputs
+        sweeper = dev.one("aws:lambda/function:Function", "compute-sweeper").outputs
+        others = [p.inputs for p in dev.of_type("aws:lambda/permission:Permission")
+                  if p.inputs["principal"] != "apigateway.amazonaws.com"]
+        assert others == [{
+            "action": "lambda:InvokeFunction", "function": sweeper["name"], "principal": "events.amazonaws.com",
+            "sourceArn": rule["arn"],
+        }]
+
+    def test_a_failed_sweep_is_not_retried_behind_the_next(self, dev: Deployment) -> None:
+        """Regression: Lambda retries failed async invocations twice and keeps throttled ones for six hours, so
+        stale sweeps pile up behind fresh ones; the next scheduled sweep does the same work."""
+        config = dev.one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig").inputs
+        interval = dev.namespace["settings"].sweep_interval_minutes
+        assert config["functionName"] == dev.one("aws:lambda/function:Function", "compute-sweeper").outputs["name"]
+        assert config["maximumRetryAttempts"] == 0
+        assert config["maximumEventAgeInSeconds"] == interval * 60
+
+    def test_interval_comes_from_config(self, tuned: Deployment) -> None:
+        """Regression: `sweepIntervalMinutes` ignored; `rate(1 minutes)` (EventBridge rejects the plural for 1)."""
+        deployment = tuned
+        assert TUNED["sweepIntervalMinutes"] == "1"
+        rule = deployment.one("aws:cloudwatch/eventRule:EventRule", "compute-sweep")
+        assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
+        config = deployment.one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig").inputs
+        assert config["maximumEventAgeInSeconds"] == 60, "EventBridge/Lambda's minimum event age"
+
+
+@pytest.mark.parametrize(("minutes", "expression"), [(1, "rate(1 minute)"), (2, "rate(2 minutes)"),
+                                                     (60, "rate(60 minutes)")])
+def test_rate_expression(minutes: int, expression: str) -> None:
+    assert rate_expression(minutes) == expression

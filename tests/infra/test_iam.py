@@ -7,14 +7,20 @@ from typing import Any
 
 import pytest
 
-from components.settings import StackSettings
+from components.settings import STACK_TAG, StackSettings
+from handlers import launcher
+from handlers.config import LauncherConfig
 from handlers.jobmodel import STATUS_INDEX
-from tests.infra.conftest import ACCOUNT, PARTITION, REGION, Deployment
+from tests.infra.conftest import ACCOUNT, PARTITION, REGION, STACK, TUNED, Deployment
 
-ALLOWED_STAR_RESOURCES: dict[str, str] = {}
+ALLOWED_STAR_RESOURCES: dict[str, str] = {
+    "FindStackInstances": "ec2:DescribeInstances supports no resource-level permissions (the service authorization "
+                          "reference lists no resource type for it); it only reads, and the sweeper filters by the "
+                          "stack tag",
+}
 """Statements allowed to name the resource `"*"`, by Sid, with the reason AWS requires it.
 
-Empty: every action the program grants supports resource-level permissions. The actions that usually tempt a `"*"`
+Every other action the program grants supports resource-level permissions. The actions that usually tempt a `"*"`
 are scoped instead: `dynamodb:ListStreams` to `<table>/stream/*` (the DynamoDB guide's own example), and the AMI
 that `ec2:RunInstances` boots to `image/*` in the stack's region (its id is resolved from SSM at launch time).
 `Principal: "*"` does appear, in bucket and VPC endpoint policies: that is the principal element, which AWS requires
@@ -71,10 +77,11 @@ def test_every_policy_is_json_with_exact_actions_and_scoped_resources(dev: Deplo
     """Regression: a wildcard action (`s3:*`, `*`) or resource `"*"` in an Allow hands out far more than needed."""
     policies = all_policies(dev)
     assert {name for name, _ in policies} == {
-        "api-upload-role", "api-jobs-role", "compute-launcher-role", "compute-worker-role",
-        "api-upload-policy", "api-jobs-policy", "compute-launcher-policy", "compute-worker-policy",
-        "storage-data-policy", "site-files-policy", "compute-s3", "compute-dynamodb",
+        "api-upload-role", "api-jobs-role", "compute-launcher-role", "compute-sweeper-role", "compute-worker-role",
+        "api-upload-policy", "api-jobs-policy", "compute-launcher-policy", "compute-sweeper-policy",
+        "compute-worker-policy", "storage-data-policy", "site-files-policy", "compute-s3", "compute-dynamodb",
     }
+    star = []
     for name, policy in policies:
         for s in statements(policy):
             if s["Effect"] != "Allow" or s.get("Action") == "sts:AssumeRole":
@@ -84,8 +91,14 @@ def test_every_policy_is_json_with_exact_actions_and_scoped_resources(dev: Deplo
             resources = as_list(s["Resource"])
             if "*" in resources:
                 assert s.get("Sid") in ALLOWED_STAR_RESOURCES, f"{name} {s.get('Sid')}: resource '*'"
+                assert resources == ["*"], f"{name} {s.get('Sid')}: '*' next to scoped resources"
+                star.append((name, s["Sid"], s["Action"]))
+                continue
             for resource in resources:
                 assert resource.startswith(f"arn:{PARTITION}:"), f"{name}: {resource!r} is not an ARN"
+    assert star == [("compute-sweeper-policy", "FindStackInstances", ["ec2:DescribeInstances"])], (
+        "DescribeInstances in the sweeper's policy must be the only Allow on '*'"
+    )
 
 
 def test_deny_statements_are_the_tls_guard_only(dev: Deployment) -> None:
@@ -108,6 +121,7 @@ def test_roles_trust_only_their_service(dev: Deployment) -> None:
         "api-upload-role": {"Service": "lambda.amazonaws.com"},
         "api-jobs-role": {"Service": "lambda.amazonaws.com"},
         "compute-launcher-role": {"Service": "lambda.amazonaws.com"},
+        "compute-sweeper-role": {"Service": "lambda.amazonaws.com"},
         "compute-worker-role": {"Service": "ec2.amazonaws.com"},
     }
 
@@ -115,7 +129,7 @@ def test_roles_trust_only_their_service(dev: Deployment) -> None:
 def test_each_function_has_its_own_role(dev: Deployment) -> None:
     """Regression: functions sharing a role share each other's permissions (the API could launch VMs)."""
     roles = {f.name: f.inputs["role"] for f in dev.of_type("aws:lambda/function:Function")}
-    assert len(set(roles.values())) == len(roles) == 3, roles
+    assert len(set(roles.values())) == len(roles) == 4, roles
     for function, role_arn in roles.items():
         assert role_arn.endswith(f"role/{function}-role-1a2b3c4"), (function, role_arn)
 
@@ -235,10 +249,96 @@ class TestLauncherPolicy:
         }
 
 
-def test_custom_ami_parameter_reaches_template_and_policy(build) -> None:
+DISPATCH_SIDS = {"MoveJobs", "FindQueuedJobs", "LaunchFromTemplate", "TagOnLaunchOnly", "PassWorkerRole", "ResolveAmi"}
+"""What `handlers.launcher.dispatch` needs; both the launcher and the sweeper call it."""
+
+
+def test_launcher_tags_are_allowed_by_create_tags(dev: Deployment) -> None:
+    """Regression: RunInstances with TagSpecifications is also authorised as ec2:CreateTags on each tagged resource;
+    a resource type the launcher tags but the policy omits (or a tag condition that excludes the stack tag) makes
+    every launch fail with UnauthorizedOperation."""
+    class RecordingEc2:
+        def __init__(self) -> None:
+            self.calls: list[dict[str, Any]] = []
+
+        def run_instances(self, **kwargs: Any) -> dict[str, Any]:
+            self.calls.append(kwargs)
+            return {"Instances": [{"InstanceId": "i-0123456789abcdef0"}]}
+
+    ec2 = RecordingEc2()
+    config = LauncherConfig(table="t", launch_template_id="lt-1", subnet_ids=("subnet-1",), max_concurrent_vms=1,
+                            job_timeout_minutes=5, stack=STACK)
+    launcher.run_instance(ec2, config, "V1StGXR8_Z5jdHi6B-myT")
+    [call] = ec2.calls
+    tagged = {spec["ResourceType"] for spec in call["TagSpecifications"]}
+    assert {"Key": STACK_TAG, "Value": STACK} in call["TagSpecifications"][0]["Tags"]
+    tags = role_policy(dev, "compute-launcher-policy")["TagOnLaunchOnly"]
+    assert {r.rsplit(":", 1)[1].split("/")[0] for r in tags["Resource"]} >= tagged
+    assert tags["Condition"] == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}, (
+        "only the CreateAction condition: a tag-key or request-tag condition must list the stack tag"
+    )
+
+
+class TestSweeperPolicy:
+    """The sweeper terminates VMs and starts queued jobs: terminate only this stack's, start only as the launcher."""
+
+    @pytest.fixture
+    def sweeper(self, dev: Deployment) -> dict[str, dict[str, Any]]:
+        return role_policy(dev, "compute-sweeper-policy")
+
+    def test_terminates_only_this_stacks_instances_in_this_account_and_region(
+        self, sweeper: dict[str, dict[str, Any]]
+    ) -> None:
+        """Regression: TerminateInstances without the tag condition lets a sweeper bug (or a compromised function)
+        terminate every instance in the account, including other stacks' workers and unrelated servers."""
+        assert sweeper["TerminateStackInstances"] == {
+            "Sid": "TerminateStackInstances", "Effect": "Allow", "Action": ["ec2:TerminateInstances"],
+            "Resource": [_arn("ec2", "instance/*")],
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": STACK}},
+        }
+
+    def test_describes_instances_and_nothing_else_on_star(self, sweeper: dict[str, dict[str, Any]]) -> None:
+        """Regression: a second action slipped into the `"*"` statement inherits its unscoped resource."""
+        assert sweeper["FindStackInstances"] == {
+            "Sid": "FindStackInstances", "Effect": "Allow", "Action": ["ec2:DescribeInstances"], "Resource": ["*"],
+        }
+        assert list(ALLOWED_STAR_RESOURCES) == ["FindStackInstances"]
+
+    def test_dispatches_with_exactly_the_launchers_statements(
+        self, dev: Deployment, sweeper: dict[str, dict[str, Any]]
+    ) -> None:
+        """Regression: a copy of the dispatch statements that drifts from the launcher's (say a new tag, a new
+        subnet) makes the sweeper's restarts of queued jobs fail while the launcher's work."""
+        launcher = role_policy(dev, "compute-launcher-policy")
+        assert {sid: sweeper[sid] for sid in DISPATCH_SIDS} == {sid: launcher[sid] for sid in DISPATCH_SIDS}
+
+    def test_reads_and_moves_jobs_and_slots_but_never_creates_or_deletes(
+        self, dev: Deployment
+    ) -> None:
+        """Regression: the sweeper reads slot holders in batches, fails jobs and frees slots by conditional update,
+        and finds LAUNCHING/RUNNING/QUEUED jobs by the status index; PutItem/DeleteItem or the stream are not its."""
+        table = dev.one("aws:dynamodb/table:Table").outputs["arn"]
+        dynamodb = {(a, r) for a, r in granted(dev, "compute-sweeper-policy") if a.startswith("dynamodb:")}
+        assert dynamodb == {
+            ("dynamodb:BatchGetItem", table), ("dynamodb:GetItem", table), ("dynamodb:UpdateItem", table),
+            ("dynamodb:Query", f"{table}/index/{STATUS_INDEX}"),
+        }
+
+    def test_has_nothing_beyond_sweeping_dispatching_and_its_logs(
+        self, sweeper: dict[str, dict[str, Any]]
+    ) -> None:
+        """Regression: the sweeper needs neither the stream nor the failure queue; extra grants are exposure."""
+        assert set(sweeper) == DISPATCH_SIDS | {"FindStackInstances", "TerminateStackInstances", "OwnLogGroup"}
+        assert sweeper["OwnLogGroup"]["Resource"] == [
+            _arn("logs", "log-group:/filepipe/compute-sweeper-logs-1a2b3c4:*")
+        ]
+
+
+def test_custom_ami_parameter_reaches_template_and_policy(tuned: Deployment) -> None:
     """Regression: changing `amiParameter` must move both the template's `resolve:ssm:` and the permission to it;
     a private parameter's ARN carries the account."""
-    deployment = build(amiParameter="/filepipe/worker-ami")
+    deployment = tuned
+    assert TUNED["amiParameter"] == "/filepipe/worker-ami"
     template = deployment.one("aws:ec2/launchTemplate:LaunchTemplate")
     assert template.inputs["imageId"] == "resolve:ssm:/filepipe/worker-ami"
     resolve = role_policy(deployment, "compute-launcher-policy")["ResolveAmi"]

@@ -6,14 +6,16 @@ from __future__ import annotations
 import ast
 import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from components.functions import HANDLERS_DIR
-from components.settings import StackSettings
-from tests.infra.conftest import ROOT, STACK, Deployment, dev_stack_config, run_program
+from components.settings import StackSettings, config_key
+from tests.infra.conftest import ROOT, STACK, TUNED, Deployment, dev_stack_config
 
+DEV_SETTINGS = StackSettings.from_config(lambda key: dev_stack_config().get(f"filepipe:{key}"))
 COMPONENTS = {
     "filepipe:storage:Storage",
     "filepipe:api:Api",
@@ -49,6 +51,8 @@ def test_stack_outputs_give_a_user_what_they_need(dev: Deployment) -> None:
     assert dev.exports["tableName"] == table
     assert dev.exports["launchTemplateId"] == "compute-worker-id"
     assert dev.exports["launchFailuresQueueUrl"].startswith("https://sqs.")
+    for export, function in (("launcherFunction", "compute-launcher"), ("sweeperFunction", "compute-sweeper")):
+        assert dev.exports[export] == dev.one("aws:lambda/function:Function", function).outputs["name"], export
 
 
 def test_no_deprecated_arguments_or_resources(dev: Deployment) -> None:
@@ -78,26 +82,28 @@ def test_no_hard_coded_names_regions_or_accounts_in_program_code() -> None:
             assert call not in text, f"{path.name} hard-codes a physical name ({call}...)"
 
 
-@pytest.mark.parametrize(
-    ("overrides", "expected"),
-    [
-        ({}, StackSettings(instance_type="t4g.micro", max_file_mb=10, max_concurrent_vms=2, job_timeout_minutes=15,
-                           log_retention_days=7)),
-        ({"instanceType": "c7g.large", "maxFileMb": "25"},
-         StackSettings(instance_type="c7g.large", max_file_mb=25, max_concurrent_vms=2, job_timeout_minutes=15,
-                       log_retention_days=7)),
-    ],
-)
-def test_settings_come_from_the_stack_config(build, overrides: dict[str, str], expected: StackSettings) -> None:
-    """Regression: an override in `pulumi config set` that never reaches the program."""
-    assert build(**overrides).namespace["settings"] == expected
+def test_dev_stack_settings(dev: Deployment) -> None:
+    """Regression: `Pulumi.dev.yaml`'s values not reaching the program (the defaults deployed instead)."""
+    assert dev.namespace["settings"] == StackSettings(
+        instance_type="t4g.micro", max_file_mb=10, max_concurrent_vms=2, job_timeout_minutes=15, log_retention_days=7
+    )
 
 
-def test_defaults_deploy_without_any_stack_config(mocks) -> None:
+def test_every_config_key_can_be_overridden(tuned: Deployment) -> None:
+    """Regression: an override in `pulumi config set` that never reaches the program; and a key added to
+    StackSettings without a `TUNED` value, whose effect on the resources no test would then see."""
+    settings = tuned.namespace["settings"]
+    assert settings == StackSettings.from_config(TUNED.get)
+    assert settings.instance_type == "c7g.large" and settings.max_file_mb == 25
+    unchanged = [config_key(f.name) for f in fields(StackSettings)
+                 if getattr(settings, f.name) in (getattr(StackSettings(), f.name), getattr(DEV_SETTINGS, f.name))]
+    assert not unchanged, f"TUNED must set these keys to a value unlike the defaults and the dev stack: {unchanged}"
+
+
+def test_defaults_deploy_without_any_stack_config(defaults: Deployment) -> None:
     """Regression: a stack with no config (a fresh `pulumi stack init`) must still construct, with the defaults."""
-    deployment = run_program(mocks, {})
-    assert deployment.namespace["settings"] == StackSettings()
-    template = deployment.one("aws:ec2/launchTemplate:LaunchTemplate")
+    assert defaults.namespace["settings"] == StackSettings()
+    template = defaults.one("aws:ec2/launchTemplate:LaunchTemplate")
     assert template.inputs["instanceType"] == StackSettings().instance_type
     assert template.inputs["tagSpecifications"][0]["tags"] == {"FilepipeStack": STACK}
 
@@ -108,6 +114,10 @@ def test_invalid_config_fails_the_program_with_a_clear_message(build) -> None:
         build(maxFileMb="0")
     with pytest.raises(ValueError, match="logRetentionDays"):
         build(logRetentionDays="10")
+    with pytest.raises(ValueError, match="sweepIntervalMinutes"):
+        build(sweepIntervalMinutes="0")
+    with pytest.raises(ValueError, match="apiReservedConcurrency"):
+        build(apiReservedConcurrency="0")
 
 
 def _imports(path: Path) -> set[str]:

@@ -77,9 +77,9 @@ def test_hidden_files_and_a_stray_config_json_are_not_uploaded(tmp_path: Path) -
     assert sorted(frontend_files(tmp_path)) == ["index.html", "js/main.js"]
 
 
-def test_config_json_carries_the_stacks_limits(build) -> None:
+def test_config_json_carries_the_stacks_limits(tuned: Deployment) -> None:
     """Regression: the form checks a different size cap than the API enforces."""
-    deployment = build(maxFileMb="25", maxTextLength="500")
+    deployment = tuned
     config = objects(deployment)["config.json"]
     assert json.loads(config["content"]) == site_config(deployment.namespace["settings"])
     assert json.loads(config["content"])["maxFileBytes"] == 25 * 1024 * 1024

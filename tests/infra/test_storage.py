@@ -67,9 +67,9 @@ def test_cors_allows_post_from_the_site_origin_only(dev: Deployment) -> None:
     assert rule["maxAgeSeconds"] == expected["MaxAgeSeconds"]
 
 
-def test_extra_origins_from_config_join_the_site_origin(build) -> None:
+def test_extra_origins_from_config_join_the_site_origin(tuned: Deployment) -> None:
     """Regression: `extraOrigins` (e.g. a custom domain) ignored, so uploads from it fail CORS."""
-    deployment = build(extraOrigins="https://files.example.org, https://staging.example.org")
+    deployment = tuned
     [rule] = deployment.one("aws:s3/bucketCorsConfiguration:BucketCorsConfiguration").inputs["corsRules"]
     assert rule["allowedOrigins"] == [
         f"https://{DISTRIBUTION_DOMAIN}", "https://files.example.org", "https://staging.example.org",

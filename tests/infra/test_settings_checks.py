@@ -1,0 +1,58 @@
+"""Checks `StackSettings` makes for the Pulumi program and local mode alike, before anything is created."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.settings import (
+    LOG_RETENTION_DAYS,
+    NO_RESERVATION,
+    StackSettings,
+    settings_from_mapping,
+)
+
+
+@pytest.mark.parametrize("days", [1, 7, 14, 30, 365, 3653])
+def test_log_retention_accepts_what_cloudwatch_accepts(days: int) -> None:
+    assert StackSettings(log_retention_days=days).log_retention_days == days
+
+
+@pytest.mark.parametrize("days", [2, 10, 15, 366, 5000])
+def test_log_retention_refuses_what_cloudwatch_refuses(days: int) -> None:
+    """Regression: `logRetentionDays=10` passes a plain range check but CloudWatch rejects it mid-deploy (and local
+    mode, which never talks to CloudWatch, would accept a stack config AWS refuses)."""
+    with pytest.raises(ValueError, match=r"logRetentionDays must be one of 1, 3, 5, 7, 14, 30.*got " + str(days)):
+        settings_from_mapping({"logRetentionDays": str(days)})
+
+
+def test_default_log_retention_is_valid() -> None:
+    assert StackSettings().log_retention_days in LOG_RETENTION_DAYS
+
+
+@pytest.mark.parametrize("key", ["apiReservedConcurrency", "launcherReservedConcurrency"])
+@pytest.mark.parametrize(("value", "ok"), [("1", True), ("50", True), (str(NO_RESERVATION), True), ("0", False),
+                                           ("-2", False)])
+def test_reserved_concurrency_is_positive_or_none(key: str, value: str, ok: bool) -> None:
+    """Regression: a reservation of 0 deploys fine and then throttles every request to that function."""
+    if ok:
+        settings_from_mapping({key: value})
+    else:
+        with pytest.raises(ValueError, match=f"{key} must be at least 1, or -1 for no reservation"):
+            settings_from_mapping({key: value})
+
+
+@pytest.mark.parametrize(("value", "ok"), [("1", True), ("2", True), ("60", True), ("0", False), ("61", False)])
+def test_sweep_interval_is_between_a_minute_and_an_hour(value: str, ok: bool) -> None:
+    """Regression: EventBridge's finest rate is one minute; a sweep rarer than hourly leaves stuck jobs and leaked
+    VM slots (a stalled queue) for too long to call it a safety net."""
+    if ok:
+        assert settings_from_mapping({"sweepIntervalMinutes": value}).sweep_interval_minutes == int(value)
+    else:
+        with pytest.raises(ValueError, match="sweepIntervalMinutes must be between 1 and 60"):
+            settings_from_mapping({"sweepIntervalMinutes": value})
+
+
+def test_defaults_reserve_concurrency_and_sweep_every_two_minutes() -> None:
+    defaults = StackSettings()
+    assert (defaults.api_reserved_concurrency, defaults.launcher_reserved_concurrency) == (20, 2)
+    assert defaults.sweep_interval_minutes == 2
