@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+from components import compute, settings
 from components.settings import (
     LOG_RETENTION_DAYS,
     NO_RESERVATION,
     StackSettings,
     settings_from_mapping,
 )
+from tests.infra.conftest import ROOT
 
 
 @pytest.mark.parametrize("days", [1, 7, 14, 30, 365, 3653])
@@ -56,3 +61,21 @@ def test_defaults_reserve_concurrency_and_sweep_every_two_minutes() -> None:
     defaults = StackSettings()
     assert (defaults.api_reserved_concurrency, defaults.launcher_reserved_concurrency) == (20, 2)
     assert defaults.sweep_interval_minutes == 2
+
+
+def test_settings_import_without_pulumi() -> None:
+    """Regression: local mode imports its limits, stream filters and network layout from `components.settings`;
+    if that module (or what it imports) pulled in Pulumi, `make dev` would need the Pulumi SDK and its startup cost."""
+    code = "import sys, components.settings; sys.exit('pulumi' in sys.modules or 'pulumi_aws' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stderr or "components.settings imported pulumi"
+
+
+def test_compute_still_re_exports_the_stream_constants() -> None:
+    """Regression: `local/app.py` imports these from `components.compute` until it switches to settings; they must be
+    the very same values the event source mapping uses."""
+    assert compute.INSERT_FILTER is settings.INSERT_FILTER == settings.LAUNCHER_EVENT_FILTERS[0]
+    assert (compute.STREAM_BATCH_SIZE, compute.STREAM_MAX_RETRIES) == (settings.STREAM_BATCH_SIZE,
+                                                                      settings.STREAM_MAX_RETRIES)
+    assert (compute.VPC_CIDR, compute.SUBNET_CIDRS) == (settings.VPC_CIDR, settings.SUBNET_CIDRS)
