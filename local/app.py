@@ -7,8 +7,8 @@
 
 The handlers read their configuration and create their boto3 clients when imported, as in a Lambda container, so
 the pipeline sets this process's environment (stack names, limits, emulator endpoint, fake credentials) and then
-imports (or re-imports) `handlers.upload`, `handlers.jobs` and `handlers.launcher`. Those modules are process-wide
-singletons, hence: **one LocalPipeline per process at a time**. On exit the environment is restored and the handler
+imports (or re-imports) `handlers.upload`, `handlers.jobs`, `handlers.launcher` and `handlers.sweeper`. Those
+modules are process-wide singletons, hence: **one LocalPipeline per process at a time**. On exit the environment is restored and the handler
 modules are re-imported for it (or forgotten if they were not imported before), so other code in the process sees
 them as it did before.
 """
@@ -27,13 +27,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from components.compute import INSERT_FILTER, STREAM_BATCH_SIZE, STREAM_MAX_RETRIES
-from components.settings import StackSettings, site_config
+from components.compute import STREAM_BATCH_SIZE, STREAM_MAX_RETRIES
+from components.settings import LAUNCHER_EVENT_FILTERS, StackSettings, site_config
 from handlers.jobmodel import Status
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
 from local.emulator import HOST, REGION, UNSET_VARIABLES, EndpointSession, MotoServer, aws_environment
 from local.metadata import MetadataApp
 from local.provision import LocalStack, provision
+from local.schedule import Schedule
 from local.serving import BackgroundServer
 from local.streams import LambdaHandler, StreamPoller
 from local.vmhost import VmHost
@@ -43,6 +44,9 @@ log = logging.getLogger("filepipe.local")
 
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 LAUNCHER_MODULE = "handlers.launcher"
+SWEEPER_MODULE = "handlers.sweeper"
+SWEEP_SECONDS = 60.0
+"""How often local mode runs the sweeper (on AWS a schedule runs it every few minutes)."""
 _active_lock = threading.Lock()
 _active: list[LocalPipeline] = []
 """The pipeline running in this process, if any (at most one: the handler modules are singletons)."""
@@ -74,7 +78,8 @@ class TransitionLog:
 
 
 class LocalPipeline:
-    """Emulator + provisioned stack + web server + stream poller + VM host, started and stopped together."""
+    """Emulator + provisioned stack + web server + stream poller + sweeper schedule + VM host, started and stopped
+    together."""
 
     def __init__(
         self,
@@ -85,18 +90,22 @@ class LocalPipeline:
         frontend_dir: Path = FRONTEND_DIR,
         wrap_launcher: Callable[[LambdaHandler], LambdaHandler] | None = None,
         minute_seconds: float = 60.0,
+        sweep_seconds: float | None = SWEEP_SECONDS,
         host: str = HOST,
     ) -> None:
         """`port=0` picks a free port. `wrap_launcher(handler)` returns what the stream poller calls instead of
         `handlers.launcher.handler` (fault injection in tests); `minute_seconds` is how long a minute of
-        `shutdown -h +N` lasts (60; tests shorten it to see the watchdog fire)."""
+        `shutdown -h +N` lasts (60; tests shorten it to see the watchdog fire); `sweep_seconds` is the sweeper's
+        period (None: no sweeper)."""
         self.port = port
         self.settings = settings or StackSettings()
         self.stack_name = stack
         self.frontend_dir = Path(frontend_dir)
         self.wrap_launcher = wrap_launcher
         self.minute_seconds = minute_seconds
+        self.sweep_seconds = sweep_seconds
         self.host = host
+        self.sweeper: Schedule | None = None
         self.web: BackgroundServer | None = None
         self.moto = MotoServer(host)
         self.metadata: BackgroundServer | None = None
@@ -179,9 +188,13 @@ class LocalPipeline:
         self.vmhost.start()
         self.poller = StreamPoller(streams=self.client("dynamodbstreams"), stream_arn=self._stack.stream_arn,
                                    handler=launcher, region=REGION, observer=TransitionLog(),
-                                   filters=(INSERT_FILTER,), batch_size=STREAM_BATCH_SIZE,
+                                   filters=LAUNCHER_EVENT_FILTERS, batch_size=STREAM_BATCH_SIZE,
                                    max_retries=STREAM_MAX_RETRIES)
         self.poller.start()
+        if self.sweep_seconds is not None:
+            sweeper = self._import_handler(SWEEPER_MODULE).handler
+            self.sweeper = Schedule("sweeper", sweeper, self.sweep_seconds, REGION)
+            self.sweeper.start()
         self.web.server.app = LocalWebApp(
             routes=ROUTES, handlers=handlers, frontend_dir=self.frontend_dir,
             site_config=site_config(self.settings), emulator_health=self._emulator_health,
@@ -194,13 +207,13 @@ class LocalPipeline:
         if not self._started:
             return
         self._started = False
-        for part in (self.web, self.poller, self.vmhost, self.metadata):
+        for part in (self.web, self.sweeper, self.poller, self.vmhost, self.metadata):
             if part is not None:
                 try:
                     part.stop()
                 except Exception:
                     log.exception("stopping %s failed", type(part).__name__)
-        self.web = self.poller = self.vmhost = self.metadata = None
+        self.web = self.sweeper = self.poller = self.vmhost = self.metadata = None
         self.moto.stop()
         self._restore_environment()
         with _active_lock:

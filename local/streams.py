@@ -1,8 +1,8 @@
 """The local stand-in for the launcher's event source mapping: poll the table's stream, call the launcher.
 
-Semantics follow Lambda's DynamoDB event source mapping as the Pulumi program configures it (the filter, batch size
-and retry limit are passed in from `components.compute`): records are filtered before batching (a record passes if
-it matches any of the filter patterns), delivered in order in batches of at most `batch_size`, and with
+Semantics follow Lambda's DynamoDB event source mapping as the Pulumi program configures it (filter patterns from
+`components.settings`, batch size and retry limit from `components.compute`): records are filtered before batching
+(a record passes if it matches any pattern), delivered in order in batches of at most `batch_size`, and with
 ReportBatchItemFailures a batch is retried from the lowest failed sequence number (records before it are done).
 A batch whose function call raises is bisected and retried; after `max_retries` retries a batch is dropped and
 logged (AWS would send it to the on-failure SQS destination). Every record, filtered or not, can be observed (local

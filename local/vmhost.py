@@ -66,6 +66,7 @@ class VmRun:
     power_off: threading.Event = field(default_factory=threading.Event)
     watchdog: threading.Timer | None = None
     started: float = field(default_factory=time.monotonic)
+    stopped: float = 0.0
 
     @property
     def instance_id(self) -> str:
@@ -281,6 +282,7 @@ class VmHost:
                 run.console = console_path.read_bytes()[-CONSOLE_LIMIT:].decode("utf-8", errors="replace")
             if run.ending in (Ending.SHUTDOWN, Ending.WATCHDOG):
                 self._terminate(run)
+            run.stopped = time.monotonic()
             run.finished.set()
             self._report(run)
             shutil.rmtree(run.scratch, ignore_errors=True)

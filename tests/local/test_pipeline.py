@@ -22,13 +22,13 @@ from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.streams import LambdaHandler
 from local.vmhost import Ending, VmRun
-from tests.local.api import submit, wait_for_final
+from tests.local.api import create_job, submit, wait_for_final
 from worker.userdata import render_user_data
 
 pytestmark = pytest.mark.e2e
 
-SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=15, max_concurrent_vms=20)
-"""A cap above this module's job count: ten jobs start at once (the cap and its queue are tested on their own)."""
+SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=15, max_concurrent_vms=4)
+"""With the cap below ten, "ten jobs at once" also proves that ended jobs reach the launcher and free their slots."""
 MINUTE_SECONDS = 1.0
 DELETE_INPUT_MARKER = "delete my input before the VM runs"
 
@@ -126,6 +126,22 @@ def test_the_vm_executes_the_launch_templates_user_data(pipeline: LocalPipeline)
     assert "dnf (filepipe local shim): skipped: dnf install -y -q python3-boto3" in run.console
 
 
+@pytest.mark.xfail(strict=True, reason="worker/user_data.sh passes `--job-id ID` and argparse reads an id that starts "
+                   "with '-' (1 nanoid in 64) as an option; the job then stays LAUNCHING. Fix: `--job-id=ID`.")
+def test_a_job_whose_id_starts_with_a_dash_succeeds(pipeline: LocalPipeline) -> None:
+    """Ids come from the nanoid alphabet, '-' included: the upload key is made here so the id is known."""
+    key = "inputs/-dash0123456789abcdef/dash.txt"
+    pipeline.client("s3").put_object(Bucket=pipeline.stack.bucket, Key=key, Body=b"dash")
+    job = create_job(pipeline.url, key, "first")
+    deadline = time.monotonic() + 20
+    while "instance_id" not in job and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = requests.get(f"{pipeline.url}/api/jobs/{job['id']}", timeout=10).json()
+    run = finished_run(pipeline, job["instance_id"])
+    final = requests.get(f"{pipeline.url}/api/jobs/{job['id']}", timeout=10).json()
+    assert final["status"] == "SUCCEEDED", run.console
+
+
 def test_ten_jobs_at_once_all_succeed_with_distinct_outputs(pipeline: LocalPipeline) -> None:
     inputs = [(f"file-{i}.txt", f"content {i}\n".encode() * (i + 1), f"text {i}") for i in range(10)]
     with ThreadPoolExecutor(max_workers=10) as pool:
@@ -138,9 +154,21 @@ def test_ten_jobs_at_once_all_succeed_with_distinct_outputs(pipeline: LocalPipel
     assert len(set(outputs)) == 10
     instances = {f["instance_id"] for f in finals}
     assert len(instances) == 10
+    assert pipeline.vmhost is not None
+    assert max_overlap([pipeline.vmhost.runs[i] for i in instances]) <= SETTINGS.max_concurrent_vms
     for instance_id in instances:
         finished_run(pipeline, instance_id)
         assert instance_state(pipeline, instance_id) == "terminated"
+
+
+def max_overlap(runs: list[VmRun]) -> int:
+    """The most VMs that were up at the same moment."""
+    events = sorted([(r.started, 1) for r in runs] + [(r.stopped, -1) for r in runs])
+    alive = peak = 0
+    for _, change in events:
+        alive += change
+        peak = max(peak, alive)
+    return peak
 
 
 def test_a_job_whose_input_is_gone_fails_with_a_reason_and_its_vm_is_terminated(
@@ -186,8 +214,14 @@ def vm_processes(pipeline: LocalPipeline, instance_id: str, at_least: int, timeo
     raise AssertionError(f"VM {instance_id} did not start {at_least} processes")
 
 
-def gone(processes: list[psutil.Process]) -> bool:
-    return all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
+def gone(processes: list[psutil.Process], timeout: float = 5) -> bool:
+    """All ended (a process sent SIGKILL on a busy machine may need a moment to be scheduled and die)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_the_watchdog_powers_off_a_hung_vm(pipeline: LocalPipeline) -> None:

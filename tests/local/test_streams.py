@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from components.settings import LAUNCHER_EVENT_FILTERS
 from local import streams
+from local.schedule import Schedule
 from local.streams import StreamPoller, first_failed_index, lambda_record, matches
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
@@ -99,6 +102,21 @@ def test_filter_pattern_matches_insert_only() -> None:
     assert matches({"dynamodb": {"StreamViewType": ["NEW_IMAGE"]}}, {"dynamodb": {"StreamViewType": "NEW_IMAGE"}})
 
 
+def test_the_launchers_filters_pass_new_jobs_and_ended_jobs_only() -> None:
+    def modified(status: str) -> dict[str, Any]:
+        record = lambda_record(raw(1, "MODIFY"), ARN, "r")
+        record["dynamodb"]["NewImage"]["status"] = {"S": status}
+        return record
+
+    def passes(record: dict[str, Any]) -> bool:
+        return any(matches(pattern, record) for pattern in LAUNCHER_EVENT_FILTERS)
+
+    assert passes(lambda_record(raw(1), ARN, "r"))
+    assert passes(modified("SUCCEEDED")) and passes(modified("FAILED"))
+    assert not passes(modified("RUNNING")) and not passes(modified("LAUNCHING"))
+    assert not passes(lambda_record(raw(1, "REMOVE"), ARN, "r"))
+
+
 def test_only_inserts_reach_the_launcher_but_every_record_is_observed() -> None:
     seen: list[str] = []
     launcher = Launcher()
@@ -171,3 +189,19 @@ def test_retries_wait_for_the_backoff() -> None:
 def test_first_failed_index(response: Any, expected: int | None) -> None:
     batch = [lambda_record(raw(i), ARN, "r") for i in (1, 2, 3)]
     assert first_failed_index(batch, response) == expected
+
+
+def test_a_schedule_calls_its_handler_with_scheduled_events() -> None:
+    calls: list[Mapping[str, Any]] = []
+    schedule = Schedule("sweeper", lambda event, context: calls.append(event), 0.02, "eu-west-1")
+    schedule.start()
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    schedule.stop()
+    assert len(calls) >= 2
+    assert calls[0]["detail-type"] == "Scheduled Event" and calls[0]["source"] == "aws.events"
+    assert calls[0]["resources"] == ["arn:aws:events:eu-west-1:123456789012:rule/sweeper"]
+    count = len(calls)
+    time.sleep(0.1)
+    assert len(calls) == count  # stopped means stopped

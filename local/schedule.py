@@ -1,0 +1,62 @@
+"""The local stand-in for an EventBridge schedule: call a handler with a "Scheduled Event" every `interval` seconds."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger("filepipe.local")
+
+LOCAL_ACCOUNT_ID = "123456789012"
+
+
+def scheduled_event(rule: str, region: str, now: datetime | None = None) -> dict[str, Any]:
+    """The event EventBridge sends a scheduled Lambda."""
+    now = now or datetime.now(UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": LOCAL_ACCOUNT_ID,
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{LOCAL_ACCOUNT_ID}:rule/{rule}"],
+        "detail": {},
+    }
+
+
+class Schedule:
+    """Runs `handler` in a background thread every `interval` seconds (first run after one interval)."""
+
+    def __init__(self, name: str, handler: Callable[[Mapping[str, Any], Any], Any], interval: float,
+                 region: str) -> None:
+        self.name = name
+        self.handler = handler
+        self.interval = interval
+        self.region = region
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"schedule-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.handler(scheduled_event(self.name, self.region), None)
+            except Exception:  # as a failed scheduled invocation: logged, and the next one comes anyway
+                log.exception("scheduled %s failed", self.name)
+            self.runs += 1
