@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,8 @@ LAUNCH_GRACE = timedelta(minutes=10)
 """How long a LAUNCHING job may wait for its VM to appear (AWS usually needs well under a minute)."""
 SHUTDOWN_GRACE = timedelta(minutes=2)
 """Beyond the job timeout, time for the in-VM watchdog to power off before the sweeper terminates the VM."""
+PENDING_GRACE = timedelta(minutes=2)
+"""A new job is queued by the launcher within seconds; one still PENDING after this lost its stream record."""
 VANISHED_GRACE = timedelta(seconds=60)
 """A RUNNING job's VM must be gone this long before the job is failed (DescribeInstances is eventually consistent)."""
 
@@ -34,6 +36,7 @@ class SweepReport:
     terminated: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     slots_freed: list[int] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
     started: int = 0
 
 
@@ -73,6 +76,7 @@ class Sweep:
         self.terminate_overdue(instances)
         self.fail_orphans(instances)
         self.free_leaked_slots()
+        self.queue_forgotten()
         outcomes = launcher.dispatch(self.ec2, self.ddb, self.config)
         self.report.started = outcomes.count(launcher.Outcome.LAUNCHED)
         return self.report
@@ -118,6 +122,15 @@ class Sweep:
             if over and capacity.release(self.ddb, table, job_id, slot):
                 self.report.slots_freed.append(slot)
 
+    def queue_forgotten(self) -> None:
+        """Queue PENDING jobs whose INSERT record never reached the launcher (retries exhausted, sent to SQS)."""
+        for job in jobmodel.jobs_in_state(self.ddb, self.config.table, Status.PENDING, limit=1000):
+            if self.age(job) > PENDING_GRACE and jobmodel.transition(
+                self.ddb, self.config.table, job["id"], Status.QUEUED, expected=[Status.PENDING]
+            ):
+                log.warning("job %s was still PENDING: queued by the sweeper", job["id"])
+                self.report.queued.append(job["id"])
+
     def age(self, job: Mapping[str, str]) -> timedelta:
         """Time since the job last changed state."""
         return self.now - parse_time(job["updated_at"])
@@ -136,5 +149,4 @@ DDB = boto3.client("dynamodb")
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     report = sweep(EC2, DDB, CONFIG)
-    return {"terminated": report.terminated, "failed": report.failed, "slots_freed": report.slots_freed,
-            "started": report.started}
+    return asdict(report)

@@ -13,6 +13,8 @@ from typing import Any
 from components.settings import (
     PROJECT,
     STACK_TAG,
+    SUBNET_CIDRS,
+    VPC_CIDR,
     WORKER_SCRIPT_KEY,
     StackSettings,
     api_environment,
@@ -21,9 +23,6 @@ from components.settings import (
 )
 from components.settings import launcher_environment as _launcher_environment
 from worker.userdata import WORKER_PATH, render_user_data
-
-VPC_CIDR = "10.42.0.0/16"
-SUBNET_CIDRS = ("10.42.1.0/24", "10.42.2.0/24")
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def test_sweeping_twice_changes_nothing_more(aws: Aws) -> None:
     second = sweep(aws, after=later)
 
     assert first.failed == [job_id]
-    assert (second.terminated, second.failed, second.slots_freed, second.started) == ([], [], [], 0)
+    assert (second.terminated, second.failed, second.slots_freed, second.queued, second.started) == ([], [], [], [], 0)
 
 
 def test_handler_reports_what_it_did(aws: Aws, monkeypatch: Any) -> None:
@@ -138,4 +138,16 @@ def test_handler_reports_what_it_did(aws: Aws, monkeypatch: Any) -> None:
     monkeypatch.setattr(sweeper, "EC2", aws.client("ec2"))
     monkeypatch.setattr(sweeper, "DDB", aws.client("dynamodb"))
     monkeypatch.setattr(sweeper, "CONFIG", config_of(aws))
-    assert sweeper.handler({}, None) == {"terminated": [], "failed": [], "slots_freed": [], "started": 0}
+    assert sweeper.handler({}, None) == {"terminated": [], "failed": [], "slots_freed": [], "queued": [], "started": 0}
+
+
+def test_a_job_left_pending_is_queued_and_started(aws: Aws) -> None:
+    """An INSERT record lost after its retries must not leave the job PENDING for ever."""
+    job_id, _ = put_job(aws.client("s3"), aws.client("dynamodb"), aws.stack, content=b"x", text="t",
+                        status=Status.PENDING)
+
+    assert sweep(aws).queued == [], "a fresh PENDING job belongs to the launcher"
+    report = sweep(aws, after=sweeper.PENDING_GRACE + timedelta(seconds=1))
+
+    assert report.queued == [job_id] and report.started == 1
+    assert item(aws, job_id)["status"] == Status.LAUNCHING
