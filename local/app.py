@@ -8,9 +8,9 @@
 The handlers read their configuration and create their boto3 clients when imported, as in a Lambda container, so
 the pipeline sets this process's environment (stack names, limits, emulator endpoint, fake credentials) and then
 imports (or re-imports) `handlers.upload`, `handlers.jobs`, `handlers.launcher` and `handlers.sweeper`. Those
-modules are process-wide singletons, hence: **one LocalPipeline per process at a time**. On exit the environment is restored and the handler
-modules are re-imported for it (or forgotten if they were not imported before), so other code in the process sees
-them as it did before.
+modules are process-wide singletons, hence: **one LocalPipeline per process at a time**. On exit the environment
+is restored and the handler modules are re-imported for it (or forgotten if they were not imported before), so other
+code in the process sees them as it did before.
 """
 
 from __future__ import annotations
@@ -27,8 +27,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from components.compute import STREAM_BATCH_SIZE, STREAM_MAX_RETRIES
-from components.settings import LAUNCHER_EVENT_FILTERS, StackSettings, site_config
+from components.settings import (
+    LAUNCHER_EVENT_FILTERS,
+    STREAM_BATCH_SIZE,
+    STREAM_MAX_RETRIES,
+    StackSettings,
+    site_config,
+)
 from handlers.jobmodel import Status
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
 from local.emulator import HOST, REGION, UNSET_VARIABLES, EndpointSession, MotoServer, aws_environment

@@ -1,7 +1,7 @@
 """The local stand-in for the launcher's event source mapping: poll the table's stream, call the launcher.
 
-Semantics follow Lambda's DynamoDB event source mapping as the Pulumi program configures it (filter patterns from
-`components.settings`, batch size and retry limit from `components.compute`): records are filtered before batching
+Semantics follow Lambda's DynamoDB event source mapping as the Pulumi program configures it (filter patterns,
+batch size and retry limit from `components.settings`): records are filtered before batching
 (a record passes if it matches any pattern), delivered in order in batches of at most `batch_size`, and with
 ReportBatchItemFailures a batch is retried from the lowest failed sequence number (records before it are done).
 A batch whose function call raises is bisected and retried; after `max_retries` retries a batch is dropped and
