@@ -21,6 +21,7 @@ const STATUS = {
 
 const DOWNLOAD_URL_MARGIN_MS = 30_000;
 const LIST_RETRY_MS = [2000, 5000, 10000, 30000];
+const LIST_STALE_MS = 30_000;
 
 /** Last part of `<bucket>/<key>`. */
 export function baseName(path) {
@@ -77,7 +78,12 @@ export class JobList {
     this.listRetry = 0;
     this.listTimer = null;
     this.ticker = null;
+    this.loadedAt = 0;
     document.getElementById("refresh-button").addEventListener("click", () => this.load({ announceResult: true }));
+    // Jobs submitted from another tab or device show up when the user comes back to this one.
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && Date.now() - this.loadedAt > LIST_STALE_MS) this.load();
+    });
   }
 
   /** Load (or reload) the newest jobs; on failure say so and try again later with a growing delay. */
@@ -86,6 +92,7 @@ export class JobList {
     this.section.setAttribute("aria-busy", "true");
     try {
       const jobs = await this.api.listJobs();
+      this.loadedAt = Date.now();
       this.listRetry = 0;
       this.errorEl.hidden = true;
       for (const job of [...jobs].reverse()) this.upsert(job, { announceChange: false });
@@ -170,7 +177,6 @@ export class JobList {
     const info = statusInfo(job.status);
     const fileName = baseName(job.input_file_path) || "(no file)";
     el.dataset.status = job.status;
-    el.setAttribute("aria-label", `${fileName}: ${info.label}`);
     slot("badge").className = `badge badge--${String(job.status).toLowerCase()}`;
     slot("status").textContent = info.label;
     slot("file").textContent = fileName;

@@ -43,9 +43,10 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per module, closed with it: Playwright's sync API keeps its own event loop on this
+    thread while it runs, which must not outlive the browser tests into others that use asyncio (Pulumi mocks)."""
     executable = chromium_path()
     if executable is None:
         _unavailable("no Chromium found: install Debian's `chromium` (apt-get install chromium) "
