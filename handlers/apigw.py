@@ -1,4 +1,9 @@
-"""HTTP API (payload format 2.0) plumbing: JSON bodies in, JSON responses and contract-shaped errors out."""
+"""HTTP API (payload format 2.0) plumbing: JSON bodies in, JSON responses and contract-shaped errors out.
+
+The strictness policy, the same on every route: a request body must be one JSON object sent as
+`application/json` (UTF-8), with no duplicate or unknown fields; query parameters a route does not declare are
+refused too. A mistake is a 4xx `{"error": {"code", "message"}}`, never silently ignored and never a 5xx.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,16 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
-"""Every request body of the API is a small JSON object; anything larger is refused before parsing."""
+"""Every request body of the API is a small JSON object; anything larger is refused before parsing (the floor of
+`body_limit`)."""
+JSON_BYTES_PER_CHAR = 12
+"""The most JSON can spend on one character: a `\\uXXXX\\uXXXX` surrogate pair, as `json.dumps` escapes emoji."""
+BODY_SLACK_BYTES = 4 * 1024
+"""Room for the other fields of a request (key, filename, content type) next to the text."""
 
 Event = Mapping[str, Any]
 Response = dict[str, Any]
+Action = Callable[[Event], Response]
 
 
 class ApiError(Exception):
@@ -26,6 +37,14 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+def body_limit(max_text_length: int) -> int:
+    """The API's request body limit: 16 KiB, or more when needed so a text at the cap always fits, however encoded.
+
+    One limit for every route (both handlers call this with the same stack setting), so the API has one number.
+    """
+    return max(MAX_BODY_BYTES, JSON_BYTES_PER_CHAR * max_text_length + BODY_SLACK_BYTES)
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -44,28 +63,61 @@ def route_key(event: Event) -> str:
     return str(event.get("routeKey", ""))
 
 
-def json_body(event: Event, *, allowed: frozenset[str]) -> dict[str, Any]:
-    """Parse the request body as one JSON object; unknown fields are refused so typos do not pass silently."""
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    content_type = str(headers.get("content-type", "")).split(";")[0].strip().lower()
-    if content_type != "application/json":
+def _check_content_type(event: Event) -> None:
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    media_type, *params = headers.get("content-type", "").split(";")
+    if media_type.strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the request body as JSON (content-type: application/json).")
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in {"utf-8", "utf8"}:
+            raise ApiError(415, "unsupported_media_type", "Send the JSON body in UTF-8 (charset=utf-8).")
+
+
+def _body_bytes(event: Event, max_bytes: int) -> bytes:
     raw = event.get("body") or ""
+    too_large = ApiError(413, "body_too_large", f"The request body is larger than {max_bytes} bytes.")
     if event.get("isBase64Encoded"):
+        if len(raw) > (max_bytes + 2) // 3 * 4:  # refuse before decoding what cannot fit anyway
+            raise too_large
         try:
             data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             raise ApiError(400, "invalid_json", "The request body is not valid base64.") from None
     else:
-        data = raw.encode("utf-8")
-    if len(data) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+        data = raw.encode("utf-8", "surrogatepass")
+    if len(data) > max_bytes:
+        raise too_large
+    return data
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`{"key": "a", "key": "b"}` is ambiguous (parsers disagree on which wins): refuse it."""
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ValueError(f"duplicate field {name!r}")
+        result[name] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    """`NaN`, `Infinity` and `-Infinity` are not JSON, though Python's parser accepts them."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_body(event: Event, *, allowed: frozenset[str], max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    """Parse the request body as one JSON object; unknown fields are refused so typos do not pass silently."""
+    _check_content_type(event)
+    data = _body_bytes(event, max_bytes)
     try:
-        body = json.loads(data)
+        # Strict UTF-8: no BOM, no UTF-16/32 guessing (json.loads would guess from bytes), no lone surrogates.
+        body = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except (ValueError, RecursionError):
-        # ValueError covers bad UTF-8, bad JSON and integers longer than Python's digit limit; RecursionError deep
-        # nesting. All are the client's mistake, never a 500.
-        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+        # ValueError covers bad UTF-8, bad JSON, duplicate fields, NaN and integers longer than Python's digit
+        # limit; RecursionError deep nesting. All are the client's mistake, never a 500.
+        message = "The request body is not valid JSON (UTF-8, no duplicate fields)."
+        raise ApiError(400, "invalid_json", message) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
     unknown = sorted(set(body) - allowed)
@@ -74,16 +126,34 @@ def json_body(event: Event, *, allowed: frozenset[str]) -> dict[str, Any]:
     return body
 
 
-def dispatch(event: Event, routes: Mapping[str, Callable[[Event], Response]]) -> Response:
+def query_parameters(event: Event, *, allowed: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The query string as API Gateway gives it (repeated names joined by commas); undeclared names are refused."""
+    params = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ApiError(400, "unknown_parameter", f"Unknown query parameter(s): {', '.join(unknown)}.")
+    return params
+
+
+def dispatch(
+    event: Event,
+    routes: Mapping[str, Action],
+    *,
+    query: Mapping[str, frozenset[str]] | None = None,
+) -> Response:
     """Call the function for the event's route key, turning ApiError into its response.
 
-    Unexpected exceptions propagate: the platform logs them and answers 500, which is right for a server fault.
+    `query` names the query parameters each route accepts (none by default); any other is refused before the
+    route's function runs. Unexpected exceptions propagate: the platform logs them and answers 500, which is right
+    for a server fault.
     """
-    action = routes.get(route_key(event))
+    key = route_key(event)
+    action = routes.get(key)
     try:
         if action is None:
-            raise ApiError(404, "not_found", f"No route for {route_key(event) or 'this request'}.")
+            raise ApiError(404, "not_found", f"No route for {key or 'this request'}.")
+        query_parameters(event, allowed=(query or {}).get(key, frozenset()))
         return action(event)
     except ApiError as error:
-        log.info("refused %s: %s %s", route_key(event), error.code, error.message)
+        log.info("refused %s: %s %s", key, error.code, error.message)
         return error_response(error)

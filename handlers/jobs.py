@@ -17,7 +17,16 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from handlers import jobmodel
-from handlers.apigw import ApiError, Event, Response, dispatch, json_body, json_response
+from handlers.apigw import (
+    ApiError,
+    Event,
+    Response,
+    body_limit,
+    dispatch,
+    json_body,
+    json_response,
+    query_parameters,
+)
 from handlers.config import ApiConfig
 from handlers.jobmodel import Status
 
@@ -26,14 +35,26 @@ log = logging.getLogger(__name__)
 KEY_PATTERN = re.compile(r"^inputs/(?P<id>[A-Za-z0-9_-]{21})/(?P<name>[A-Za-z0-9_][A-Za-z0-9._-]{0,99})\Z")
 ALLOWED_TEXT_CONTROLS = {"\n", "\t"}
 LIST_LIMIT = 50
+"""The most jobs `GET /api/jobs` returns, and the largest `limit` it accepts."""
+LIMIT_PATTERN = re.compile(r"^[1-9][0-9]{0,5}\Z")
 FIELDS = frozenset({"input_text", "key"})
 
 
+def normalised_newlines(text: str) -> str:
+    """`\r\n` and a lone `\r` become `\n`, as HTML does for a textarea's value.
+
+    A form submitted natively, a Windows client or a paste can send `\r\n`; refusing it would reject text the user
+    sees as ordinary lines, and keeping it would make the output's line breaks depend on the client.
+    """
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def checked_text(text: object, max_length: int) -> str:
-    """The text as stored: trimmed, non-empty, within the cap, no control characters but newline and tab."""
+    """The text as stored: newlines normalised, trimmed, non-empty, within the cap (counted after both), no
+    control characters but newline and tab."""
     if not isinstance(text, str):
         raise ApiError(400, "invalid_text", "input_text must be a string.")
-    text = text.strip()
+    text = normalised_newlines(text).strip()
     if not text:
         raise ApiError(400, "invalid_text", "Type a text: input_text is empty.")
     if len(text) > max_length:
@@ -135,8 +156,18 @@ the bucket's regional host (the global one answers 307 for up to a day after the
 as in local mode, stays path-style."""
 
 
+def checked_limit(params: dict[str, str]) -> int:
+    """`?limit=N` for `GET /api/jobs`: a whole number from 1 to LIST_LIMIT; absent means LIST_LIMIT."""
+    raw = params.get("limit")
+    if raw is None:
+        return LIST_LIMIT
+    if not LIMIT_PATTERN.match(raw) or int(raw) > LIST_LIMIT:
+        raise ApiError(400, "invalid_limit", f"limit must be a whole number from 1 to {LIST_LIMIT}.")
+    return int(raw)
+
+
 def _post_job(event: Event) -> Response:
-    request = json_body(event, allowed=FIELDS)
+    request = json_body(event, allowed=FIELDS, max_bytes=body_limit(CONFIG.max_text_length))
     for name in ("input_text", "key"):
         if name not in request:
             raise ApiError(400, "missing_field", f"{name} is required.")
@@ -148,7 +179,8 @@ def _get_job(event: Event) -> Response:
 
 
 def _list_jobs(event: Event) -> Response:
-    return json_response(200, {"jobs": list_jobs(DDB, CONFIG)})
+    limit = checked_limit(query_parameters(event, allowed=LIST_PARAMETERS))
+    return json_response(200, {"jobs": list_jobs(DDB, CONFIG, limit)})
 
 
 def _health(event: Event) -> Response:
@@ -163,5 +195,10 @@ ROUTES = {
 }
 
 
+LIST_PARAMETERS = frozenset({"limit"})
+QUERY_PARAMETERS = {"GET /api/jobs": LIST_PARAMETERS}
+"""Query parameters each route accepts; every other route takes none."""
+
+
 def handler(event: Event, context: object) -> Response:
-    return dispatch(event, ROUTES)
+    return dispatch(event, ROUTES, query=QUERY_PARAMETERS)

@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 
 from handlers import jobmodel
-from handlers.apigw import ApiError, Event, Response, dispatch, json_body, json_response
+from handlers.apigw import ApiError, Event, Response, body_limit, dispatch, json_body, json_response
 from handlers.config import ApiConfig
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ def safe_filename(filename: object) -> str:
         raise ApiError(400, "invalid_filename", f"filename must be at most {MAX_FILENAME_CHARS} characters.")
     if "/" in filename or "\\" in filename:
         raise ApiError(400, "invalid_filename", "filename must be a file name, not a path.")
-    if any(unicodedata.category(c) == "Cc" for c in filename):
-        raise ApiError(400, "invalid_filename", "filename must not contain control characters.")
+    if any(unicodedata.category(c) in {"Cc", "Cs"} for c in filename):
+        raise ApiError(400, "invalid_filename", "filename must not contain control characters or invalid Unicode.")
     if filename.strip() in {".", ".."}:
         raise ApiError(400, "invalid_filename", "filename must name a file.")
     ascii_name = unicodedata.normalize("NFKD", filename.strip()).encode("ascii", "ignore").decode("ascii")
@@ -97,7 +97,7 @@ as in local mode, stays path-style."""
 
 
 def _post_upload(event: Event) -> Response:
-    request = json_body(event, allowed=FIELDS)
+    request = json_body(event, allowed=FIELDS, max_bytes=body_limit(CONFIG.max_text_length))
     for name in ("filename", "size"):
         if name not in request:
             raise ApiError(400, "missing_field", f"{name} is required.")
