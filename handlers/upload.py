@@ -59,7 +59,8 @@ def checked_size(size: object, max_bytes: int) -> int:
 def checked_content_type(value: object) -> str:
     if value is None or value == "":
         return DEFAULT_CONTENT_TYPE
-    if not isinstance(value, str) or len(value) > 127 or not CONTENT_TYPE.match(value.lower()):
+    # isascii first: str.lower() maps some non-ASCII letters to ASCII ones (the Kelvin sign to "k").
+    if not isinstance(value, str) or len(value) > 127 or not value.isascii() or not CONTENT_TYPE.match(value.lower()):
         raise ApiError(400, "invalid_content_type", "content_type must be a MIME type such as text/plain.")
     return value.lower()
 

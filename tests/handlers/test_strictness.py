@@ -165,3 +165,11 @@ def test_bad_limits_are_400(stack: Stack, limit: str) -> None:
     """Repeated `limit` arrives joined by commas (API Gateway), Arabic-Indic digits pass `int()`: both refused."""
     reply = list_jobs(limit)
     assert (reply.status, reply.error_code) == (400, "invalid_limit")
+
+
+@pytest.mark.parametrize("content_type", ["text/\u212a", "\u0130mage/png", "text/pla\u0131n"])
+def test_content_types_that_only_lower_case_to_ascii_are_refused(stack: Stack, content_type: str) -> None:
+    """`"text/\\u212a".lower()` is `"text/k"`: checked before lower-casing, a non-ASCII type cannot sneak through."""
+    reply = post(UPLOAD, {"filename": "a.txt", "size": 5, "content_type": content_type})
+    assert (reply.status, reply.error_code) == (400, "invalid_content_type")
+    stack.assert_nothing_written()
