@@ -31,6 +31,9 @@ Handler = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
 LOCAL_ACCOUNT_ID = "123456789012"
 TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded)|[^;]*\+(json|xml))", re.I)
 HEALTH_ROUTE_KEY = "GET /api/health"
+OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
+OPENAPI_FILE = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+"""The API's OpenAPI document, served at OPENAPI_PATH in local mode only (not a route of the HTTP API)."""
 
 
 def rule_path(route_path: str) -> str:
@@ -143,6 +146,8 @@ class LocalWebApp:
         return self.static(request)
 
     def api(self, request: Request) -> Response:
+        if request.path == OPENAPI_PATH:
+            return self.openapi(request)
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             route, params = adapter.match(method=request.method)
@@ -164,6 +169,14 @@ class LocalWebApp:
         if route.key == HEALTH_ROUTE_KEY and self.emulator_health is not None:
             response = self.with_emulator_health(response)
         return response
+
+    def openapi(self, request: Request) -> Response:
+        if request.method not in {"GET", "HEAD"}:
+            response = api_error(405, "method_not_allowed", f"{request.method} is not allowed here; use GET.")
+            response.headers["Allow"] = "GET"
+            return response
+        return Response(OPENAPI_FILE.read_bytes(), content_type="application/json",
+                        headers={"Cache-Control": "no-cache"})
 
     def with_emulator_health(self, response: Response) -> Response:
         """Local mode's health also reports the emulator; 503 when it does not answer."""
