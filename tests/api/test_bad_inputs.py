@@ -1,0 +1,229 @@
+"""Bad inputs over HTTP through the local stack (werkzeug web layer -> payload 2.0 event -> handler -> moto).
+
+Each case asserts the 4xx status, the error code, the contract's error shape (validated against docs/openapi.json),
+and that nothing was written: every job item and every object in the data bucket is exactly as before the request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+
+from handlers.jobmodel import new_id
+from handlers.routes import ROUTES
+from local.app import LocalPipeline
+from tests.api.conftest import SETTINGS, Snapshot
+from tests.api.openapi import check_response, component, schema_validator
+from tests.local.api import create_job, upload
+
+MAX_BYTES = SETTINGS.max_file_bytes
+MAX_TEXT = SETTINGS.max_text_length
+BODY_LIMIT = 12 * MAX_TEXT + 4096
+
+
+@dataclass(frozen=True)
+class Given:
+    """What exists before the bad requests: an uploaded, unused key; another job and the key it used; an upload
+    larger than the cap; an empty upload."""
+
+    fresh_key: str
+    used_key: str
+    job_id: str
+    oversize_key: str
+    empty_key: str
+
+
+@dataclass(frozen=True)
+class Bad:
+    method: str
+    path: str
+    status: int
+    code: str
+    body: Callable[[Given], Any] | None = None
+    """A JSON value, sent with `content-type: application/json` (unless `headers` says otherwise)."""
+    raw: bytes | None = None
+    """Sent as is, instead of `body`, also with `content-type: application/json` unless `headers` says otherwise."""
+    headers: dict[str, str | None] = field(default_factory=dict)
+    """A header set to None is not sent at all."""
+
+
+def job(text: object = "hi", key: Callable[[Given], object] = lambda g: g.fresh_key) -> Callable[[Given], Any]:
+    return lambda g: {"input_text": text, "key": key(g)}
+
+
+def up(filename: object = "notes.txt", size: object = 5, **more: object) -> Callable[[Given], Any]:
+    return lambda g: {"filename": filename, "size": size, **more}
+
+
+def sibling(name: str) -> Callable[[Given], str]:
+    return lambda g: g.used_key.rsplit("/", 1)[0] + "/" + name
+
+
+UPLOADS, JOBS = "/api/uploads", "/api/jobs"
+CASES: dict[str, Bad] = {
+    # the body as a whole
+    "malformed JSON": Bad("POST", UPLOADS, 400, "invalid_json", raw=b'{"filename": "a.txt", "size": '),
+    "trailing comma": Bad("POST", JOBS, 400, "invalid_json", raw=b'{"input_text": "hi", "key": "k",}'),
+    "JSON array": Bad("POST", UPLOADS, 400, "invalid_json", body=lambda g: ["notes.txt", 5]),
+    "JSON string": Bad("POST", JOBS, 400, "invalid_json", body=lambda g: "hi"),
+    "empty body": Bad("POST", JOBS, 400, "invalid_json", raw=b""),
+    "not UTF-8": Bad("POST", UPLOADS, 400, "invalid_json", raw=b'{"filename": "\xff.txt", "size": 5}'),
+    "UTF-16 body": Bad("POST", UPLOADS, 400, "invalid_json",
+                       raw=json.dumps({"filename": "a.txt", "size": 5}).encode("utf-16")),
+    "duplicate field": Bad("POST", UPLOADS, 400, "invalid_json",
+                           raw=b'{"filename": "a.txt", "size": 5, "size": 6}'),
+    "NaN size": Bad("POST", UPLOADS, 400, "invalid_json", raw=b'{"filename": "a.txt", "size": NaN}'),
+    "deep nesting": Bad("POST", JOBS, 400, "invalid_json", raw=b"[" * 5000 + b"]" * 5000),
+    "body over the limit": Bad("POST", JOBS, 413, "body_too_large", body=job("x" * BODY_LIMIT)),
+    "missing content type": Bad("POST", UPLOADS, 415, "unsupported_media_type",
+                                raw=b'{"filename": "a.txt", "size": 5}', headers={"content-type": None}),
+    "text/plain content type": Bad("POST", JOBS, 415, "unsupported_media_type", body=job(),
+                                   headers={"content-type": "text/plain"}),
+    "form content type": Bad("POST", UPLOADS, 415, "unsupported_media_type", raw=b"filename=a.txt&size=5",
+                             headers={"content-type": "application/x-www-form-urlencoded"}),
+    "latin-1 charset": Bad("POST", UPLOADS, 415, "unsupported_media_type", body=up(),
+                           headers={"content-type": "application/json; charset=latin-1"}),
+    # fields
+    "missing filename": Bad("POST", UPLOADS, 400, "missing_field", body=lambda g: {"size": 5}),
+    "missing size": Bad("POST", UPLOADS, 400, "missing_field", body=lambda g: {"filename": "a.txt"}),
+    "missing key": Bad("POST", JOBS, 400, "missing_field", body=lambda g: {"input_text": "hi"}),
+    "missing text": Bad("POST", JOBS, 400, "missing_field", body=lambda g: {"key": g.fresh_key}),
+    "unknown upload field": Bad("POST", UPLOADS, 400, "unknown_field", body=up(bucket="other")),
+    "client-chosen job id": Bad("POST", JOBS, 400, "unknown_field",
+                                body=lambda g: {"input_text": "hi", "key": g.fresh_key, "id": new_id()}),
+    "client-chosen status": Bad("POST", JOBS, 400, "unknown_field",
+                                body=lambda g: {"input_text": "hi", "key": g.fresh_key, "status": "SUCCEEDED"}),
+    "unknown query parameter": Bad("POST", UPLOADS + "?debug=1", 400, "unknown_parameter", body=up()),
+    # sizes
+    "size as a string": Bad("POST", UPLOADS, 400, "invalid_size", body=up(size="5")),
+    "size as a float": Bad("POST", UPLOADS, 400, "invalid_size", body=up(size=5.5)),
+    "size as a boolean": Bad("POST", UPLOADS, 400, "invalid_size", body=up(size=True)),
+    "zero size": Bad("POST", UPLOADS, 400, "invalid_size", body=up(size=0)),
+    "negative size": Bad("POST", UPLOADS, 400, "invalid_size", body=up(size=-1)),
+    "size over the cap": Bad("POST", UPLOADS, 413, "file_too_large", body=up(size=MAX_BYTES + 1)),
+    "astronomical size": Bad("POST", UPLOADS, 413, "file_too_large", body=up(size=10**100)),
+    # file names
+    "traversal filename": Bad("POST", UPLOADS, 400, "invalid_filename", body=up("../../worker/worker.py")),
+    "directory in filename": Bad("POST", UPLOADS, 400, "invalid_filename", body=up("dir/notes.txt")),
+    "absolute filename": Bad("POST", UPLOADS, 400, "invalid_filename", body=up("/etc/passwd")),
+    "windows path filename": Bad("POST", UPLOADS, 400, "invalid_filename", body=up("C:\\Users\\a\\x.txt")),
+    "dot-dot filename": Bad("POST", UPLOADS, 400, "invalid_filename", body=up("..")),
+    "blank filename": Bad("POST", UPLOADS, 400, "invalid_filename", body=up("   ")),
+    "filename too long": Bad("POST", UPLOADS, 400, "invalid_filename", body=up("a" * 252 + ".txt")),
+    "NUL in filename": Bad("POST", UPLOADS, 400, "invalid_filename", body=up("a\x00.txt")),
+    "newline in filename": Bad("POST", UPLOADS, 400, "invalid_filename", body=up("a\r\nb.txt")),
+    "filename not a string": Bad("POST", UPLOADS, 400, "invalid_filename", body=up(["a.txt"])),
+    "header injection in content type": Bad("POST", UPLOADS, 400, "invalid_content_type",
+                                            body=up(content_type="text/plain\r\nX-Amz-Acl: public-read")),
+    "content type with parameters": Bad("POST", UPLOADS, 400, "invalid_content_type",
+                                        body=up(content_type="text/html; charset=utf-8")),
+    # texts
+    "empty text": Bad("POST", JOBS, 400, "invalid_text", body=job("")),
+    "blank text": Bad("POST", JOBS, 400, "invalid_text", body=job(" \r\n\t ")),
+    "text not a string": Bad("POST", JOBS, 400, "invalid_text", body=job(42)),
+    "text over the cap": Bad("POST", JOBS, 400, "text_too_long", body=job("x" * (MAX_TEXT + 1))),
+    "NUL in text": Bad("POST", JOBS, 400, "invalid_text", body=job("a\x00b")),
+    "escape sequence in text": Bad("POST", JOBS, 400, "invalid_text", body=job("\x1b[2Jcleared")),
+    "C1 control in text": Bad("POST", JOBS, 400, "invalid_text", body=job("next\x85line")),
+    # keys
+    "key traversal": Bad("POST", JOBS, 400, "invalid_key", body=job(key=lambda g: "inputs/../worker/worker.py")),
+    "key of the worker script": Bad("POST", JOBS, 400, "invalid_key", body=job(key=lambda g: "worker/worker.py")),
+    "key under outputs": Bad("POST", JOBS, 400, "invalid_key",
+                             body=job(key=lambda g: g.fresh_key.replace("inputs/", "outputs/"))),
+    "key not a string": Bad("POST", JOBS, 400, "invalid_key", body=job(key=lambda g: [g.fresh_key])),
+    "unknown upload key": Bad("POST", JOBS, 404, "upload_not_found",
+                              body=job(key=lambda g: f"inputs/{new_id()}/notes.txt")),
+    "reused key": Bad("POST", JOBS, 409, "key_in_use", body=job(key=lambda g: g.used_key)),
+    "another job's upload id, other name": Bad("POST", JOBS, 404, "upload_not_found",
+                                               body=job(key=sibling("other.txt"))),
+    "uploaded object over the cap": Bad("POST", JOBS, 413, "file_too_large", body=job(key=lambda g: g.oversize_key)),
+    "empty uploaded object": Bad("POST", JOBS, 400, "empty_file", body=job(key=lambda g: g.empty_key)),
+    # ids and paging
+    "short id": Bad("GET", "/api/jobs/abc", 404, "job_not_found"),
+    "id with a bad character": Bad("GET", "/api/jobs/" + "a" * 20 + "!", 404, "job_not_found"),
+    "encoded traversal id": Bad("GET", "/api/jobs/..%2F..%2Fworker", 404, "not_found"),
+    "unknown id": Bad("GET", "/api/jobs/" + "Z" * 21, 404, "job_not_found"),
+    "limit zero": Bad("GET", "/api/jobs?limit=0", 400, "invalid_limit"),
+    "limit over the page": Bad("GET", "/api/jobs?limit=51", 400, "invalid_limit"),
+    "limit not a number": Bad("GET", "/api/jobs?limit=all", 400, "invalid_limit"),
+    "repeated limit": Bad("GET", "/api/jobs?limit=1&limit=2", 400, "invalid_limit"),
+    "paging by offset": Bad("GET", "/api/jobs?offset=50", 400, "unknown_parameter"),
+    # routes and methods
+    "DELETE a job": Bad("DELETE", "/api/jobs/{job_id}", 405, "method_not_allowed"),
+    "PUT jobs": Bad("PUT", JOBS, 405, "method_not_allowed", body=job()),
+    "GET uploads": Bad("GET", UPLOADS, 405, "method_not_allowed"),
+    "PATCH a job": Bad("PATCH", "/api/jobs/{job_id}", 405, "method_not_allowed", body=lambda g: {"status": "FAILED"}),
+    "POST health": Bad("POST", "/api/health", 405, "method_not_allowed", body=lambda g: {}),
+    "unknown route": Bad("GET", "/api/admin", 404, "not_found"),
+    "nested unknown route": Bad("POST", "/api/jobs/{job_id}/retry", 404, "not_found", body=lambda g: {}),
+}
+
+
+@pytest.fixture(scope="module")
+def given(pipeline: LocalPipeline) -> Iterator[Given]:
+    s3 = pipeline.client("s3")
+    used = upload(pipeline.url, "used.txt", b"already a job's input")
+    job_id = create_job(pipeline.url, used, "first")["id"]
+    oversize = upload(pipeline.url, "big.bin", b"x")
+    # moto does not enforce the presigned POST's size range: replace the object as a tampered client could
+    s3.put_object(Bucket=pipeline.stack.bucket, Key=oversize, Body=b"x" * (MAX_BYTES + 1))
+    empty = upload(pipeline.url, "empty.txt", b"x")
+    s3.put_object(Bucket=pipeline.stack.bucket, Key=empty, Body=b"")
+    yield Given(fresh_key=upload(pipeline.url, "fresh.txt", b"fresh"), used_key=used, job_id=job_id,
+                oversize_key=oversize, empty_key=empty)
+
+
+def send(pipeline: LocalPipeline, given: Given, bad: Bad) -> requests.Response:
+    path = bad.path.replace("{job_id}", given.job_id)
+    headers = dict(bad.headers)
+    data = bad.raw
+    if data is None and bad.body is not None:
+        data = json.dumps(bad.body(given)).encode("utf-8")
+    if data is not None:
+        headers.setdefault("content-type", "application/json")
+    return requests.request(bad.method, pipeline.url + path, data=data, headers=headers, timeout=30)
+
+
+def test_there_are_at_least_thirty_cases() -> None:
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("bad", CASES.values(), ids=CASES.keys())
+def test_bad_input_is_refused_and_nothing_is_written(pipeline: LocalPipeline, given: Given, bad: Bad) -> None:
+    before = Snapshot.of(pipeline)
+    response = send(pipeline, given, bad)
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert (response.status_code, body.get("error", {}).get("code")) == (bad.status, bad.code), body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    route = route_key(bad.method, bad.path)
+    if route is not None and bad.status != 405:
+        check_response(route, response.status_code, body)
+    else:
+        assert schema_validator(component("Error")).is_valid(body), body
+    assert Snapshot.of(pipeline) == before, "a refused request changed the table or the bucket"
+
+
+def route_key(method: str, path: str) -> str | None:
+    """The route of the route table a request falls on, if any."""
+    path = path.split("?", 1)[0]
+    for route in ROUTES:
+        if route.method == method and re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", route.path), path):
+            return route.key
+    return None
+
+
+def test_the_fixtures_are_what_the_cases_assume(pipeline: LocalPipeline, given: Given) -> None:
+    """The uploads exist and the same stack accepts a good request, so each refusal above is for its own reason."""
+    s3 = pipeline.client("s3")
+    for key in (given.fresh_key, given.used_key, given.oversize_key, given.empty_key):
+        s3.head_object(Bucket=pipeline.stack.bucket, Key=key)
+    assert [case.path for case in CASES.values() if case.status == 409] == [JOBS]
+    ok = create_job(pipeline.url, upload(pipeline.url, "good.txt", b"good"), "works \r\n twice\r\n")
+    assert ok["input_text"] == "works \n twice", "CRLF is stored as LF"
