@@ -43,4 +43,4 @@ boto3.client("s3").download_file(sys.argv[1], sys.argv[2], sys.argv[3])
 PY
 log "worker script fetched"
 
-python3 "${workdir}/worker.py" --job-id "${job_id}" --instance-id "${instance_id}" --table "${TABLE}" --bucket "${BUCKET}"
+python3 "${workdir}/worker.py" --job-id="${job_id}" --instance-id="${instance_id}" --table="${TABLE}" --bucket="${BUCKET}"

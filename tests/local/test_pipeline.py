@@ -128,10 +128,9 @@ def test_the_vm_executes_the_launch_templates_user_data(pipeline: LocalPipeline)
     assert "dnf (filepipe local shim): skipped: dnf install -y -q python3-boto3" in run.console
 
 
-@pytest.mark.xfail(strict=True, reason="worker/user_data.sh passes `--job-id ID` and argparse reads an id that starts "
-                   "with '-' (1 nanoid in 64) as an option; the job then stays LAUNCHING. Fix: `--job-id=ID`.")
 def test_a_job_whose_id_starts_with_a_dash_succeeds(pipeline: LocalPipeline) -> None:
-    """Ids come from the nanoid alphabet, '-' included: the upload key is made here so the id is known."""
+    """Ids come from the nanoid alphabet, '-' included (1 in 64 starts with it): argparse must not read the id as an
+    option, so the user-data passes `--job-id=ID`. The upload key is made here so the id is known."""
     key = "inputs/-dash0123456789abcdef/dash.txt"
     pipeline.client("s3").put_object(Bucket=pipeline.stack.bucket, Key=key, Body=b"dash")
     job = create_job(pipeline.url, key, "first")

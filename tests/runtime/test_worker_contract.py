@@ -97,7 +97,7 @@ def test_user_data_does_the_job_steps_in_order() -> None:
     script = render_user_data(bucket="data-bucket", table="jobs", timeout_minutes=9)
     steps = ["set -euo pipefail", "trap power_off EXIT", 'shutdown -h "+${TIMEOUT_MINUTES}"',
              "tags/instance/${JOB_ID_TAG}", "dnf install -y -q python3-boto3", "download_file",
-             'python3 "${workdir}/worker.py"']
+             'python3 "${workdir}/worker.py" --job-id="${job_id}"']
     positions = [script.index(step) for step in steps]
     assert positions == sorted(positions)
     assert "shutdown -h now" in script
