@@ -47,6 +47,10 @@ def safe_filename(filename: object) -> str:
 
 
 def checked_size(size: object, max_bytes: int) -> int:
+    """The declared size in bytes. `5.0` counts as 5: JSON has one number type, and JSON Schema's `integer` (the
+    OpenAPI document's) includes it; `5.5`, `true` and `"5"` do not."""
+    if isinstance(size, float) and size.is_integer():
+        size = int(size)
     if isinstance(size, bool) or not isinstance(size, int):
         raise ApiError(400, "invalid_size", "size must be a whole number of bytes.")
     if size < 1:
