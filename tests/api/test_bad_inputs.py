@@ -19,7 +19,7 @@ from handlers.jobmodel import new_id
 from handlers.routes import ROUTES
 from local.app import LocalPipeline
 from tests.api.conftest import SETTINGS, Snapshot
-from tests.api.openapi import check_response, component, schema_validator
+from tests.api.openapi import check_response, component, document, schema_validator
 from tests.local.api import create_job, upload
 
 MAX_BYTES = SETTINGS.max_file_bytes
@@ -160,6 +160,7 @@ CASES: dict[str, Bad] = {
     "GET uploads": Bad("GET", UPLOADS, 405, "method_not_allowed"),
     "PATCH a job": Bad("PATCH", "/api/jobs/{job_id}", 405, "method_not_allowed", body=lambda g: {"status": "FAILED"}),
     "POST health": Bad("POST", "/api/health", 405, "method_not_allowed", body=lambda g: {}),
+    "POST the OpenAPI document": Bad("POST", "/api/openapi.json", 405, "method_not_allowed", body=lambda g: {}),
     "unknown route": Bad("GET", "/api/admin", 404, "not_found"),
     "nested unknown route": Bad("POST", "/api/jobs/{job_id}/retry", 404, "not_found", body=lambda g: {}),
 }
@@ -227,3 +228,10 @@ def test_the_fixtures_are_what_the_cases_assume(pipeline: LocalPipeline, given: 
     assert [case.path for case in CASES.values() if case.status == 409] == [JOBS]
     ok = create_job(pipeline.url, upload(pipeline.url, "good.txt", b"good"), "works \r\n twice\r\n")
     assert ok["input_text"] == "works \n twice", "CRLF is stored as LF"
+
+
+def test_local_mode_serves_the_openapi_document(pipeline: LocalPipeline) -> None:
+    served = requests.get(f"{pipeline.url}/api/openapi.json", timeout=10)
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("application/json")
+    assert served.json() == document()
