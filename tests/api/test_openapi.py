@@ -92,3 +92,16 @@ def test_every_object_schema_is_closed(name: str) -> None:
 def test_local_mode_serves_the_file() -> None:
     assert OPENAPI_PATH == "/api/openapi.json"
     assert OPENAPI_FILE == ROOT / "docs" / "openapi.json"
+
+
+def test_the_human_docs_explain_every_error_code_with_its_status() -> None:
+    """docs/api.md's error table has one row per code, with the status the code is answered with."""
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    rows = dict((code, int(status)) for status, code in re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \|", text, re.M))
+    codes = set(component("Error")["properties"]["error"]["properties"]["code"]["enum"])
+    assert set(rows) == codes
+    sources = [*(ROOT / "handlers").glob("*.py"), ROOT / "local" / "web.py"]
+    pattern = re.compile(r'(?:ApiError|api_error)\(\s*(\d{3}),\s*"([a-z_]+)"')
+    for source in sources:
+        for status, code in pattern.findall(source.read_text(encoding="utf-8")):
+            assert rows[code] == int(status), f"{code} is answered {status} in {source.name}"
