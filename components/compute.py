@@ -13,6 +13,7 @@ import pulumi_aws as aws
 from components import iam, settings
 from components.functions import python_function
 from components.settings import (
+    INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
     STACK_TAG,
     STREAM_BATCH_SIZE,
@@ -201,7 +202,7 @@ class Compute(pulumi.ComponentResource):
     def _launcher(
         self, args: ComputeArgs, environment: dict[str, pulumi.Input[str]], dispatch: list[iam.Statement]
     ) -> None:
-        """The launcher Lambda and the stream mapping that feeds it new and finished jobs only."""
+        """The launcher Lambda, the stream mapping that feeds it new jobs, and the rule that tells it of VMs gone."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
         self.failure_queue = aws.sqs.Queue(
             f"{name}-launch-failures",
@@ -250,6 +251,12 @@ class Compute(pulumi.ComponentResource):
             # Lambda checks the role can read the stream when the mapping is created.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[launcher.role_policy]),
         )
+        self._invoke_on_events(
+            f"{name}-vm-terminated",
+            self.launcher,
+            description="filepipe: a terminated VM frees its slot for the next queued job",
+            event_pattern=json.dumps(INSTANCE_TERMINATED_PATTERN),
+        )
 
     def _sweeper(
         self, args: ComputeArgs, environment: dict[str, pulumi.Input[str]], dispatch: list[iam.Statement]
@@ -284,26 +291,34 @@ class Compute(pulumi.ComponentResource):
             maximum_event_age_in_seconds=max(60, interval * 60),
             opts=child,
         )
-        self.sweep_rule = aws.cloudwatch.EventRule(
+        self.sweep_rule = self._invoke_on_events(
             f"{name}-sweep",
+            self.sweeper,
             description="filepipe: run the sweeper (overdue VMs, stuck jobs, leaked slots, queued jobs)",
             schedule_expression=rate_expression(interval),
-            opts=child,
         )
+
+    def _invoke_on_events(
+        self, name: str, function: aws.lambda_.Function, **rule: pulumi.Input[str]
+    ) -> aws.cloudwatch.EventRule:
+        """An EventBridge rule (schedule or pattern) that invokes `function`, which only that rule may invoke."""
+        child = pulumi.ResourceOptions(parent=self)
+        event_rule = aws.cloudwatch.EventRule(name, opts=child, **rule)
         permission = aws.lambda_.Permission(
-            f"{name}-sweep-invoke",
+            f"{name}-invoke",
             action="lambda:InvokeFunction",
-            function=self.sweeper.name,
+            function=function.name,
             principal="events.amazonaws.com",
-            source_arn=self.sweep_rule.arn,
+            source_arn=event_rule.arn,
             opts=child,
         )
         aws.cloudwatch.EventTarget(
-            f"{name}-sweep-target",
-            rule=self.sweep_rule.name,
-            arn=self.sweeper.arn,
+            f"{name}-target",
+            rule=event_rule.name,
+            arn=function.arn,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
         )
+        return event_rule
 
 
 def rate_expression(minutes: int) -> str:

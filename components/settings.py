@@ -21,15 +21,16 @@ STACK_TAG = jobmodel.STACK_TAG
 API_PREFIX = "/api"
 
 INSERT_FILTER: dict[str, Any] = {"eventName": ["INSERT"]}
-"""Stream records of new jobs (the first of `LAUNCHER_EVENT_FILTERS`)."""
-FINISHED_FILTER: dict[str, Any] = {
-    "eventName": ["MODIFY"],
-    "dynamodb": {"NewImage": {"status": {"S": sorted(str(s) for s in jobmodel.FINAL_STATES)}}},
+"""Stream records of new jobs."""
+LAUNCHER_EVENT_FILTERS: tuple[dict[str, Any], ...] = (INSERT_FILTER,)
+"""Stream records the launcher receives: new jobs only (Lambda drops every other record before invoking; local mode
+applies the same patterns). A job's end needs no record: its VM slot is freed by the VM's termination event."""
+INSTANCE_TERMINATED_PATTERN: dict[str, Any] = {
+    "source": ["aws.ec2"],
+    "detail-type": ["EC2 Instance State-change Notification"],
+    "detail": {"state": ["terminated"]},
 }
-"""Stream records of jobs that just reached a final state."""
-LAUNCHER_EVENT_FILTERS: tuple[dict[str, Any], ...] = (INSERT_FILTER, FINISHED_FILTER)
-"""Stream records the launcher receives: new jobs (to queue and start) and jobs that just ended (to free their VM
-slot and start the next). Lambda drops every other record before invoking; local mode applies the same patterns."""
+"""EventBridge pattern of the events that bring a terminated VM's id to the launcher, which frees its slot."""
 STREAM_BATCH_SIZE = 10
 """Most stream records per launcher invocation."""
 STREAM_MAX_RETRIES = 5

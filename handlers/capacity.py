@@ -1,9 +1,10 @@
-"""VM slots: at most `max_concurrent_vms` workers at once, held as lease items in the jobs table.
+"""VM slots: at most `max_concurrent_vms` worker VMs alive at once, held as lease items in the jobs table.
 
 Slot `n` is the item `id = "slot#<n>"`. A job may start its VM only while it holds a slot, and a slot is taken with
 a conditional write (`attribute_not_exists(holder)`), so two launchers racing for the last slot cannot both win: the
-cap holds with no check-then-act window. A slot is given back when its job ends (the launcher sees the final state on
-the stream) and, as a safety net, by the sweeper for holders that are over, missing or back in the queue.
+cap holds with no check-then-act window. The slot records its VM's instance id and is given back when that VM is
+terminated (EC2's state-change event reaches the launcher), not when the job ends: a VM powering off still counts.
+A launch that fails gives its slot back at once, and the sweeper frees slots whose holder is gone or over with no VM.
 
 Slot items carry no `status` or `list_key`, so they never appear in the job indexes, and their ids are not nanoids,
 so the API and the launcher never take them for jobs.
@@ -12,6 +13,7 @@ so the API and the launcher never take them for jobs.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -52,7 +54,7 @@ def release(ddb: Any, table: str, job_id: str, slot: int) -> bool:
         ddb.update_item(
             TableName=table,
             Key={"id": {"S": slot_id(slot)}},
-            UpdateExpression="REMOVE holder, held_at",
+            UpdateExpression="REMOVE holder, held_at, instance_id",
             ConditionExpression="holder = :job",
             ExpressionAttributeValues={":job": {"S": job_id}},
         )
@@ -63,16 +65,54 @@ def release(ddb: Any, table: str, job_id: str, slot: int) -> bool:
     return True
 
 
-def holders(ddb: Any, table: str, max_slots: int) -> dict[int, str]:
-    """Slot number -> job id for every held slot (strongly consistent)."""
+def attach_instance(ddb: Any, table: str, job_id: str, slot: int, instance_id: str) -> bool:
+    """Record the VM that uses the slot, so its termination can give the slot back."""
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key={"id": {"S": slot_id(slot)}},
+            UpdateExpression="SET instance_id = :instance",
+            ConditionExpression="holder = :job",
+            ExpressionAttributeValues={":job": {"S": job_id}, ":instance": {"S": instance_id}},
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+@dataclass(frozen=True)
+class Lease:
+    slot: int
+    job_id: str
+    instance_id: str | None
+
+
+def leases(ddb: Any, table: str, max_slots: int) -> list[Lease]:
+    """Every held slot, read strongly consistent."""
     keys = [{"id": {"S": slot_id(slot)}} for slot in range(max_slots)]
-    held: dict[int, str] = {}
+    held: list[Lease] = []
     for start in range(0, len(keys), 100):
         request = {table: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
         while request:
             page = ddb.batch_get_item(RequestItems=request)
             for item in page["Responses"].get(table, []):
                 if "holder" in item:
-                    held[int(item["id"]["S"].removeprefix(SLOT_PREFIX))] = item["holder"]["S"]
+                    held.append(Lease(slot=int(item["id"]["S"].removeprefix(SLOT_PREFIX)), job_id=item["holder"]["S"],
+                                      instance_id=item.get("instance_id", {}).get("S")))
             request = page.get("UnprocessedKeys") or {}
-    return held
+    return sorted(held, key=lambda lease: lease.slot)
+
+
+def holders(ddb: Any, table: str, max_slots: int) -> dict[int, str]:
+    """Slot number -> job id for every held slot."""
+    return {lease.slot: lease.job_id for lease in leases(ddb, table, max_slots)}
+
+
+def release_instance(ddb: Any, table: str, instance_id: str, max_slots: int) -> int | None:
+    """Give back the slot of a terminated VM; return the slot, or None when no slot names that VM."""
+    for lease in leases(ddb, table, max_slots):
+        if lease.instance_id == instance_id and release(ddb, table, lease.job_id, lease.slot):
+            return lease.slot
+    return None

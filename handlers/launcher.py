@@ -132,6 +132,7 @@ def start_queued_job(ec2: Any, ddb: Any, config: LauncherConfig, job_id: str) ->
     except BaseException:
         release_and_requeue(ddb, config, job_id, slot)
         raise
+    capacity.attach_instance(ddb, config.table, job_id, slot, instance_id)
     jobmodel.set_attributes(ddb, config.table, job_id, {"instance_id": instance_id})
     log.info("job %s: started %s in slot %d", job_id, instance_id, slot)
     return Outcome.LAUNCHED
@@ -171,22 +172,28 @@ def new_image(record: Mapping[str, Any]) -> dict[str, str]:
 
 
 def handle_record(ddb: Any, config: LauncherConfig, record: Mapping[str, Any], fresh: dict[str, str]) -> bool:
-    """Queue a new job or give back a finished job's slot; True when the queue may move."""
+    """Queue a new job; True when the queue may move."""
     job_id = job_id_of(record)
-    if job_id is None:
+    if record.get("eventName") != "INSERT" or job_id is None:
         return False
-    image = new_image(record)
-    if record.get("eventName") == "INSERT":
-        if jobmodel.transition(ddb, config.table, job_id, Status.QUEUED, expected=[Status.PENDING]) is None:
-            log.info("job %s is not PENDING (duplicate or late delivery): skipped", job_id)
-        else:
-            fresh[job_id] = image.get("created_at", "")
-        return True
-    if record.get("eventName") == "MODIFY" and image.get("status") in jobmodel.FINAL_STATES:
-        if image.get("slot", "").isdigit():
-            capacity.release(ddb, config.table, job_id, int(image["slot"]))
-        return True
-    return False
+    if jobmodel.transition(ddb, config.table, job_id, Status.QUEUED, expected=[Status.PENDING]) is None:
+        log.info("job %s is not PENDING (duplicate or late delivery): skipped", job_id)
+    else:
+        fresh[job_id] = new_image(record).get("created_at", "")
+    return True
+
+
+def handle_instance_event(ec2: Any, ddb: Any, config: LauncherConfig, event: Mapping[str, Any]) -> dict[str, Any]:
+    """EC2 Instance State-change Notification: a terminated VM gives its slot back and the queue moves."""
+    detail = event.get("detail") or {}
+    instance_id, state = detail.get("instance-id"), detail.get("state")
+    if state != "terminated" or not isinstance(instance_id, str):
+        return {"released": None}
+    slot = capacity.release_instance(ddb, config.table, instance_id, config.max_concurrent_vms)
+    if slot is not None:
+        log.info("VM %s terminated: slot %d is free", instance_id, slot)
+        dispatch(ec2, ddb, config)
+    return {"released": slot}
 
 
 def handle_batch(ec2: Any, ddb: Any, config: LauncherConfig, event: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -215,5 +222,8 @@ EC2 = boto3.client("ec2")
 DDB = boto3.client("dynamodb")
 
 
-def handler(event: Mapping[str, Any], context: object) -> dict[str, list[Any]]:
+def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """Stream batches (new jobs) and EC2 state-change events (terminated VMs) both arrive here."""
+    if event.get("source") == "aws.ec2":
+        return handle_instance_event(EC2, DDB, CONFIG, event)
     return handle_batch(EC2, DDB, CONFIG, event)

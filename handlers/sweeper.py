@@ -20,7 +20,8 @@ from handlers.jobmodel import Status
 
 log = logging.getLogger(__name__)
 
-ALIVE_STATES = ["pending", "running", "stopping", "stopped"]
+ALIVE_STATES = ["pending", "running", "shutting-down", "stopping", "stopped"]
+"""Every state in which a VM still exists (and so still counts against the cap)."""
 LAUNCH_GRACE = timedelta(minutes=10)
 """How long a LAUNCHING job may wait for its VM to appear (AWS usually needs well under a minute)."""
 SHUTDOWN_GRACE = timedelta(minutes=2)
@@ -75,7 +76,7 @@ class Sweep:
         instances = stack_instances(self.ec2, self.config.stack)
         self.terminate_overdue(instances)
         self.fail_orphans(instances)
-        self.free_leaked_slots()
+        self.free_leaked_slots(instances)
         self.queue_forgotten()
         outcomes = launcher.dispatch(self.ec2, self.ddb, self.config)
         self.report.started = outcomes.count(launcher.Outcome.LAUNCHED)
@@ -112,15 +113,20 @@ class Sweep:
                 self.fail(job["id"], "The job's VM stopped before the job finished "
                                      "(the worker crashed, was killed, or reached the time limit).")
 
-    def free_leaked_slots(self) -> None:
-        """A slot whose holder is over or gone is given back (its final stream record may have been lost)."""
+    def free_leaked_slots(self, instances: Mapping[str, dict[str, Any]]) -> None:
+        """Give back slots whose holder can no longer need them (a VM's termination event may have been lost).
+
+        A holder that is missing or back in the queue, or a finished holder with no VM alive, needs no slot; a
+        LAUNCHING or RUNNING holder keeps it (its VM may not be visible yet; `fail_orphans` deals with it).
+        """
         table = self.config.table
-        for slot, job_id in capacity.holders(self.ddb, table, self.config.max_concurrent_vms).items():
-            found = self.ddb.get_item(TableName=table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
-            status = found.get("status", {}).get("S") if found else None
-            over = status is None or status in jobmodel.FINAL_STATES
-            if over and capacity.release(self.ddb, table, job_id, slot):
-                self.report.slots_freed.append(slot)
+        for lease in capacity.leases(self.ddb, table, self.config.max_concurrent_vms):
+            found = self.ddb.get_item(TableName=table, Key={"id": {"S": lease.job_id}}, ConsistentRead=True)
+            status = found.get("Item", {}).get("status", {}).get("S")
+            finished_without_vm = status in jobmodel.FINAL_STATES and lease.job_id not in instances
+            leaked = status in (None, Status.PENDING, Status.QUEUED) or finished_without_vm
+            if leaked and capacity.release(self.ddb, table, lease.job_id, lease.slot):
+                self.report.slots_freed.append(lease.slot)
 
     def queue_forgotten(self) -> None:
         """Queue PENDING jobs whose INSERT record never reached the launcher (retries exhausted, sent to SQS)."""

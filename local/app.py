@@ -37,6 +37,7 @@ from components.settings import (
 from handlers.jobmodel import Status
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
 from local.emulator import HOST, REGION, UNSET_VARIABLES, EndpointSession, MotoServer, aws_environment
+from local.events import instance_state_change
 from local.metadata import MetadataApp
 from local.provision import LocalStack, provision
 from local.schedule import Schedule
@@ -179,14 +180,18 @@ class LocalPipeline:
         self._set_environment({**aws_environment(self.endpoint_url, REGION), **self._stack.api_environment(),
                                **self._stack.launcher_environment()})
         handlers = {name: self._import_handler(f"handlers.{name}").handler for name in HTTP_FUNCTIONS}
-        launcher: LambdaHandler = self._import_handler(LAUNCHER_MODULE).handler
-        if self.wrap_launcher is not None:
-            launcher = self.wrap_launcher(launcher)
+        unwrapped: LambdaHandler = self._import_handler(LAUNCHER_MODULE).handler
+        launcher = self.wrap_launcher(unwrapped) if self.wrap_launcher is not None else unwrapped
+
+        def vm_terminated(instance_id: str) -> None:
+            """The EventBridge rule's delivery: EC2 state-change event -> launcher (frees the VM's slot)."""
+            unwrapped(instance_state_change(instance_id, "terminated", REGION), None)
 
         self.vmhost = VmHost(
             ec2=self.client("ec2"), dynamodb=self.client("dynamodb"), table=self._stack.table,
             aws_env=aws_environment(self.endpoint_url, REGION), region=REGION,
             metadata_url=lambda: self.metadata.url if self.metadata else "", minute_seconds=self.minute_seconds,
+            on_terminated=vm_terminated,
         )
         self.metadata = BackgroundServer(MetadataApp(self.vmhost, REGION), self.host, 0, name="imds")
         self.metadata.start()

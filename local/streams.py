@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from components.settings import LAUNCHER_EVENT_FILTERS
+
 log = logging.getLogger("filepipe.local")
 
 INSERT_FILTER: Mapping[str, Any] = {"eventName": ["INSERT"]}
@@ -104,7 +106,7 @@ class StreamPoller:
     batch_size: int = BATCH_SIZE
     max_retries: int = MAX_RETRIES
     poll_seconds: float = 0.2
-    filters: tuple[Mapping[str, Any], ...] = (INSERT_FILTER,)
+    filters: tuple[Mapping[str, Any], ...] = LAUNCHER_EVENT_FILTERS
     pending: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     _shards: dict[str, _Shard] = field(default_factory=dict)

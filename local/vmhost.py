@@ -130,7 +130,10 @@ class VmHost:
         minute_seconds: float = 60.0,
         poll_seconds: float = 0.25,
         workdir: Path | None = None,
+        on_terminated: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_terminated(instance_id)` is called once a VM's instance is terminated in the emulator, as EC2's
+        state-change event reaches its EventBridge targets on AWS."""
         self.ec2 = ec2
         self.dynamodb = dynamodb
         self.table = table
@@ -139,6 +142,7 @@ class VmHost:
         self.metadata_url = metadata_url
         self.minute_seconds = minute_seconds
         self.poll_seconds = poll_seconds
+        self.on_terminated = on_terminated
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="filepipe-vms-"))
         self.shims = prepare_shims(self.workdir / "shims")
@@ -282,6 +286,8 @@ class VmHost:
                 run.console = console_path.read_bytes()[-CONSOLE_LIMIT:].decode("utf-8", errors="replace")
             if run.ending in (Ending.SHUTDOWN, Ending.WATCHDOG):
                 self._terminate(run)
+            if run.ending in (Ending.SHUTDOWN, Ending.WATCHDOG, Ending.TERMINATED):
+                self._announce_termination(run)
             run.stopped = time.monotonic()
             run.finished.set()
             self._report(run)
@@ -318,6 +324,14 @@ class VmHost:
             self.ec2.terminate_instances(InstanceIds=[run.instance_id])
         except Exception:
             log.exception("VM %s: terminating the instance in the emulator failed", run.instance_id)
+
+    def _announce_termination(self, run: VmRun) -> None:
+        if self.on_terminated is None:
+            return
+        try:
+            self.on_terminated(run.instance_id)
+        except Exception:
+            log.exception("VM %s: delivering its termination event failed", run.instance_id)
 
     def _report(self, run: VmRun) -> None:
         """One line per VM end; the console output too when its job did not succeed."""

@@ -10,8 +10,16 @@ from typing import Any
 import pytest
 
 from components.compute import rate_expression
-from components.settings import LAUNCHER_EVENT_FILTERS, STACK_TAG, STREAM_BATCH_SIZE, STREAM_MAX_RETRIES
-from handlers.jobmodel import FINAL_STATES, Status
+from components.settings import (
+    INSTANCE_TERMINATED_PATTERN,
+    LAUNCHER_EVENT_FILTERS,
+    STACK_TAG,
+    STREAM_BATCH_SIZE,
+    STREAM_MAX_RETRIES,
+)
+from handlers.jobmodel import Status
+from local.events import instance_state_change
+from local.streams import matches
 from tests.infra.conftest import STACK, TUNED, ZONES, Deployment
 from worker.userdata import render_user_data
 
@@ -158,15 +166,6 @@ def test_failure_queue_is_encrypted_and_kept_two_weeks(dev: Deployment) -> None:
     assert queue["messageRetentionSeconds"] == 14 * 24 * 3600
 
 
-def lambda_filter_matches(pattern: Any, value: Any) -> bool:
-    """Lambda event filtering for the pattern forms the program uses: nested objects, and lists of exact values."""
-    if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(
-            key in value and lambda_filter_matches(sub, value[key]) for key, sub in pattern.items()
-        )
-    return value in pattern
-
-
 def stream_record(event: str, status: str | None) -> dict[str, Any]:
     image = {"id": {"S": "V1StGXR8_Z5jdHi6B-myT"}, **({"status": {"S": status}} if status else {})}
     return {"eventName": event, "dynamodb": {"Keys": {"id": image["id"]}, "NewImage": image}}
@@ -176,8 +175,8 @@ def stream_record(event: str, status: str | None) -> dict[str, Any]:
     ("event", "status", "delivered"),
     [
         ("INSERT", Status.PENDING, True),
-        ("MODIFY", Status.SUCCEEDED, True),
-        ("MODIFY", Status.FAILED, True),
+        ("MODIFY", Status.SUCCEEDED, False),
+        ("MODIFY", Status.FAILED, False),
         ("MODIFY", Status.QUEUED, False),
         ("MODIFY", Status.LAUNCHING, False),
         ("MODIFY", Status.RUNNING, False),
@@ -185,19 +184,36 @@ def stream_record(event: str, status: str | None) -> dict[str, Any]:
         ("REMOVE", None, False),
     ],
 )
-def test_launcher_receives_new_jobs_and_jobs_that_just_ended_only(event: str, status: str | None,
-                                                                    delivered: bool) -> None:
-    """Regression: a filter that lets QUEUED/LAUNCHING/RUNNING updates through invokes the launcher on every one of
-    its own writes; one that drops SUCCEEDED or FAILED leaves that job's VM slot held."""
+def test_launcher_receives_new_jobs_only(event: str, status: str | None, delivered: bool) -> None:
+    """Regression: a filter that lets updates through invokes the launcher on every one of its own writes (and on
+    every worker write), for nothing: slots are freed by the VM-terminated rule, not by job updates."""
     record = stream_record(event, status)
-    assert any(lambda_filter_matches(p, record) for p in LAUNCHER_EVENT_FILTERS) is delivered
+    assert any(matches(p, record) for p in LAUNCHER_EVENT_FILTERS) is delivered
 
 
-def test_finished_pattern_names_every_final_state() -> None:
-    """Regression: a final state added to the job model (say CANCELLED) but not to the filter never frees its slot."""
-    statuses = {s for p in LAUNCHER_EVENT_FILTERS for s in p.get("dynamodb", {}).get("NewImage", {})
-                .get("status", {}).get("S", [])}
-    assert statuses == {str(s) for s in FINAL_STATES}
+class TestVmTerminatedRule:
+    """EC2's state-change events for terminated VMs reach the launcher, which frees the VM's slot."""
+
+    def test_terminated_vms_invoke_the_launcher(self, dev: Deployment) -> None:
+        """Regression: without this rule a slot is never freed when its VM goes, and the queue moves only when the
+        sweeper notices, minutes later."""
+        rule = dev.one("aws:cloudwatch/eventRule:EventRule", "compute-vm-terminated")
+        assert json.loads(rule.inputs["eventPattern"]) == INSTANCE_TERMINATED_PATTERN
+        event = instance_state_change("i-0abc", "terminated", "eu-west-1")
+        assert matches(INSTANCE_TERMINATED_PATTERN, event), "the pattern must match the event the launcher handles"
+        assert not matches(INSTANCE_TERMINATED_PATTERN, instance_state_change("i-0abc", "running", "eu-west-1"))
+        target = dev.one("aws:cloudwatch/eventTarget:EventTarget", "compute-vm-terminated-target").inputs
+        launcher = dev.one("aws:lambda/function:Function", "compute-launcher")
+        assert target["rule"] == rule.outputs["name"] and target["arn"] == launcher.outputs["arn"]
+
+    def test_only_this_rule_may_invoke_the_launcher(self, dev: Deployment) -> None:
+        rule = dev.one("aws:cloudwatch/eventRule:EventRule", "compute-vm-terminated").outputs
+        launcher = dev.one("aws:lambda/function:Function", "compute-launcher").outputs
+        permission = dev.one("aws:lambda/permission:Permission", "compute-vm-terminated-invoke").inputs
+        assert permission == {
+            "action": "lambda:InvokeFunction", "function": launcher["name"], "principal": "events.amazonaws.com",
+            "sourceArn": rule["arn"],
+        }
 
 
 class TestSweeper:
@@ -210,7 +226,7 @@ class TestSweeper:
         interval = dev.namespace["settings"].sweep_interval_minutes
         assert rule.inputs["scheduleExpression"] == f"rate({interval} minutes)"
         assert "eventPattern" not in rule.inputs
-        target = dev.one("aws:cloudwatch/eventTarget:EventTarget").inputs
+        target = dev.one("aws:cloudwatch/eventTarget:EventTarget", "compute-sweep-target").inputs
         sweeper = dev.one("aws:lambda/function:Function", "compute-sweeper")
         assert target["rule"] == rule.outputs["name"]
         assert target["arn"] == sweeper.outputs["arn"]
@@ -222,7 +238,7 @@ class TestSweeper:
         rule = dev.one("aws:cloudwatch/eventRule:EventRule", "compute-sweep").outputs
         sweeper = dev.one("aws:lambda/function:Function", "compute-sweeper").outputs
         others = [p.inputs for p in dev.of_type("aws:lambda/permission:Permission")
-                  if p.inputs["principal"] != "apigateway.amazonaws.com"]
+                  if p.inputs["function"] == sweeper["name"]]
         assert others == [{
             "action": "lambda:InvokeFunction", "function": sweeper["name"], "principal": "events.amazonaws.com",
             "sourceArn": rule["arn"],

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.settings import LAUNCHER_EVENT_FILTERS
-from local import streams
+from components.settings import INSERT_FILTER, LAUNCHER_EVENT_FILTERS
 from local.schedule import Schedule
 from local.streams import StreamPoller, first_failed_index, lambda_record, matches
 
@@ -96,13 +95,13 @@ def test_records_have_lambdas_shape() -> None:
 
 
 def test_filter_pattern_matches_insert_only() -> None:
-    assert matches(streams.INSERT_FILTER, {"eventName": "INSERT"})
-    assert not matches(streams.INSERT_FILTER, {"eventName": "MODIFY"})
-    assert not matches(streams.INSERT_FILTER, {})
+    assert matches(INSERT_FILTER, {"eventName": "INSERT"})
+    assert not matches(INSERT_FILTER, {"eventName": "MODIFY"})
+    assert not matches(INSERT_FILTER, {})
     assert matches({"dynamodb": {"StreamViewType": ["NEW_IMAGE"]}}, {"dynamodb": {"StreamViewType": "NEW_IMAGE"}})
 
 
-def test_the_launchers_filters_pass_new_jobs_and_ended_jobs_only() -> None:
+def test_the_launchers_filters_pass_new_jobs_only() -> None:
     def modified(status: str) -> dict[str, Any]:
         record = lambda_record(raw(1, "MODIFY"), ARN, "r")
         record["dynamodb"]["NewImage"]["status"] = {"S": status}
@@ -112,8 +111,8 @@ def test_the_launchers_filters_pass_new_jobs_and_ended_jobs_only() -> None:
         return any(matches(pattern, record) for pattern in LAUNCHER_EVENT_FILTERS)
 
     assert passes(lambda_record(raw(1), ARN, "r"))
-    assert passes(modified("SUCCEEDED")) and passes(modified("FAILED"))
-    assert not passes(modified("RUNNING")) and not passes(modified("LAUNCHING"))
+    for status in ("QUEUED", "LAUNCHING", "RUNNING", "SUCCEEDED", "FAILED"):
+        assert not passes(modified(status)), status
     assert not passes(lambda_record(raw(1, "REMOVE"), ARN, "r"))
 
 

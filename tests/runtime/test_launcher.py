@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from handlers import capacity, jobmodel, launcher
 from handlers.config import LauncherConfig
 from handlers.jobmodel import JOB_ID_TAG, Status
+from local.events import instance_state_change
 from tests.conftest import Aws
 from tests.runtime.jobs import get_item, put_job
 from tests.streams import lambda_records
@@ -177,20 +178,30 @@ def test_subnets_are_spread_and_stable() -> None:
     assert launcher.subnet_for("abc", subnets) == launcher.subnet_for("abc", subnets)
 
 
-def finish(aws: Aws, job_id: str, status: Status = Status.SUCCEEDED) -> list[dict[str, Any]]:
-    """Move a launched job to its end as the worker would; return the stream records that produces."""
+def finish(aws: Aws, job_id: str, status: Status = Status.SUCCEEDED) -> str:
+    """Move a launched job to its end as the worker would; return its instance id (the VM is still alive)."""
     ddb = aws.client("dynamodb")
-    seen = {r["eventID"] for r in records(aws)}
     jobmodel.transition(ddb, aws.stack.table, job_id, Status.RUNNING, expected=[Status.LAUNCHING])
     jobmodel.transition(ddb, aws.stack.table, job_id, status, expected=[Status.RUNNING])
-    return [r for r in records(aws) if r["eventID"] not in seen]
+    return (get_item(ddb, aws.stack, job_id) or {})["instance_id"]
+
+
+def terminated(aws: Aws, instance_id: str) -> dict[str, Any]:
+    """Terminate the VM and deliver EC2's state-change event to the launcher, as the EventBridge rule does."""
+    aws.client("ec2").terminate_instances(InstanceIds=[instance_id])
+    return launcher.handle_instance_event(aws.client("ec2"), aws.client("dynamodb"), config_of(aws),
+                                          instance_state_change(instance_id, "terminated", "us-east-1"))
 
 
 def statuses(aws: Aws, job_ids: list[str]) -> list[str]:
     return [(get_item(aws.client("dynamodb"), aws.stack, j) or {}).get("status", "") for j in job_ids]
 
 
-def test_jobs_beyond_the_cap_wait_queued_and_start_oldest_first_as_slots_free(aws: Aws) -> None:
+def slots_held(aws: Aws) -> int:
+    return len(capacity.holders(aws.client("dynamodb"), aws.stack.table, config_of(aws).max_concurrent_vms))
+
+
+def test_jobs_beyond_the_cap_wait_queued_and_start_oldest_first_as_vms_go(aws: Aws) -> None:
     cap = config_of(aws).max_concurrent_vms
     jobs = [new_pending_job(aws, f"job {i}") for i in range(cap + 2)]
 
@@ -200,26 +211,66 @@ def test_jobs_beyond_the_cap_wait_queued_and_start_oldest_first_as_slots_free(aw
     assert len(instances(aws)) == cap
     assert sorted(capacity.holders(aws.client("dynamodb"), aws.stack.table, cap).values()) == sorted(jobs[:cap])
 
-    handle(aws, finish(aws, jobs[1], Status.FAILED))
-
+    assert terminated(aws, finish(aws, jobs[1], Status.FAILED))["released"] is not None
     assert statuses(aws, jobs)[cap:] == [Status.LAUNCHING, Status.QUEUED], "the oldest queued job goes first"
-    assert len(capacity.holders(aws.client("dynamodb"), aws.stack.table, cap)) == cap
+    assert slots_held(aws) == cap
 
-    handle(aws, finish(aws, jobs[0]))
+    terminated(aws, finish(aws, jobs[0]))
     assert statuses(aws, jobs)[cap:] == [Status.LAUNCHING, Status.LAUNCHING]
     assert len(instances(aws)) == cap + 2
 
 
-def test_a_final_state_delivered_twice_frees_one_slot_only(aws: Aws) -> None:
+def test_a_finished_job_keeps_its_slot_until_its_vm_is_terminated(aws: Aws) -> None:
+    """The cap counts VMs alive: a VM powering off after its job ended still holds its slot."""
+    cap = config_of(aws).max_concurrent_vms
+    jobs = [new_pending_job(aws) for _ in range(cap + 1)]
+    handle(aws, records(aws))
+    instance_id = finish(aws, jobs[0])
+
+    assert statuses(aws, jobs)[cap] == Status.QUEUED
+    assert slots_held(aws) == cap
+
+    terminated(aws, instance_id)
+    assert statuses(aws, jobs)[cap] == Status.LAUNCHING
+
+
+def test_a_termination_event_delivered_twice_frees_one_slot_only(aws: Aws) -> None:
     cap = config_of(aws).max_concurrent_vms
     jobs = [new_pending_job(aws) for _ in range(cap + 2)]
     handle(aws, records(aws))
-    done = finish(aws, jobs[0])
+    instance_id = finish(aws, jobs[0])
 
-    handle(aws, done + done)
+    first = terminated(aws, instance_id)
+    second = terminated(aws, instance_id)
 
+    assert first["released"] is not None and second == {"released": None}
     assert statuses(aws, jobs)[cap:] == [Status.LAUNCHING, Status.QUEUED]
-    assert len(capacity.holders(aws.client("dynamodb"), aws.stack.table, cap)) == cap
+    assert slots_held(aws) == cap
+
+
+@pytest.mark.parametrize("state", ["pending", "running", "stopping", "shutting-down"])
+def test_other_instance_states_free_nothing(aws: Aws, state: str) -> None:
+    new_pending_job(aws)
+    handle(aws, records(aws))
+    (instance,) = instances(aws)
+    event = instance_state_change(instance["InstanceId"], state, "us-east-1")
+
+    assert launcher.handle_instance_event(aws.client("ec2"), aws.client("dynamodb"), config_of(aws), event) == {
+        "released": None}
+    assert slots_held(aws) == 1
+
+
+def test_handler_routes_instance_events_and_stream_batches(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launcher, "EC2", aws.client("ec2"))
+    monkeypatch.setattr(launcher, "DDB", aws.client("dynamodb"))
+    monkeypatch.setattr(launcher, "CONFIG", config_of(aws))
+    new_pending_job(aws)
+
+    assert launcher.handler({"Records": records(aws)}, None) == {"batchItemFailures": []}
+    (instance,) = instances(aws)
+    aws.client("ec2").terminate_instances(InstanceIds=[instance["InstanceId"]])
+    event = instance_state_change(instance["InstanceId"], "terminated", "us-east-1")
+    assert launcher.handler(event, None)["released"] is not None
 
 
 def test_slots_are_exclusive_and_only_their_holder_frees_them(aws: Aws) -> None:

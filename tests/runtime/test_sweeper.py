@@ -105,13 +105,16 @@ def test_a_finished_job_is_never_touched(aws: Aws) -> None:
 
 
 def test_leaked_slots_are_freed_and_the_queue_moves(aws: Aws) -> None:
-    """A final record lost on the way: the sweeper gives the slot back and starts the oldest queued job."""
+    """A VM's termination event lost on the way: the sweeper gives the slot back and starts the oldest queued job,
+    but only once the finished job's VM is really gone."""
     cap = config_of(aws).max_concurrent_vms
     jobs = launched_jobs(aws, cap + 1)
     assert item(aws, jobs[-1])["status"] == Status.QUEUED
     to_running(aws, jobs[0])
     jobmodel.transition(aws.client("dynamodb"), aws.stack.table, jobs[0], Status.SUCCEEDED, expected=[Status.RUNNING])
 
+    assert sweep(aws).slots_freed == [], "the finished job's VM is still alive: it keeps its slot"
+    aws.client("ec2").terminate_instances(InstanceIds=[item(aws, jobs[0])["instance_id"]])
     report = sweep(aws)
 
     assert report.slots_freed == [int(item(aws, jobs[0])["slot"])]
@@ -121,16 +124,33 @@ def test_leaked_slots_are_freed_and_the_queue_moves(aws: Aws) -> None:
     assert sorted(holders.values()) == sorted(jobs[1:])
 
 
-def test_sweeping_twice_changes_nothing_more(aws: Aws) -> None:
+def test_a_slot_held_for_a_missing_or_queued_job_is_freed(aws: Aws) -> None:
+    ddb, table = aws.client("dynamodb"), aws.stack.table
+    queued, _ = put_job(aws.client("s3"), ddb, aws.stack, content=b"x", text="t", status=Status.QUEUED)
+    capacity.acquire(ddb, table, "gone-job-id", 2)
+    capacity.acquire(ddb, table, queued, 2)
+
+    report = sweep(aws)
+
+    assert sorted(report.slots_freed) == [0, 1]
+    assert report.started == 1, "the queued job then gets a slot the regular way"
+    cap = config_of(aws).max_concurrent_vms
+    assert capacity.holders(ddb, table, cap) == {int(item(aws, queued)["slot"]): queued}
+
+
+def test_sweeping_again_changes_nothing_more(aws: Aws) -> None:
     (job_id,) = launched_jobs(aws, 1)
     to_running(aws, job_id)
     later = timedelta(hours=1)
 
     first = sweep(aws, after=later)
     second = sweep(aws, after=later)
+    third = sweep(aws, after=later)
 
-    assert first.failed == [job_id]
-    assert (second.terminated, second.failed, second.slots_freed, second.queued, second.started) == ([], [], [], [], 0)
+    assert first.failed == [job_id] and first.slots_freed == [], "the terminated VM held its slot at first"
+    assert second.slots_freed == [int(item(aws, job_id)["slot"])], "no termination event here: the sweep frees it"
+    assert (third.terminated, third.failed, third.slots_freed, third.queued, third.started) == ([], [], [], [], 0)
+    assert (second.terminated, second.failed) == ([], [])
 
 
 def test_handler_reports_what_it_did(aws: Aws, monkeypatch: Any) -> None:
