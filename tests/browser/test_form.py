@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from local.client import submit, wait_for_final
 from tests.browser.conftest import LOSE_INPUT_TEXT, SETTINGS, open_form
-from tests.local.api import submit, wait_for_final
 
 pytestmark = pytest.mark.browser
 

@@ -20,17 +20,16 @@ import requests
 
 from components.settings import StackSettings
 from local.app import LocalPipeline
+from local.client import create_job, submit, wait_for_final
 from local.streams import LambdaHandler
 from local.vmhost import Ending, VmRun
-from tests.local.api import create_job, submit, wait_for_final
 from worker.userdata import render_user_data
 
 pytestmark = pytest.mark.e2e
 
 SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=15, max_concurrent_vms=4)
-"""With the cap below ten, "ten jobs at once" also proves that ended jobs reach the launcher and free their slots.
-(The cap counts jobs holding a slot; a VM still powering off after its job ended is not counted, so VMs alive at
-once can briefly exceed it.)"""
+"""With the cap below ten, "ten jobs at once" also proves that terminated VMs reach the launcher and free their
+slots."""
 MINUTE_SECONDS = 1.0
 DELETE_INPUT_MARKER = "delete my input before the VM runs"
 
