@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: dev test lint bench lock clean
+.PHONY: dev test lint bench load lock clean
 
 $(BIN)/activate: requirements-dev.txt requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ test: $(BIN)/activate
 lint: $(BIN)/activate
 	$(BIN)/ruff check .
 
+# Figures, not assertions: a load run against a local stack (jobs, cap, lost/duplicated, VMs alive, latency).
 bench: $(BIN)/activate
-	$(BIN)/python -m local.bench
+	$(BIN)/python -m local.load --jobs 100 --cap 4
+
+load: $(BIN)/activate
+	$(BIN)/python -m local.load --jobs 500 --cap 4
 
 # Re-pin the lock files from requirements*.in (needs network access to PyPI).
 lock: $(BIN)/activate

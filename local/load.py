@@ -1,0 +1,201 @@
+"""`make load`: submit many jobs at once to a local stack and report what became of them.
+
+Reports how many jobs SUCCEEDED, failed, were lost (accepted but never final) or duplicated (more than one VM or
+output for one job), the most worker VMs alive at once (sampled from the emulator), and submit -> SUCCEEDED latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from components.settings import StackSettings
+from handlers.jobmodel import JOB_ID_TAG, OUTPUT_PREFIX, from_dynamodb, log_key
+from local.app import LocalPipeline
+from local.client import FINAL, SubmitError, submit
+
+ALIVE_STATES = ["pending", "running", "shutting-down", "stopping"]
+
+
+@dataclass
+class LoadReport:
+    jobs: int
+    cap: int
+    submitted: int = 0
+    refused: list[str] = field(default_factory=list)
+    succeeded: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    max_vms_alive: int = 0
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def percentile(self, fraction: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+    def lines(self) -> list[str]:
+        return [
+            f"jobs submitted:        {self.submitted}/{self.jobs} (refused: {len(self.refused)})",
+            f"SUCCEEDED:             {self.succeeded}/{self.submitted}",
+            f"FAILED:                {len(self.failed)}",
+            f"lost (never final):    {len(self.lost)}",
+            f"duplicated:            {len(self.duplicated)}",
+            f"max VMs alive at once: {self.max_vms_alive} (cap {self.cap})",
+            f"submit -> SUCCEEDED:   p50 {self.percentile(0.5):.1f} s, p95 {self.percentile(0.95):.1f} s, "
+            f"max {max(self.latencies, default=float('nan')):.1f} s",
+            f"wall time:             {self.seconds:.1f} s",
+        ]
+
+
+class VmSampler:
+    """Counts the worker VMs alive in the emulator every `period` seconds, in a thread, and keeps the maximum."""
+
+    def __init__(self, ec2: Any, period: float = 0.05) -> None:
+        self.ec2, self.period = ec2, period
+        self.maximum = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vm-sampler", daemon=True)
+
+    def __enter__(self) -> VmSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def alive(self) -> int:
+        filters = [{"Name": "tag-key", "Values": [JOB_ID_TAG]}, {"Name": "instance-state-name", "Values": ALIVE_STATES}]
+        reservations = self.ec2.describe_instances(Filters=filters)["Reservations"]
+        return sum(len(r["Instances"]) for r in reservations)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.maximum = max(self.maximum, self.alive())
+
+
+def submit_all(url: str, count: int, concurrency: int) -> tuple[dict[str, float], list[str]]:
+    """Submit `count` jobs from `concurrency` threads; return job id -> submit time, and refusals."""
+    started: dict[str, float] = {}
+    refused: list[str] = []
+    local = threading.local()
+
+    def one(index: int) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        begun = time.time()
+        try:
+            job = submit(url, f"load-{index}.txt", f"input {index}\n".encode(), f"text {index}", session=session)
+        except (SubmitError, requests.RequestException) as err:
+            refused.append(f"job {index}: {err}")
+            return
+        started[job["id"]] = begun
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(one, range(count)))
+    return started, refused
+
+
+def final_items(pipeline: LocalPipeline, ids: set[str]) -> dict[str, dict[str, str]]:
+    items: dict[str, dict[str, str]] = {}
+    for page in pipeline.client("dynamodb").get_paginator("scan").paginate(TableName=pipeline.stack.table):
+        for raw in page["Items"]:
+            item = from_dynamodb(raw)
+            if item.get("id") in ids:
+                items[item["id"]] = item
+    return items
+
+
+def wait_until_final(pipeline: LocalPipeline, ids: set[str], timeout: float, progress: bool) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        items = final_items(pipeline, ids)
+        done = sum(1 for item in items.values() if item.get("status") in FINAL)
+        if progress:
+            counts = Counter(item.get("status") for item in items.values())
+            print(f"  {done}/{len(ids)} final  " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+                  file=sys.stderr, flush=True)
+        if done == len(ids) or time.monotonic() > deadline:
+            return items
+        time.sleep(1.0 if progress else 0.3)
+
+
+def duplicates(pipeline: LocalPipeline, ids: set[str]) -> list[str]:
+    """Jobs with more than one VM ever started, or more than one output object."""
+    vms: Counter[str] = Counter()
+    for page in pipeline.client("ec2").get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "tag-key", "Values": [JOB_ID_TAG]}]):
+        for reservation in page["Reservations"]:
+            for instance in reservation["Instances"]:
+                tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+                vms[tags[JOB_ID_TAG]] += 1
+    outputs: Counter[str] = Counter()
+    s3 = pipeline.client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=pipeline.stack.bucket, Prefix=OUTPUT_PREFIX):
+        for obj in page.get("Contents", []):
+            job_id = obj["Key"].split("/")[1]
+            if obj["Key"] != log_key(job_id):
+                outputs[job_id] += 1
+    return sorted(j for j in ids if vms[j] > 1 or outputs[j] > 1)
+
+
+def run_load(pipeline: LocalPipeline, jobs: int, concurrency: int, timeout: float,
+             progress: bool = False) -> LoadReport:
+    report = LoadReport(jobs=jobs, cap=pipeline.settings.max_concurrent_vms)
+    began = time.monotonic()
+    with VmSampler(pipeline.client("ec2")) as sampler:
+        started, report.refused = submit_all(pipeline.url, jobs, concurrency)
+        report.submitted = len(started)
+        items = wait_until_final(pipeline, set(started), timeout, progress)
+    report.max_vms_alive = sampler.maximum
+    report.seconds = time.monotonic() - began
+    for job_id in started:
+        item = items.get(job_id, {})
+        if item.get("status") == "SUCCEEDED":
+            report.succeeded += 1
+            finished = datetime.fromisoformat(item["finished_at"].replace("Z", "+00:00"))
+            report.latencies.append((finished - datetime.fromtimestamp(started[job_id], UTC)).total_seconds())
+        elif item.get("status") == "FAILED":
+            report.failed[job_id] = item.get("error", "")
+        else:
+            report.lost.append(job_id)
+    report.duplicated = duplicates(pipeline, set(started))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Submit many jobs at once to a local filepipe stack.")
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--cap", type=int, default=4, help="maxConcurrentVms")
+    parser.add_argument("--concurrency", type=int, default=50, help="submitting threads")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every job to end")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    settings = StackSettings(max_concurrent_vms=args.cap)
+    print(f"filepipe load: {args.jobs} jobs from {args.concurrency} threads, cap {args.cap} VMs", flush=True)
+    with LocalPipeline(port=0, settings=settings) as pipeline:
+        report = run_load(pipeline, args.jobs, args.concurrency, args.timeout, progress=True)
+    print("\n".join(report.lines()))
+    for problem in [*report.refused[:5], *list(report.failed.values())[:5]]:
+        print(f"  e.g. {problem}")
+    ok = report.succeeded == args.jobs and not report.lost and not report.duplicated
+    return 0 if ok and report.max_vms_alive <= args.cap else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
