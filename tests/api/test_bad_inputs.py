@@ -18,9 +18,9 @@ import requests
 from handlers.jobmodel import new_id
 from handlers.routes import ROUTES
 from local.app import LocalPipeline
+from local.client import create_job, upload
 from tests.api.conftest import SETTINGS, Snapshot
 from tests.api.openapi import check_response, component, document, schema_validator
-from tests.local.api import create_job, upload
 
 MAX_BYTES = SETTINGS.max_file_bytes
 MAX_TEXT = SETTINGS.max_text_length
