@@ -37,11 +37,14 @@ ALLOWED_TEXT_CONTROLS = {"\n", "\t"}
 LIST_LIMIT = 50
 """The most jobs `GET /api/jobs` returns, and the largest `limit` it accepts."""
 LIMIT_PATTERN = re.compile(r"^[1-9][0-9]{0,5}\Z")
+LIST_PARAMETERS = frozenset({"limit"})
+QUERY_PARAMETERS = {"GET /api/jobs": LIST_PARAMETERS}
+"""Query parameters each route accepts; every other route takes none."""
 FIELDS = frozenset({"input_text", "key"})
 
 
 def normalised_newlines(text: str) -> str:
-    """`\r\n` and a lone `\r` become `\n`, as HTML does for a textarea's value.
+    r"""`\r\n` and a lone `\r` become `\n`, as HTML does for a textarea's value.
 
     A form submitted natively, a Windows client or a paste can send `\r\n`; refusing it would reject text the user
     sees as ordinary lines, and keeping it would make the output's line breaks depend on the client.
@@ -193,11 +196,6 @@ ROUTES = {
     "GET /api/jobs/{id}": _get_job,
     "GET /api/health": _health,
 }
-
-
-LIST_PARAMETERS = frozenset({"limit"})
-QUERY_PARAMETERS = {"GET /api/jobs": LIST_PARAMETERS}
-"""Query parameters each route accepts; every other route takes none."""
 
 
 def handler(event: Event, context: object) -> Response:
