@@ -23,7 +23,8 @@ export function codePointLength(text) {
  * @returns {string | null} a message for the user, or null when the text is acceptable
  */
 export function checkText(raw, maxLength) {
-  const text = raw.trim();
+  // As the API does (handlers/jobs.py): CRLF and a lone CR count as one newline, then trim.
+  const text = raw.replace(/\r\n?/g, "\n").trim();
   if (!text) return "Type a text to append to the file.";
   const length = codePointLength(text);
   if (length > maxLength) return `The text is ${length} characters; the limit is ${maxLength}.`;
