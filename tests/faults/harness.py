@@ -1,0 +1,292 @@
+"""Fault injection for the local pipeline: duplicate stream deliveries, a failing RunInstances, a hanging worker,
+and a sampler of the VMs alive in the emulator.
+
+Everything here acts from outside the production code: it wraps what the stream poller calls, wraps the EC2 client
+the launcher module uses, or replaces the worker object the VMs download at boot.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from botocore.exceptions import ClientError
+
+from components.settings import WORKER_SCRIPT_KEY
+from handlers import capacity, sweeper
+from handlers.config import LauncherConfig
+from handlers.jobmodel import JOB_ID_TAG
+from local.app import LocalPipeline
+from local.streams import LambdaHandler
+from worker.userdata import WORKER_PATH
+
+ALIVE_STATES = tuple(sweeper.ALIVE_STATES)
+"""Instance states that count against the cap: the sweeper's own list (pending, running, shutting-down, stopping,
+stopped)."""
+
+
+# -- duplicate deliveries --------------------------------------------------------------------------------------------
+@dataclass
+class Deliveries:
+    """What the stream poller calls instead of the launcher: records every batch and can deliver it more than once.
+
+    `copies` > 1 delivers each batch once, then `copies - 1` more times concurrently (two launchers racing on the
+    same records, as Lambda may run a retried batch while a slow first invocation still works). `replay_previous`
+    delivers the previous batch again before each new one: a late duplicate reaching the launcher while its job is
+    already launching, running or done.
+    """
+
+    copies: int = 1
+    replay_previous: bool = False
+    handler: LambdaHandler | None = None
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wrap(self, handler: LambdaHandler) -> LambdaHandler:
+        self.handler = handler
+        return self.deliver
+
+    def reset(self) -> None:
+        self.copies, self.replay_previous = 1, False
+        with self._lock:
+            self.batches.clear()
+            self.calls = 0
+
+    def deliver(self, event: Mapping[str, Any], context: object) -> Any:
+        with self._lock:
+            previous = self.batches[-1] if self.batches else None
+            self.batches.append(copy.deepcopy(dict(event)))
+        if self.replay_previous and previous is not None:
+            self._call(previous, context)
+        first = self._call(event, context)
+        if self.copies <= 1:
+            return first
+        with ThreadPoolExecutor(max_workers=self.copies - 1) as pool:
+            others = list(pool.map(lambda _: self._call(event, context), range(self.copies - 1)))
+        return merged_failures([first, *others])
+
+    def replay_all(self, copies: int = 1) -> None:
+        """Deliver every batch seen so far again, `copies` times (from the calling thread)."""
+        with self._lock:
+            batches = list(self.batches)
+        for batch in batches:
+            for _ in range(copies):
+                self._call(batch, None)
+
+    def _call(self, event: Mapping[str, Any], context: object) -> Any:
+        assert self.handler is not None, "the pipeline has not wrapped the launcher yet"
+        with self._lock:
+            self.calls += 1
+        return self.handler(copy.deepcopy(dict(event)), context)
+
+
+def merged_failures(responses: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
+    """One response for several deliveries: a record failed if any delivery reported it."""
+    failed = {f["itemIdentifier"] for r in responses if isinstance(r, Mapping) for f in r.get("batchItemFailures", [])}
+    return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in sorted(failed)]}
+
+
+# -- RunInstances failures -------------------------------------------------------------------------------------------
+TRANSIENT_MESSAGES = {
+    "InsufficientInstanceCapacity": "We currently do not have sufficient t4g.micro capacity in the Availability Zone "
+                                    "you requested. Our system will be working on provisioning additional capacity.",
+    "RequestLimitExceeded": "Request limit exceeded.",
+}
+PERMANENT_MESSAGES = {
+    "UnauthorizedOperation": "You are not authorized to perform this operation.",
+    "InvalidLaunchTemplateId.NotFound": "The specified launch template does not exist.",
+}
+
+
+def run_instances_error(code: str) -> ClientError:
+    message = {**TRANSIENT_MESSAGES, **PERMANENT_MESSAGES}[code]
+    return ClientError({"Error": {"Code": code, "Message": message}}, "RunInstances")
+
+
+class FlakyEc2:
+    """An EC2 client whose next `run_instances` calls raise the planned errors; every other call goes through."""
+
+    def __init__(self, real: Any, errors: Iterable[str]) -> None:
+        self.real = real
+        self.planned = list(errors)
+        self.calls: list[tuple[str, str | None]] = []
+        """(ClientToken = job id, error code or None) per RunInstances call."""
+        self._lock = threading.Lock()
+
+    def run_instances(self, **kwargs: Any) -> Any:
+        with self._lock:
+            code = self.planned.pop(0) if self.planned else None
+            self.calls.append((kwargs.get("ClientToken", ""), code))
+        if code is not None:
+            raise run_instances_error(code)
+        return self.real.run_instances(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def attempts(self, job_id: str) -> list[str | None]:
+        with self._lock:
+            return [code for token, code in self.calls if token == job_id]
+
+
+# -- a worker that hangs mid-job -------------------------------------------------------------------------------------
+HANG_MARKER = "fault injection: the worker hangs reading its input"
+HANGING_WORKER = '''
+import sys
+import time
+
+import botocore.client
+
+_call = botocore.client.BaseClient._make_api_call
+
+
+def _hang(self, operation, params):
+    if operation == "GetObject":
+        print(MARKER, file=sys.stderr, flush=True)
+        time.sleep(3600)
+    return _call(self, operation, params)
+
+
+botocore.client.BaseClient._make_api_call = _hang
+exec(compile(WORKER_SOURCE, "worker.py", "exec"), {"__name__": "__main__", "__file__": __file__})
+'''
+
+
+def hanging_worker_script() -> bytes:
+    """The real worker, made to hang at its first S3 read: the job is RUNNING, its input not yet read."""
+    source = WORKER_PATH.read_text(encoding="utf-8")
+    return f"WORKER_SOURCE = {source!r}\nMARKER = {HANG_MARKER!r}\n{HANGING_WORKER}".encode()
+
+
+def put_worker_script(pipeline: LocalPipeline, body: bytes) -> None:
+    """Replace the worker object every VM downloads at boot."""
+    pipeline.client("s3").put_object(Bucket=pipeline.stack.bucket, Key=WORKER_SCRIPT_KEY, Body=body,
+                                     ContentType="text/x-python")
+
+
+# -- observing the emulator ------------------------------------------------------------------------------------------
+class VmSampler:
+    """Counts the job VMs alive in the emulator every `interval` seconds, in a background thread."""
+
+    def __init__(self, pipeline: LocalPipeline, interval: float = 0.05) -> None:
+        self.ec2 = pipeline.client("ec2")
+        self.interval = interval
+        self.samples = 0
+        self.maximum = 0
+        self.worst: list[str] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vm-sampler", daemon=True)
+
+    def __enter__(self) -> VmSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                alive = alive_instances(self.ec2)
+            except Exception:  # a sample lost to a busy emulator is only a sample
+                self.errors += 1
+                continue
+            self.samples += 1
+            if len(alive) > self.maximum:
+                self.maximum, self.worst = len(alive), alive
+
+
+def describe(ec2: Any, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page["Reservations"]:
+            found.extend(reservation["Instances"])
+    return found
+
+
+def alive_instances(ec2: Any) -> list[str]:
+    filters = [{"Name": "tag-key", "Values": [JOB_ID_TAG]}, {"Name": "instance-state-name", "Values": ALIVE_STATES}]
+    return sorted(i["InstanceId"] for i in describe(ec2, filters))
+
+
+def instances_per_job(pipeline: LocalPipeline, job_ids: Iterable[str]) -> Counter[str]:
+    """How many instances (in any state, terminated included) carry each job's JobId tag."""
+    ids = list(job_ids)
+    found = describe(pipeline.client("ec2"), [{"Name": f"tag:{JOB_ID_TAG}", "Values": ids}])
+    counts: Counter[str] = Counter({job_id: 0 for job_id in ids})
+    for instance in found:
+        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+        counts[tags[JOB_ID_TAG]] += 1
+    return counts
+
+
+def output_keys(pipeline: LocalPipeline, job_id: str) -> list[str]:
+    listed = pipeline.client("s3").list_objects_v2(Bucket=pipeline.stack.bucket, Prefix=f"outputs/{job_id}/")
+    return sorted(o["Key"] for o in listed.get("Contents", []))
+
+
+def held_slots(pipeline: LocalPipeline) -> dict[int, str]:
+    return capacity.holders(pipeline.client("dynamodb"), pipeline.stack.table,
+                            pipeline.stack.settings.max_concurrent_vms)
+
+
+def launcher_config(pipeline: LocalPipeline) -> LauncherConfig:
+    return LauncherConfig.from_env(pipeline.stack.launcher_environment())
+
+
+def sweep(pipeline: LocalPipeline, later: timedelta = timedelta(0)) -> sweeper.SweepReport:
+    """One sweeper pass as the schedule would run it, `later` from now."""
+    return sweeper.sweep(pipeline.client("ec2"), pipeline.client("dynamodb"), launcher_config(pipeline),
+                         now=datetime.now(UTC) + later)
+
+
+def get_job(pipeline: LocalPipeline, job_id: str) -> dict[str, Any]:
+    got = requests.get(f"{pipeline.url}/api/jobs/{job_id}", timeout=10)
+    assert got.status_code == 200, got.text
+    return dict(got.json())
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_for_status(pipeline: LocalPipeline, job_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
+    return dict(wait_for(lambda: (job := get_job(pipeline, job_id))["status"] == status and job, timeout,
+                         f"job {job_id} to be {status}"))
+
+
+def settle(pipeline: LocalPipeline, timeout: float = 30) -> None:
+    """Wait until no job VM is alive in the emulator or running on the VM host."""
+    assert pipeline.vmhost is not None
+    vmhost = pipeline.vmhost
+    ec2 = pipeline.client("ec2")
+    wait_for(lambda: not alive_instances(ec2) and all(r.finished.is_set() for r in list(vmhost.runs.values())),
+             timeout, "every VM to be gone", interval=0.1)
+
+
+SENTENCE = re.compile(r"[A-Z][^\n]{15,500}[.!]")
+
+
+def assert_readable_sentence(text: str | None) -> None:
+    """A reason a user can read: one sentence, no traceback or Python repr."""
+    assert text and SENTENCE.fullmatch(text), f"not a readable sentence: {text!r}"
+    assert "Traceback" not in text and "botocore" not in text and "Error(" not in text, text
