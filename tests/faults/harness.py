@@ -119,6 +119,7 @@ class FlakyEc2:
     def __init__(self, real: Any, errors: Iterable[str]) -> None:
         self.real = real
         self.planned = list(errors)
+        self.planned_codes = tuple(self.planned)
         self.calls: list[tuple[str, str | None]] = []
         """(ClientToken = job id, error code or None) per RunInstances call."""
         self._lock = threading.Lock()
@@ -246,9 +247,9 @@ def launcher_config(pipeline: LocalPipeline) -> LauncherConfig:
     return LauncherConfig.from_env(pipeline.stack.launcher_environment())
 
 
-def sweep(pipeline: LocalPipeline, later: timedelta = timedelta(0)) -> sweeper.SweepReport:
-    """One sweeper pass as the schedule would run it, `later` from now."""
-    return sweeper.sweep(pipeline.client("ec2"), pipeline.client("dynamodb"), launcher_config(pipeline),
+def sweep(pipeline: LocalPipeline, later: timedelta = timedelta(0), ec2: Any = None) -> sweeper.SweepReport:
+    """One sweeper pass as the schedule would run it, `later` from now (with `ec2` as its EC2 client if given)."""
+    return sweeper.sweep(ec2 or pipeline.client("ec2"), pipeline.client("dynamodb"), launcher_config(pipeline),
                          now=datetime.now(UTC) + later)
 
 

@@ -1,0 +1,94 @@
+"""RunInstances failing: transient errors are retried in place, then the job waits in the queue for the next
+dispatch; permanent errors end the job FAILED with AWS's message. Injected by wrapping the EC2 client the launcher
+module uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from handlers import launcher
+from local.app import LocalPipeline
+from tests.faults.harness import (
+    PERMANENT_MESSAGES,
+    FlakyEc2,
+    assert_readable_sentence,
+    held_slots,
+    instances_per_job,
+    sweep,
+    wait_for,
+    wait_for_status,
+)
+from tests.local.api import submit, wait_for_final
+
+pytestmark = pytest.mark.e2e
+
+FlakyFactory = Callable[[list[str]], FlakyEc2]
+
+
+@pytest.fixture
+def flaky_ec2(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlakyFactory]:
+    """Install a FlakyEc2 as the launcher's client (the module the pipeline imported), with a fast backoff."""
+    monkeypatch.setattr(launcher, "BACKOFF_BASE_SECONDS", 0.01)
+
+    def install(errors: list[str]) -> FlakyEc2:
+        flaky = FlakyEc2(launcher.EC2, errors)
+        monkeypatch.setattr(launcher, "EC2", flaky)
+        return flaky
+
+    yield install
+
+
+def test_transient_errors_within_the_retries_still_launch(pipeline: LocalPipeline, flaky_ec2: FlakyFactory) -> None:
+    retries = launcher.LAUNCH_ATTEMPTS - 1
+    flaky = flaky_ec2(["InsufficientInstanceCapacity", "RequestLimitExceeded"][:retries])
+    job = submit(pipeline.url, "flaky.txt", b"flaky", "retried")
+
+    final = wait_for_final(pipeline.url, job["id"])
+
+    assert final["status"] == "SUCCEEDED", final
+    assert flaky.attempts(job["id"]) == [*flaky.planned_codes[:retries], None]
+    assert instances_per_job(pipeline, [job["id"]]) == {job["id"]: 1}
+
+
+@pytest.mark.parametrize("moved_by", ["the sweeper", "the next job"])
+def test_transient_errors_beyond_the_retries_queue_the_job_until_the_next_dispatch(
+    pipeline: LocalPipeline, flaky_ec2: FlakyFactory, moved_by: str
+) -> None:
+    flaky = flaky_ec2(["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS)
+    job = submit(pipeline.url, "later.txt", b"later", "queued again")
+
+    wait_for(lambda: len(flaky.attempts(job["id"])) == launcher.LAUNCH_ATTEMPTS, 20, "every in-place attempt")
+    queued = wait_for_status(pipeline, job["id"], "QUEUED")
+    assert "instance_id" not in queued and "error" not in queued
+    assert held_slots(pipeline) == {}, "the slot of a launch that did not happen is given back"
+
+    if moved_by == "the sweeper":
+        assert sweep(pipeline, ec2=flaky).started == 1
+        others: list[str] = []
+    else:
+        others = [submit(pipeline.url, "next.txt", b"next", "moves the queue")["id"]]
+
+    for job_id in [job["id"], *others]:
+        final = wait_for_final(pipeline.url, job_id)
+        assert final["status"] == "SUCCEEDED", final
+    assert flaky.attempts(job["id"]) == ["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS + [None]
+    assert instances_per_job(pipeline, [job["id"], *others]) == dict.fromkeys([job["id"], *others], 1)
+
+
+@pytest.mark.parametrize("code", sorted(PERMANENT_MESSAGES))
+def test_a_permanent_error_fails_the_job_with_the_aws_message(
+    pipeline: LocalPipeline, flaky_ec2: FlakyFactory, code: str
+) -> None:
+    flaky = flaky_ec2([code])
+    job = submit(pipeline.url, "denied.txt", b"denied", "never runs")
+
+    final = wait_for_final(pipeline.url, job["id"])
+
+    assert final["status"] == "FAILED", final
+    assert PERMANENT_MESSAGES[code] in final["error"] and code in final["error"]
+    assert_readable_sentence(final["error"])
+    assert flaky.attempts(job["id"]) == [code], "a permanent error is not retried"
+    assert instances_per_job(pipeline, [job["id"]]) == {job["id"]: 0}
+    assert held_slots(pipeline) == {}
