@@ -4,30 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
+from local.events import scheduled_event
+
 log = logging.getLogger("filepipe.local")
-
-LOCAL_ACCOUNT_ID = "123456789012"
-
-
-def scheduled_event(rule: str, region: str, now: datetime | None = None) -> dict[str, Any]:
-    """The event EventBridge sends a scheduled Lambda."""
-    now = now or datetime.now(UTC)
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": LOCAL_ACCOUNT_ID,
-        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [f"arn:aws:events:{region}:{LOCAL_ACCOUNT_ID}:rule/{rule}"],
-        "detail": {},
-    }
 
 
 class Schedule:

@@ -24,11 +24,11 @@ from werkzeug.wrappers import Request, Response
 
 from components.settings import API_PREFIX
 from handlers.routes import Route
+from local.events import LOCAL_ACCOUNT_ID
 
 log = logging.getLogger("filepipe.local")
 
 Handler = Callable[[Mapping[str, Any], Any], Mapping[str, Any]]
-LOCAL_ACCOUNT_ID = "123456789012"
 TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded)|[^;]*\+(json|xml))", re.I)
 HEALTH_ROUTE_KEY = "GET /api/health"
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
