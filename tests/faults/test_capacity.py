@@ -1,0 +1,56 @@
+"""The VM cap under load and under failing jobs: VMs alive in the emulator never exceed it, and a failed job's VM
+gives its slot back so that queued jobs start."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from local.app import LocalPipeline
+from tests.faults.conftest import CAP
+from tests.faults.harness import VmSampler, held_slots, instances_per_job, settle
+from tests.local.api import submit, wait_for_final
+from tests.local.test_pipeline import DELETE_INPUT_MARKER, finished_run, instance_state
+
+pytestmark = pytest.mark.e2e
+
+
+def test_six_jobs_at_once_never_have_more_than_the_cap_of_vms_alive(pipeline: LocalPipeline) -> None:
+    inputs = [(f"load-{i}.txt", f"load {i}\n".encode(), f"text {i}") for i in range(3 * CAP)]
+    with VmSampler(pipeline, interval=0.05) as sampler, ThreadPoolExecutor(max_workers=len(inputs)) as pool:
+        jobs = list(pool.map(lambda args: submit(pipeline.url, *args), inputs))
+        finals = list(pool.map(lambda job: wait_for_final(pipeline.url, job["id"], timeout=90), jobs))
+        settle(pipeline)
+
+    assert [f["status"] for f in finals] == ["SUCCEEDED"] * len(inputs), [f.get("error") for f in finals]
+    assert sampler.samples >= 20 and sampler.errors <= sampler.samples // 10
+    assert sampler.maximum == CAP, f"VMs alive at once: at most {sampler.maximum} (cap {CAP}): {sampler.worst}"
+    ids = [job["id"] for job in jobs]
+    assert instances_per_job(pipeline, ids) == dict.fromkeys(ids, 1)
+    outputs = [requests.get(f["output_url"], timeout=10).content for f in finals]
+    assert outputs == [data + b" : " + text.encode() for _, data, text in inputs]
+
+
+def test_jobs_whose_input_is_gone_fail_and_give_their_slots_to_the_queue(pipeline: LocalPipeline) -> None:
+    """The first `CAP` jobs take every slot and fail (their input is deleted before their VMs run); the next job
+    can only start once one of their VMs is terminated and its slot given back (no sweeper runs here)."""
+    doomed = [submit(pipeline.url, f"gone-{i}.txt", b"deleted", DELETE_INPUT_MARKER) for i in range(CAP)]
+    survivor = submit(pipeline.url, "kept.txt", b"kept", "after the failures")
+
+    failed = [wait_for_final(pipeline.url, job["id"]) for job in doomed]
+    succeeded = wait_for_final(pipeline.url, survivor["id"])
+    settle(pipeline)
+
+    for job in failed:
+        assert job["status"] == "FAILED", job
+        assert "does not exist" in job["error"], job["error"]
+        assert instance_state(pipeline, job["instance_id"]) == "terminated"
+    assert succeeded["status"] == "SUCCEEDED", succeeded
+    doomed_runs = [finished_run(pipeline, job["instance_id"]) for job in failed]
+    survivor_run = finished_run(pipeline, succeeded["instance_id"])
+    assert survivor_run.started >= min(run.stopped for run in doomed_runs), "it waited for a freed slot"
+    ids = [job["id"] for job in (*doomed, survivor)]
+    assert instances_per_job(pipeline, ids) == dict.fromkeys(ids, 1)
+    assert held_slots(pipeline) == {}
