@@ -44,14 +44,19 @@ def hanging_worker(pipeline: LocalPipeline) -> Iterator[None]:
     put_worker_script(pipeline, WORKER_PATH.read_bytes())
 
 
+def live_console(run: VmRun) -> str:
+    """The console so far (the VM host writes it to `<scratch>/console.log` and keeps it once the VM is gone)."""
+    path = run.scratch / "console.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def hung_job(pipeline: LocalPipeline, name: str) -> tuple[dict[str, str], VmRun]:
-    """Submit a job and wait until its worker hangs mid-job: RUNNING, on its VM."""
+    """Submit a job and wait until its worker hangs mid-job: RUNNING, blocked reading its input."""
     job = submit(pipeline.url, f"{name}.txt", name.encode(), name)
     running = wait_for_status(pipeline, job["id"], "RUNNING")
     assert pipeline.vmhost is not None
     run = pipeline.vmhost.runs[running["instance_id"]]
-    console = run.scratch / "console.log"
-    wait_for(lambda: console.exists() and HANG_MARKER in console.read_text(errors="replace"), 20, "the hang")
+    wait_for(lambda: HANG_MARKER in live_console(run), 20, "the worker to hang")
     return running, run
 
 
@@ -66,15 +71,13 @@ def worker_process(run: VmRun) -> psutil.Process:
     return worker
 
 
-def fail_vanished_job(pipeline: LocalPipeline, job_id: str) -> dict[str, str]:
-    """The sweeper, once the VM has been gone longer than its grace, fails the job that stayed RUNNING."""
-    assert get_job(pipeline, job_id)["status"] == "RUNNING", "nothing but the sweeper ends a job whose VM died"
+def failed_after_sweep(pipeline: LocalPipeline, job_id: str) -> tuple[dict[str, str], sweeper.SweepReport]:
+    """Run the sweeper once the VM has been gone longer than its grace: the job must then be FAILED with a reason."""
     report = sweep(pipeline, later=VANISHED)
-    assert report.failed == [job_id]
     failed = get_job(pipeline, job_id)
-    assert failed["status"] == "FAILED"
+    assert failed["status"] == "FAILED", failed
     assert_readable_sentence(failed["error"])
-    return failed
+    return failed, report
 
 
 @pytest.mark.usefixtures("hanging_worker")
@@ -89,7 +92,8 @@ def test_a_worker_killed_mid_job_powers_the_vm_off_and_the_job_fails(pipeline: L
     assert f"exit status {128 + signal.SIGKILL}; powering off" in run.console
     assert instance_state(pipeline, job["instance_id"]) == "terminated"
     assert gone(processes)
-    failed = fail_vanished_job(pipeline, job["id"])
+    failed, report = failed_after_sweep(pipeline, job["id"])
+    assert report.failed == [job["id"]], "a killed worker records nothing: the sweeper ends its job"
     assert "stopped before the job finished" in failed["error"]
 
 
@@ -113,7 +117,7 @@ def test_the_watchdog_powers_off_a_vm_whose_worker_hangs(pipeline: LocalPipeline
     assert HANG_MARKER in run.console
     assert instance_state(pipeline, job["instance_id"]) == "terminated"
     assert gone(processes)
-    fail_vanished_job(pipeline, job["id"])
+    failed_after_sweep(pipeline, job["id"])
 
 
 @pytest.mark.usefixtures("hanging_worker")
@@ -128,6 +132,7 @@ def test_the_sweeper_terminates_a_vm_past_the_job_timeout_and_fails_its_job(pipe
     assert report.terminated == [job["instance_id"]] and report.failed == [job["id"]]
     finished_run(pipeline, job["instance_id"])
     assert run.ending == Ending.TERMINATED
+    assert instance_state(pipeline, job["instance_id"]) == "terminated"
     assert gone(processes)
     failed = get_job(pipeline, job["id"])
     assert failed["status"] == "FAILED"
