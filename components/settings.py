@@ -37,8 +37,9 @@ STREAM_MAX_RETRIES = 5
 """Retries of a failed stream record before it goes to the on-failure queue (Lambda's default is unbounded)."""
 
 VPC_CIDR = "10.42.0.0/16"
-SUBNET_CIDRS = ("10.42.1.0/24", "10.42.2.0/24")
-"""One private subnet in each of two availability zones."""
+SUBNET_CIDRS = ("10.42.0.0/20", "10.42.16.0/20")
+"""One private subnet in each of two availability zones, 4091 addresses each: a subnet's free addresses cap the VMs
+that can run in it (and moto never frees a terminated instance's address, so a long local run needs many)."""
 
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
                       3288, 3653)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRORS = frozenset({
     "InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity", "RequestLimitExceeded",
     "Throttling", "ThrottlingException", "ServiceUnavailable", "Unavailable", "InternalError", "InternalFailure",
+    "InsufficientFreeAddressesInSubnet",
 })
 """RunInstances errors that heal with time; any other ClientError (bad template, no permission) will not."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 import time
@@ -184,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50, help="submitting threads")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for every job to end")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the local stack (moto server, VMs) is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     settings = StackSettings(max_concurrent_vms=args.cap)
