@@ -96,7 +96,7 @@ def run_with_retries(
 
 
 def describe_launch_error(err: ClientError) -> str:
-    message = err.response["Error"].get("Message", "").strip() or str(err)
+    message = err.response["Error"].get("Message", "").strip().rstrip(".") or str(err)
     return f"The VM could not be started: {message} ({error_code(err)})."
 
 
@@ -193,7 +193,11 @@ def handle_instance_event(ec2: Any, ddb: Any, config: LauncherConfig, event: Map
     slot = capacity.release_instance(ddb, config.table, instance_id, config.max_concurrent_vms)
     if slot is not None:
         log.info("VM %s terminated: slot %d is free", instance_id, slot)
-        dispatch(ec2, ddb, config)
+        try:
+            dispatch(ec2, ddb, config)
+        except (ClientError, BotoCoreError) as err:
+            # The slot is free and the jobs stay QUEUED: the next terminated VM or sweep moves the queue.
+            log.error("dispatch stopped: %s", err)
     return {"released": slot}
 
 

@@ -41,6 +41,10 @@ class SweepReport:
     started: int = 0
 
 
+def minutes(count: int) -> str:
+    return f"{count} minute" if count == 1 else f"{count} minutes"
+
+
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -99,15 +103,15 @@ class Sweep:
         self.ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in overdue.values()])
         for job_id, instance in overdue.items():
             self.report.terminated.append(instance["InstanceId"])
-            self.fail(job_id, f"The job did not finish within {self.config.job_timeout_minutes} minutes; "
+            self.fail(job_id, f"The job did not finish within {minutes(self.config.job_timeout_minutes)}; "
                               f"its VM {instance['InstanceId']} was terminated.")
 
     def fail_orphans(self, instances: Mapping[str, dict[str, Any]]) -> None:
         """Fail LAUNCHING jobs whose VM never appeared and RUNNING jobs whose VM is gone."""
         for job in jobmodel.jobs_in_state(self.ddb, self.config.table, Status.LAUNCHING, limit=1000):
             if job["id"] not in instances and self.age(job) > LAUNCH_GRACE:
-                minutes = int(LAUNCH_GRACE.total_seconds() // 60)
-                self.fail(job["id"], f"The job's VM never started; it was given up after {minutes} minutes.")
+                waited = minutes(int(LAUNCH_GRACE.total_seconds() // 60))
+                self.fail(job["id"], f"The job's VM never started; it was given up after {waited}.")
         for job in jobmodel.jobs_in_state(self.ddb, self.config.table, Status.RUNNING, limit=1000):
             if job["id"] not in instances and self.age(job) > VANISHED_GRACE:
                 self.fail(job["id"], "The job's VM stopped before the job finished "

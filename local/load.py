@@ -21,11 +21,12 @@ from typing import Any
 import requests
 
 from components.settings import StackSettings
+from handlers import sweeper
 from handlers.jobmodel import JOB_ID_TAG, OUTPUT_PREFIX, from_dynamodb, log_key
 from local.app import LocalPipeline
 from local.client import FINAL, SubmitError, submit
 
-ALIVE_STATES = ["pending", "running", "shutting-down", "stopping"]
+ALIVE_STATES = sweeper.ALIVE_STATES
 
 
 @dataclass
@@ -62,12 +63,30 @@ class LoadReport:
         ]
 
 
-class VmSampler:
-    """Counts the worker VMs alive in the emulator every `period` seconds, in a thread, and keeps the maximum."""
+def describe_instances(ec2: Any, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page["Reservations"]:
+            found.extend(reservation["Instances"])
+    return found
 
-    def __init__(self, ec2: Any, period: float = 0.05) -> None:
-        self.ec2, self.period = ec2, period
+
+def alive_instances(ec2: Any) -> list[str]:
+    """Ids of the job VMs that exist now (every state that counts against the cap)."""
+    filters = [{"Name": "tag-key", "Values": [JOB_ID_TAG]}, {"Name": "instance-state-name", "Values": ALIVE_STATES}]
+    return sorted(i["InstanceId"] for i in describe_instances(ec2, filters))
+
+
+class VmSampler:
+    """Counts the job VMs alive in the emulator every `interval` seconds, in a background thread."""
+
+    def __init__(self, ec2: Any, interval: float = 0.05) -> None:
+        self.ec2 = ec2
+        self.interval = interval
+        self.samples = 0
         self.maximum = 0
+        self.worst: list[str] = []
+        self.errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vm-sampler", daemon=True)
 
@@ -77,16 +96,18 @@ class VmSampler:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
-
-    def alive(self) -> int:
-        filters = [{"Name": "tag-key", "Values": [JOB_ID_TAG]}, {"Name": "instance-state-name", "Values": ALIVE_STATES}]
-        reservations = self.ec2.describe_instances(Filters=filters)["Reservations"]
-        return sum(len(r["Instances"]) for r in reservations)
+        self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            self.maximum = max(self.maximum, self.alive())
+        while not self._stop.wait(self.interval):
+            try:
+                alive = alive_instances(self.ec2)
+            except Exception:  # a sample lost to a busy emulator is only a sample
+                self.errors += 1
+                continue
+            self.samples += 1
+            if len(alive) > self.maximum:
+                self.maximum, self.worst = len(alive), alive
 
 
 def submit_all(url: str, count: int, concurrency: int) -> tuple[dict[str, float], list[str]]:
@@ -138,12 +159,9 @@ def wait_until_final(pipeline: LocalPipeline, ids: set[str], timeout: float, pro
 def duplicates(pipeline: LocalPipeline, ids: set[str]) -> list[str]:
     """Jobs with more than one VM ever started, or more than one output object."""
     vms: Counter[str] = Counter()
-    for page in pipeline.client("ec2").get_paginator("describe_instances").paginate(
-            Filters=[{"Name": "tag-key", "Values": [JOB_ID_TAG]}]):
-        for reservation in page["Reservations"]:
-            for instance in reservation["Instances"]:
-                tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-                vms[tags[JOB_ID_TAG]] += 1
+    for instance in describe_instances(pipeline.client("ec2"), [{"Name": "tag-key", "Values": [JOB_ID_TAG]}]):
+        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+        vms[tags[JOB_ID_TAG]] += 1
     outputs: Counter[str] = Counter()
     s3 = pipeline.client("s3")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=pipeline.stack.bucket, Prefix=OUTPUT_PREFIX):

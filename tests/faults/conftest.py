@@ -15,8 +15,9 @@ import pytest
 
 from components.settings import StackSettings
 from local.app import LocalPipeline
-from tests.faults.harness import Deliveries, VmSampler, held_slots, settle
-from tests.local.test_pipeline import deleting_inputs
+from local.load import VmSampler
+from tests.faults.harness import Deliveries, held_slots, settle
+from tests.local.harness import deleting_inputs
 
 SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=1, max_concurrent_vms=2)
 CAP = SETTINGS.max_concurrent_vms
@@ -44,7 +45,7 @@ def quiet_pipeline(request: pytest.FixtureRequest) -> Iterator[None]:
     deliveries: Deliveries = request.getfixturevalue("deliveries")
     settle(pipeline)
     deliveries.reset()
-    with VmSampler(pipeline) as sampler:
+    with VmSampler(pipeline.client("ec2")) as sampler:
         yield
         settle(pipeline)
     deliveries.reset()

@@ -26,10 +26,10 @@ from handlers import capacity, sweeper
 from handlers.config import LauncherConfig
 from handlers.jobmodel import JOB_ID_TAG
 from local.app import LocalPipeline
+from local.load import alive_instances, describe_instances
 from local.streams import LambdaHandler
 from worker.userdata import WORKER_PATH
 
-ALIVE_STATES = tuple(sweeper.ALIVE_STATES)
 """Instance states that count against the cap: the sweeper's own list (pending, running, shutting-down, stopping,
 stopped)."""
 
@@ -176,56 +176,10 @@ def put_worker_script(pipeline: LocalPipeline, body: bytes) -> None:
 
 
 # -- observing the emulator ------------------------------------------------------------------------------------------
-class VmSampler:
-    """Counts the job VMs alive in the emulator every `interval` seconds, in a background thread."""
-
-    def __init__(self, pipeline: LocalPipeline, interval: float = 0.05) -> None:
-        self.ec2 = pipeline.client("ec2")
-        self.interval = interval
-        self.samples = 0
-        self.maximum = 0
-        self.worst: list[str] = []
-        self.errors = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vm-sampler", daemon=True)
-
-    def __enter__(self) -> VmSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                alive = alive_instances(self.ec2)
-            except Exception:  # a sample lost to a busy emulator is only a sample
-                self.errors += 1
-                continue
-            self.samples += 1
-            if len(alive) > self.maximum:
-                self.maximum, self.worst = len(alive), alive
-
-
-def describe(ec2: Any, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    found = []
-    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
-        for reservation in page["Reservations"]:
-            found.extend(reservation["Instances"])
-    return found
-
-
-def alive_instances(ec2: Any) -> list[str]:
-    filters = [{"Name": "tag-key", "Values": [JOB_ID_TAG]}, {"Name": "instance-state-name", "Values": ALIVE_STATES}]
-    return sorted(i["InstanceId"] for i in describe(ec2, filters))
-
-
 def instances_per_job(pipeline: LocalPipeline, job_ids: Iterable[str]) -> Counter[str]:
     """How many instances (in any state, terminated included) carry each job's JobId tag."""
     ids = list(job_ids)
-    found = describe(pipeline.client("ec2"), [{"Name": f"tag:{JOB_ID_TAG}", "Values": ids}])
+    found = describe_instances(pipeline.client("ec2"), [{"Name": f"tag:{JOB_ID_TAG}", "Values": ids}])
     counts: Counter[str] = Counter({job_id: 0 for job_id in ids})
     for instance in found:
         tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}

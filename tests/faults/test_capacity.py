@@ -9,17 +9,19 @@ import pytest
 import requests
 
 from local.app import LocalPipeline
+from local.client import submit, wait_for_final
+from local.load import VmSampler
 from tests.faults.conftest import CAP
-from tests.faults.harness import VmSampler, held_slots, instances_per_job, settle
-from tests.local.api import submit, wait_for_final
-from tests.local.test_pipeline import DELETE_INPUT_MARKER, finished_run, instance_state
+from tests.faults.harness import held_slots, instances_per_job, settle
+from tests.local.harness import DELETE_INPUT_MARKER, finished_run, instance_state
 
 pytestmark = pytest.mark.e2e
 
 
 def test_six_jobs_at_once_never_have_more_than_the_cap_of_vms_alive(pipeline: LocalPipeline) -> None:
     inputs = [(f"load-{i}.txt", f"load {i}\n".encode(), f"text {i}") for i in range(3 * CAP)]
-    with VmSampler(pipeline, interval=0.05) as sampler, ThreadPoolExecutor(max_workers=len(inputs)) as pool:
+    sampling = VmSampler(pipeline.client("ec2"), interval=0.05)
+    with sampling as sampler, ThreadPoolExecutor(max_workers=len(inputs)) as pool:
         jobs = list(pool.map(lambda args: submit(pipeline.url, *args), inputs))
         finals = list(pool.map(lambda job: wait_for_final(pipeline.url, job["id"], timeout=90), jobs))
         settle(pipeline)

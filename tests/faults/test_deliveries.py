@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from local.app import LocalPipeline
+from local.client import submit, wait_for_final
 from tests.faults.conftest import CAP
 from tests.faults.harness import Deliveries, get_job, instances_per_job, output_keys, settle, wait_for
-from tests.local.api import submit, wait_for_final
 
 pytestmark = pytest.mark.e2e
 

@@ -10,6 +10,7 @@ import pytest
 
 from handlers import launcher
 from local.app import LocalPipeline
+from local.client import submit, wait_for_final
 from tests.faults.harness import (
     PERMANENT_MESSAGES,
     FlakyEc2,
@@ -20,7 +21,6 @@ from tests.faults.harness import (
     wait_for,
     wait_for_status,
 )
-from tests.local.api import submit, wait_for_final
 
 pytestmark = pytest.mark.e2e
 

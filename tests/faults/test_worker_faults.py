@@ -13,6 +13,7 @@ import pytest
 
 from handlers import sweeper
 from local.app import LocalPipeline
+from local.client import submit
 from local.vmhost import Ending, VmRun
 from tests.faults.conftest import SETTINGS
 from tests.faults.harness import (
@@ -25,8 +26,7 @@ from tests.faults.harness import (
     wait_for,
     wait_for_status,
 )
-from tests.local.api import submit
-from tests.local.test_pipeline import finished_run, gone, instance_state
+from tests.local.harness import finished_run, gone, instance_state
 from worker.userdata import WORKER_PATH, render_user_data
 
 pytestmark = pytest.mark.e2e

@@ -9,11 +9,9 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-import boto3
 import psutil
 import pytest
 import requests
@@ -21,8 +19,8 @@ import requests
 from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.client import create_job, submit, wait_for_final
-from local.streams import LambdaHandler
-from local.vmhost import Ending, VmRun
+from local.vmhost import Ending
+from tests.local.harness import DELETE_INPUT_MARKER, deleting_inputs, finished_run, gone, instance_state
 from worker.userdata import render_user_data
 
 pytestmark = pytest.mark.e2e
@@ -31,22 +29,7 @@ SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes
 """With the cap below ten, "ten jobs at once" also proves that terminated VMs reach the launcher and free their
 slots."""
 MINUTE_SECONDS = 1.0
-DELETE_INPUT_MARKER = "delete my input before the VM runs"
 
-
-def deleting_inputs(launcher: LambdaHandler) -> LambdaHandler:
-    """Fault injection: for jobs whose text is the marker, delete the input object before the launcher runs."""
-    clients: dict[str, Any] = {}
-
-    def wrapped(event: Mapping[str, Any], context: object) -> Any:
-        for record in event["Records"]:
-            image = record["dynamodb"].get("NewImage", {})
-            if image.get("input_text", {}).get("S") == DELETE_INPUT_MARKER:
-                bucket, key = image["input_file_path"]["S"].split("/", 1)
-                clients.setdefault("s3", boto3.client("s3")).delete_object(Bucket=bucket, Key=key)
-        return launcher(event, context)
-
-    return wrapped
 
 
 @pytest.fixture(scope="module")
@@ -54,21 +37,6 @@ def pipeline() -> Iterator[LocalPipeline]:
     with LocalPipeline(port=0, settings=SETTINGS, wrap_launcher=deleting_inputs,
                        minute_seconds=MINUTE_SECONDS) as running:
         yield running
-
-
-def instance_state(pipeline: LocalPipeline, instance_id: str) -> str:
-    described = pipeline.client("ec2").describe_instances(InstanceIds=[instance_id])
-    return str(described["Reservations"][0]["Instances"][0]["State"]["Name"])
-
-
-def finished_run(pipeline: LocalPipeline, instance_id: str, timeout: float = 20) -> VmRun:
-    assert pipeline.vmhost is not None
-    deadline = time.monotonic() + timeout
-    while instance_id not in pipeline.vmhost.runs and time.monotonic() < deadline:
-        time.sleep(0.05)
-    run = pipeline.vmhost.runs[instance_id]
-    assert run.finished.wait(max(0.0, deadline - time.monotonic())), f"VM {instance_id} still running"
-    return run
 
 
 def test_health_reports_the_emulator(pipeline: LocalPipeline) -> None:
@@ -200,16 +168,6 @@ def vm_processes(pipeline: LocalPipeline, instance_id: str, at_least: int, timeo
                 return found
         time.sleep(0.05)
     raise AssertionError(f"VM {instance_id} did not start {at_least} processes")
-
-
-def gone(processes: list[psutil.Process], timeout: float = 5) -> bool:
-    """All ended (a process sent SIGKILL on a busy machine may need a moment to be scheduled and die)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_the_watchdog_powers_off_a_hung_vm(pipeline: LocalPipeline) -> None:

@@ -153,7 +153,7 @@ def test_a_permanent_launch_error_fails_the_job_with_the_aws_message(aws: Aws, c
     assert ec2.calls == 1
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.FAILED
-    assert item["error"] == f"The VM could not be started: You are not authorized to do this. ({code})."
+    assert item["error"] == f"The VM could not be started: You are not authorized to do this ({code})."
     assert item["finished_at"]
     assert capacity.holders(aws.client("dynamodb"), aws.stack.table, 4) == {}, "a failed launch must free its slot"
 

@@ -171,3 +171,7 @@ def test_a_job_left_pending_is_queued_and_started(aws: Aws) -> None:
 
     assert report.queued == [job_id] and report.started == 1
     assert item(aws, job_id)["status"] == Status.LAUNCHING
+
+
+def test_durations_read_as_sentences() -> None:
+    assert sweeper.minutes(1) == "1 minute" and sweeper.minutes(15) == "15 minutes"

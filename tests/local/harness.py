@@ -1,0 +1,56 @@
+"""Helpers shared by the end-to-end suites (tests/local, tests/faults): fault injection and VM observation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+import psutil
+
+from local.app import LocalPipeline
+from local.streams import LambdaHandler
+from local.vmhost import VmRun
+
+DELETE_INPUT_MARKER = "delete my input before the VM runs"
+
+
+def deleting_inputs(launcher: LambdaHandler) -> LambdaHandler:
+    """Fault injection: for jobs whose text is the marker, delete the input object before the launcher runs."""
+    clients: dict[str, Any] = {}
+
+    def wrapped(event: Mapping[str, Any], context: object) -> Any:
+        for record in event["Records"]:
+            image = record["dynamodb"].get("NewImage", {})
+            if image.get("input_text", {}).get("S") == DELETE_INPUT_MARKER:
+                bucket, key = image["input_file_path"]["S"].split("/", 1)
+                clients.setdefault("s3", boto3.client("s3")).delete_object(Bucket=bucket, Key=key)
+        return launcher(event, context)
+
+    return wrapped
+
+
+def instance_state(pipeline: LocalPipeline, instance_id: str) -> str:
+    described = pipeline.client("ec2").describe_instances(InstanceIds=[instance_id])
+    return str(described["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+
+def finished_run(pipeline: LocalPipeline, instance_id: str, timeout: float = 20) -> VmRun:
+    assert pipeline.vmhost is not None
+    deadline = time.monotonic() + timeout
+    while instance_id not in pipeline.vmhost.runs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run = pipeline.vmhost.runs[instance_id]
+    assert run.finished.wait(max(0.0, deadline - time.monotonic())), f"VM {instance_id} still running"
+    return run
+
+
+def gone(processes: list[psutil.Process], timeout: float = 5) -> bool:
+    """All ended (a process sent SIGKILL on a busy machine may need a moment to be scheduled and die)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes):
+            return True
+        time.sleep(0.05)
+    return False
