@@ -87,7 +87,7 @@ def test_a_permanent_error_fails_the_job_with_the_aws_message(
     final = wait_for_final(pipeline.url, job["id"])
 
     assert final["status"] == "FAILED", final
-    assert PERMANENT_MESSAGES[code] in final["error"] and code in final["error"]
+    assert PERMANENT_MESSAGES[code].rstrip(".") in final["error"] and code in final["error"]
     assert_readable_sentence(final["error"])
     assert flaky.attempts(job["id"]) == [code], "a permanent error is not retried"
     assert instances_per_job(pipeline, [job["id"]]) == {job["id"]: 0}
