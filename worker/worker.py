@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -60,6 +61,15 @@ log = logging.getLogger("filepipe.worker")
 
 class JobError(Exception):
     """A failure with a sentence a user can read; it becomes the job's `error`."""
+
+
+STOPPED_REASON = ("The VM was shut down before the job finished (it reached the job's time limit, or was stopped "
+                  "from outside).")
+
+
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    """A shutdown (the in-VM watchdog's, or anyone's) sends SIGTERM first: end the job FAILED while we still can."""
+    raise JobError(STOPPED_REASON)
 
 
 def utc_now() -> str:
@@ -272,6 +282,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         handler.setFormatter(formatter)
         log.addHandler(handler)
     log.setLevel(logging.INFO)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     session = boto3.session.Session(region_name=args.region)
     run = Run(s3=session.client("s3"), ddb=session.client("dynamodb"), table=args.table, bucket=args.bucket,
               job_id=args.job_id, log_file=log_file)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -133,3 +136,31 @@ def test_a_job_not_launching_is_left_alone(aws: Aws, tmp_path: Path, status: Sta
     assert get_item(ddb, aws.stack, job_id) == before
     listed = s3.list_objects_v2(Bucket=aws.stack.bucket, Prefix=f"outputs/{job_id}/")
     assert listed["KeyCount"] == 0
+
+
+def test_a_shutdown_mid_job_ends_it_failed_with_the_reason(aws: Aws, tmp_path: Path) -> None:
+    """The watchdog's `shutdown -h +N` sends SIGTERM to the worker first: the job must end FAILED, not hang RUNNING."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, _ = put_job(s3, ddb, aws.stack, content=b"slow", text="t")
+
+    class ShutdownWhileReading:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(s3, name)
+
+        def get_object(self, **kwargs: Any) -> Any:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return s3.get_object(**kwargs)
+
+    previous = signal.signal(signal.SIGTERM, worker.stop_on_sigterm)
+    try:
+        log_file = tmp_path / "worker.log"
+        log_file.write_text("")
+        run = worker.Run(s3=ShutdownWhileReading(), ddb=ddb, table=aws.stack.table, bucket=aws.stack.bucket,
+                         job_id=job_id, log_file=log_file)
+        assert worker.run_job(run, "i-1") == worker.EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    item = get_item(ddb, aws.stack, job_id)
+    assert item is not None and item["status"] == Status.FAILED
+    assert item["error"] == worker.STOPPED_REASON
