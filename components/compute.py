@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import iam, settings
+from components import iam
 from components.functions import python_function
 from components.settings import (
     INSTANCE_TERMINATED_PATTERN,
@@ -26,9 +26,6 @@ from components.settings import (
 )
 from worker.userdata import render_user_data
 
-INSERT_FILTER = settings.INSERT_FILTER
-"""Re-exported (with STREAM_BATCH_SIZE, STREAM_MAX_RETRIES) for code that still imports them from here; the source
-is `components.settings`, which local mode can import without Pulumi."""
 ROOT_DEVICE = "/dev/xvda"
 """Root device name of Amazon Linux 2023 AMIs."""
 HTTPS = 443

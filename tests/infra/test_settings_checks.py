@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from components import compute, settings
 from components.settings import (
     LOG_RETENTION_DAYS,
     NO_RESERVATION,
@@ -70,12 +69,3 @@ def test_settings_import_without_pulumi() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             check=False)
     assert result.returncode == 0, result.stderr or "components.settings imported pulumi"
-
-
-def test_compute_still_re_exports_the_stream_constants() -> None:
-    """Regression: `local/app.py` imports these from `components.compute` until it switches to settings; they must be
-    the very same values the event source mapping uses."""
-    assert compute.INSERT_FILTER is settings.INSERT_FILTER == settings.LAUNCHER_EVENT_FILTERS[0]
-    assert (compute.STREAM_BATCH_SIZE, compute.STREAM_MAX_RETRIES) == (settings.STREAM_BATCH_SIZE,
-                                                                      settings.STREAM_MAX_RETRIES)
-    assert (compute.VPC_CIDR, compute.SUBNET_CIDRS) == (settings.VPC_CIDR, settings.SUBNET_CIDRS)
