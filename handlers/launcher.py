@@ -3,8 +3,8 @@
 Every new job goes PENDING -> QUEUED, then the oldest queued jobs are started while VM slots are free
 (`handlers.capacity`). Starting a job claims it with a conditional QUEUED -> LAUNCHING write *before* RunInstances,
 so a duplicate delivery or a second launcher finds it LAUNCHING and starts nothing; RunInstances also carries the
-job id as ClientToken, which makes a retried call idempotent on AWS. When a job ends, the stream delivers its final
-state here: its slot is given back and the queue moves on.
+job id as ClientToken, which makes a retried call idempotent on AWS. When a VM is terminated, EC2's state-change
+event (an EventBridge rule) brings its instance id here: its slot is given back and the queue moves on.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def handle_batch(ec2: Any, ddb: Any, config: LauncherConfig, event: Mapping[str,
         try:
             dispatch(ec2, ddb, config, fresh)
         except (ClientError, BotoCoreError) as err:
-            # The jobs stay QUEUED; the next finished job or the scheduled sweeper moves the queue again.
+            # The jobs stay QUEUED; the next terminated VM or the scheduled sweeper moves the queue again.
             log.error("dispatch stopped: %s", err)
     return {"batchItemFailures": failures}
 
