@@ -24,13 +24,6 @@ from botocore.config import Config
 
 log = logging.getLogger("filepipe.local")
 
-MOTO_SERVER_IGNORING_CTRL_C = (
-    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-    "sys.argv[0] = 'moto.server'; runpy.run_module('moto.server', run_name='__main__')"
-)
-"""`python -m moto.server`, deaf to Ctrl-C: the terminal sends SIGINT to the whole foreground process group, and the
-emulator must outlive the parts that still talk to it while local mode stops them in order (it ends with SIGTERM)."""
-
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
@@ -70,8 +63,11 @@ class MotoServer:
             self.port = free_port(self.host)
             self._log = tempfile.NamedTemporaryFile(prefix="filepipe-moto-", suffix=".log")  # noqa: SIM115
             self.process = subprocess.Popen(
-                [sys.executable, "-c", MOTO_SERVER_IGNORING_CTRL_C, "-H", self.host, "-p", str(self.port)],
+                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                # Its own session: the terminal's Ctrl-C (SIGINT to the foreground process group) does not reach it,
+                # so it outlives the parts that still use it while local mode stops them in order, then ends it.
+                start_new_session=True,
                 env={**os.environ, "MOTO_PORT": str(self.port)},
             )
             if self._wait_until_up():

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from local.emulator import free_port
+from local.emulator import MotoServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -25,9 +25,10 @@ READY = re.compile(r"open (http://127\.0\.0\.1:\d+)/ +\(AWS emulator: (http://12
 
 
 def start_cli(port: int) -> tuple[subprocess.Popen[str], str, str]:
+    """`python -m local` as the leader of its own process group, as a shell runs a foreground command."""
     env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-m", "local"], cwd=REPO, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     assert process.stdout is not None
     deadline = time.monotonic() + 60
     seen = []
@@ -75,8 +76,12 @@ def accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_the_cli_serves_then_stops_cleanly(signum: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["SIGINT", "SIGTERM", "Ctrl-C in a terminal (SIGINT to the whole process group)"],
+)
+def test_the_cli_serves_then_stops_cleanly(signum: signal.Signals, to_group: bool) -> None:
     port = free_port()
     process, url, endpoint = start_cli(port)
     try:
@@ -91,7 +96,10 @@ def test_the_cli_serves_then_stops_cleanly(signum: signal.Signals) -> None:
         ports = listening_ports(tree)
         assert {port, int(endpoint.rsplit(":", 1)[1])} <= ports and len(ports) >= 3  # site, emulator, IMDS
 
-        process.send_signal(signum)
+        if to_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
         output, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
@@ -100,6 +108,21 @@ def test_the_cli_serves_then_stops_cleanly(signum: signal.Signals) -> None:
 
     assert process.returncode == 0, output
     assert "stopped" in output
+    assert "Traceback" not in output, "parts of local mode failed while stopping (the emulator went first?)"
     _, alive = psutil.wait_procs(tree[1:], timeout=5)
     assert alive == [], f"left running: {[(p.pid, p.name()) for p in alive]}"
     assert [p for p in ports if accepts(p)] == []
+
+
+def test_the_emulator_is_out_of_reach_of_the_terminals_ctrl_c() -> None:
+    """Ctrl-C reaches every process of the terminal's foreground group; the emulator must be outside it, so local
+    mode can stop the poller, VM host and web server first and the emulator last (they use it until they stop)."""
+    emulator = MotoServer()
+    emulator.start()
+    try:
+        assert emulator.process is not None
+        assert os.getpgid(emulator.process.pid) != os.getpgid(0), "the emulator shares our process group"
+        assert emulator.is_up()
+    finally:
+        emulator.stop()
+    assert not emulator.is_up()
