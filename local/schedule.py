@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from local.events import scheduled_event
+from local.serving import BackgroundLoop
 
 log = logging.getLogger("filepipe.local")
 
@@ -22,21 +22,16 @@ class Schedule:
         self.interval = interval
         self.region = region
         self.runs = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop(self._run, f"schedule-{name}", join_seconds=30)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"schedule-{self.name}", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._loop.stop()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._loop.stopping.wait(self.interval):
             try:
                 self.handler(scheduled_event(self.name, self.region), None)
             except Exception:  # as a failed scheduled invocation: logged, and the next one comes anyway

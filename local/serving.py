@@ -1,8 +1,10 @@
-"""A werkzeug WSGI server on 127.0.0.1 in a background thread, stoppable (used for the site/API and the IMDS)."""
+"""Background threads of local mode: a werkzeug WSGI server (the site/API and the IMDS) and a stoppable loop
+(the stream poller, the VM host's watcher, the sweeper's schedule)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -34,3 +36,20 @@ class BackgroundServer:
             self._thread.join(timeout=5)
             self._thread = None
         self.server.server_close()
+
+
+class BackgroundLoop:
+    """Runs `body` in a daemon thread; `body` loops until `stopping` is set, which `stop()` does before joining."""
+
+    def __init__(self, body: Callable[[], None], name: str, join_seconds: float = 10) -> None:
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=body, name=name, daemon=True)
+        self._join_seconds = join_seconds
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._join_seconds)

@@ -12,7 +12,6 @@ mode logs job transitions from them).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from components.settings import LAUNCHER_EVENT_FILTERS
+from local.serving import BackgroundLoop
 
 log = logging.getLogger("filepipe.local")
 
@@ -110,8 +110,7 @@ class StreamPoller:
     pending: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[dict[str, Any]] = field(default_factory=list)
     _shards: dict[str, _Shard] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _loop: BackgroundLoop | None = None
     _limit: int = 0
     _retries: int = 0
     _next_attempt: float = 0.0
@@ -120,24 +119,24 @@ class StreamPoller:
         self._limit = self.batch_size
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
-        self._thread.start()
+        self._loop = BackgroundLoop(self._run, "stream-poller")
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        if self._loop is not None:
+            self._loop.stop()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        assert self._loop is not None
+        stopping = self._loop.stopping
+        while not stopping.is_set():
             try:
                 got = self.poll_once()
             except Exception:  # keep polling: a hiccup of the emulator must not stop local mode
                 log.exception("stream poller: reading the stream failed")
                 got = False
             if not got:
-                self._stop.wait(self.poll_seconds)
+                stopping.wait(self.poll_seconds)
 
     def poll_once(self) -> bool:
         """Read new records and deliver at most one batch; return whether anything happened."""

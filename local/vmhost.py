@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from handlers.jobmodel import JOB_ID_TAG, Status
+from local.serving import BackgroundLoop
 
 log = logging.getLogger("filepipe.local")
 
@@ -148,8 +149,8 @@ class VmHost:
         self.shims = prepare_shims(self.workdir / "shims")
         self.runs: dict[str, VmRun] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop(self._watch, "vm-host")
+        self._stop = self._loop.stopping
 
     # InstanceDirectory, for the metadata server
     def instance(self, instance_id: str) -> Mapping[str, Any] | None:
@@ -173,15 +174,11 @@ class VmHost:
         return run.console if run is not None else ""
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._watch, name="vm-host", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Kill every VM (process groups included) and stop watching; the instances are left as they are."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop.stop()
         with self._lock:
             runs = list(self.runs.values())
         for run in runs:
