@@ -279,13 +279,13 @@ class VmHost:
                 kill_group(run.process)
             elif run.process is not None:
                 kill_group(run.process, grace=0)  # stray children (the VM is powered off)
+            run.stopped = time.monotonic()  # its processes are gone: before the instance is, and its slot with it
             if console_path.exists():
                 run.console = console_path.read_bytes()[-CONSOLE_LIMIT:].decode("utf-8", errors="replace")
             if run.ending in (Ending.SHUTDOWN, Ending.WATCHDOG):
                 self._terminate(run)
             if run.ending in (Ending.SHUTDOWN, Ending.WATCHDOG, Ending.TERMINATED):
                 self._announce_termination(run)
-            run.stopped = time.monotonic()
             run.finished.set()
             self._report(run)
             shutil.rmtree(run.scratch, ignore_errors=True)

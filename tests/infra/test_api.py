@@ -161,11 +161,13 @@ def test_launcher_and_sweeper_get_the_table_template_and_both_subnets(dev: Deplo
     """Regression: a launcher (or the sweeper, which starts queued jobs too) without the subnets launches into the
     default VPC (with internet) or fails; a sweeper with another stack name or timeout sweeps the wrong VMs."""
     variables = functions(dev)[name]["environment"]["variables"]
-    subnets = ",".join(f"{s.name}-id" for s in dev.of_type("aws:ec2/subnet:Subnet"))
+    subnets = {f"{s.name}-id" for s in dev.of_type("aws:ec2/subnet:Subnet")}
+    # The mocks record resources as their registrations arrive, so the two subnets' order there is not fixed.
+    assert set(variables["SUBNET_IDS"].split(",")) == subnets and len(subnets) == 2
     table, template = dev.exports["tableName"], dev.exports["launchTemplateId"]
     settings = dev.namespace["settings"]
-    assert variables == launcher_environment(table, template, subnets, stack=STACK, settings=settings)
-    assert len(variables["SUBNET_IDS"].split(",")) == 2
+    expected = launcher_environment(table, template, variables["SUBNET_IDS"], stack=STACK, settings=settings)
+    assert variables == expected
 
 
 def test_overridden_limits_reach_every_functions_environment(tuned: Deployment) -> None:
