@@ -16,8 +16,6 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from handlers import jobmodel
 
 SLOT_PREFIX = "slot#"
@@ -32,54 +30,41 @@ def acquire(ddb: Any, table: str, job_id: str, max_slots: int) -> int | None:
     order = list(range(max_slots))
     random.shuffle(order)  # spread concurrent launchers over the slots instead of all fighting for slot 0
     for slot in order:
-        try:
-            ddb.update_item(
-                TableName=table,
-                Key={"id": {"S": slot_id(slot)}},
-                UpdateExpression="SET holder = :job, held_at = :now",
-                ConditionExpression="attribute_not_exists(holder)",
-                ExpressionAttributeValues={":job": {"S": job_id}, ":now": {"S": jobmodel.utc_now()}},
-            )
-        except ClientError as err:
-            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                continue
-            raise
-        return slot
+        taken = jobmodel.update_if(
+            ddb,
+            TableName=table,
+            Key={"id": {"S": slot_id(slot)}},
+            UpdateExpression="SET holder = :job, held_at = :now",
+            ConditionExpression="attribute_not_exists(holder)",
+            ExpressionAttributeValues={":job": {"S": job_id}, ":now": {"S": jobmodel.utc_now()}},
+        )
+        if taken is not None:
+            return slot
     return None
 
 
 def release(ddb: Any, table: str, job_id: str, slot: int) -> bool:
     """Give slot `slot` back if `job_id` still holds it; False when it did not (already released, or reused)."""
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key={"id": {"S": slot_id(slot)}},
-            UpdateExpression="REMOVE holder, held_at, instance_id",
-            ConditionExpression="holder = :job",
-            ExpressionAttributeValues={":job": {"S": job_id}},
-        )
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return jobmodel.update_if(
+        ddb,
+        TableName=table,
+        Key={"id": {"S": slot_id(slot)}},
+        UpdateExpression="REMOVE holder, held_at, instance_id",
+        ConditionExpression="holder = :job",
+        ExpressionAttributeValues={":job": {"S": job_id}},
+    ) is not None
 
 
 def attach_instance(ddb: Any, table: str, job_id: str, slot: int, instance_id: str) -> bool:
     """Record the VM that uses the slot, so its termination can give the slot back."""
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key={"id": {"S": slot_id(slot)}},
-            UpdateExpression="SET instance_id = :instance",
-            ConditionExpression="holder = :job",
-            ExpressionAttributeValues={":job": {"S": job_id}, ":instance": {"S": instance_id}},
-        )
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return jobmodel.update_if(
+        ddb,
+        TableName=table,
+        Key={"id": {"S": slot_id(slot)}},
+        UpdateExpression="SET instance_id = :instance",
+        ConditionExpression="holder = :job",
+        ExpressionAttributeValues={":job": {"S": job_id}, ":instance": {"S": instance_id}},
+    ) is not None
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,16 @@ def split_s3_path(path: str) -> tuple[str, str]:
     return bucket, key
 
 
+def update_if(ddb: Any, **update: Any) -> dict[str, Any] | None:
+    """`UpdateItem` with a `ConditionExpression`: its response, or None when the condition did not hold."""
+    try:
+        return dict(ddb.update_item(**update))
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return None
+        raise
+
+
 def transition(
     ddb: Any,
     table: str,
@@ -115,21 +125,17 @@ def transition(
     for i, state in enumerate(expected):
         values[f":e{i}"] = {"S": state.value}
         allowed.append(f":e{i}")
-    try:
-        result = ddb.update_item(
-            TableName=table,
-            Key={"id": {"S": job_id}},
-            UpdateExpression="SET " + ", ".join(sets),
-            ConditionExpression=f"attribute_exists(id) AND #status IN ({', '.join(allowed)})",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
-        )
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return None
-        raise
-    return from_dynamodb(result["Attributes"])
+    result = update_if(
+        ddb,
+        TableName=table,
+        Key={"id": {"S": job_id}},
+        UpdateExpression="SET " + ", ".join(sets),
+        ConditionExpression=f"attribute_exists(id) AND #status IN ({', '.join(allowed)})",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+        ReturnValues="ALL_NEW",
+    )
+    return None if result is None else from_dynamodb(result["Attributes"])
 
 
 def set_attributes(ddb: Any, table: str, job_id: str, attrs: Mapping[str, str]) -> None:

@@ -188,15 +188,6 @@ class VmHost:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no VM is running (for tests)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(run.finished.is_set() for run in list(self.runs.values())):
-                return True
-            time.sleep(0.05)
-        return False
-
     def _watch(self) -> None:
         while not self._stop.is_set():
             try:
