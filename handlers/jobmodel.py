@@ -43,6 +43,9 @@ JOB_ID_TAG = "JobId"
 STACK_TAG = "FilepipeStack"
 """Tag on every worker VM naming its stack, so the sweeper and IAM conditions recognise this stack's instances."""
 
+VM_ALIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
+"""EC2 instance states in which a VM still exists, and so still counts against the VM cap."""
+
 JOBS_INDEX = "by-created"
 """Global secondary index listing jobs newest first: hash key `LIST_KEY_ATTR`, range key `created_at`."""
 LIST_KEY_ATTR = "list_key"

@@ -20,8 +20,6 @@ from handlers.jobmodel import Status
 
 log = logging.getLogger(__name__)
 
-ALIVE_STATES = ["pending", "running", "shutting-down", "stopping", "stopped"]
-"""Every state in which a VM still exists (and so still counts against the cap)."""
 LAUNCH_GRACE = timedelta(minutes=10)
 """How long a LAUNCHING job may wait for its VM to appear (AWS usually needs well under a minute)."""
 SHUTDOWN_GRACE = timedelta(minutes=2)
@@ -55,7 +53,7 @@ def stack_instances(ec2: Any, stack: str) -> dict[str, dict[str, Any]]:
     paginator = ec2.get_paginator("describe_instances")
     filters = [
         {"Name": f"tag:{jobmodel.STACK_TAG}", "Values": [stack]},
-        {"Name": "instance-state-name", "Values": ALIVE_STATES},
+        {"Name": "instance-state-name", "Values": list(jobmodel.VM_ALIVE_STATES)},
     ]
     for page in paginator.paginate(Filters=filters):
         for reservation in page["Reservations"]:

@@ -21,12 +21,9 @@ from typing import Any
 import requests
 
 from components.settings import StackSettings
-from handlers import sweeper
-from handlers.jobmodel import JOB_ID_TAG, OUTPUT_PREFIX, from_dynamodb, log_key
+from handlers.jobmodel import JOB_ID_TAG, OUTPUT_PREFIX, VM_ALIVE_STATES, from_dynamodb, log_key
 from local.app import LocalPipeline
 from local.client import FINAL, SubmitError, submit
-
-ALIVE_STATES = sweeper.ALIVE_STATES
 
 
 @dataclass
@@ -73,7 +70,10 @@ def describe_instances(ec2: Any, filters: list[dict[str, Any]]) -> list[dict[str
 
 def alive_instances(ec2: Any) -> list[str]:
     """Ids of the job VMs that exist now (every state that counts against the cap)."""
-    filters = [{"Name": "tag-key", "Values": [JOB_ID_TAG]}, {"Name": "instance-state-name", "Values": ALIVE_STATES}]
+    filters = [
+        {"Name": "tag-key", "Values": [JOB_ID_TAG]},
+        {"Name": "instance-state-name", "Values": list(VM_ALIVE_STATES)},
+    ]
     return sorted(i["InstanceId"] for i in describe_instances(ec2, filters))
 
 

@@ -126,3 +126,16 @@ def test_the_emulator_is_out_of_reach_of_the_terminals_ctrl_c() -> None:
     finally:
         emulator.stop()
     assert not emulator.is_up()
+
+
+def test_the_commands_import_in_a_clean_environment() -> None:
+    """`make dev`, `make load` and `make bench` run in a shell with none of the handlers' variables set; a module
+    that imports a handler at import time (handlers read their config then) dies before doing anything."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TABLE_", "BUCKET_", "SUBNET_",
+                                                                    "LAUNCH_", "MAX_", "JOB_", "STACK_"))}
+    imported = subprocess.run([sys.executable, "-c", "import local.__main__, local.load"], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert imported.returncode == 0, imported.stderr
+    usage = subprocess.run([sys.executable, "-m", "local.load", "--help"], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert usage.returncode == 0 and "--jobs" in usage.stdout, usage.stderr
