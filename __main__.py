@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.api import Api, ApiArgs
+from components.auth import Auth, AuthArgs
 from components.compute import Compute, ComputeArgs
 from components.settings import StackSettings
 from components.site import Site, SiteArgs
@@ -13,6 +14,7 @@ from components.storage import Storage, StorageArgs
 settings = StackSettings.from_config(pulumi.Config().get)
 
 storage = Storage("storage", StorageArgs())
+auth = Auth("auth", AuthArgs(settings=settings))
 compute = Compute(
     "compute",
     ComputeArgs(
@@ -32,10 +34,13 @@ api = Api(
         bucket_arn=storage.bucket.arn,
         table_name=storage.table.name,
         table_arn=storage.table.arn,
+        issuer=auth.issuer,
+        audience=auth.client.id,
         settings=settings,
     ),
 )
-site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings))
+site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings, user_pool_id=auth.user_pool.id,
+                             client_id=auth.client.id, region=auth.region))
 # The presigned POST is the form's only cross-origin request; its origin is the distribution, known only now.
 storage.allow_origins([site.url, *settings.extra_origins])
 
@@ -48,3 +53,5 @@ pulumi.export("launchTemplateId", compute.launch_template.id)
 pulumi.export("launcherFunction", compute.launcher.name)
 pulumi.export("sweeperFunction", compute.sweeper.name)
 pulumi.export("launchFailuresQueueUrl", compute.failure_queue.url)
+pulumi.export("userPoolId", auth.user_pool.id)
+pulumi.export("userPoolClientId", auth.client.id)

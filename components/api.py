@@ -32,6 +32,9 @@ class ApiArgs:
     bucket_arn: pulumi.Input[str]
     table_name: pulumi.Input[str]
     table_arn: pulumi.Input[str]
+    issuer: pulumi.Input[str]
+    """The user pool's token issuer; with `audience` (the app client id), what the JWT authorizer checks."""
+    audience: pulumi.Input[str]
     settings: StackSettings
 
 
@@ -74,6 +77,16 @@ class Api(pulumi.ComponentResource):
                 payload_format_version=PAYLOAD_FORMAT,
                 opts=child,
             )
+        self.authorizer = aws.apigatewayv2.Authorizer(
+            f"{name}-jwt",
+            api_id=self.api.id,
+            authorizer_type="JWT",
+            identity_sources=["$request.header.Authorization"],
+            jwt_configuration=aws.apigatewayv2.AuthorizerJwtConfigurationArgs(
+                issuer=args.issuer, audiences=[args.audience]
+            ),
+            opts=child,
+        )
         for route in ROUTES:
             slug = route_slug(route)
             aws.apigatewayv2.Route(
@@ -81,6 +94,8 @@ class Api(pulumi.ComponentResource):
                 api_id=self.api.id,
                 route_key=route.key,
                 target=pulumi.Output.concat("integrations/", integrations[route.function].id),
+                authorization_type="NONE" if route.public else "JWT",
+                authorizer_id=None if route.public else self.authorizer.id,
                 opts=child,
             )
             aws.lambda_.Permission(

@@ -17,7 +17,8 @@ from typing import Any
 
 import pulumi
 
-from handlers.jobmodel import INPUT_PREFIX, JOBS_INDEX, OUTPUT_PREFIX, STATUS_INDEX
+from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, OWNER_INDEX, STATUS_INDEX
+from handlers.quota import COUNTER_PREFIX
 
 VERSION = "2012-10-17"
 Statement = dict[str, Any]
@@ -110,7 +111,8 @@ def upload_function_policy(bucket_arn: pulumi.Input[str], log_group_arn: pulumi.
 def jobs_function_policy(
     bucket_arn: pulumi.Input[str], table_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]
 ) -> pulumi.Output[str]:
-    """HEAD the uploaded input, sign GETs of outputs, create/read jobs, list them through the `by-created` index.
+    """HEAD the uploaded input, sign GETs of outputs, create/read jobs, count them per user (the `user#` counter
+    items only), list a user's jobs through the `by-owner` index.
 
     `s3:ListBucket` is there so that HEAD of a key that does not exist answers 404 (without it S3 answers 403 and
     the handler cannot tell "not uploaded" from "forbidden").
@@ -123,7 +125,11 @@ def jobs_function_policy(
         ),
         statement(["s3:ListBucket"], [bucket_arn], sid="NotFoundInsteadOfForbidden"),
         statement(["dynamodb:GetItem", "dynamodb:PutItem"], [table_arn], sid="CreateAndReadJobs"),
-        statement(["dynamodb:Query"], [pulumi.Output.concat(table_arn, "/index/", JOBS_INDEX)], sid="ListJobs"),
+        statement(
+            ["dynamodb:UpdateItem"], [table_arn], sid="CountActiveJobsPerUser",
+            condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{COUNTER_PREFIX}*"]}},
+        ),
+        statement(["dynamodb:Query"], [pulumi.Output.concat(table_arn, "/index/", OWNER_INDEX)], sid="ListOwnJobs"),
         log_statement(log_group_arn),
     )
 

@@ -26,6 +26,9 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 NO_RESERVATION = -1
 """A reserved-concurrency setting meaning "draw from the account's unreserved pool" (pulumi-aws's own default)."""
 MAX_SWEEP_INTERVAL_MINUTES = 60
+MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES = 5, 24 * 60
+"""Cognito's bounds for access and ID token lifetimes."""
+MAX_REFRESH_TOKEN_DAYS = 3650
 
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
@@ -63,6 +66,15 @@ class StackSettings:
     """How often the sweeper runs (an EventBridge rule on AWS): at most this late, an overdue VM is terminated, a
     stuck job failed, a leaked VM slot freed and the queue moved."""
     extra_origins: tuple[str, ...] = field(default_factory=tuple)
+    allow_self_sign_up: bool = True
+    """Anyone who can reach the site may create an account (verified by an emailed code); False: only an operator
+    creates users (`aws cognito-idp admin-create-user`)."""
+    max_active_jobs_per_user: int = 5
+    """Jobs one user may have not yet SUCCEEDED or FAILED; one more is refused with 429 until one ends."""
+    access_token_minutes: int = 60
+    id_token_minutes: int = 60
+    refresh_token_days: int = 30
+    """How long a signed-in browser stays signed in without the password (refresh token lifetime)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -80,6 +92,14 @@ class StackSettings:
             if value != NO_RESERVATION and value < 1:
                 problems.append(f"{config_key(name)} must be at least 1, or {NO_RESERVATION} for no reservation "
                                 f"(0 would stop the function)")
+        if self.max_active_jobs_per_user < 1:
+            problems.append("maxActiveJobsPerUser must be at least 1")
+        for name in ("access_token_minutes", "id_token_minutes"):
+            if not MIN_TOKEN_MINUTES <= getattr(self, name) <= MAX_TOKEN_MINUTES:
+                problems.append(f"{config_key(name)} must be between {MIN_TOKEN_MINUTES} and {MAX_TOKEN_MINUTES} "
+                                f"(what Cognito accepts)")
+        if not 1 <= self.refresh_token_days <= MAX_REFRESH_TOKEN_DAYS:
+            problems.append(f"refreshTokenDays must be between 1 and {MAX_REFRESH_TOKEN_DAYS}")
         if not 1 <= self.sweep_interval_minutes <= MAX_SWEEP_INTERVAL_MINUTES:
             problems.append(f"sweepIntervalMinutes must be between 1 and {MAX_SWEEP_INTERVAL_MINUTES}")
         if problems:
@@ -111,6 +131,10 @@ def _parse(name: str, raw: str, kind: type) -> Any:
     if kind is tuple:
         value = json.loads(raw) if raw.lstrip().startswith("[") else [o.strip() for o in raw.split(",")]
         return tuple(str(v) for v in value if v)
+    if kind is bool:
+        if raw.strip().lower() not in {"true", "false"}:
+            raise ValueError(f"config {config_key(name)} must be true or false, got {raw!r}")
+        return raw.strip().lower() == "true"
     if kind is int:
         try:
             return int(raw)
@@ -128,6 +152,7 @@ def api_config(bucket: str, table: str, settings: StackSettings) -> ApiConfig:
         max_text_length=settings.max_text_length,
         upload_expiry_seconds=settings.upload_expiry_seconds,
         download_expiry_seconds=settings.download_expiry_seconds,
+        max_active_jobs=settings.max_active_jobs_per_user,
     )
 
 
@@ -145,12 +170,22 @@ def launcher_config(
     )
 
 
-def site_config(settings: StackSettings) -> dict[str, Any]:
-    """The form's `config.json`: the limits it checks before asking the API."""
+def site_config(
+    settings: StackSettings, *, region: str, user_pool_id: str, client_id: str, auth_endpoint: str | None = None
+) -> dict[str, Any]:
+    """The form's `config.json`: the limits it checks before asking the API, and where it signs in.
+
+    `auth_endpoint` is Cognito's endpoint only where it is not AWS's default for `region` (local mode's emulator).
+    """
+    auth: dict[str, str] = {"region": region, "userPoolId": user_pool_id, "clientId": client_id}
+    if auth_endpoint is not None:
+        auth["endpoint"] = auth_endpoint
     return {
         "apiBase": API_PREFIX,
         "maxFileBytes": settings.max_file_bytes,
         "maxTextLength": settings.max_text_length,
+        "selfSignUp": settings.allow_self_sign_up,
+        "auth": auth,
     }
 
 

@@ -50,6 +50,9 @@ class SiteArgs:
     api_endpoint: pulumi.Input[str]
     """The HTTP API's `https://...` endpoint."""
     settings: StackSettings
+    user_pool_id: pulumi.Input[str]
+    client_id: pulumi.Input[str]
+    region: pulumi.Input[str]
     force_destroy: bool = True
 
 
@@ -79,7 +82,9 @@ class Site(pulumi.ComponentResource):
             f"{name}-config",
             bucket=self.bucket.id,
             key=CONFIG_KEY,
-            content=json.dumps(site_config(args.settings), indent=2),
+            content=pulumi.Output.all(args.region, args.user_pool_id, args.client_id).apply(
+                lambda auth: json.dumps(site_config(args.settings, region=auth[0], user_pool_id=auth[1],
+                                                    client_id=auth[2]), indent=2)),
             content_type=content_type(CONFIG_KEY),
             cache_control=CACHE_CONTROL,
             opts=child,

@@ -34,11 +34,12 @@ S = TypeVar("S")
 class ApiError(Exception):
     """A client mistake (4xx) or a known server condition, rendered as `{"error": {"code", "message"}}`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
 
 
 def body_limit(max_text_length: int) -> int:
@@ -49,16 +50,38 @@ def body_limit(max_text_length: int) -> int:
     return max(MAX_BODY_BYTES, JSON_BYTES_PER_CHAR * max_text_length + BODY_SLACK_BYTES)
 
 
-def json_response(status: int, body: Any) -> Response:
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
     return {
         "statusCode": status,
-        "headers": {"content-type": "application/json", "cache-control": "no-store"},
+        "headers": {"content-type": "application/json", "cache-control": "no-store", **(headers or {})},
         "body": json.dumps(body),
     }
 
 
 def error_response(error: ApiError) -> Response:
-    return json_response(error.status, {"error": {"code": error.code, "message": error.message}})
+    return json_response(error.status, {"error": {"code": error.code, "message": error.message}}, error.headers)
+
+
+UNAUTHORIZED = {"message": "Unauthorized"}
+"""API Gateway's JWT authorizer's answer to a request without a valid token; the router answers the same."""
+
+
+def claimed_sub(event: Event) -> str | None:
+    """The `sub` claim the JWT authorizer verified, never anything the client sent."""
+    context = event.get("requestContext") or {}
+    claims = ((context.get("authorizer") or {}).get("jwt") or {}).get("claims") or {}
+    sub = claims.get("sub")
+    return sub if isinstance(sub, str) and sub else None
+
+
+def caller(event: Event) -> str:
+    """The signed-in user's id, for routes the router has already checked (API Gateway refuses a request without a
+    valid token before the function runs; the router's check is the second line, for a route wired without the
+    authorizer by mistake)."""
+    sub = claimed_sub(event)
+    if sub is None:
+        raise RuntimeError("an action that needs the caller is served on a public route")
+    return sub
 
 
 def route_key(event: Event) -> str:
@@ -154,6 +177,8 @@ class Route(Generic[S]):
     action: Callable[[Event, S], Response]
     query: frozenset[str] = frozenset()
     """Query parameters the route accepts; any other is refused before the action runs."""
+    public: bool = False
+    """Served without a signed-in user (no JWT authorizer); every other route needs one."""
 
     @property
     def key(self) -> str:
@@ -178,10 +203,10 @@ class Router(Generic[S]):
         self.routes: list[Route[S]] = []
 
     def route(
-        self, method: str, path: str, *, query: frozenset[str] = frozenset()
+        self, method: str, path: str, *, query: frozenset[str] = frozenset(), public: bool = False
     ) -> Callable[[Callable[[Event, S], Response]], Callable[[Event, S], Response]]:
         def register(action: Callable[[Event, S], Response]) -> Callable[[Event, S], Response]:
-            self.routes.append(Route(method, path, self.function, action, query))
+            self.routes.append(Route(method, path, self.function, action, query, public))
             return action
         return register
 
@@ -196,6 +221,8 @@ class Router(Generic[S]):
         try:
             if route is None:
                 raise ApiError(404, "not_found", f"No route for {key or 'this request'}.")
+            if not route.public and claimed_sub(event) is None:
+                return json_response(401, UNAUTHORIZED)
             query_parameters(event, allowed=route.query)
             return route.action(event, services)
         except ApiError as error:

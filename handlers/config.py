@@ -23,6 +23,7 @@ ENV_SUBNET_IDS = "SUBNET_IDS"
 ENV_MAX_CONCURRENT_VMS = "MAX_CONCURRENT_VMS"
 ENV_JOB_TIMEOUT = "JOB_TIMEOUT_MINUTES"
 ENV_STACK = "STACK_NAME"
+ENV_MAX_ACTIVE_JOBS = "MAX_ACTIVE_JOBS_PER_USER"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ApiConfig:
     max_text_length: int
     upload_expiry_seconds: int
     download_expiry_seconds: int
+    max_active_jobs: int
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -44,6 +46,7 @@ class ApiConfig:
             ENV_MAX_TEXT_LENGTH: str(self.max_text_length),
             ENV_UPLOAD_EXPIRY: str(self.upload_expiry_seconds),
             ENV_DOWNLOAD_EXPIRY: str(self.download_expiry_seconds),
+            ENV_MAX_ACTIVE_JOBS: str(self.max_active_jobs),
         }
 
     @classmethod
@@ -56,6 +59,7 @@ class ApiConfig:
             max_text_length=int(env[ENV_MAX_TEXT_LENGTH]),
             upload_expiry_seconds=int(env[ENV_UPLOAD_EXPIRY]),
             download_expiry_seconds=int(env[ENV_DOWNLOAD_EXPIRY]),
+            max_active_jobs=int(env[ENV_MAX_ACTIVE_JOBS]),
         )
 
 

@@ -104,10 +104,9 @@ STACK_TAG = "FilepipeStack"
 VM_ALIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 """EC2 instance states in which a VM still exists, and so still counts against the VM cap."""
 
-JOBS_INDEX = "by-created"
-"""Global secondary index listing jobs newest first: hash key `LIST_KEY_ATTR`, range key `created_at`."""
-LIST_KEY_ATTR = "list_key"
-LIST_KEY_VALUE = "job"
+OWNER_INDEX = "by-owner"
+"""Global secondary index listing each user's jobs newest first: hash key `owner` (Cognito `sub`), range key
+`created_at`."""
 STATUS_INDEX = "by-status"
 """Global secondary index of jobs by state: hash key `status`, range key `created_at` (oldest first)."""
 
@@ -128,17 +127,19 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_job(job_id: str, input_text: str, input_file_path: str, status: Status = Status.PENDING) -> dict[str, str]:
+def new_job(
+    job_id: str, input_text: str, input_file_path: str, owner: str, status: Status = Status.PENDING
+) -> dict[str, str]:
     """A job's item as it is first saved (`status` other than PENDING only for tests that start mid-way)."""
     now = utc_now()
     return {
         "id": job_id,
+        "owner": owner,
         "input_text": input_text,
         "input_file_path": input_file_path,
         "status": status.value,
         "created_at": now,
         "updated_at": now,
-        LIST_KEY_ATTR: LIST_KEY_VALUE,
     }
 
 
@@ -272,16 +273,16 @@ def table_definition(table: str) -> dict[str, Any]:
         "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [
             {"AttributeName": "id", "AttributeType": "S"},
-            {"AttributeName": LIST_KEY_ATTR, "AttributeType": "S"},
+            {"AttributeName": "owner", "AttributeType": "S"},
             {"AttributeName": "created_at", "AttributeType": "S"},
             {"AttributeName": "status", "AttributeType": "S"},
         ],
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
         "GlobalSecondaryIndexes": [
             {
-                "IndexName": JOBS_INDEX,
+                "IndexName": OWNER_INDEX,
                 "KeySchema": [
-                    {"AttributeName": LIST_KEY_ATTR, "KeyType": "HASH"},
+                    {"AttributeName": "owner", "KeyType": "HASH"},
                     {"AttributeName": "created_at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},

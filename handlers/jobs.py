@@ -10,17 +10,20 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
-from handlers import jobmodel
+from handlers import cursors, jobmodel, quota
 from handlers.apigw import (
     ApiError,
     Event,
     Response,
     Router,
     body_limit,
+    caller,
     json_body,
     json_response,
     query_parameters,
@@ -36,8 +39,13 @@ ALLOWED_TEXT_CONTROLS = {"\n", "\t"}
 LIST_LIMIT = 50
 """The most jobs `GET /api/jobs` returns, and the largest `limit` it accepts."""
 LIMIT_PATTERN = re.compile(r"^[1-9][0-9]{0,5}\Z")
-LIST_PARAMETERS = frozenset({"limit"})
+LIST_PARAMETERS = frozenset({"limit", "next"})
 FIELDS = frozenset({"input_text", "key"})
+OWNER_METADATA = "owner"
+"""The upload's `x-amz-meta-owner`, fixed by the presigned POST's policy (handlers/upload.py)."""
+RETRY_AFTER_SECONDS = 30
+"""What a 429 asks the client to wait: about the shortest a job takes on AWS, a VM's boot included."""
+DOWNLOAD_CONTENT_TYPE = "application/octet-stream"
 
 
 def normalised_newlines(text: str) -> str:
@@ -74,69 +82,100 @@ def checked_key(key: object) -> tuple[str, str]:
     return match["id"], key
 
 
-def uploaded_size(s3: Any, bucket: str, key: str) -> int:
+def uploaded_size(s3: Any, bucket: str, key: str, owner: str) -> int:
+    """Size of the caller's upload; another user's upload is as unknown as a missing one (no existence leak)."""
+    not_found = ApiError(404, "upload_not_found", "No uploaded file has this key: upload the file first.")
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as err:
         if err.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
-            raise ApiError(404, "upload_not_found", "No uploaded file has this key: upload the file first.") from None
+            raise not_found from None
         raise
+    if head.get("Metadata", {}).get(OWNER_METADATA) != owner:
+        raise not_found
     return int(head["ContentLength"])
 
 
-def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any]) -> dict[str, str]:
-    """Validate text and upload, then save the job as PENDING; the table's stream takes it from there."""
+def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any], owner: str) -> dict[str, str]:
+    """Validate text and upload, then save the job as PENDING within the owner's quota; the table's stream takes it
+    from there."""
     text = checked_text(request.get("input_text"), config.max_text_length)
     job_id, key = checked_key(request.get("key"))
-    size = uploaded_size(s3, config.bucket, key)
+    size = uploaded_size(s3, config.bucket, key, owner)
     if size > config.max_file_bytes:
         raise ApiError(413, "file_too_large", f"The file is {size} bytes; the limit is {config.max_file_bytes} bytes.")
     if size == 0:
         raise ApiError(400, "empty_file", "The uploaded file is empty.")
-    item = jobmodel.new_job(job_id, text, f"{config.bucket}/{key}")
+    item = jobmodel.new_job(job_id, text, f"{config.bucket}/{key}", owner)
     try:
-        ddb.put_item(
-            TableName=config.table,
-            Item={name: {"S": value} for name, value in item.items()},
-            ConditionExpression="attribute_not_exists(id)",
-        )
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            raise ApiError(409, "key_in_use", "This upload already belongs to a job: upload the file again.") from None
-        raise
-    log.info("job %s created for %s (%d bytes)", job_id, key, size)
+        quota.create_job(ddb, config.table, item, config.max_active_jobs)
+    except quota.JobExistsError:
+        raise ApiError(409, "key_in_use", "This upload already belongs to a job: upload the file again.") from None
+    except quota.QuotaExceededError:
+        raise ApiError(
+            429, "too_many_jobs",
+            f"You have {config.max_active_jobs} jobs that have not finished; submit more when one of them ends.",
+            headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+        ) from None
+    log.info("job created (%d bytes)", size, extra={"job_id": job_id})
     return jobmodel.to_public(item)
 
 
-def get_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object) -> dict[str, str]:
+def content_disposition(filename: str) -> str:
+    """`attachment` with the file's name (RFC 6266): an ASCII `filename` for old clients, `filename*` in UTF-8."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def download_url(s3: Any, output_path: str, expires_in: int) -> str:
+    """A presigned GET that always downloads: an attachment whose type no browser renders, so an uploaded page or
+    SVG can never run script on the bucket's origin."""
+    bucket, key = jobmodel.split_s3_path(output_path)
+    return str(s3.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": bucket,
+            "Key": key,
+            "ResponseContentDisposition": content_disposition(PurePosixPath(key).name),
+            "ResponseContentType": DOWNLOAD_CONTENT_TYPE,
+        },
+        ExpiresIn=expires_in,
+    ))
+
+
+def get_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object, owner: str) -> dict[str, str]:
+    """The caller's job; another user's is `job_not_found`, exactly like a missing one."""
     if not jobmodel.is_id(job_id):
         raise ApiError(404, "job_not_found", "No job has this id.")
     found = jobmodel.read_job(ddb, config.table, job_id)
-    if not found:
+    if not found or found.get("owner") != owner:
         raise ApiError(404, "job_not_found", "No job has this id.")
     job = jobmodel.to_public(found)
     if job.get("status") == Status.SUCCEEDED.value and job.get("output_file_path"):
-        bucket, key = jobmodel.split_s3_path(job["output_file_path"])
-        job["output_url"] = s3.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": bucket, "Key": key},
-            ExpiresIn=config.download_expiry_seconds,
-        )
+        job["output_url"] = download_url(s3, job["output_file_path"], config.download_expiry_seconds)
     return job
 
 
-def list_jobs(ddb: Any, config: ApiConfig, limit: int = LIST_LIMIT) -> list[dict[str, str]]:
-    """Newest first, at most `limit`, from the `by-created` index."""
-    page = ddb.query(
-        TableName=config.table,
-        IndexName=jobmodel.JOBS_INDEX,
-        KeyConditionExpression="#list = :job",
-        ExpressionAttributeNames={"#list": jobmodel.LIST_KEY_ATTR},
-        ExpressionAttributeValues={":job": {"S": jobmodel.LIST_KEY_VALUE}},
-        ScanIndexForward=False,
-        Limit=limit,
-    )
-    return [jobmodel.to_public(jobmodel.from_dynamodb(item)) for item in page.get("Items", [])]
+def list_jobs(
+    ddb: Any, config: ApiConfig, owner: str, limit: int = LIST_LIMIT, cursor: str | None = None
+) -> dict[str, Any]:
+    """The caller's jobs newest first, at most `limit`, from the `by-owner` index; `next` when there are more."""
+    query: dict[str, Any] = {
+        "TableName": config.table,
+        "IndexName": jobmodel.OWNER_INDEX,
+        "KeyConditionExpression": "#owner = :owner",
+        "ExpressionAttributeNames": {"#owner": "owner"},
+        "ExpressionAttributeValues": {":owner": {"S": owner}},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if cursor is not None:
+        query["ExclusiveStartKey"] = cursors.decode(cursor, owner)
+    page = ddb.query(**query)
+    listed: dict[str, Any] = {"jobs": [jobmodel.to_public(jobmodel.from_dynamodb(i)) for i in page.get("Items", [])]}
+    if "LastEvaluatedKey" in page:
+        listed["next"] = cursors.encode(page["LastEvaluatedKey"])
+    return listed
 
 
 def checked_limit(params: dict[str, str]) -> int:
@@ -156,22 +195,23 @@ router: Router[ApiServices] = Router("jobs")
 def post_job(event: Event, services: ApiServices) -> Response:
     request = json_body(event, allowed=FIELDS, required=("input_text", "key"),
                         max_bytes=body_limit(services.config.max_text_length))
-    return json_response(201, create_job(services.ddb, services.s3, services.config, request))
+    return json_response(201, create_job(services.ddb, services.s3, services.config, request, caller(event)))
 
 
 @router.route("GET", "/api/jobs", query=LIST_PARAMETERS)
 def get_jobs(event: Event, services: ApiServices) -> Response:
-    limit = checked_limit(query_parameters(event, allowed=LIST_PARAMETERS))
-    return json_response(200, {"jobs": list_jobs(services.ddb, services.config, limit)})
+    params = query_parameters(event, allowed=LIST_PARAMETERS)
+    listed = list_jobs(services.ddb, services.config, caller(event), checked_limit(params), params.get("next"))
+    return json_response(200, listed)
 
 
 @router.route("GET", "/api/jobs/{id}")
 def get_one_job(event: Event, services: ApiServices) -> Response:
     job_id = (event.get("pathParameters") or {}).get("id")
-    return json_response(200, get_job(services.ddb, services.s3, services.config, job_id))
+    return json_response(200, get_job(services.ddb, services.s3, services.config, job_id, caller(event)))
 
 
-@router.route("GET", "/api/health")
+@router.route("GET", "/api/health", public=True)
 def health(event: Event, services: ApiServices) -> Response:
     return json_response(200, {"status": "ok"})
 

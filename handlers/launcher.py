@@ -1,5 +1,7 @@
 """DynamoDB stream -> one new EC2 VM per job, from the stack's launch template, never more than the cap at once.
 
+The stream also brings finished jobs that still count against their owner's active-job quota (`handlers.quota`).
+
 Every new job goes PENDING -> QUEUED, then the oldest queued jobs are started while VM slots are free
 (`handlers.capacity`). Starting a job claims it with a conditional QUEUED -> LAUNCHING write *before* RunInstances,
 so a duplicate delivery or a second launcher finds it LAUNCHING and starts nothing; RunInstances also carries the
@@ -20,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import capacity, jobmodel
+from handlers import capacity, jobmodel, quota
 from handlers.batch import process_partial_response
 from handlers.config import LauncherConfig
 from handlers.jobmodel import Actor, Status
@@ -198,6 +200,24 @@ def queue_new_job(services: LauncherServices, record: Mapping[str, Any], fresh: 
     fresh[job_id] = image.get("created_at", "")
 
 
+def release_quota(services: LauncherServices, record: Mapping[str, Any]) -> None:
+    """A job reached a final state: it no longer counts against its owner's active jobs."""
+    job_id = job_id_of(record)
+    image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
+    if job_id is None or "owner" not in image:
+        return
+    if quota.release(services.ddb, services.config.table, job_id, image["owner"]):
+        log.info("job %s ended %s: its owner's quota is released", job_id, image.get("status"))
+
+
+def handle_record(services: LauncherServices, record: Mapping[str, Any], fresh: dict[str, str]) -> None:
+    """New jobs are queued; finished jobs that still count against their owner's quota are released."""
+    if record.get("eventName") == "MODIFY":
+        release_quota(services, record)
+    else:
+        queue_new_job(services, record, fresh)
+
+
 def handle_instance_event(services: LauncherServices, event: Mapping[str, Any]) -> dict[str, Any]:
     """EC2 Instance State-change Notification: a terminated VM gives its slot back and the queue moves."""
     detail = event.get("detail") or {}
@@ -213,10 +233,10 @@ def handle_instance_event(services: LauncherServices, event: Mapping[str, Any]) 
 
 
 def handle_batch(services: LauncherServices, event: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """Queue every new job, then move the queue; report records to retry as `batchItemFailures`."""
+    """Handle every record, then move the queue; report records to retry as `batchItemFailures`."""
     fresh: dict[str, str] = {}
     records = event.get("Records", [])
-    response = process_partial_response(records, lambda record: queue_new_job(services, record, fresh))
+    response = process_partial_response(records, lambda record: handle_record(services, record, fresh))
     if any(record.get("eventName") == "INSERT" and job_id_of(record) for record in records):
         dispatch_logged(services, fresh)
     return response

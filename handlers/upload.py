@@ -8,7 +8,7 @@ import unicodedata
 from typing import Any
 
 from handlers import jobmodel
-from handlers.apigw import ApiError, Event, Response, Router, body_limit, json_body, json_response
+from handlers.apigw import ApiError, Event, Response, Router, body_limit, caller, json_body, json_response
 from handlers.config import ApiConfig
 from handlers.services import ApiServices, api_services
 
@@ -20,6 +20,8 @@ MAX_STORED_NAME_CHARS = 100
 CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*\Z")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 FIELDS = frozenset({"filename", "size", "content_type"})
+OWNER_FIELD = "x-amz-meta-owner"
+"""Stored as the object's `owner` metadata; the jobs handler accepts only the caller's own uploads."""
 
 
 def safe_filename(filename: object) -> str:
@@ -67,8 +69,9 @@ def checked_content_type(value: object) -> str:
     return value.lower()
 
 
-def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any]) -> dict[str, Any]:
-    """Validate the request and presign a POST bounded to this key, this size range and this content type."""
+def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any], owner: str) -> dict[str, Any]:
+    """Validate the request and presign a POST bounded to this key, this size range, this content type and this
+    owner: S3 refuses the upload if any signed field is changed, so an upload is only ever usable by its owner."""
     filename = safe_filename(request.get("filename"))
     checked_size(request.get("size"), config.max_file_bytes)
     content_type = checked_content_type(request.get("content_type"))
@@ -76,10 +79,11 @@ def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any]) -> dict[s
     post = s3.generate_presigned_post(
         Bucket=config.bucket,
         Key=key,
-        Fields={"Content-Type": content_type},
+        Fields={"Content-Type": content_type, OWNER_FIELD: owner},
         Conditions=[
             ["content-length-range", 1, config.max_file_bytes],
             {"Content-Type": content_type},
+            {OWNER_FIELD: owner},
         ],
         ExpiresIn=config.upload_expiry_seconds,
     )
@@ -99,7 +103,7 @@ router: Router[ApiServices] = Router("upload")
 def post_upload(event: Event, services: ApiServices) -> Response:
     request = json_body(event, allowed=FIELDS, required=("filename", "size"),
                         max_bytes=body_limit(services.config.max_text_length))
-    return json_response(201, create_upload(services.s3, services.config, request))
+    return json_response(201, create_upload(services.s3, services.config, request, caller(event)))
 
 
 def handler(event: Event, context: object) -> Response:

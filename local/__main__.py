@@ -21,6 +21,9 @@ from local.app import LocalPipeline
 log = logging.getLogger("filepipe.local")
 DEFAULT_PORT = 8000
 ENV_PREFIX = "FILEPIPE_"
+DEMO_EMAIL = "demo@example.com"
+"""The account `make dev` creates, with a new password each start (`example.com` is reserved: mail to it goes
+nowhere)."""
 
 
 def settings_from_environment(env: Mapping[str, str]) -> StackSettings:
@@ -58,7 +61,10 @@ def main() -> int:
         print(f"filepipe: cannot start the local stack on port {port}: {error}", file=sys.stderr)
         return 1
     try:
+        demo = pipeline.create_user(DEMO_EMAIL)
         print(f"\nfilepipe is running: open {pipeline.url}/  (AWS emulator: {pipeline.endpoint_url})", flush=True)
+        print(f"Sign in as {demo.email} with password {demo.password}", flush=True)
+        print("(or sign up with any email: locally, any verification code confirms it)", flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
         while not stop.wait(0.5):
             pass

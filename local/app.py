@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from components.settings import StackSettings, site_config
+from components.userpool import issuer
 from handlers import launcher, sweeper
 from handlers.apigw import Router
 from handlers.jobmodel import Status
 from handlers.routes import ROUTERS, ROUTES
 from handlers.services import ApiServices, LauncherServices
+from local.authorizer import JwtAuthorizer, jwks_url
 from local.emulator import HOST, REGION, EndpointSession, MotoServer, aws_environment
 from local.events import instance_state_change
 from local.metadata import MetadataApp
@@ -38,6 +42,17 @@ log = logging.getLogger("filepipe.local")
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 SWEEP_SECONDS = 60.0
 """How often local mode runs the sweeper (on AWS a schedule runs it every few minutes)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    email: str
+    password: str
+
+
+def new_password() -> str:
+    """A random password that meets the pool's policy (length, upper and lower case, a digit)."""
+    return f"{secrets.token_urlsafe(12)}-Aa1"
 
 
 class TransitionLog:
@@ -123,6 +138,19 @@ class LocalPipeline:
             raise RuntimeError("the pipeline is not started")
         return self._stack
 
+    def create_user(self, email: str, password: str | None = None) -> Credentials:
+        """A confirmed user of this stack's pool, as an operator creates one (`admin-create-user`, then a permanent
+        password); a generated password unless one is given."""
+        cognito = self.client("cognito-idp")
+        password = password or new_password()
+        cognito.admin_create_user(
+            UserPoolId=self.stack.user_pool_id, Username=email, MessageAction="SUPPRESS",
+            UserAttributes=[{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}],
+        )
+        cognito.admin_set_user_password(UserPoolId=self.stack.user_pool_id, Username=email, Password=password,
+                                        Permanent=True)
+        return Credentials(email, password)
+
     def client(self, service: str) -> Any:
         """A boto3 client for the emulator (a new one per call: boto3 clients are made in one thread each)."""
         if self.session is None:
@@ -180,9 +208,14 @@ class LocalPipeline:
         if self.sweep_seconds is not None:
             self.sweeper = Schedule("sweeper", self._sweeper_handler, self.sweep_seconds, REGION)
             self.sweeper.start()
+        stack = self._stack
         self.web.server.app = LocalWebApp(
             routes=ROUTES, handlers=handlers, frontend_dir=self.frontend_dir,
-            site_config=site_config(self.settings), emulator_health=self._emulator_health,
+            site_config=site_config(self.settings, region=REGION, user_pool_id=stack.user_pool_id,
+                                    client_id=stack.client_id, auth_endpoint=self.endpoint_url),
+            emulator_health=self._emulator_health,
+            authorizer=JwtAuthorizer(jwks_url(self.endpoint_url, stack.user_pool_id),
+                                     issuer=issuer(REGION, stack.user_pool_id), audience=stack.client_id),
         )
         self.web.start()
         log.info("filepipe local stack %r up: site %s, AWS emulator %s", self.stack_name, self.url, self.endpoint_url)

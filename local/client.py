@@ -1,14 +1,20 @@
-"""A client of the filepipe API that behaves like the web form: ask for an upload, POST the file to S3, create the job.
+"""A client of the filepipe API that behaves like the web form: sign in, ask for an upload, POST the file to S3,
+create the job, follow it.
 
-Used by the load script and the tests; it speaks only HTTP, so it works against any running stack.
+Used by the load script and the tests; it speaks only HTTP (and Cognito's API to sign in), so it works against any
+running stack, local or on AWS.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 import requests
+from botocore import UNSIGNED
+from botocore.config import Config
 
 from handlers.jobmodel import FINAL_STATES
 
@@ -22,38 +28,71 @@ class SubmitError(Exception):
         self.status = response.status_code
 
 
-def upload(base_url: str, filename: str, data: bytes, content_type: str = "application/octet-stream",
-           session: requests.Session | None = None) -> str:
-    """POST /api/uploads, then the presigned POST as multipart/form-data (fields first, file last); return the key."""
-    http = session or requests
-    ticket = http.post(f"{base_url}/api/uploads", timeout=30,
-                       json={"filename": filename, "size": len(data), "content_type": content_type})
-    if ticket.status_code != 201:
-        raise SubmitError("asking for the upload", ticket)
-    body = ticket.json()
-    sent = http.post(body["url"], data=body["fields"], files={"file": (filename, data, content_type)}, timeout=60)
-    if sent.status_code not in (200, 201, 204):
-        raise SubmitError("uploading the file", sent)
-    return str(body["key"])
+def access_token(base_url: str, email: str, password: str) -> str:
+    """Sign in as the form does: Cognito's `InitiateAuth` (`USER_PASSWORD_AUTH`) with the pool and client named in
+    the site's `/config.json` (and its `endpoint`, where Cognito is not AWS's)."""
+    auth = requests.get(f"{base_url}/config.json", timeout=10).json()["auth"]
+    cognito = boto3.client("cognito-idp", region_name=auth["region"], endpoint_url=auth.get("endpoint"),
+                           config=Config(signature_version=UNSIGNED))
+    result = cognito.initiate_auth(ClientId=auth["clientId"], AuthFlow="USER_PASSWORD_AUTH",
+                                   AuthParameters={"USERNAME": email, "PASSWORD": password})
+    return str(result["AuthenticationResult"]["AccessToken"])
 
 
-def create_job(base_url: str, key: str, text: str, session: requests.Session | None = None) -> dict[str, Any]:
-    created = (session or requests).post(f"{base_url}/api/jobs", json={"input_text": text, "key": key}, timeout=30)
-    if created.status_code != 201:
-        raise SubmitError("creating the job", created)
-    return dict(created.json())
+@dataclass
+class ApiClient:
+    """One user's view of the API at `base_url`. `token=None` sends no `Authorization` header."""
 
+    base_url: str
+    token: str | None = None
+    http: requests.Session = field(default_factory=requests.Session)
+    s3: requests.Session = field(default_factory=requests.Session)
+    """For the presigned POST, which goes to S3 as the browser sends it: without the API's `Authorization`."""
 
-def submit(base_url: str, filename: str, data: bytes, text: str,
-           session: requests.Session | None = None) -> dict[str, Any]:
-    return create_job(base_url, upload(base_url, filename, data, session=session), text, session=session)
+    def __post_init__(self) -> None:
+        if self.token is not None:
+            self.http.headers["Authorization"] = f"Bearer {self.token}"
 
+    @classmethod
+    def signed_in(cls, base_url: str, email: str, password: str) -> ApiClient:
+        return cls(base_url, access_token(base_url, email, password))
 
-def wait_for_final(base_url: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    """Poll GET /api/jobs/<id> until the job is final or `timeout` passes; return the last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        job = requests.get(f"{base_url}/api/jobs/{job_id}", timeout=10).json()
-        if job["status"] in FINAL_STATES or time.monotonic() > deadline:
-            return dict(job)
-        time.sleep(0.2)
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.get(f"{self.base_url}{path}", timeout=kwargs.pop("timeout", 10), **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.post(f"{self.base_url}{path}", timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def upload(self, filename: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """POST /api/uploads, then the presigned POST as multipart/form-data (fields first, file last); the key."""
+        ticket = self.post("/api/uploads", json={"filename": filename, "size": len(data), "content_type": content_type})
+        if ticket.status_code != 201:
+            raise SubmitError("asking for the upload", ticket)
+        body = ticket.json()
+        sent = self.s3.post(body["url"], data=body["fields"], files={"file": (filename, data, content_type)},
+                            timeout=60)
+        if sent.status_code not in (200, 201, 204):
+            raise SubmitError("uploading the file", sent)
+        return str(body["key"])
+
+    def create_job(self, key: str, text: str) -> dict[str, Any]:
+        created = self.post("/api/jobs", json={"input_text": text, "key": key})
+        if created.status_code != 201:
+            raise SubmitError("creating the job", created)
+        return dict(created.json())
+
+    def submit(self, filename: str, data: bytes, text: str,
+               content_type: str = "application/octet-stream") -> dict[str, Any]:
+        return self.create_job(self.upload(filename, data, content_type), text)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/api/jobs/{job_id}").json())
+
+    def wait_for_final(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
+        """Poll GET /api/jobs/<id> until the job is final or `timeout` passes; return the last answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in FINAL_STATES or time.monotonic() > deadline:
+                return job
+            time.sleep(0.2)

@@ -24,7 +24,7 @@ from components.settings import StackSettings
 from handlers.instances import describe_instances, tags
 from handlers.jobmodel import FINAL_STATES, JOB_ID_TAG, OUTPUT_PREFIX, VM_ALIVE_STATES, from_dynamodb, log_key
 from local.app import LocalPipeline
-from local.client import SubmitError, submit
+from local.client import ApiClient, SubmitError, access_token
 
 
 @dataclass
@@ -103,18 +103,19 @@ class VmSampler:
                 self.maximum, self.worst = len(alive), alive
 
 
-def submit_all(url: str, count: int, concurrency: int) -> tuple[dict[str, float], list[str]]:
-    """Submit `count` jobs from `concurrency` threads; return job id -> submit time, and refusals."""
+def submit_all(url: str, token: str, count: int, concurrency: int) -> tuple[dict[str, float], list[str]]:
+    """Submit `count` jobs from `concurrency` threads as one signed-in user; return job id -> submit time, and
+    refusals."""
     started: dict[str, float] = {}
     refused: list[str] = []
     local = threading.local()
 
     def one(index: int) -> None:
-        session = getattr(local, "session", None) or requests.Session()
-        local.session = session
+        client = getattr(local, "client", None) or ApiClient(url, token)
+        local.client = client
         begun = time.time()
         try:
-            job = submit(url, f"load-{index}.txt", f"input {index}\n".encode(), f"text {index}", session=session)
+            job = client.submit(f"load-{index}.txt", f"input {index}\n".encode(), f"text {index}")
         except (SubmitError, requests.RequestException) as err:
             refused.append(f"job {index}: {err}")
             return
@@ -164,12 +165,23 @@ def duplicates(pipeline: LocalPipeline, ids: set[str]) -> list[str]:
     return sorted(j for j in ids if vms[j] > 1 or outputs[j] > 1)
 
 
+LOAD_USER = "load@example.com"
+
+
+def load_settings(jobs: int, cap: int) -> StackSettings:
+    """A stack for a load run: `cap` VMs at once, and one user allowed all `jobs` at once (the run measures the
+    pipeline; the per-user limit has its own tests)."""
+    return StackSettings(max_concurrent_vms=cap, max_active_jobs_per_user=max(jobs, 1))
+
+
 def run_load(pipeline: LocalPipeline, jobs: int, concurrency: int, timeout: float,
              progress: bool = False) -> LoadReport:
     report = LoadReport(jobs=jobs, cap=pipeline.settings.max_concurrent_vms)
     began = time.monotonic()
     with VmSampler(pipeline.client("ec2")) as sampler:
-        started, report.refused = submit_all(pipeline.url, jobs, concurrency)
+        user = pipeline.create_user(LOAD_USER)
+        token = access_token(pipeline.url, user.email, user.password)
+        started, report.refused = submit_all(pipeline.url, token, jobs, concurrency)
         report.submitted = len(started)
         items = wait_until_final(pipeline, set(started), timeout, progress)
     report.max_vms_alive = sampler.maximum
@@ -199,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    settings = StackSettings(max_concurrent_vms=args.cap)
+    settings = load_settings(args.jobs, args.cap)
     print(f"filepipe load: {args.jobs} jobs from {args.concurrency} threads, cap {args.cap} VMs", flush=True)
     with LocalPipeline(port=0, settings=settings) as pipeline:
         report = run_load(pipeline, args.jobs, args.concurrency, args.timeout, progress=True)

@@ -13,6 +13,7 @@ from typing import Any
 from components.cors import cors_rules
 from components.network import SUBNET_CIDRS, VPC_CIDR
 from components.settings import PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, api_config, launcher_config
+from components.userpool import app_client_definition, user_pool_definition
 from handlers.config import ApiConfig, LauncherConfig
 from handlers.jobmodel import table_definition
 from worker.userdata import WORKER_PATH, render_user_data
@@ -30,6 +31,8 @@ class LocalStack:
     subnet_ids: tuple[str, ...]
     security_group_id: str
     settings: StackSettings
+    user_pool_id: str = ""
+    client_id: str = ""
 
     def api_config(self) -> ApiConfig:
         return api_config(self.bucket, self.table, self.settings)
@@ -81,9 +84,11 @@ def provision(session: Any, settings: StackSettings, *, stack: str = "local", si
         GroupName=f"{PROJECT}-{stack}-worker", Description="filepipe worker VMs: no ingress", VpcId=vpc_id
     )["GroupId"]
 
+    user_pool_id, client_id = create_user_pool(session.client("cognito-idp"), f"{PROJECT}-{stack}", settings)
     local = LocalStack(
         stack=stack, bucket=bucket, table=table, stream_arn=stream_arn, launch_template_id="",
-        subnet_ids=subnet_ids, security_group_id=group_id, settings=settings,
+        subnet_ids=subnet_ids, security_group_id=group_id, settings=settings, user_pool_id=user_pool_id,
+        client_id=client_id,
     )
     template_id = ec2.create_launch_template(
         LaunchTemplateName=f"{PROJECT}-{stack}-worker",
@@ -100,3 +105,15 @@ def provision(session: Any, settings: StackSettings, *, stack: str = "local", si
         },
     )["LaunchTemplate"]["LaunchTemplateId"]
     return replace(local, launch_template_id=template_id)
+
+
+def create_user_pool(cognito: Any, name: str, settings: StackSettings) -> tuple[str, str]:
+    """The user pool and app client the Auth component creates; returns their ids."""
+    definition = user_pool_definition(f"{name}-users", allow_self_sign_up=settings.allow_self_sign_up)
+    pool = cognito.create_user_pool(**definition)
+    pool_id = pool["UserPool"]["Id"]
+    client = cognito.create_user_pool_client(**app_client_definition(
+        pool_id, f"{name}-web", access_token_minutes=settings.access_token_minutes,
+        id_token_minutes=settings.id_token_minutes, refresh_token_days=settings.refresh_token_days,
+    ))
+    return pool_id, client["UserPoolClient"]["ClientId"]

@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from components.settings import API_PREFIX
 from handlers.apigw import Route
+from local.authorizer import JwtAuthorizer, Unauthorized
 from local.events import LOCAL_ACCOUNT_ID
 
 log = logging.getLogger("filepipe.local")
@@ -108,6 +109,11 @@ def to_response(result: Mapping[str, Any]) -> Response:
     return response
 
 
+def unauthorized() -> Response:
+    """What API Gateway's JWT authorizer answers (an HTTP API cannot customise it)."""
+    return Response(json.dumps({"message": "Unauthorized"}), 401, content_type="application/json")
+
+
 def api_error(status: int, code: str, message: str) -> Response:
     """The contract's error shape, for requests that never reach a handler."""
     body = json.dumps({"error": {"code": code, "message": message}})
@@ -125,12 +131,14 @@ class LocalWebApp:
         frontend_dir: Path,
         site_config: Mapping[str, Any],
         emulator_health: Callable[[], dict[str, Any]] | None = None,
+        authorizer: JwtAuthorizer | None = None,
     ) -> None:
         self.routes = tuple(routes)
         self.handlers = dict(handlers)
         self.frontend_dir = Path(frontend_dir)
         self.site_config = dict(site_config)
         self.emulator_health = emulator_health
+        self.authorizer = authorizer
         self.url_map = Map(
             [Rule(rule_path(r.path), methods=[r.method], endpoint=r) for r in self.routes],
             strict_slashes=False, merge_slashes=False,
@@ -160,6 +168,12 @@ class LocalWebApp:
             return api_error(404, "not_found", f"No API route for {request.method} {request.path}.")
         handler = self.handlers[route.function]
         event = http_api_event(request, route, params)
+        if not route.public and self.authorizer is not None:
+            try:
+                claims = self.authorizer.claims(request.headers.get("Authorization"))
+            except Unauthorized:
+                return unauthorized()
+            event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
         try:
             result = handler(event, None)
         except Exception:  # a Lambda crash: API Gateway answers 500 and the traceback goes to the logs

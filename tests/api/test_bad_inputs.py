@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 import pytest
 import requests
 
 from handlers.jobmodel import new_id
 from handlers.routes import ROUTES
 from local.app import LocalPipeline
-from local.client import create_job, upload
+from local.client import ApiClient
+from tests import tokens
 from tests.api.conftest import SETTINGS, Snapshot
 from tests.api.openapi import check_response, component, document, schema_validator
+from tests.local.harness import CREDENTIALS, new_user, signed_in
 
 MAX_BYTES = SETTINGS.max_file_bytes
 MAX_TEXT = SETTINGS.max_text_length
@@ -37,6 +41,16 @@ class Given:
     job_id: str
     oversize_key: str
     empty_key: str
+    token: str
+    """The signed-in user's access token, sent with every case unless the case says otherwise."""
+    claims: dict[str, Any]
+    """That token's claims (a forged token changes one of them)."""
+    other_client_token: str
+    """A genuine token of the same user through another app client of the same pool."""
+    other_job_id: str
+    other_key: str
+    other_cursor: str
+    """Another user's job, unused upload, and listing cursor."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,19 @@ class Bad:
     """Sent as is, instead of `body`, also with `content-type: application/json` unless `headers` says otherwise."""
     headers: dict[str, str | None] = field(default_factory=dict)
     """A header set to None is not sent at all."""
+    authorization: Callable[[Given], str | None] | None = None
+    """The `Authorization` header (None from the callable: not sent); by default the user's valid token."""
+
+
+def token_with(**changes: Any) -> Callable[[Given], str]:
+    """A bearer token signed by the pool's own key whose claims differ from the user's by `changes`."""
+    return lambda g: "Bearer " + tokens.signed({**g.claims, **changes})
+
+
+def refused(authorization: Callable[[Given], str | None], route: str = "/api/jobs", method: str = "GET") -> Bad:
+    """A well-formed request that only its `Authorization` header spoils: 401 from the authorizer."""
+    body = (lambda g: {"input_text": "hi", "key": g.fresh_key}) if method == "POST" else None
+    return Bad(method, route, 401, "", body=body, authorization=authorization)
 
 
 def job(text: object = "hi", key: Callable[[Given], object] = lambda g: g.fresh_key) -> Callable[[Given], Any]:
@@ -163,26 +190,78 @@ CASES: dict[str, Bad] = {
     "POST the OpenAPI document": Bad("POST", "/api/openapi.json", 405, "method_not_allowed", body=lambda g: {}),
     "unknown route": Bad("GET", "/api/admin", 404, "not_found"),
     "nested unknown route": Bad("POST", "/api/jobs/{job_id}/retry", 404, "not_found", body=lambda g: {}),
+    # other users' things: as unknown as missing ones
+    "another user's job": Bad("GET", "/api/jobs/{other_job_id}", 404, "job_not_found"),
+    "another user's upload key": Bad("POST", JOBS, 404, "upload_not_found", body=job(key=lambda g: g.other_key)),
+    "another user's cursor": Bad("GET", "/api/jobs?limit=1&next={other_cursor}", 404, "cursor_not_found"),
+    "garbage cursor": Bad("GET", "/api/jobs?next=not-a-cursor", 400, "invalid_cursor"),
+    "cursor over the length": Bad("GET", "/api/jobs?next=" + "A" * 600, 400, "invalid_cursor"),
 }
+AUTH_CASES: dict[str, Bad] = {
+    "no token": refused(lambda g: None),
+    "no token on upload": refused(lambda g: None, UPLOADS, "POST"),
+    "no token on job creation": refused(lambda g: None, JOBS, "POST"),
+    "no token on a job": refused(lambda g: None, "/api/jobs/{job_id}"),
+    "empty Authorization": refused(lambda g: ""),
+    "Bearer and nothing": refused(lambda g: "Bearer "),
+    "Basic credentials": refused(lambda g: "Basic dXNlcjpwYXNz"),
+    "garbage": refused(lambda g: "Bearer not.a.token"),
+    "alg none": refused(lambda g: "Bearer " + tokens.unsigned(g.claims)),
+    "changed payload": refused(lambda g: "Bearer " + tokens.with_payload(g.token, sub="someone-else")),
+    "signed with another RSA key": refused(lambda g: "Bearer " + tokens.signed(g.claims, OTHER_KEY)),
+    "HS256 with the public key": refused(lambda g: "Bearer " + tokens.hs256_with_public_key(g.claims)),
+    "expired": refused(token_with(exp=int(time.time()) - 60, iat=int(time.time()) - 3660)),
+    "not yet valid (nbf)": refused(token_with(nbf=int(time.time()) + 600)),
+    "issued in the future (iat)": refused(token_with(iat=int(time.time()) + 600)),
+    "another user pool's issuer": refused(lambda g: "Bearer " + tokens.signed(
+        {**g.claims, "iss": g.claims["iss"].rsplit("/", 1)[0] + "/us-east-1_another"})),
+    "another app client's token": refused(lambda g: "Bearer " + g.other_client_token),
+    "no sub": refused(token_with(sub=None)),
+    "no expiry": refused(token_with(exp=None)),
+}
+OTHER_KEY = tokens.other_rsa_key()
 
 
 @pytest.fixture(scope="module")
 def given(pipeline: LocalPipeline) -> Iterator[Given]:
     s3 = pipeline.client("s3")
-    used = upload(pipeline.url, "used.txt", b"already a job's input")
-    job_id = create_job(pipeline.url, used, "first")["id"]
-    oversize = upload(pipeline.url, "big.bin", b"x")
+    used = signed_in(pipeline).upload("used.txt", b"already a job's input")
+    job_id = signed_in(pipeline).create_job(used, "first")["id"]
+    oversize = signed_in(pipeline).upload("big.bin", b"x")
     # moto does not enforce the presigned POST's size range: replace the object as a tampered client could
     s3.put_object(Bucket=pipeline.stack.bucket, Key=oversize, Body=b"x" * (MAX_BYTES + 1))
-    empty = upload(pipeline.url, "empty.txt", b"x")
+    empty = signed_in(pipeline).upload("empty.txt", b"x")
     s3.put_object(Bucket=pipeline.stack.bucket, Key=empty, Body=b"")
-    yield Given(fresh_key=upload(pipeline.url, "fresh.txt", b"fresh"), used_key=used, job_id=job_id,
-                oversize_key=oversize, empty_key=empty)
+    user = signed_in(pipeline)
+    assert user.token is not None
+    other = new_user(pipeline, "other")
+    other_job = other.create_job(other.upload("theirs.txt", b"theirs"), "not yours")["id"]
+    other.create_job(other.upload("theirs2.txt", b"theirs"), "not yours either")
+    yield Given(fresh_key=user.upload("fresh.txt", b"fresh"), used_key=used, job_id=job_id,
+                oversize_key=oversize, empty_key=empty, token=user.token,
+                claims=jwt.decode(user.token, options={"verify_signature": False}),
+                other_client_token=token_of_another_client(pipeline, user),
+                other_job_id=other_job, other_key=other.upload("unused.txt", b"theirs"),
+                other_cursor=other.get("/api/jobs?limit=1").json()["next"])
+
+
+def token_of_another_client(pipeline: LocalPipeline, user: ApiClient) -> str:
+    """The same user signed in through a second app client of the same pool: genuine, but not our audience."""
+    cognito = pipeline.client("cognito-idp")
+    client_id = cognito.create_user_pool_client(
+        UserPoolId=pipeline.stack.user_pool_id, ClientName="another-app", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+    email, password = CREDENTIALS[id(user)]
+    result = cognito.initiate_auth(ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
+                                   AuthParameters={"USERNAME": email, "PASSWORD": password})
+    return str(result["AuthenticationResult"]["AccessToken"])
 
 
 def send(pipeline: LocalPipeline, given: Given, bad: Bad) -> requests.Response:
-    path = bad.path.replace("{job_id}", given.job_id)
-    headers = dict(bad.headers)
+    path = (bad.path.replace("{job_id}", given.job_id).replace("{other_job_id}", given.other_job_id)
+            .replace("{other_cursor}", given.other_cursor))
+    authorization = bad.authorization(given) if bad.authorization else f"Bearer {given.token}"
+    headers = {**({"authorization": authorization} if authorization is not None else {}), **bad.headers}
     data = bad.raw
     if data is None and bad.body is not None:
         data = json.dumps(bad.body(given)).encode("utf-8")
@@ -193,6 +272,25 @@ def send(pipeline: LocalPipeline, given: Given, bad: Bad) -> requests.Response:
 
 def test_there_are_at_least_thirty_cases() -> None:
     assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("bad", AUTH_CASES.values(), ids=AUTH_CASES.keys())
+def test_a_request_without_a_valid_token_is_refused_before_any_handler(
+    pipeline: LocalPipeline, given: Given, bad: Bad
+) -> None:
+    """What API Gateway's JWT authorizer answers; the handler never runs, so nothing is written."""
+    before = Snapshot.of(pipeline)
+    response = send(pipeline, given, bad)
+    assert (response.status_code, response.json()) == (401, {"message": "Unauthorized"})
+    assert schema_validator(component("Unauthorized")).is_valid(response.json())
+    assert Snapshot.of(pipeline) == before, "a refused request changed the table or the bucket"
+
+
+def test_the_valid_token_the_forgeries_start_from_is_accepted(pipeline: LocalPipeline, given: Given) -> None:
+    """Each forged token above differs from an accepted one in the one way its case names; so does the header."""
+    for authorization in (f"Bearer {given.token}", given.token, "Bearer " + tokens.signed(given.claims)):
+        listed = requests.get(f"{pipeline.url}/api/jobs", headers={"authorization": authorization}, timeout=10)
+        assert listed.status_code == 200, (authorization[:20], listed.text)
 
 
 @pytest.mark.parametrize("bad", CASES.values(), ids=CASES.keys())
@@ -226,7 +324,7 @@ def test_the_fixtures_are_what_the_cases_assume(pipeline: LocalPipeline, given: 
     for key in (given.fresh_key, given.used_key, given.oversize_key, given.empty_key):
         s3.head_object(Bucket=pipeline.stack.bucket, Key=key)
     assert [case.path for case in CASES.values() if case.status == 409] == [JOBS]
-    ok = create_job(pipeline.url, upload(pipeline.url, "good.txt", b"good"), "works \r\n twice\r\n")
+    ok = signed_in(pipeline).create_job(signed_in(pipeline).upload("good.txt", b"good"), "works \r\n twice\r\n")
     assert ok["input_text"] == "works \n twice", "CRLF is stored as LF"
 
 

@@ -10,7 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from components.settings import StackSettings
-from handlers import jobs, upload
+from handlers import cursors, jobs, upload
 from handlers.routes import ROUTES
 from local.web import OPENAPI_PATH
 from tests.api.openapi import OPENAPI_FILE, component, document, route_keys, schema_validator
@@ -50,8 +50,10 @@ def test_documented_limits_are_the_stack_defaults_and_the_handlers_constants() -
     assert upload_props["size"]["maximum"] == DEFAULTS.max_file_bytes
     assert upload_props["filename"]["maxLength"] == upload.MAX_FILENAME_CHARS
     assert component("JobRequest")["properties"]["input_text"]["maxLength"] == DEFAULTS.max_text_length
-    [limit] = document()["paths"]["/api/jobs"]["get"]["parameters"]
-    assert (limit["name"], limit["schema"]["maximum"]) == ("limit", jobs.LIST_LIMIT)
+    parameters = {p["name"]: p for p in document()["paths"]["/api/jobs"]["get"]["parameters"]}
+    assert set(parameters) == jobs.LIST_PARAMETERS
+    assert parameters["limit"]["schema"]["maximum"] == jobs.LIST_LIMIT
+    assert parameters["next"]["schema"]["maxLength"] == cursors.MAX_CURSOR_CHARS
     assert component("JobList")["properties"]["jobs"]["maxItems"] == jobs.LIST_LIMIT
     assert f"{12 * DEFAULTS.max_text_length + 4096:,}".replace(",", " ") in document()["info"]["description"]
 

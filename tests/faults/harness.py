@@ -18,8 +18,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import requests
-
 from components.settings import WORKER_SCRIPT_KEY
 from handlers import sweeper
 from handlers.instances import describe_instances
@@ -27,6 +25,7 @@ from handlers.jobmodel import JOB_ID_TAG
 from local.app import LocalPipeline
 from local.load import alive_instances
 from local.streams import LambdaHandler
+from tests.local.harness import signed_in
 from tests.runtime import jobs
 from worker.userdata import WORKER_PATH
 
@@ -161,7 +160,7 @@ def sweep(pipeline: LocalPipeline, later: timedelta = timedelta(0), ec2: Any = N
 
 
 def get_job(pipeline: LocalPipeline, job_id: str) -> dict[str, Any]:
-    got = requests.get(f"{pipeline.url}/api/jobs/{job_id}", timeout=10)
+    got = signed_in(pipeline).get(f"/api/jobs/{job_id}", timeout=10)
     assert got.status_code == 200, got.text
     return dict(got.json())
 

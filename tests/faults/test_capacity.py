@@ -9,11 +9,10 @@ import pytest
 import requests
 
 from local.app import LocalPipeline
-from local.client import submit, wait_for_final
 from local.load import VmSampler
 from tests.faults.conftest import CAP
 from tests.faults.harness import held_slots, instances_per_job, settle
-from tests.local.harness import DELETE_INPUT_MARKER, finished_run, instance_state
+from tests.local.harness import DELETE_INPUT_MARKER, finished_run, instance_state, signed_in
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +21,8 @@ def test_six_jobs_at_once_never_have_more_than_the_cap_of_vms_alive(pipeline: Lo
     inputs = [(f"load-{i}.txt", f"load {i}\n".encode(), f"text {i}") for i in range(3 * CAP)]
     sampling = VmSampler(pipeline.client("ec2"), interval=0.05)
     with sampling as sampler, ThreadPoolExecutor(max_workers=len(inputs)) as pool:
-        jobs = list(pool.map(lambda args: submit(pipeline.url, *args), inputs))
-        finals = list(pool.map(lambda job: wait_for_final(pipeline.url, job["id"], timeout=90), jobs))
+        jobs = list(pool.map(lambda args: signed_in(pipeline).submit(*args), inputs))
+        finals = list(pool.map(lambda job: signed_in(pipeline).wait_for_final(job["id"], timeout=90), jobs))
         settle(pipeline)
 
     assert [f["status"] for f in finals] == ["SUCCEEDED"] * len(inputs), [f.get("error") for f in finals]
@@ -38,11 +37,11 @@ def test_six_jobs_at_once_never_have_more_than_the_cap_of_vms_alive(pipeline: Lo
 def test_jobs_whose_input_is_gone_fail_and_give_their_slots_to_the_queue(pipeline: LocalPipeline) -> None:
     """The first `CAP` jobs take every slot and fail (their input is deleted before their VMs run); the next job
     can only start once one of their VMs is terminated and its slot given back (no sweeper runs here)."""
-    doomed = [submit(pipeline.url, f"gone-{i}.txt", b"deleted", DELETE_INPUT_MARKER) for i in range(CAP)]
-    survivor = submit(pipeline.url, "kept.txt", b"kept", "after the failures")
+    doomed = [signed_in(pipeline).submit(f"gone-{i}.txt", b"deleted", DELETE_INPUT_MARKER) for i in range(CAP)]
+    survivor = signed_in(pipeline).submit("kept.txt", b"kept", "after the failures")
 
-    failed = [wait_for_final(pipeline.url, job["id"]) for job in doomed]
-    succeeded = wait_for_final(pipeline.url, survivor["id"])
+    failed = [signed_in(pipeline).wait_for_final(job["id"]) for job in doomed]
+    succeeded = signed_in(pipeline).wait_for_final(survivor["id"])
     settle(pipeline)
 
     for job in failed:

@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from local.app import LocalPipeline
-from local.client import submit, wait_for_final
 from tests.faults.conftest import CAP
 from tests.faults.harness import Deliveries, get_job, instances_per_job, output_keys, settle, wait_for
+from tests.local.harness import signed_in
 
 pytestmark = pytest.mark.e2e
 
@@ -23,13 +23,13 @@ JOBS = CAP
 def submit_jobs(pipeline: LocalPipeline, count: int, tag: str) -> list[tuple[dict[str, Any], bytes, str]]:
     inputs = [(f"{tag}-{i}.txt", f"{tag} input {i}\n".encode(), f"{tag} text {i}") for i in range(count)]
     with ThreadPoolExecutor(max_workers=count) as pool:
-        jobs = list(pool.map(lambda args: submit(pipeline.url, *args), inputs))
+        jobs = list(pool.map(lambda args: signed_in(pipeline).submit(*args), inputs))
     return [(job, data, text) for job, (_, data, text) in zip(jobs, inputs, strict=True)]
 
 
 def assert_one_vm_and_one_output_each(pipeline: LocalPipeline, jobs: list[tuple[dict[str, Any], bytes, str]]) -> None:
     ids = [job["id"] for job, _, _ in jobs]
-    finals = {job_id: wait_for_final(pipeline.url, job_id, timeout=60) for job_id in ids}
+    finals = {job_id: signed_in(pipeline).wait_for_final(job_id, timeout=60) for job_id in ids}
     assert {f["status"] for f in finals.values()} == {"SUCCEEDED"}, [f.get("error") for f in finals.values()]
     settle(pipeline)
 
@@ -63,7 +63,7 @@ def test_records_delivered_again_later_start_nothing(pipeline: LocalPipeline, de
     wait_for(lambda: "instance_id" in get_job(pipeline, first), 20, "the first job to launch")
     jobs += submit_jobs(pipeline, 1, "later")
     for job, _, _ in jobs:
-        wait_for_final(pipeline.url, job["id"], timeout=60)
+        signed_in(pipeline).wait_for_final(job["id"], timeout=60)
     settle(pipeline)
     assert len(deliveries.batches) >= 2, "a batch was replayed while its jobs ran"
     assert pipeline.vmhost is not None

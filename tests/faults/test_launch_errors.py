@@ -11,7 +11,6 @@ import pytest
 
 from handlers import launcher
 from local.app import LocalPipeline
-from local.client import submit, wait_for_final
 from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
 from tests.faults.harness import (
     assert_readable_sentence,
@@ -21,6 +20,7 @@ from tests.faults.harness import (
     wait_for,
     wait_for_status,
 )
+from tests.local.harness import signed_in
 
 pytestmark = pytest.mark.e2e
 
@@ -45,9 +45,9 @@ def flaky_ec2(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch) -> Itera
 def test_transient_errors_within_the_retries_still_launch(pipeline: LocalPipeline, flaky_ec2: FlakyFactory) -> None:
     retries = launcher.LAUNCH_ATTEMPTS - 1
     flaky = flaky_ec2(["InsufficientInstanceCapacity", "RequestLimitExceeded"][:retries])
-    job = submit(pipeline.url, "flaky.txt", b"flaky", "retried")
+    job = signed_in(pipeline).submit("flaky.txt", b"flaky", "retried")
 
-    final = wait_for_final(pipeline.url, job["id"])
+    final = signed_in(pipeline).wait_for_final(job["id"])
 
     assert final["status"] == "SUCCEEDED", final
     assert flaky.attempts(job["id"]) == [*flaky.planned_codes[:retries], None]
@@ -59,7 +59,7 @@ def test_transient_errors_beyond_the_retries_queue_the_job_until_the_next_dispat
     pipeline: LocalPipeline, flaky_ec2: FlakyFactory, moved_by: str
 ) -> None:
     flaky = flaky_ec2(["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS)
-    job = submit(pipeline.url, "later.txt", b"later", "queued again")
+    job = signed_in(pipeline).submit("later.txt", b"later", "queued again")
 
     wait_for(lambda: len(flaky.attempts(job["id"])) == launcher.LAUNCH_ATTEMPTS, 20, "every in-place attempt")
     queued = wait_for_status(pipeline, job["id"], "QUEUED")
@@ -70,10 +70,10 @@ def test_transient_errors_beyond_the_retries_queue_the_job_until_the_next_dispat
         assert sweep(pipeline, ec2=flaky).started == 1
         others: list[str] = []
     else:
-        others = [submit(pipeline.url, "next.txt", b"next", "moves the queue")["id"]]
+        others = [signed_in(pipeline).submit("next.txt", b"next", "moves the queue")["id"]]
 
     for job_id in [job["id"], *others]:
-        final = wait_for_final(pipeline.url, job_id)
+        final = signed_in(pipeline).wait_for_final(job_id)
         assert final["status"] == "SUCCEEDED", final
     assert flaky.attempts(job["id"]) == ["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS + [None]
     assert instances_per_job(pipeline, [job["id"], *others]) == dict.fromkeys([job["id"], *others], 1)
@@ -84,9 +84,9 @@ def test_a_permanent_error_fails_the_job_with_the_aws_message(
     pipeline: LocalPipeline, flaky_ec2: FlakyFactory, code: str
 ) -> None:
     flaky = flaky_ec2([code])
-    job = submit(pipeline.url, "denied.txt", b"denied", "never runs")
+    job = signed_in(pipeline).submit("denied.txt", b"denied", "never runs")
 
-    final = wait_for_final(pipeline.url, job["id"])
+    final = signed_in(pipeline).wait_for_final(job["id"])
 
     assert final["status"] == "FAILED", final
     assert PERMANENT_MESSAGES[code].rstrip(".") in final["error"] and code in final["error"]

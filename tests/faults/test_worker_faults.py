@@ -14,7 +14,6 @@ import pytest
 from handlers import jobmodel, sweeper
 from handlers.jobmodel import Status
 from local.app import LocalPipeline
-from local.client import submit
 from local.vmhost import Ending, VmRun
 from tests.faults.conftest import SETTINGS
 from tests.faults.harness import (
@@ -27,7 +26,7 @@ from tests.faults.harness import (
     wait_for,
     wait_for_status,
 )
-from tests.local.harness import finished_run, gone, instance_state
+from tests.local.harness import finished_run, gone, instance_state, signed_in
 from worker.userdata import WORKER_PATH, render_user_data
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +52,7 @@ def live_console(run: VmRun) -> str:
 
 def hung_job(pipeline: LocalPipeline, name: str) -> tuple[dict[str, str], VmRun]:
     """Submit a job and wait until its worker hangs mid-job: RUNNING, blocked reading its input."""
-    job = submit(pipeline.url, f"{name}.txt", name.encode(), name)
+    job = signed_in(pipeline).submit(f"{name}.txt", name.encode(), name)
     running = wait_for_status(pipeline, job["id"], "RUNNING")
     assert pipeline.vmhost is not None
     run = pipeline.vmhost.runs[running["instance_id"]]

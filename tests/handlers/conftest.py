@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from components.settings import WORKER_SCRIPT_KEY
-from handlers import jobmodel
+from handlers import jobmodel, quota
 from handlers.config import ApiConfig
 from handlers.routes import ROUTES
 from handlers.services import ApiServices
@@ -51,6 +51,9 @@ def aws(_provisioned: Aws) -> Aws:
 
 
 JSON = {"content-type": "application/json"}
+USER = "5f0c7e1a-user-0000-0000-000000000001"
+"""The signed-in caller of every event unless a test says otherwise (a Cognito `sub`)."""
+OTHER_USER = "5f0c7e1a-user-0000-0000-000000000002"
 
 
 def api_event(
@@ -61,11 +64,13 @@ def api_event(
     headers: Mapping[str, str] | None = None,
     path_parameters: Mapping[str, str] | None = None,
     base64_body: bool = False,
+    user: str | None = USER,
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload format 2.0) event as the Lambda receives it.
 
     `body` is JSON-encoded; `raw_body` is sent as given (for malformed bodies); `base64_body` encodes the body the way
-    API Gateway does for binary payloads. Headers default to `content-type: application/json` when there is a body.
+    API Gateway does for binary payloads; `user` is the `sub` the JWT authorizer verified (None: no authorizer).
+    Headers default to `content-type: application/json` when there is a body.
     """
     method, path = route_key.split(" ", 1)
     raw_path = path
@@ -97,6 +102,9 @@ def api_event(
         },
         "isBase64Encoded": base64_body,
     }
+    if user is not None:
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": user, "token_use": "access"},
+                                                         "scopes": None}}
     if path_parameters is not None:
         event["pathParameters"] = dict(path_parameters)
     if raw_body is not None:
@@ -162,8 +170,9 @@ class Stack:
     def table(self) -> str:
         return self.aws.stack.table
 
-    def put_input(self, key: str, body: bytes = b"hello") -> str:
-        self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body)
+    def put_input(self, key: str, body: bytes = b"hello", owner: str = USER) -> str:
+        """An upload as the presigned POST stores it: with its owner's metadata."""
+        self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body, Metadata={"owner": owner})
         return key
 
     def input_keys(self) -> set[str]:
@@ -171,17 +180,21 @@ class Stack:
         return {obj["Key"] for obj in listing.get("Contents", [])}
 
     def items(self) -> list[dict[str, str]]:
+        """Every job item (not the per-user counters or VM slots)."""
         scan = self.client("dynamodb").scan(TableName=self.table, ConsistentRead=True)
-        return [jobmodel.from_dynamodb(item) for item in scan["Items"]]
+        return [jobmodel.from_dynamodb(item) for item in scan["Items"] if jobmodel.is_id(item["id"]["S"])]
+
+    def active_jobs(self, user: str = USER) -> int:
+        return quota.active_jobs(self.client("dynamodb"), self.table, user)
 
     def raw_item(self, job_id: str) -> dict[str, Any] | None:
         ddb = self.client("dynamodb")
         return ddb.get_item(TableName=self.table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
 
-    def save_job(self, status: jobmodel.Status = jobmodel.Status.PENDING, **attrs: str) -> str:
+    def save_job(self, status: jobmodel.Status = jobmodel.Status.PENDING, owner: str = USER, **attrs: str) -> str:
         """Put a job item as the handlers and worker would have left it (`attrs` added or overridden); its id."""
         job_id = jobmodel.new_id()
-        item = jobmodel.new_job(job_id, "hi", f"{self.bucket}/inputs/{job_id}/a.txt", status)
+        item = jobmodel.new_job(job_id, "hi", f"{self.bucket}/inputs/{job_id}/a.txt", owner, status)
         self.put_item(**{**item, **attrs})
         return job_id
 
@@ -191,8 +204,9 @@ class Stack:
         )
 
     def assert_nothing_written(self, *, inputs: set[str] | frozenset[str] = frozenset()) -> None:
-        """No job item exists and inputs/ holds exactly what the test itself put there."""
+        """No job item exists, no user has a job counted, and inputs/ holds exactly what the test itself put there."""
         assert self.items() == []
+        assert self.active_jobs(USER) == 0 and self.active_jobs(OTHER_USER) == 0
         assert self.input_keys() == set(inputs)
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from handlers import jobs
 from handlers.config import ApiConfig
-from handlers.jobmodel import LIST_KEY_ATTR, LIST_KEY_VALUE, new_id
+from handlers.jobmodel import new_id
 from tests.conftest import TEST_SETTINGS
-from tests.handlers.conftest import Reply, Stack, api_event, call, upload_key
+from tests.handlers.conftest import USER, Reply, Stack, api_event, call, upload_key
 
 ROUTE = "POST /api/jobs"
 API_CONFIG = ApiConfig.from_env()
@@ -42,7 +42,8 @@ def test_job_is_saved_pending(stack: Stack) -> None:
     assert job["input_file_path"] == f"{stack.bucket}/{key}"
     assert ISO_UTC.match(job["created_at"]) and job["created_at"] == job["updated_at"]
     [item] = stack.items()
-    assert item == {**job, LIST_KEY_ATTR: LIST_KEY_VALUE}, "the item is what the API answered, plus the list key"
+    assert item == {**job, "owner": USER, "holds_quota": "true"}, (
+        "the item is what the API answered, plus its owner and the mark that it counts against their quota")
     assert stack.input_keys() == {key}
 
 

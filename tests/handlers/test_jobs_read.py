@@ -11,8 +11,8 @@ import requests
 
 from handlers import jobmodel, jobs
 from handlers.config import ApiConfig
-from handlers.jobmodel import LIST_KEY_ATTR, Status, new_id
-from tests.handlers.conftest import Reply, Stack, api_event, call, factory_s3_in, upload_key
+from handlers.jobmodel import Status, new_id
+from tests.handlers.conftest import USER, Reply, Stack, api_event, call, factory_s3_in, upload_key
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -74,7 +74,7 @@ def test_missing_path_parameter_is_404(stack: Stack) -> None:
 def test_internal_attributes_are_not_exposed(stack: Stack) -> None:
     job_id = saved_job(stack, Status.RUNNING, instance_id="i-0123456789abcdef0", started_at=stamp(5))
     reply = get_job(job_id)
-    assert LIST_KEY_ATTR not in reply.body
+    assert "owner" not in reply.body and "holds_quota" not in reply.body
     assert reply.body["instance_id"] == "i-0123456789abcdef0"
     assert reply.body["started_at"] == stamp(5)
 
@@ -111,7 +111,7 @@ def test_output_url_uses_the_regional_host(stack: Stack) -> None:
     """The download link must not go through the global host, which redirects for a day after bucket creation."""
     job_id = saved_job(stack, Status.SUCCEEDED, output_file_path=f"{stack.bucket}/outputs/x/a.out.txt")
     s3 = factory_s3_in("eu-west-1")
-    url = jobs.get_job(stack.client("dynamodb"), s3, ApiConfig.from_env(), job_id)["output_url"]
+    url = jobs.get_job(stack.client("dynamodb"), s3, ApiConfig.from_env(), job_id, USER)["output_url"]
     assert url.startswith(f"https://{stack.bucket}.s3.eu-west-1.amazonaws.com/outputs/x/a.out.txt?")
 
 
@@ -144,7 +144,7 @@ def test_jobs_created_through_the_api_are_listed_newest_first(stack: Stack, tick
     reply = list_jobs()
     assert reply.status == 200
     assert [job["id"] for job in reply.body["jobs"]] == ids[::-1]
-    assert all(LIST_KEY_ATTR not in job for job in reply.body["jobs"])
+    assert all("owner" not in job for job in reply.body["jobs"])
 
 
 def test_list_is_bounded_to_the_newest_page(stack: Stack) -> None:

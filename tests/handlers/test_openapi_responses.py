@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from handlers import jobmodel, jobs
+from handlers import cursors, jobmodel, jobs, quota
+from handlers.config import ApiConfig
 from handlers.jobmodel import Status, new_id
 from tests.api.openapi import check_response, document
-from tests.handlers.conftest import Stack, api_event, call, entry_point, upload_key
+from tests.handlers.conftest import OTHER_USER, USER, Stack, api_event, call, entry_point, upload_key
 
 UPLOADS, JOBS, LIST, ONE, HEALTH = (
     "POST /api/uploads", "POST /api/jobs", "GET /api/jobs", "GET /api/jobs/{id}", "GET /api/health",
@@ -49,6 +50,13 @@ def succeeded(stack: Stack) -> dict[str, Any]:
     return get(job_id)
 
 
+def at_quota(stack: Stack) -> bool:
+    """The caller has as many unfinished jobs as the stack allows."""
+    stack.client("dynamodb").put_item(TableName=stack.table, Item={
+        "id": {"S": quota.counter_id(USER)}, "active": {"N": str(ApiConfig.from_env().max_active_jobs)}})
+    return True
+
+
 Case = tuple[str, int, Callable[[Stack], dict[str, Any]]]
 CASES: dict[str, Case] = {
     "upload granted": (UPLOADS, 201, lambda s: api_event(UPLOADS, {"filename": "a.txt", "size": 5})),
@@ -69,6 +77,14 @@ CASES: dict[str, Case] = {
     "one succeeded": (ONE, 200, succeeded),
     "one unknown parameter": (ONE, 400, lambda s: {**get(new_id()), "queryStringParameters": {"x": "1"}}),
     "one unknown": (ONE, 404, lambda s: get(new_id())),
+    "job over the user's quota": (JOBS, 429, lambda s: at_quota(s) and api_event(
+        JOBS, {"input_text": "hi", "key": s.put_input(upload_key())})),
+    "upload signed out": (UPLOADS, 401, lambda s: api_event(UPLOADS, {"filename": "a.txt", "size": 5}, user=None)),
+    "job signed out": (JOBS, 401, lambda s: api_event(JOBS, {"input_text": "hi", "key": "k"}, user=None)),
+    "list signed out": (LIST, 401, lambda s: api_event(LIST, user=None)),
+    "one signed out": (ONE, 401, lambda s: api_event(ONE, path_parameters={"id": new_id()}, user=None)),
+    "list another user's cursor": (LIST, 404, lambda s: listing({"next": cursors.encode(
+        {"id": {"S": new_id()}, "owner": {"S": OTHER_USER}, "created_at": {"S": jobmodel.utc_now()}})})),
     "health": (HEALTH, 200, lambda s: api_event(HEALTH)),
     "health unknown parameter": (HEALTH, 400, lambda s: {**api_event(HEALTH), "queryStringParameters": {"x": "1"}}),
 }

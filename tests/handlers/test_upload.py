@@ -14,7 +14,7 @@ from handlers.apigw import MAX_BODY_BYTES
 from handlers.config import ApiConfig
 from handlers.jobmodel import ID_ALPHABET, ID_LENGTH, INPUT_PREFIX
 from tests.conftest import TEST_SETTINGS
-from tests.handlers.conftest import JSON, Reply, Stack, api_event, call, factory_s3_in
+from tests.handlers.conftest import JSON, USER, Reply, Stack, api_event, call, factory_s3_in
 
 ROUTE = "POST /api/uploads"
 API_CONFIG = ApiConfig.from_env()
@@ -261,7 +261,7 @@ def test_post_goes_to_the_buckets_regional_host(stack: Stack) -> None:
     """Regression: the global host `<bucket>.s3.amazonaws.com` answers 307 for a day after a non-us-east-1 bucket is
     made, which a browser's cross-origin POST does not survive. Checked with the handler's own client config."""
     s3 = factory_s3_in("eu-west-1")
-    grant = upload.create_upload(s3, API_CONFIG, {"filename": "a.txt", "size": 5})
+    grant = upload.create_upload(s3, API_CONFIG, {"filename": "a.txt", "size": 5}, USER)
     assert grant["url"] == f"https://{stack.bucket}.s3.eu-west-1.amazonaws.com/"
 
 

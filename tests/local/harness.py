@@ -8,7 +8,9 @@ from typing import Any
 
 import psutil
 
+from handlers import jobmodel
 from local.app import LocalPipeline
+from local.client import ApiClient
 from local.streams import LambdaHandler
 from local.vmhost import VmRun
 
@@ -54,3 +56,24 @@ def gone(processes: list[psutil.Process], timeout: float = 5) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+_clients: dict[int, ApiClient] = {}
+CREDENTIALS: dict[int, tuple[str, str]] = {}
+"""id(ApiClient) -> (email, password) of the clients made here, for tests that sign in again another way."""
+
+
+def signed_in(pipeline: LocalPipeline) -> ApiClient:
+    """The pipeline's test user, signed in (one user and one sign-in per pipeline)."""
+    key = id(pipeline)
+    if key not in _clients or _clients[key].base_url != pipeline.url:
+        user = pipeline.create_user(f"tester-{key}@example.com")
+        _clients[key] = ApiClient.signed_in(pipeline.url, user.email, user.password)
+        CREDENTIALS[id(_clients[key])] = (user.email, user.password)
+    return _clients[key]
+
+
+def new_user(pipeline: LocalPipeline, name: str) -> ApiClient:
+    """Another user of the same stack, signed in."""
+    user = pipeline.create_user(f"{name}-{jobmodel.new_id().lower()}@example.com")
+    return ApiClient.signed_in(pipeline.url, user.email, user.password)

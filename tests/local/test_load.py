@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from components.settings import StackSettings
 from local.app import LocalPipeline
-from local.load import run_load
+from local.load import load_settings, run_load
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +16,7 @@ CAP = 2
 
 
 def test_forty_jobs_with_a_cap_of_two_lose_nothing_double_nothing_and_hold_the_cap() -> None:
-    with LocalPipeline(port=0, settings=StackSettings(max_concurrent_vms=CAP, max_file_mb=1)) as pipeline:
+    with LocalPipeline(port=0, settings=replace(load_settings(JOBS, CAP), max_file_mb=1)) as pipeline:
         report = run_load(pipeline, jobs=JOBS, concurrency=10, timeout=240)
     print("\n".join(report.lines()))
 

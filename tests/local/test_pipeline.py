@@ -18,9 +18,8 @@ import requests
 
 from components.settings import StackSettings
 from local.app import LocalPipeline
-from local.client import create_job, submit, wait_for_final
 from local.vmhost import Ending
-from tests.local.harness import DELETE_INPUT_MARKER, deleting_inputs, finished_run, gone, instance_state
+from tests.local.harness import DELETE_INPUT_MARKER, deleting_inputs, finished_run, gone, instance_state, signed_in
 from worker.userdata import render_user_data
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +45,7 @@ def test_health_reports_the_emulator(pipeline: LocalPipeline) -> None:
 
 
 def test_api_errors_keep_the_contracts_shape(pipeline: LocalPipeline) -> None:
-    missing = requests.get(f"{pipeline.url}/api/jobs/{'x' * 21}", timeout=10)
+    missing = signed_in(pipeline).get(f"/api/jobs/{'x' * 21}", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
     unknown = requests.get(f"{pipeline.url}/api/unknown", timeout=10)
     assert unknown.status_code == 404 and set(unknown.json()["error"]) == {"code", "message"}
@@ -63,10 +62,10 @@ def test_site_config_comes_from_the_stack_settings(pipeline: LocalPipeline) -> N
 def test_a_job_runs_on_a_local_vm_and_its_output_is_exact(pipeline: LocalPipeline) -> None:
     data = bytes(range(256)) + b"\r\nlast line without newline"
     text = "naïve café ☕ — done"
-    job = submit(pipeline.url, "sample.bin", data, text)
+    job = signed_in(pipeline).submit("sample.bin", data, text)
     assert job["status"] == "PENDING"
 
-    final = wait_for_final(pipeline.url, job["id"])
+    final = signed_in(pipeline).wait_for_final(job["id"])
     assert final["status"] == "SUCCEEDED", final
     assert final["output_file_path"].endswith(f"outputs/{job['id']}/sample.out.bin")
     downloaded = requests.get(final["output_url"], timeout=10)
@@ -82,8 +81,8 @@ def test_a_job_runs_on_a_local_vm_and_its_output_is_exact(pipeline: LocalPipelin
 
 def test_the_vm_executes_the_launch_templates_user_data(pipeline: LocalPipeline) -> None:
     """The text bash ran is what `render_user_data` gives the Pulumi launch template for this stack."""
-    job = submit(pipeline.url, "notes.txt", b"abc", "xyz")
-    final = wait_for_final(pipeline.url, job["id"])
+    job = signed_in(pipeline).submit("notes.txt", b"abc", "xyz")
+    final = signed_in(pipeline).wait_for_final(job["id"])
     run = finished_run(pipeline, final["instance_id"])
 
     stack = pipeline.stack
@@ -100,21 +99,21 @@ def test_a_job_whose_id_starts_with_a_dash_succeeds(pipeline: LocalPipeline) -> 
     option, so the user-data passes `--job-id=ID`. The upload key is made here so the id is known."""
     key = "inputs/-dash0123456789abcdef/dash.txt"
     pipeline.client("s3").put_object(Bucket=pipeline.stack.bucket, Key=key, Body=b"dash")
-    job = create_job(pipeline.url, key, "first")
+    job = signed_in(pipeline).create_job(key, "first")
     deadline = time.monotonic() + 20
     while "instance_id" not in job and time.monotonic() < deadline:
         time.sleep(0.1)
-        job = requests.get(f"{pipeline.url}/api/jobs/{job['id']}", timeout=10).json()
+        job = signed_in(pipeline).get(f"/api/jobs/{job['id']}", timeout=10).json()
     run = finished_run(pipeline, job["instance_id"])
-    final = requests.get(f"{pipeline.url}/api/jobs/{job['id']}", timeout=10).json()
+    final = signed_in(pipeline).get(f"/api/jobs/{job['id']}", timeout=10).json()
     assert final["status"] == "SUCCEEDED", run.console
 
 
 def test_ten_jobs_at_once_all_succeed_with_distinct_outputs(pipeline: LocalPipeline) -> None:
     inputs = [(f"file-{i}.txt", f"content {i}\n".encode() * (i + 1), f"text {i}") for i in range(10)]
     with ThreadPoolExecutor(max_workers=10) as pool:
-        jobs = list(pool.map(lambda args: submit(pipeline.url, *args), inputs))
-        finals = list(pool.map(lambda job: wait_for_final(pipeline.url, job["id"], timeout=90), jobs))
+        jobs = list(pool.map(lambda args: signed_in(pipeline).submit(*args), inputs))
+        finals = list(pool.map(lambda job: signed_in(pipeline).wait_for_final(job["id"], timeout=90), jobs))
 
     assert [f["status"] for f in finals] == ["SUCCEEDED"] * 10, [f.get("error") for f in finals]
     outputs = [requests.get(f["output_url"], timeout=10).content for f in finals]
@@ -131,8 +130,8 @@ def test_a_job_whose_input_is_gone_fails_with_a_reason_and_its_vm_is_terminated(
     pipeline: LocalPipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="filepipe.local")
-    job = submit(pipeline.url, "gone.txt", b"soon deleted", DELETE_INPUT_MARKER)
-    final = wait_for_final(pipeline.url, job["id"])
+    job = signed_in(pipeline).submit("gone.txt", b"soon deleted", DELETE_INPUT_MARKER)
+    final = signed_in(pipeline).wait_for_final(job["id"])
 
     assert final["status"] == "FAILED", final
     assert final["error"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.triggers import INSERT_FILTER, LAUNCHER_EVENT_FILTERS
+from components.triggers import LAUNCHER_EVENT_FILTERS, NEW_JOB_FILTER
 from local.schedule import Schedule
 from local.streams import StreamPoller, first_failed_index, lambda_record, matches
 
@@ -95,9 +95,12 @@ def test_records_have_lambdas_shape() -> None:
 
 
 def test_filter_pattern_matches_insert_only() -> None:
-    assert matches(INSERT_FILTER, {"eventName": "INSERT"})
-    assert not matches(INSERT_FILTER, {"eventName": "MODIFY"})
-    assert not matches(INSERT_FILTER, {})
+    new_job = {"eventName": "INSERT", "dynamodb": {"NewImage": {"status": {"S": "PENDING"}}}}
+    assert matches(NEW_JOB_FILTER, new_job)
+    assert not matches(NEW_JOB_FILTER, {**new_job, "eventName": "MODIFY"})
+    assert not matches(NEW_JOB_FILTER, {"eventName": "INSERT", "dynamodb": {"NewImage": {"active": {"N": "1"}}}}), (
+        "a per-user counter or VM slot is not a job")
+    assert not matches(NEW_JOB_FILTER, {})
     assert matches({"dynamodb": {"StreamViewType": ["NEW_IMAGE"]}}, {"dynamodb": {"StreamViewType": "NEW_IMAGE"}})
 
 

@@ -7,6 +7,8 @@ from typing import Any
 from handlers import capacity, jobmodel
 from local.provision import LocalStack
 
+OWNER = "runtime-test-user"
+
 
 def put_job(
     s3: Any, ddb: Any, stack: LocalStack, *, content: bytes, text: str, filename: str = "input.txt",
@@ -16,7 +18,7 @@ def put_job(
     job_id = jobmodel.new_id()
     key = f"{jobmodel.INPUT_PREFIX}{job_id}/{filename}"
     s3.put_object(Bucket=stack.bucket, Key=key, Body=content, ContentType=content_type)
-    item = jobmodel.new_job(job_id, text, f"{stack.bucket}/{key}", status)
+    item = jobmodel.new_job(job_id, text, f"{stack.bucket}/{key}", OWNER, status)
     ddb.put_item(TableName=stack.table, Item={k: {"S": v} for k, v in item.items()})
     return job_id, key
 

@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from handlers import capacity, jobmodel, launcher
+from components.triggers import LAUNCHER_EVENT_FILTERS
+from handlers import capacity, jobmodel, launcher, quota
 from handlers.config import LauncherConfig
 from handlers.jobmodel import JOB_ID_TAG, Actor, Status
 from local.events import instance_state_change
+from local.streams import matches
 from tests.conftest import Aws
 from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
 from tests.runtime.jobs import get_item, held_slots, put_job
@@ -281,3 +283,23 @@ def test_slot_items_are_never_taken_for_jobs(aws: Aws) -> None:
     assert handle(aws, slot_records) == {"batchItemFailures": []}
     assert instances(aws) == []
     assert jobmodel.jobs_in_state(ddb, aws.stack.table, Status.QUEUED) == []
+
+
+def test_a_finished_jobs_stream_record_frees_its_owners_place_once(aws: Aws) -> None:
+    """The MODIFY record of a job reaching SUCCEEDED (the launcher's second filter) decrements its owner's count;
+    the same record delivered again decrements nothing."""
+    ddb, table = aws.client("dynamodb"), aws.stack.table
+    job_id = jobmodel.new_id()
+    quota.create_job(ddb, table, jobmodel.new_job(job_id, "t", f"{aws.stack.bucket}/inputs/{job_id}/a", "u1"), 5)
+    handle(aws, records(aws))
+    finish(aws, job_id)
+    finished = [r for r in records(aws) if r["eventName"] == "MODIFY"
+                and any(matches(pattern, r) for pattern in LAUNCHER_EVENT_FILTERS)]
+    assert len(finished) == 1, "only the move to SUCCEEDED passes the filter"
+    assert quota.active_jobs(ddb, table, "u1") == 1
+
+    assert handle(aws, finished) == {"batchItemFailures": []}
+    assert handle(aws, finished) == {"batchItemFailures": []}
+
+    assert quota.active_jobs(ddb, table, "u1") == 0
+    assert "holds_quota" not in (get_item(ddb, aws.stack, job_id) or {})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import MIB, StackSettings, api_config, config_key, site_config
+from components.settings import MIB, StackSettings, api_config, config_key, settings_from_mapping, site_config
 
 
 def test_defaults_need_no_config() -> None:
@@ -49,7 +49,32 @@ def test_config_key_is_camel_case() -> None:
 def test_api_config_and_site_config_carry_the_same_limits() -> None:
     settings = StackSettings(max_file_mb=3, max_text_length=99)
     env = api_config("bucket", "table", settings).to_env()
-    site = site_config(settings)
+    site = site_config(settings, region="eu-west-1", user_pool_id="eu-west-1_pool", client_id="client")
     assert int(env["MAX_FILE_BYTES"]) == site["maxFileBytes"] == 3 * MIB
     assert int(env["MAX_TEXT_LENGTH"]) == site["maxTextLength"] == 99
     assert env["BUCKET_NAME"] == "bucket" and env["TABLE_NAME"] == "table"
+
+
+def test_site_config_names_the_pool_and_client_and_an_endpoint_only_where_given() -> None:
+    """The form signs in with these; `endpoint` must be absent on AWS (the SDK default) and present locally."""
+    settings = StackSettings(allow_self_sign_up=False)
+    on_aws = site_config(settings, region="eu-west-1", user_pool_id="eu-west-1_pool", client_id="client")
+    assert on_aws["auth"] == {"region": "eu-west-1", "userPoolId": "eu-west-1_pool", "clientId": "client"}
+    assert on_aws["selfSignUp"] is False
+    local = site_config(settings, region="us-east-1", user_pool_id="p", client_id="c", auth_endpoint="http://h:1")
+    assert local["auth"]["endpoint"] == "http://h:1"
+
+
+@pytest.mark.parametrize(("raw", "parsed"), [("true", True), ("False", False), (" TRUE ", True)])
+def test_boolean_keys_read_true_and_false(raw: str, parsed: bool) -> None:
+    assert settings_from_mapping({"allowSelfSignUp": raw}).allow_self_sign_up is parsed
+
+
+@pytest.mark.parametrize("values", [
+    {"allowSelfSignUp": "yes"}, {"maxActiveJobsPerUser": "0"}, {"accessTokenMinutes": "4"},
+    {"idTokenMinutes": "1441"}, {"refreshTokenDays": "0"},
+])
+def test_account_settings_out_of_range_are_refused_naming_the_key(values: dict[str, str]) -> None:
+    (key,) = values
+    with pytest.raises(ValueError, match=key):
+        settings_from_mapping(values)

@@ -1,0 +1,88 @@
+"""Auth: the Cognito user pool people sign in to, and the public app client the form (and scripts) use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.settings import StackSettings
+from components.userpool import app_client_definition, issuer, user_pool_definition
+
+
+@dataclass
+class AuthArgs:
+    settings: StackSettings
+
+
+class Auth(pulumi.ComponentResource):
+    """A user pool with email sign-in, and an app client for USER_PASSWORD_AUTH, SRP and refresh tokens.
+
+    `issuer` and `client_id` are what the HTTP API's JWT authorizer checks; the form reads them from `config.json`.
+    """
+
+    user_pool: aws.cognito.UserPool
+    client: aws.cognito.UserPoolClient
+    issuer: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AuthArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("filepipe:auth:Auth", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        settings = args.settings
+        pool = user_pool_definition(f"{name}-users", allow_self_sign_up=settings.allow_self_sign_up)
+        self.user_pool = aws.cognito.UserPool(f"{name}-users", **user_pool_args(pool), opts=child)
+        client = app_client_definition(
+            "", f"{name}-web",
+            access_token_minutes=settings.access_token_minutes,
+            id_token_minutes=settings.id_token_minutes,
+            refresh_token_days=settings.refresh_token_days,
+        )
+        self.client = aws.cognito.UserPoolClient(
+            f"{name}-web", user_pool_id=self.user_pool.id, **app_client_args(client), opts=child
+        )
+        self.region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
+        self.issuer = pulumi.Output.all(self.region, self.user_pool.id).apply(lambda v: issuer(v[0], v[1]))
+        self.register_outputs({"userPoolId": self.user_pool.id, "clientId": self.client.id, "issuer": self.issuer})
+
+
+def user_pool_args(definition: dict[str, Any]) -> dict[str, Any]:
+    """Pulumi arguments for `userpool.user_pool_definition` (CreateUserPool shape); the name is Pulumi's to choose."""
+    policy = definition["Policies"]["PasswordPolicy"]
+    return {
+        "username_attributes": definition["UsernameAttributes"],
+        "auto_verified_attributes": definition["AutoVerifiedAttributes"],
+        "username_configuration": aws.cognito.UserPoolUsernameConfigurationArgs(
+            case_sensitive=definition["UsernameConfiguration"]["CaseSensitive"]),
+        "password_policy": aws.cognito.UserPoolPasswordPolicyArgs(
+            minimum_length=policy["MinimumLength"],
+            require_uppercase=policy["RequireUppercase"],
+            require_lowercase=policy["RequireLowercase"],
+            require_numbers=policy["RequireNumbers"],
+            require_symbols=policy["RequireSymbols"],
+            temporary_password_validity_days=policy["TemporaryPasswordValidityDays"],
+        ),
+        "admin_create_user_config": aws.cognito.UserPoolAdminCreateUserConfigArgs(
+            allow_admin_create_user_only=definition["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"]),
+        "account_recovery_setting": aws.cognito.UserPoolAccountRecoverySettingArgs(recovery_mechanisms=[
+            aws.cognito.UserPoolAccountRecoverySettingRecoveryMechanismArgs(name=m["Name"], priority=m["Priority"])
+            for m in definition["AccountRecoverySetting"]["RecoveryMechanisms"]
+        ]),
+    }
+
+
+def app_client_args(definition: dict[str, Any]) -> dict[str, Any]:
+    """Pulumi arguments for `userpool.app_client_definition` (CreateUserPoolClient shape)."""
+    units = definition["TokenValidityUnits"]
+    return {
+        "generate_secret": definition["GenerateSecret"],
+        "explicit_auth_flows": definition["ExplicitAuthFlows"],
+        "prevent_user_existence_errors": definition["PreventUserExistenceErrors"],
+        "enable_token_revocation": definition["EnableTokenRevocation"],
+        "access_token_validity": definition["AccessTokenValidity"],
+        "id_token_validity": definition["IdTokenValidity"],
+        "refresh_token_validity": definition["RefreshTokenValidity"],
+        "token_validity_units": aws.cognito.UserPoolClientTokenValidityUnitsArgs(
+            access_token=units["AccessToken"], id_token=units["IdToken"], refresh_token=units["RefreshToken"]),
+    }
