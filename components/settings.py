@@ -70,19 +70,21 @@ class StackSettings:
     download_expiry_seconds: int = 300
     api_throttle_rate: int = 20
     api_throttle_burst: int = 40
-    api_reserved_concurrency: int = 20
-    """Reserved (guaranteed and maximum) concurrency of each API function (upload, jobs). At the stage's default
-    20 requests/s and well under a second each, a handful run at once; 20 leaves room for slow S3 calls while a
-    flood of requests cannot take the account's whole Lambda concurrency. `NO_RESERVATION` (-1) turns it off."""
-    launcher_reserved_concurrency: int = 2
-    """Reserved concurrency of the launcher, and of the sweeper (the two functions that start VMs).
+    api_reserved_concurrency: int = NO_RESERVATION
+    """Reserved (guaranteed and maximum) concurrency of each API function (upload, jobs); `NO_RESERVATION` (-1)
+    by default, as any reservation must leave 100 of the account's Lambda concurrency unreserved and a new
+    account's quota is 10, so a default reservation would make a first deploy fail. Set it (e.g. 20: at the
+    stage's default 20 requests/s and well under a second each, a handful run at once) in an account with a
+    quota of 1000, so a flood of API requests cannot take the account's whole concurrency."""
+    launcher_reserved_concurrency: int = NO_RESERVATION
+    """Reserved concurrency of the launcher, and of the sweeper (the two functions that start VMs);
+    `NO_RESERVATION` by default, for the same reason as `api_reserved_concurrency`.
 
     The VM cap does not depend on it: VM slots and job claims are conditional writes, so any number of concurrent
-    launchers keeps at most `max_concurrent_vms` VMs. It only bounds how much of the account's concurrency they
-    can take. The stream mapping runs one batch per stream shard at a time and a small jobs table has one or a few
-    shards, so 2 lets two batches (or a split shard's parent and child, or two overlapping sweeps) run together;
-    a batch throttled beyond that waits and is retried by the mapping. 1 would serialise every launch behind the
-    slowest RunInstances retry; more buys little, as each invocation is a few writes and at most a few launches."""
+    launchers keeps at most `max_concurrent_vms` VMs. A reservation only guarantees them concurrency when other
+    functions of the account are busy, and bounds how much they can take. The stream mapping runs one batch per
+    stream shard at a time and a small jobs table has one or a few shards, so 2 is a sensible value where
+    reservations are possible; 1 would serialise every launch behind the slowest RunInstances retry."""
     sweep_interval_minutes: int = 2
     """How often the sweeper runs (an EventBridge rule on AWS): at most this late, an overdue VM is terminated, a
     stuck job failed, a leaked VM slot freed and the queue moved."""

@@ -56,9 +56,11 @@ def test_sweep_interval_is_between_a_minute_and_an_hour(value: str, ok: bool) ->
             settings_from_mapping({"sweepIntervalMinutes": value})
 
 
-def test_defaults_reserve_concurrency_and_sweep_every_two_minutes() -> None:
+def test_defaults_reserve_no_concurrency_and_sweep_every_two_minutes() -> None:
+    """Regression: a default reservation makes the first deploy fail in a new account (quota 10: Lambda refuses any
+    reservation that leaves less than 100 unreserved)."""
     defaults = StackSettings()
-    assert (defaults.api_reserved_concurrency, defaults.launcher_reserved_concurrency) == (20, 2)
+    assert (defaults.api_reserved_concurrency, defaults.launcher_reserved_concurrency) == (NO_RESERVATION,) * 2
     assert defaults.sweep_interval_minutes == 2
 
 
