@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -77,7 +78,7 @@ class Compute(pulumi.ComponentResource):
     def _network(self, args: ComputeArgs) -> None:
         """Private subnets with no route out of the VPC; S3 and DynamoDB through gateway endpoints only."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        zones = self._subnet_zones(args.settings.instance_type)
         self.vpc = aws.ec2.Vpc(
             f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True, opts=child
         )
@@ -88,7 +89,7 @@ class Compute(pulumi.ComponentResource):
                 f"{name}-private-{index}",
                 vpc_id=self.vpc.id,
                 cidr_block=cidr,
-                availability_zone=zones.names.apply(lambda names, i=index: _zone(names, i)),
+                availability_zone=zones.apply(lambda names, i=index: names[i]),
                 map_public_ip_on_launch=False,
                 opts=child,
             )
@@ -129,6 +130,27 @@ class Compute(pulumi.ComponentResource):
                 )
             ],
             opts=child,
+        )
+
+    def _subnet_zones(self, instance_type: str) -> pulumi.Output[list[str]]:
+        """The zones the subnets go in: availability zones proper that offer `instance_type`, first by name.
+
+        Local and Wavelength Zones (opt-in, other prices and services) are left out by their opt-in status; an
+        impaired zone ("state" other than available) is not, so a zone's bad day at the next deploy cannot move
+        (replace) a subnet.
+        """
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        zones = aws.get_availability_zones_output(
+            filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+            opts=invoke,
+        )
+        offerings = aws.ec2.get_instance_type_offerings_output(
+            location_type="availability-zone",
+            filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(name="instance-type", values=[instance_type])],
+            opts=invoke,
+        )
+        return pulumi.Output.all(zones.names, offerings.locations, self._region).apply(
+            lambda found: subnet_zones(found[0], found[1], instance_type=instance_type, region=found[2])
         )
 
     def _worker(self, args: ComputeArgs) -> None:
@@ -323,10 +345,21 @@ def rate_expression(minutes: int) -> str:
     return f"rate({minutes} minute{'' if minutes == 1 else 's'})"
 
 
-def _zone(names: list[str], index: int) -> str:
-    if len(names) < len(SUBNET_CIDRS):
-        raise ValueError(f"the region offers {len(names)} availability zones; filepipe needs {len(SUBNET_CIDRS)}")
-    return names[index]
+def subnet_zones(
+    zones: Sequence[str], offered_in: Sequence[str], *, instance_type: str, region: str
+) -> list[str]:
+    """The first `len(SUBNET_CIDRS)` of `zones` (by name) where `instance_type` is offered; an error if too few.
+
+    Sorted, so the choice depends on what the region offers, not on the order AWS lists it in.
+    """
+    usable = sorted(set(zones) & set(offered_in))
+    wanted = len(SUBNET_CIDRS)
+    if len(usable) < wanted:
+        raise ValueError(
+            f"instance type {instance_type} is offered in {len(usable)} availability zone(s) of {region} "
+            f"({', '.join(usable) or 'none'}); filepipe needs {wanted}: choose another instanceType or region"
+        )
+    return usable[:wanted]
 
 
 def user_data_base64(
