@@ -6,7 +6,7 @@ import pulumi
 
 from components.api import Api, ApiArgs
 from components.compute import Compute, ComputeArgs
-from components.settings import StackSettings
+from components.settings import STACK_TAG, StackSettings
 from components.site import Site, SiteArgs
 from components.storage import Storage, StorageArgs
 
@@ -45,6 +45,7 @@ pulumi.export("directApiUrl", api.endpoint)
 pulumi.export("bucketName", storage.bucket.bucket)
 pulumi.export("tableName", storage.table.name)
 pulumi.export("launchTemplateId", compute.launch_template.id)
+pulumi.export("workerTag", pulumi.Output.concat(STACK_TAG, "=", compute.stack_tag))
 pulumi.export("launcherFunction", compute.launcher.name)
 pulumi.export("sweeperFunction", compute.sweeper.name)
 pulumi.export("launchFailuresQueueUrl", compute.failure_queue.url)

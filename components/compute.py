@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from components import iam
 from components.functions import python_function
 from components.settings import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
+    PROJECT,
     STACK_TAG,
     STREAM_BATCH_SIZE,
     STREAM_MAX_RETRIES,
@@ -34,6 +36,8 @@ STREAM_MAX_RECORD_AGE_SECONDS = 3600
 DISPATCH_TIMEOUT_SECONDS = 60
 """Launcher and sweeper: a few conditional writes per job plus RunInstances with a short backoff."""
 FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+STACK_TAG_RANDOM_BYTES = 4
+"""The stack tag's random suffix: 8 hex digits, so two stacks of one name in an account do not collide."""
 
 
 @dataclass
@@ -44,7 +48,7 @@ class ComputeArgs:
     table_arn: pulumi.Input[str]
     stream_arn: pulumi.Input[str]
     stack: str
-    """Value of the `STACK_TAG` tag on every worker VM."""
+    """The Pulumi stack's name; the `STACK_TAG` value on every worker VM starts with it (see `Compute.stack_tag`)."""
     settings: StackSettings
 
 
@@ -52,6 +56,8 @@ class Compute(pulumi.ComponentResource):
     """Worker VMs start from `launch_template` in `subnets`; the launcher starts one per inserted job, the sweeper
     cleans up after VMs and jobs that outlive the timeout and moves the queue on a schedule."""
 
+    stack_tag: pulumi.Output[str]
+    """Value of the `STACK_TAG` tag on this deployment's VMs: `<project>-<stack>-<random hex>`."""
     launch_template: aws.ec2.LaunchTemplate
     launcher: aws.lambda_.Function
     sweeper: aws.lambda_.Function
@@ -64,16 +70,29 @@ class Compute(pulumi.ComponentResource):
         self._partition = aws.get_partition_output(opts=invoke).partition
         self._region = aws.get_region_output(opts=invoke).region
         self._account = aws.get_caller_identity_output(opts=invoke).account_id
+        self.stack_tag = self._stack_tag(args.stack)
 
         self._network(args)
         self._worker(args)
         self._dispatchers(args)
         self.register_outputs({
+            "stack_tag": self.stack_tag,
             "launch_template_id": self.launch_template.id,
             "subnet_ids": [subnet.id for subnet in self.subnets],
             "launcher": self.launcher.name,
             "sweeper": self.sweeper.name,
         })
+
+    def _stack_tag(self, stack: str) -> pulumi.Output[str]:
+        """A tag value unique to this deployment, not just the stack's name.
+
+        Two people's `dev` stacks in one account and region would otherwise tag their VMs alike, and each sweeper
+        would see, fail and terminate the other's. The suffix is random once per stack and kept in its state.
+        """
+        suffix = random.RandomId(
+            f"{self._name}-stack-tag", byte_length=STACK_TAG_RANDOM_BYTES, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return pulumi.Output.concat(PROJECT, "-", stack, "-", suffix.hex)
 
     def _network(self, args: ComputeArgs) -> None:
         """Private subnets with no route out of the VPC; S3 and DynamoDB through gateway endpoints only."""
@@ -166,7 +185,7 @@ class Compute(pulumi.ComponentResource):
             opts=child,
         )
         self.instance_profile = aws.iam.InstanceProfile(f"{name}-worker", role=self.instance_role.name, opts=child)
-        tags = {STACK_TAG: args.stack}
+        tags = {STACK_TAG: self.stack_tag}
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-worker",
             image_id=f"resolve:ssm:{args.settings.ami_parameter}",
@@ -202,7 +221,7 @@ class Compute(pulumi.ComponentResource):
         """The two functions that start VMs: the launcher (stream-driven) and the sweeper (scheduled)."""
         subnet_ids = pulumi.Output.all(*[subnet.id for subnet in self.subnets]).apply(",".join)
         environment = launcher_environment(
-            args.table_name, self.launch_template.id, subnet_ids, stack=args.stack, settings=args.settings
+            args.table_name, self.launch_template.id, subnet_ids, stack_tag=self.stack_tag, settings=args.settings
         )
         dispatch = iam.dispatch_statements(
             partition=self._partition,
@@ -293,8 +312,8 @@ class Compute(pulumi.ComponentResource):
                 partition=self._partition,
                 region=self._region,
                 account=self._account,
-                stack_tag=STACK_TAG,
-                stack=args.stack,
+                stack_tag_key=STACK_TAG,
+                stack_tag=self.stack_tag,
                 log_group_arn=logs,
             ),
             log_retention_days=args.settings.log_retention_days,

@@ -248,16 +248,17 @@ def sweeper_function_policy(
     partition: pulumi.Input[str],
     region: pulumi.Input[str],
     account: pulumi.Input[str],
-    stack_tag: str,
-    stack: str,
+    stack_tag_key: str,
+    stack_tag: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
 ) -> pulumi.Output[str]:
     """Find this stack's VMs, terminate only those, and dispatch (`dispatch_statements`).
 
     `ec2:DescribeInstances` supports no resource-level permissions (AWS's service authorization reference lists
     no resource type for it), so it is the one Allow on `"*"`; it reveals, and changes, nothing.
-    TerminateInstances is limited to instances in this region and account that carry this stack's tag, which
-    every worker VM gets at launch (the launch template's tag specifications and the launcher's RunInstances).
+    TerminateInstances is limited to instances in this region and account tagged `stack_tag_key=stack_tag` (a value
+    unique per deployment), which every worker VM gets at launch (the launch template's tag specifications and the
+    launcher's RunInstances).
     """
     return document(
         statement(["ec2:DescribeInstances"], ["*"], sid="FindStackInstances"),
@@ -265,7 +266,7 @@ def sweeper_function_policy(
             ["ec2:TerminateInstances"],
             [ec2_arn(partition, region, account, "instance")],
             sid="TerminateStackInstances",
-            condition={"StringEquals": {f"aws:ResourceTag/{stack_tag}": stack}},
+            condition={"StringEquals": {f"aws:ResourceTag/{stack_tag_key}": stack_tag}},
         ),
         *dispatch,
         log_statement(log_group_arn),

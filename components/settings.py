@@ -158,16 +158,20 @@ def api_environment(bucket: T, table: T, settings: StackSettings) -> dict[str, T
 
 
 def launcher_environment(
-    table: T, launch_template_id: T, subnet_ids: T, *, stack: str, settings: StackSettings
+    table: T, launch_template_id: T, subnet_ids: T, *, stack_tag: T | str, settings: StackSettings
 ) -> dict[str, T | str]:
-    """Environment of the launcher and sweeper Lambdas; `subnet_ids` is a comma-separated list."""
+    """Environment of the launcher and sweeper Lambdas; `subnet_ids` is a comma-separated list.
+
+    `stack_tag` is the `STACK_TAG` value the launcher puts on its VMs and the sweeper looks for (on AWS unique per
+    deployment, see `components.compute.Compute.stack_tag`); the variable keeps its old name, `STACK_NAME`.
+    """
     return {
         env_names.ENV_TABLE: table,
         env_names.ENV_LAUNCH_TEMPLATE_ID: launch_template_id,
         env_names.ENV_SUBNET_IDS: subnet_ids,
         env_names.ENV_MAX_CONCURRENT_VMS: str(settings.max_concurrent_vms),
         env_names.ENV_JOB_TIMEOUT: str(settings.job_timeout_minutes),
-        env_names.ENV_STACK: stack,
+        env_names.ENV_STACK: stack_tag,
     }
 
 

@@ -42,8 +42,8 @@ class LocalStack:
         return api_environment(self.bucket, self.table, self.settings)
 
     def launcher_environment(self) -> dict[str, str]:
-        return _launcher_environment(self.table, self.launch_template_id, ",".join(self.subnet_ids), stack=self.stack,
-                                     settings=self.settings)
+        return _launcher_environment(self.table, self.launch_template_id, ",".join(self.subnet_ids),
+                                     stack_tag=self.stack, settings=self.settings)
 
     def user_data(self) -> str:
         return render_user_data(

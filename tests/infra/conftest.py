@@ -97,6 +97,10 @@ def _log_group(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"name": group, "arn": _arn("logs", f"log-group:{group}")}
 
 
+RANDOM_HEX = "5eed1e55"
+"""What every `random.RandomId` of the mocks holds (4 bytes, as hex)."""
+WORKER_TAG = f"{PROJECT}-{STACK}-{RANDOM_HEX}"
+"""The stack tag value of the mocked deployments' worker VMs."""
 API_ID = "a1b2c3d4e5"
 DISTRIBUTION_DOMAIN = "d111111abcdef8.cloudfront.net"
 COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
@@ -122,6 +126,7 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         "name": name, "arn": _arn("iam", f"instance-profile/{name}", region=""),
     },
     "aws:cloudwatch/eventRule:EventRule": lambda name, inputs: {"name": name, "arn": _arn("events", f"rule/{name}")},
+    "random:index/randomId:RandomId": lambda name, inputs: {"hex": RANDOM_HEX[: 2 * int(inputs["byteLength"])]},
     "aws:sqs/queue:Queue": lambda name, inputs: {
         "arn": _arn("sqs", name), "url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}",
     },

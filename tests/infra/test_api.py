@@ -13,7 +13,7 @@ import pytest
 from components.functions import HANDLERS_DIR
 from components.settings import NO_RESERVATION, StackSettings, api_environment, launcher_environment
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
-from tests.infra.conftest import API_ID, STACK, TUNED, Deployment
+from tests.infra.conftest import API_ID, TUNED, WORKER_TAG, Deployment
 
 FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "compute-launcher": "launcher", "compute-sweeper": "sweeper"}
 API_FUNCTIONS = ("api-upload", "api-jobs")
@@ -166,7 +166,8 @@ def test_launcher_and_sweeper_get_the_table_template_and_both_subnets(dev: Deplo
     assert set(variables["SUBNET_IDS"].split(",")) == subnets and len(subnets) == 2
     table, template = dev.exports["tableName"], dev.exports["launchTemplateId"]
     settings = dev.namespace["settings"]
-    expected = launcher_environment(table, template, variables["SUBNET_IDS"], stack=STACK, settings=settings)
+    expected = launcher_environment(table, template, variables["SUBNET_IDS"], stack_tag=WORKER_TAG,
+                                    settings=settings)
     assert variables == expected
 
 

@@ -31,6 +31,7 @@ from tests.infra.conftest import (
     SCARCE_TYPES,
     STACK,
     TUNED,
+    WORKER_TAG,
     ZONES,
     Deployment,
 )
@@ -125,8 +126,25 @@ def test_instances_and_volumes_are_tagged_with_the_stack(dev: Deployment) -> Non
     """Regression: without the stack tag the sweeper cannot find (and terminate) this stack's stray VMs."""
     specs = dev.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["tagSpecifications"]
     assert {s["resourceType"]: s["tags"] for s in specs} == {
-        "instance": {STACK_TAG: STACK}, "volume": {STACK_TAG: STACK},
+        "instance": {STACK_TAG: WORKER_TAG}, "volume": {STACK_TAG: WORKER_TAG},
     }
+
+
+def test_the_stack_tag_is_one_value_unique_to_the_deployment_everywhere(dev: Deployment) -> None:
+    """Regression: VMs tagged with the bare stack name, so two people's `dev` stacks in one account see, fail and
+    terminate each other's VMs; or a tag value that differs between the VMs (launch template), the launcher and
+    sweeper (environment) and the sweeper's TerminateInstances condition, so VMs are missed or cannot be ended."""
+    [suffix] = dev.of_type("random:index/randomId:RandomId")
+    tag = f"filepipe-{STACK}-{suffix.outputs['hex']}"
+    assert tag != STACK and len(suffix.outputs["hex"]) == 8
+    template = dev.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    on_vms = {value for spec in template["tagSpecifications"] for value in spec["tags"].values()}
+    environments = {dev.one("aws:lambda/function:Function", name).inputs["environment"]["variables"]["STACK_NAME"]
+                    for name in ("compute-launcher", "compute-sweeper")}
+    [terminate] = [s for s in dev.one("aws:iam/rolePolicy:RolePolicy", "compute-sweeper-policy").policy()["Statement"]
+                   if s["Action"] == ["ec2:TerminateInstances"]]
+    condition = {terminate["Condition"]["StringEquals"][f"aws:ResourceTag/{STACK_TAG}"]}
+    assert on_vms == environments == condition == {tag}
 
 
 def test_user_data_is_the_rendered_script_for_this_stacks_bucket_and_table(dev: Deployment) -> None:

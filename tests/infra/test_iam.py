@@ -11,7 +11,7 @@ from components.settings import STACK_TAG, StackSettings
 from handlers import launcher
 from handlers.config import LauncherConfig
 from handlers.jobmodel import STATUS_INDEX
-from tests.infra.conftest import ACCOUNT, PARTITION, REGION, STACK, TUNED, Deployment
+from tests.infra.conftest import ACCOUNT, PARTITION, REGION, STACK, TUNED, WORKER_TAG, Deployment
 
 ALLOWED_STAR_RESOURCES: dict[str, str] = {
     "FindStackInstances": "ec2:DescribeInstances supports no resource-level permissions (the service authorization "
@@ -294,7 +294,7 @@ class TestSweeperPolicy:
         assert sweeper["TerminateStackInstances"] == {
             "Sid": "TerminateStackInstances", "Effect": "Allow", "Action": ["ec2:TerminateInstances"],
             "Resource": [_arn("ec2", "instance/*")],
-            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": STACK}},
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": WORKER_TAG}},
         }
 
     def test_describes_instances_and_nothing_else_on_star(self, sweeper: dict[str, dict[str, Any]]) -> None:
