@@ -255,7 +255,6 @@ class Compute(pulumi.ComponentResource):
             environment=environment,
             policy=lambda logs: iam.launcher_function_policy(
                 dispatch=dispatch,
-                table_arn=args.table_arn,
                 stream_arn=args.stream_arn,
                 failure_queue_arn=self.failure_queue.arn,
                 log_group_arn=logs,
