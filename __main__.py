@@ -6,6 +6,7 @@ import pulumi
 
 from components.api import Api, ApiArgs
 from components.compute import Compute, ComputeArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.settings import STACK_TAG, StackSettings
 from components.site import Site, SiteArgs
 from components.storage import Storage, StorageArgs
@@ -36,6 +37,22 @@ api = Api(
     ),
 )
 site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings))
+monitoring = Monitoring(
+    "monitoring",
+    MonitoringArgs(
+        stack_tag=compute.stack_tag,
+        log_groups={
+            "access": api.access_logs.name,
+            "launcher": compute.launcher_logs.name,
+            "sweeper": compute.sweeper_logs.name,
+        },
+        launcher_function=compute.launcher.name,
+        sweeper_function=compute.sweeper.name,
+        failure_queue=compute.failure_queue.name,
+        api_id=api.api.id,
+        settings=settings,
+    ),
+)
 # The presigned POST is the form's only cross-origin request; its origin is the distribution, known only now.
 storage.allow_origins([site.url, *settings.extra_origins])
 
@@ -49,3 +66,5 @@ pulumi.export("workerTag", pulumi.Output.concat(STACK_TAG, "=", compute.stack_ta
 pulumi.export("launcherFunction", compute.launcher.name)
 pulumi.export("sweeperFunction", compute.sweeper.name)
 pulumi.export("launchFailuresQueueUrl", compute.failure_queue.url)
+pulumi.export("alarmTopicArn", monitoring.topic.arn)
+pulumi.export("dashboardName", monitoring.dashboard.dashboard_name)

@@ -60,7 +60,10 @@ class Compute(pulumi.ComponentResource):
     """Value of the `STACK_TAG` tag on this deployment's VMs: `<project>-<stack>-<random hex>`."""
     launch_template: aws.ec2.LaunchTemplate
     launcher: aws.lambda_.Function
+    launcher_logs: aws.cloudwatch.LogGroup
     sweeper: aws.lambda_.Function
+    sweeper_logs: aws.cloudwatch.LogGroup
+    failure_queue: aws.sqs.Queue
     subnets: list[aws.ec2.Subnet]
 
     def __init__(self, name: str, args: ComputeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -264,6 +267,7 @@ class Compute(pulumi.ComponentResource):
             timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
         )
         self.launcher = launcher.function
+        self.launcher_logs = launcher.log_group
         self.stream_mapping = aws.lambda_.EventSourceMapping(
             f"{name}-launcher-stream",
             event_source_arn=args.stream_arn,
@@ -320,6 +324,7 @@ class Compute(pulumi.ComponentResource):
             timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
         )
         self.sweeper = sweeper.function
+        self.sweeper_logs = sweeper.log_group
         # A failed or throttled sweep is not worth retrying: the next one, `interval` minutes later, does the same.
         aws.lambda_.FunctionEventInvokeConfig(
             f"{name}-sweeper-invoke",

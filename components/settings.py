@@ -7,6 +7,7 @@ limit or a name cannot differ between AWS and a laptop. This module must not imp
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
@@ -47,6 +48,9 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 NO_RESERVATION = -1
 """A reserved-concurrency setting meaning "draw from the account's unreserved pool" (pulumi-aws's own default)."""
 MAX_SWEEP_INTERVAL_MINUTES = 60
+FAILED_JOBS_WINDOW_MINUTES = 15
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+"""Loose on purpose: enough to catch a missing `@` or a list where one address goes; SNS checks the rest."""
 
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
@@ -88,6 +92,10 @@ class StackSettings:
     sweep_interval_minutes: int = 2
     """How often the sweeper runs (an EventBridge rule on AWS): at most this late, an overdue VM is terminated, a
     stuck job failed, a leaked VM slot freed and the queue moved."""
+    alarm_email: str = ""
+    """An address subscribed to the alarm topic (SNS sends it a confirmation mail first); empty for none."""
+    failed_jobs_alarm_threshold: int = 3
+    """The failed-jobs alarm goes off when more jobs than this fail within `FAILED_JOBS_WINDOW_MINUTES`."""
     extra_origins: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -98,6 +106,10 @@ class StackSettings:
                      "upload_expiry_seconds", "download_expiry_seconds", "api_throttle_rate", "api_throttle_burst"):
             if getattr(self, name) < 1:
                 problems.append(f"{config_key(name)} must be at least 1")
+        if self.failed_jobs_alarm_threshold < 0:
+            problems.append("failedJobsAlarmThreshold must be 0 or more")
+        if self.alarm_email and not EMAIL.fullmatch(self.alarm_email):
+            problems.append(f"alarmEmail must be one e-mail address, got {self.alarm_email!r}")
         if self.log_retention_days >= 1 and self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
                             f"(the values CloudWatch Logs accepts); got {self.log_retention_days}")

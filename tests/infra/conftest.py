@@ -29,6 +29,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\.|$)")
     import components.api
     import components.compute
+    import components.monitoring
     import components.site
     import components.storage  # noqa: F401
 
@@ -128,6 +129,7 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "aws:cloudwatch/eventRule:EventRule": lambda name, inputs: {"name": name, "arn": _arn("events", f"rule/{name}")},
     "random:index/randomId:RandomId": lambda name, inputs: {"hex": RANDOM_HEX[: 2 * int(inputs["byteLength"])]},
     "aws:sqs/queue:Queue": lambda name, inputs: {
+        "name": name,
         "arn": _arn("sqs", name), "url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}",
     },
 }
@@ -307,6 +309,8 @@ TUNED: dict[str, str] = {
     "apiReservedConcurrency": "6",
     "launcherReservedConcurrency": "3",
     "sweepIntervalMinutes": "1",
+    "alarmEmail": "ops@example.org",
+    "failedJobsAlarmThreshold": "7",
     "extraOrigins": "https://files.example.org, https://staging.example.org",
 }
 """A stack that sets every config key to a value unlike the dev stack's and the defaults (a new key must be added

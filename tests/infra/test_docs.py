@@ -26,6 +26,8 @@ def documented_defaults() -> dict[str, str]:
 def shown(value: object) -> str:
     if isinstance(value, tuple):
         return "(none)" if not value else ", ".join(f"`{v}`" for v in value)
+    if value == "":
+        return "(none)"
     return f"`{value}`"
 
 

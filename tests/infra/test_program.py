@@ -21,6 +21,7 @@ COMPONENTS = {
     "filepipe:api:Api",
     "filepipe:compute:Compute",
     "filepipe:site:Site",
+    "filepipe:monitoring:Monitoring",
 }
 
 
@@ -65,7 +66,7 @@ def test_no_deprecated_arguments_or_resources(dev: Deployment) -> None:
 
 def test_every_resource_is_inside_a_component(dev: Deployment) -> None:
     """Regression: resources created outside components with ad-hoc names; every child name has a component prefix."""
-    prefixes = ("storage-", "api-", "compute-", "site-")
+    prefixes = ("storage-", "api-", "compute-", "site-", "monitoring-")
     stray = [r.name for r in dev.resources if r.type.startswith("aws:") and not r.name.startswith(prefixes)]
     assert not stray, stray
 
