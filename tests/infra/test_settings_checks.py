@@ -71,3 +71,21 @@ def test_settings_import_without_pulumi() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             check=False)
     assert result.returncode == 0, result.stderr or "components.settings imported pulumi"
+
+
+@pytest.mark.parametrize(("value", "ok"), [("ops@example.org", True), ("", True), ("ops", False),
+                                           ("a@example.org, b@example.org", False), ("a b@example.org", False)])
+def test_alarm_email_is_one_address_or_none(value: str, ok: bool) -> None:
+    """Regression: a typo or a list in `alarmEmail` that SNS rejects only at deploy time, after the alarms exist."""
+    if ok:
+        assert settings_from_mapping({"alarmEmail": value}).alarm_email == value
+    else:
+        with pytest.raises(ValueError, match="alarmEmail must be one e-mail address"):
+            settings_from_mapping({"alarmEmail": value})
+
+
+def test_failed_jobs_alarm_threshold_is_not_negative() -> None:
+    """Regression: a negative threshold makes the alarm fire on every period, even with no job at all."""
+    assert settings_from_mapping({"failedJobsAlarmThreshold": "0"}).failed_jobs_alarm_threshold == 0
+    with pytest.raises(ValueError, match="failedJobsAlarmThreshold must be 0 or more"):
+        settings_from_mapping({"failedJobsAlarmThreshold": "-1"})
