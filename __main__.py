@@ -68,3 +68,9 @@ pulumi.export("sweeperFunction", compute.sweeper.name)
 pulumi.export("launchFailuresQueueUrl", compute.failure_queue.url)
 pulumi.export("alarmTopicArn", monitoring.topic.arn)
 pulumi.export("dashboardName", monitoring.dashboard.dashboard_name)
+pulumi.export("logGroups", {
+    **{module: group.name for module, group in api.log_groups.items()},
+    "launcher": compute.launcher_logs.name,
+    "sweeper": compute.sweeper_logs.name,
+    "apiAccess": api.access_logs.name,
+})

@@ -190,3 +190,15 @@ def test_the_dashboard_shows_jobs_queue_vms_and_phase_durations(dev: Deployment)
 def test_stack_outputs_name_the_topic_and_dashboard(dev: Deployment) -> None:
     assert dev.exports["alarmTopicArn"] == topic_arn(dev)
     assert dev.exports["dashboardName"] == WORKER_TAG
+
+
+def test_stack_outputs_name_every_log_group(dev: Deployment) -> None:
+    """Regression: an operator following a job (docs/deploy.md's Logs Insights query) without the groups' names."""
+    groups = {r.name: r.outputs["name"] for r in dev.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    assert dev.exports["logGroups"] == {
+        "upload": groups["api-upload-logs"], "jobs": groups["api-jobs-logs"],
+        "launcher": groups["compute-launcher-logs"], "sweeper": groups["compute-sweeper-logs"],
+        "apiAccess": groups["api-access-logs"],
+    }
+    assert set(groups) == {"api-upload-logs", "api-jobs-logs", "compute-launcher-logs", "compute-sweeper-logs",
+                           "api-access-logs"}
