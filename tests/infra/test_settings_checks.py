@@ -85,7 +85,7 @@ def test_alarm_email_is_one_address_or_none(value: str, ok: bool) -> None:
 
 
 def test_failed_jobs_alarm_threshold_is_not_negative() -> None:
-    """Regression: a negative threshold makes the alarm fire on every period, even with no job at all."""
+    """Regression: a negative threshold makes the alarm fire on any period with a data point, even 0 failed jobs."""
     assert settings_from_mapping({"failedJobsAlarmThreshold": "0"}).failed_jobs_alarm_threshold == 0
     with pytest.raises(ValueError, match="failedJobsAlarmThreshold must be 0 or more"):
         settings_from_mapping({"failedJobsAlarmThreshold": "-1"})
