@@ -28,6 +28,8 @@ def shown(value: object) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, tuple):
         return "(none)" if not value else ", ".join(f"`{v}`" for v in value)
+    if value == "":
+        return "(none)"
     return f"`{value}`"
 
 

@@ -16,7 +16,7 @@ from components.site import (
     frontend_files,
     host_of,
 )
-from tests.infra.conftest import API_ID, Deployment
+from tests.infra.conftest import API_ID, REGION, Deployment
 
 
 def objects(deployment: Deployment) -> dict[str, dict]:
@@ -81,7 +81,8 @@ def test_config_json_carries_the_stacks_limits(tuned: Deployment) -> None:
     """Regression: the form checks a different size cap than the API enforces."""
     deployment = tuned
     config = objects(deployment)["config.json"]
-    assert json.loads(config["content"]) == site_config(deployment.namespace["settings"])
+    assert json.loads(config["content"]) == site_config(
+        deployment.namespace["settings"], region=REGION, user_pool_id="auth-users-id", client_id="auth-web-id")
     assert json.loads(config["content"])["maxFileBytes"] == 25 * 1024 * 1024
     assert config["contentType"] == "application/json"
 
