@@ -4,13 +4,16 @@ Job metrics come from CloudWatch Logs metric filters, not a metrics pipeline: a 
 of a log group into a metric in this deployment's namespace. What each filter matches is below (`LOG_METRICS`):
 
 - jobs submitted: the API stage's access log, a `201` to `POST /api/jobs` (no handler change needed);
-- jobs succeeded / failed and the phase durations: a `job_finished` line of the launcher or the sweeper;
+- jobs succeeded / failed and the phase durations: the launcher's `job_finished` line, written once per job when
+  the finished job's stream record releases its owner's quota (`handlers.launcher.release_quota`), whoever
+  finished it (worker, launcher or sweeper);
 - VMs alive, queued jobs, the oldest VM's age: the sweeper's `sweep_report` line, once per sweep.
 
 The two handler lines are JSON log records (the Lambda JSON log format puts `logging`'s `extra` fields at the top
 level) with these fields: `event`, and for `job_finished` `job_id`, `status` (`SUCCEEDED` | `FAILED`) and, when the
 job got that far, `wait_seconds` (created -> started) and `run_seconds` (started -> finished); for `sweep_report`
 `vms_alive`, `jobs_queued`, `oldest_vm_seconds` (0 with no VM). A metric shows no data until its line is written.
+`tests/runtime/test_log_lines.py` runs the handlers and applies these patterns to the lines they write.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components.settings import FAILED_JOBS_WINDOW_MINUTES, StackSettings
+from handlers.jobmodel import JOB_FINISHED_EVENT
 from handlers.routes import ROUTES
+from handlers.sweeper import SWEEP_REPORT_EVENT
 
 EVENT = "event"
-JOB_FINISHED = "job_finished"
-SWEEP_REPORT = "sweep_report"
+JOB_FINISHED = JOB_FINISHED_EVENT
+SWEEP_REPORT = SWEEP_REPORT_EVENT
 CREATE_JOB_ROUTE = next(route.key for route in ROUTES if route.method == "POST" and route.path == "/api/jobs")
 PERIOD_SECONDS = 300
 API_STAGE = "$default"
@@ -56,11 +61,9 @@ def _field_of(event: str, field: str) -> str:
 
 LOG_METRICS: tuple[LogMetric, ...] = (
     LogMetric("JobsSubmitted", "access", f'{{ ($.routeKey = "{CREATE_JOB_ROUTE}") && ($.status = "201") }}'),
-    *(LogMetric(f"Jobs{status.title()}", source, _finished(status))
-      for status in ("SUCCEEDED", "FAILED") for source in ("launcher", "sweeper")),
-    *(LogMetric(metric, source, _field_of(JOB_FINISHED, field), f"$.{field}", "Seconds")
-      for metric, field in (("JobWaitSeconds", "wait_seconds"), ("JobRunSeconds", "run_seconds"))
-      for source in ("launcher", "sweeper")),
+    *(LogMetric(f"Jobs{status.title()}", "launcher", _finished(status)) for status in ("SUCCEEDED", "FAILED")),
+    *(LogMetric(metric, "launcher", _field_of(JOB_FINISHED, field), f"$.{field}", "Seconds")
+      for metric, field in (("JobWaitSeconds", "wait_seconds"), ("JobRunSeconds", "run_seconds"))),
     *(LogMetric(metric, "sweeper", _field_of(SWEEP_REPORT, field), f"$.{field}", unit)
       for metric, field, unit in (("VmsAlive", "vms_alive", "Count"), ("JobsQueued", "jobs_queued", "Count"),
                                   ("OldestVmSeconds", "oldest_vm_seconds", "Seconds"))),

@@ -58,6 +58,17 @@ TRANSITIONS: tuple[Transition, ...] = (
 )
 """Every allowed move of a job, and the code allowed to make it. Each is a conditional write from `source`."""
 
+PHASE_STARTED: Mapping[Status, str] = {
+    Status.PENDING: "created_at",
+    Status.QUEUED: "queued_at",
+    Status.LAUNCHING: "launching_at",
+    Status.RUNNING: "started_at",
+    Status.SUCCEEDED: "finished_at",
+    Status.FAILED: "finished_at",
+}
+"""The attribute recording when a job last entered each state, written by the move itself (`created_at` by
+`new_job`), so wait and run times never depend on a caller remembering to stamp them."""
+
 FINAL_STATES = frozenset(Status) - {t.source for t in TRANSITIONS}
 ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     state: frozenset(t.target for t in TRANSITIONS if t.source == state) for state in Status
@@ -185,14 +196,17 @@ def transition(
     """Move a job to `to` only if it is now in one of `expected`; return the new item, or None if it was not.
 
     The condition makes every transition safe against duplicate deliveries and late writers: a job never moves
-    backwards and two launchers cannot both move it out of PENDING.
+    backwards and two launchers cannot both move it out of PENDING. The move stamps `PHASE_STARTED[to]` with the
+    same time as `updated_at`.
     """
     expected = [Status(s) for s in expected]
     for state in expected:
         check_transition(state, to, by)
-    names = {"#status": "status", "#updated": "updated_at"}
+    if PHASE_STARTED[to] in (attrs or {}):
+        raise ValueError(f"{PHASE_STARTED[to]} is stamped by the move itself")
+    names = {"#status": "status", "#updated": "updated_at", "#phase": PHASE_STARTED[to]}
     values: dict[str, Any] = {":to": {"S": to.value}, ":now": {"S": utc_now()}}
-    sets = ["#status = :to", "#updated = :now"]
+    sets = ["#status = :to", "#updated = :now", "#phase = :now"]
     for i, (name, value) in enumerate((attrs or {}).items()):
         names[f"#a{i}"] = name
         values[f":a{i}"] = {"S": value}
@@ -212,6 +226,31 @@ def transition(
         ReturnValues="ALL_NEW",
     )
     return None if result is None else from_dynamodb(result["Attributes"])
+
+
+JOB_FINISHED_EVENT = "job_finished"
+"""`event` of the one log line per finished job (`finished_fields`); components/monitoring.py counts it."""
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds from one phase stamp to another, to the millisecond; None if either is missing."""
+    if not start or not end:
+        return None
+    elapsed = datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))
+    return round(elapsed.total_seconds(), 3)
+
+
+def finished_fields(job: Mapping[str, str]) -> dict[str, Any]:
+    """The `job_finished` log fields of a final job: id, status, and, when it got that far, how long it waited
+    (created -> started on its VM) and ran (started -> finished), as numbers."""
+    fields: dict[str, Any] = {"event": JOB_FINISHED_EVENT, "job_id": job.get("id"), "status": job.get("status")}
+    waited = seconds_between(job.get("created_at"), job.get(PHASE_STARTED[Status.RUNNING]))
+    ran = seconds_between(job.get(PHASE_STARTED[Status.RUNNING]), job.get(PHASE_STARTED[Status.SUCCEEDED]))
+    if waited is not None:
+        fields["wait_seconds"] = waited
+    if ran is not None:
+        fields["run_seconds"] = ran
+    return fields
 
 
 def check_transition(source: Status, target: Status, by: Actor) -> None:
@@ -265,6 +304,25 @@ def jobs_in_state(ddb: Any, table: str, status: Status, limit: int = 100) -> lis
     return jobs
 
 
+def count_in_state(ddb: Any, table: str, status: Status) -> int:
+    """How many jobs are now in `status` (eventually consistent): a count query, no items read out."""
+    query: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": STATUS_INDEX,
+        "KeyConditionExpression": "#status = :status",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": {":status": {"S": status.value}},
+        "Select": "COUNT",
+    }
+    count = 0
+    while True:
+        page = ddb.query(**query)
+        count += int(page.get("Count", 0))
+        if "LastEvaluatedKey" not in page:
+            return count
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def table_definition(table: str) -> dict[str, Any]:
     """The jobs table as CreateTable arguments: `id` hash key, on-demand, NEW_IMAGE stream, and the two indexes this
     module queries. The Storage component and local provisioning both create the table from this."""
@@ -301,8 +359,8 @@ def table_definition(table: str) -> dict[str, Any]:
 
 
 PUBLIC_FIELDS = (
-    "id", "status", "input_text", "input_file_path", "created_at", "updated_at", "instance_id", "started_at",
-    "finished_at", "output_file_path", "error", "log_path",
+    "id", "status", "input_text", "input_file_path", "created_at", "queued_at", "launching_at", "started_at",
+    "finished_at", "updated_at", "instance_id", "output_file_path", "error", "log_path",
 )
 
 

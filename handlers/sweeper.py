@@ -20,6 +20,10 @@ from handlers.services import LauncherServices, launcher_services
 
 log = logging.getLogger(__name__)
 
+SWEEP_REPORT_EVENT = "sweep_report"
+"""`event` of the sweeper's one log line per sweep (`SweepReport.fields`); components/monitoring.py reads it."""
+
+
 @dataclass
 class SweepReport:
     terminated: list[str] = field(default_factory=list)
@@ -27,6 +31,16 @@ class SweepReport:
     slots_freed: list[int] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)
     started: int = 0
+    vms_alive: int = 0
+    """This stack's VMs not terminated, as the sweep found them."""
+    jobs_queued: int = 0
+    """Jobs still QUEUED after the sweep started what it could."""
+    oldest_vm_seconds: float = 0
+    """Age of the oldest of those VMs (0 with none)."""
+
+    def fields(self) -> dict[str, Any]:
+        """The `sweep_report` log fields: what the sweep did, and the gauges the dashboard and alarms read."""
+        return {"event": SWEEP_REPORT_EVENT, **asdict(self)}
 
 
 def minutes(count: int) -> str:
@@ -69,20 +83,25 @@ class Sweep:
 
     def run(self) -> SweepReport:
         instances = stack_instances(self.services.ec2, self.config.stack)
+        self.report.vms_alive = len(instances)
+        self.report.oldest_vm_seconds = max(
+            (round((self.now - i["LaunchTime"]).total_seconds(), 3) for i in instances.values()), default=0
+        )
         self.terminate_overdue(instances)
         self.fail_orphans(instances)
         self.free_leaked_slots(instances)
         self.queue_forgotten()
         outcomes = launcher.dispatch(self.services)
         self.report.started = outcomes.count(launcher.Outcome.LAUNCHED)
+        self.report.jobs_queued = jobmodel.count_in_state(self.ddb, self.config.table, Status.QUEUED)
         return self.report
 
     def fail(self, job_id: str, reason: str) -> None:
         moved = jobmodel.transition(self.ddb, self.config.table, job_id, Status.FAILED,
                                     expected=[Status.LAUNCHING, Status.RUNNING], by=Actor.SWEEPER,
-                                    attrs={"error": reason, "finished_at": jobmodel.utc_now()})
+                                    attrs={"error": reason})
         if moved is not None:
-            log.warning("job %s failed by the sweeper: %s", job_id, reason)
+            log.warning("job failed by the sweeper", extra={"job_id": job_id, "reason": reason})
             self.report.failed.append(job_id)
 
     def terminate_overdue(self, instances: Mapping[str, dict[str, Any]]) -> None:
@@ -129,7 +148,7 @@ class Sweep:
             if self.age(job) > DEADLINES[Status.PENDING].after and jobmodel.transition(
                 self.ddb, self.config.table, job["id"], Status.QUEUED, expected=[Status.PENDING], by=Actor.SWEEPER
             ):
-                log.warning("job %s was still PENDING: queued by the sweeper", job["id"])
+                log.warning("job was still PENDING: queued by the sweeper", extra={"job_id": job["id"]})
                 self.report.queued.append(job["id"])
 
     def age(self, job: Mapping[str, str]) -> timedelta:
@@ -139,7 +158,7 @@ class Sweep:
 
 def sweep(services: LauncherServices, now: datetime | None = None) -> SweepReport:
     report = Sweep(services, now or datetime.now(UTC)).run()
-    log.info("sweep: %s", report)
+    log.info("sweep done", extra=report.fields())
     return report
 
 

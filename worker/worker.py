@@ -34,6 +34,8 @@ FAILED = "FAILED"
 OUTPUT_PREFIX = "outputs/"
 WORKER_TRANSITIONS = ((LAUNCHING, RUNNING), (RUNNING, SUCCEEDED), (RUNNING, FAILED))
 """The moves of jobmodel.TRANSITIONS made by the worker."""
+PHASE_STARTED = {RUNNING: "started_at", SUCCEEDED: "finished_at", FAILED: "finished_at"}
+"""jobmodel.PHASE_STARTED for the states the worker moves jobs to: each move stamps it."""
 # --- end of copy ---
 
 SEPARATOR = b" : "
@@ -135,13 +137,14 @@ class ChainedReader(io.RawIOBase):
 
 def transition(ddb: Any, table: str, job_id: str, to: str, *, expected: List[str],
                attrs: Optional[Dict[str, str]] = None) -> bool:
-    """Conditional status change, as handlers/jobmodel.transition: False when the job is not in `expected`."""
+    """Conditional status change, as handlers/jobmodel.transition (which also stamps `PHASE_STARTED[to]`): False
+    when the job is not in `expected`."""
     for state in expected:
         if (state, to) not in WORKER_TRANSITIONS:
             raise ValueError("the worker may not move a job {} -> {}".format(state, to))
-    names = {"#status": "status", "#updated": "updated_at"}
+    names = {"#status": "status", "#updated": "updated_at", "#phase": PHASE_STARTED[to]}
     values = {":to": {"S": to}, ":now": {"S": utc_now()}}
-    sets = ["#status = :to", "#updated = :now"]
+    sets = ["#status = :to", "#updated = :now", "#phase = :now"]
     for i, (name, value) in enumerate(sorted((attrs or {}).items())):
         names["#a{}".format(i)] = name
         values[":a{}".format(i)] = {"S": value}
@@ -234,7 +237,7 @@ class Run:
 def run_job(run: Run, instance_id: str) -> int:
     """Run one job from LAUNCHING to SUCCEEDED or FAILED; return the process exit code."""
     started = transition(run.ddb, run.table, run.job_id, RUNNING, expected=[LAUNCHING],
-                         attrs={"started_at": utc_now(), "instance_id": instance_id})
+                         attrs={"instance_id": instance_id})
     if not started:
         job = read_job(run.ddb, run.table, run.job_id)
         if job is None:
@@ -260,7 +263,7 @@ def run_job(run: Run, instance_id: str) -> int:
 
 
 def finish(run: Run, status: str, attrs: Dict[str, str]) -> None:
-    final = dict(attrs, finished_at=utc_now())
+    final = dict(attrs)
     log_path = upload_log(run.s3, run.bucket, run.job_id, run.log_file)
     if log_path:
         final["log_path"] = log_path

@@ -59,6 +59,15 @@ export function elapsedMs(job, now = Date.now()) {
   return now - start;
 }
 
+/** How long a job waited (submitted -> started on its VM) and ran (started -> finished); NaN for a phase it has
+ * not begun or ended. */
+export function phaseDurationsMs(job) {
+  const created = parseTime(job.created_at);
+  const started = job.started_at ? parseTime(job.started_at) : Number.NaN;
+  const finished = job.finished_at ? parseTime(job.finished_at) : Number.NaN;
+  return { waited: started - created, ran: finished - started };
+}
+
 export class JobList {
   /**
    * @param {{api: import("./api.js").Api, announce: (message: string) => void}} deps
@@ -213,8 +222,10 @@ export class JobList {
       return;
     }
     const final = FINAL_STATES.has(entry.job.status);
-    slot.textContent = final ? `took ${formatDuration(ms)}` : formatDuration(ms);
-    slot.title = final ? "Time from submission to the end of the job" : "Time since submission";
+    const { waited, ran } = phaseDurationsMs(entry.job);
+    const phases = final && !Number.isNaN(ran) ? ` (waited ${formatDuration(waited)}, ran ${formatDuration(ran)})` : "";
+    slot.textContent = final ? `took ${formatDuration(ms)}${phases}` : formatDuration(ms);
+    slot.title = final ? "Time from submission to the end of the job; waited: until its VM started it" : "Time since submission";
   }
 
   /** Tick elapsed times once a second while any job is unfinished; stop when all are final. */

@@ -139,9 +139,33 @@ def test_any_of_several_expected_states(stack: Stack) -> None:
 def test_reserved_word_attributes_are_written(stack: Stack) -> None:
     """`error` and friends are DynamoDB reserved words: they must go through name placeholders."""
     job_id = save(stack, S.RUNNING)
-    attrs = {"error": "The input file is gone.", "finished_at": "2030-01-01T00:01:00.000Z", "size": "1"}
+    attrs = {"error": "The input file is gone.", "name": "x", "size": "1"}
     moved = transition(ddb(stack), stack.table, job_id, S.FAILED, expected=[S.RUNNING], attrs=attrs)
     assert moved is not None and {k: moved[k] for k in attrs} == attrs
+
+
+@pytest.mark.parametrize(("start", "to"), list(ALLOWED))
+def test_every_move_stamps_when_its_phase_began(stack: Stack, start: Status, to: Status) -> None:
+    """Wait and run times are read from these stamps: each move writes its target's, at the time of `updated_at`,
+    and leaves the earlier phases' stamps alone."""
+    job_id = save(stack, start)
+    before = jobmodel.from_dynamodb(stack.raw_item(job_id))
+    moved = transition(ddb(stack), stack.table, job_id, to, expected=[start])
+    assert moved is not None
+    phase = jobmodel.PHASE_STARTED[to]
+    assert moved[phase] == moved["updated_at"] != before.get(phase)
+    assert moved["created_at"] == before["created_at"]
+
+
+def test_a_caller_cannot_write_the_phase_stamp_itself(stack: Stack) -> None:
+    job_id = save(stack, S.RUNNING)
+    with pytest.raises(ValueError, match="finished_at is stamped by the move"):
+        transition(ddb(stack), stack.table, job_id, S.FAILED, expected=[S.RUNNING], attrs={"finished_at": "x"})
+
+
+def test_every_state_has_a_phase_stamp_and_the_api_returns_them() -> None:
+    assert set(jobmodel.PHASE_STARTED) == set(Status)
+    assert set(jobmodel.PHASE_STARTED.values()) <= set(jobmodel.PUBLIC_FIELDS)
 
 
 def test_missing_job_is_not_created(stack: Stack) -> None:

@@ -128,7 +128,7 @@ def test_every_custom_metric_an_alarm_or_the_dashboard_reads_has_a_filter(dev: D
 
 def test_metric_filters_read_the_log_groups_that_write_the_lines(dev: Deployment) -> None:
     """Regression: a filter on the wrong log group never matches (the sweep report is the sweeper's; job ends are
-    logged by the launcher and the sweeper; submitted jobs are the stage's access log)."""
+    logged by the launcher, which sees every job end once; submitted jobs are the stage's access log)."""
     groups = {r.name: r.outputs["name"] for r in dev.of_type("aws:cloudwatch/logGroup:LogGroup")}
     expected = {"access": groups["api-access-logs"], "launcher": groups["compute-launcher-logs"],
                 "sweeper": groups["compute-sweeper-logs"]}

@@ -158,7 +158,10 @@ def test_handler_reports_what_it_did(lambda_environment: Aws) -> None:
     """The Lambda entry point: builds its services from the environment on first use."""
     aws = lambda_environment
     launched_jobs(aws, 1)
-    assert sweeper.handler({}, None) == {"terminated": [], "failed": [], "slots_freed": [], "queued": [], "started": 0}
+    report = sweeper.handler({}, None)
+    assert {k: report.pop(k) for k in ("vms_alive", "jobs_queued")} == {"vms_alive": 1, "jobs_queued": 0}
+    assert 0 <= report.pop("oldest_vm_seconds") < 60
+    assert report == {"terminated": [], "failed": [], "slots_freed": [], "queued": [], "started": 0}
 
 
 def test_a_job_left_pending_is_queued_and_started(aws: Aws) -> None:

@@ -38,6 +38,12 @@ def test_worker_transitions_are_the_job_models_worker_moves() -> None:
     assert set(worker.WORKER_TRANSITIONS) == model
 
 
+def test_worker_phase_stamps_match_the_job_model() -> None:
+    """The worker's moves stamp the same phase attributes as jobmodel.transition, or wait and run times break."""
+    targets = {target for _, target in worker.WORKER_TRANSITIONS}
+    assert {t: jobmodel.PHASE_STARTED[Status(t)] for t in targets} == worker.PHASE_STARTED
+
+
 def test_the_worker_refuses_a_move_it_may_not_make() -> None:
     """A bug that made the worker fail a LAUNCHING job (the sweeper's move) is stopped before any write."""
     with pytest.raises(ValueError, match="LAUNCHING -> FAILED"):
