@@ -226,5 +226,8 @@ class Router(Generic[S]):
             query_parameters(event, allowed=route.query)
             return route.action(event, services)
         except ApiError as error:
-            log.info("refused %s: %s %s", key, error.code, error.message)
+            # The route key and the error code only: the message may quote what the client sent (an unknown field
+            # or parameter name), which must never reach a log line.
+            log.info("request refused", extra={"route": route.key if route else None, "error_code": error.code,
+                                               "http_status": error.status})
             return error_response(error)

@@ -36,6 +36,12 @@ TRANSIENT_ERRORS = frozenset({
     "InsufficientFreeAddressesInSubnet",
 })
 """RunInstances errors that heal with time; any other ClientError (bad template, no permission) will not."""
+ZONE_ERRORS = frozenset({
+    "Unsupported", "InsufficientInstanceCapacity", "InsufficientHostCapacity", "InsufficientCapacity",
+    "InsufficientFreeAddressesInSubnet",
+})
+"""RunInstances errors about the subnet's zone (the instance type is not offered there, or not now): another of
+the stack's subnets, in another zone, may succeed at once."""
 
 LAUNCH_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
@@ -63,17 +69,44 @@ def subnet_for(job_id: str, subnet_ids: tuple[str, ...]) -> str:
     return subnet_ids[zlib.crc32(job_id.encode()) % len(subnet_ids)]
 
 
-def run_instance(ec2: Any, config: LauncherConfig, job_id: str) -> str:
+def subnet_order(job_id: str, subnet_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """The job's own subnet (`subnet_for`) first, then the others in the stack's order."""
+    first = subnet_for(job_id, subnet_ids)
+    return (first, *(subnet for subnet in subnet_ids if subnet != first))
+
+
+def run_instance(ec2: Any, config: LauncherConfig, job_id: str, subnet_id: str | None = None) -> str:
+    """RunInstances for the job in `subnet_id` (default: the job's own subnet)."""
     tags = [{"Key": jobmodel.JOB_ID_TAG, "Value": job_id}, {"Key": jobmodel.STACK_TAG, "Value": config.stack}]
     response = ec2.run_instances(
         LaunchTemplate={"LaunchTemplateId": config.launch_template_id, "Version": "$Default"},
         MinCount=1,
         MaxCount=1,
-        SubnetId=subnet_for(job_id, config.subnet_ids),
+        SubnetId=subnet_id or subnet_for(job_id, config.subnet_ids),
         ClientToken=job_id,
         TagSpecifications=[{"ResourceType": "instance", "Tags": tags}, {"ResourceType": "volume", "Tags": tags}],
     )
     return str(response["Instances"][0]["InstanceId"])
+
+
+def run_in_any_subnet(ec2: Any, config: LauncherConfig, job_id: str) -> str:
+    """RunInstances in the job's subnet, then in each other subnet while the error is about the zone.
+
+    Only a zone error moves on: it is a refusal, so no VM exists and the job id stays free as ClientToken (a
+    timeout, after which a VM may exist, is retried in the same subnet with the same parameters). When every subnet
+    refuses, the error raised is a transient one if any was (capacity may come back), else the first.
+    """
+    refusals: list[ClientError] = []
+    for subnet_id in subnet_order(job_id, config.subnet_ids):
+        try:
+            return run_instance(ec2, config, job_id, subnet_id)
+        except ClientError as err:
+            if error_code(err) not in ZONE_ERRORS:
+                raise
+            log.warning("RunInstances refused in this subnet; trying the next", extra={
+                "job_id": job_id, "subnet_id": subnet_id, "error_code": error_code(err)})
+            refusals.append(err)
+    raise next((err for err in refusals if is_transient(err)), refusals[0])
 
 
 def error_code(err: Exception) -> str:
@@ -103,8 +136,8 @@ def launch(
             if attempt == attempts:
                 return LaunchResult(reason=f"{error_code(err)}: {err}", retry_later=True)
             delay = random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-            log.warning("RunInstances failed (%s), attempt %d of %d; retrying in %.2fs",
-                        error_code(err), attempt, attempts, delay)
+            log.warning("RunInstances failed; retrying", extra={
+                "error_code": error_code(err), "attempt": attempt, "attempts": attempts, "delay_seconds": delay})
             sleep(delay)
     raise AssertionError("unreachable")
 
@@ -125,7 +158,7 @@ def start_queued_job(services: LauncherServices, job_id: str) -> Outcome:
                 transition(services, job_id, Status.QUEUED, Status.LAUNCHING)
                 return Outcome.NO_SLOT
             jobmodel.set_attributes(ddb, config.table, job_id, {"slot": str(lease.slot)})
-            result = launch(lambda: run_instance(services.ec2, config, job_id))
+            result = launch(lambda: run_in_any_subnet(services.ec2, config, job_id))
             launched = result.instance_id
             if launched is not None:
                 lease.commit(launched)
@@ -135,15 +168,15 @@ def start_queued_job(services: LauncherServices, job_id: str) -> Outcome:
         raise
     if launched is not None:
         jobmodel.set_attributes(ddb, config.table, job_id, {"instance_id": launched})
-        log.info("job %s: started %s in slot %s", job_id, launched, lease.slot)
+        log.info("VM started", extra={"job_id": job_id, "instance_id": launched, "slot": lease.slot})
         return Outcome.LAUNCHED
     if result.retry_later:
-        log.warning("job %s: %s; back in the queue", job_id, result.reason)
+        log.warning("launch failed; job back in the queue", extra={"job_id": job_id, "reason": result.reason})
         transition(services, job_id, Status.QUEUED, Status.LAUNCHING)
         return Outcome.RETRY_LATER
-    log.error("job %s: %s", job_id, result.reason)
+    log.error("launch refused; job failed", extra={"job_id": job_id, "reason": result.reason})
     transition(services, job_id, Status.FAILED, Status.LAUNCHING,
-               attrs={"error": result.reason, "finished_at": jobmodel.utc_now()})
+               attrs={"error": result.reason})
     return Outcome.FAILED
 
 
@@ -179,7 +212,7 @@ def dispatch_logged(services: LauncherServices, fresh: Mapping[str, str] | None 
     try:
         return dispatch(services, fresh)
     except (ClientError, BotoCoreError) as err:
-        log.error("dispatch stopped: %s", err)
+        log.error("dispatch stopped", extra={"error_code": error_code(err), "reason": str(err)})
         return []
 
 
@@ -194,20 +227,25 @@ def queue_new_job(services: LauncherServices, record: Mapping[str, Any], fresh: 
     if record.get("eventName") != "INSERT" or job_id is None:
         return
     if transition(services, job_id, Status.QUEUED, Status.PENDING) is None:
-        log.info("job %s is not PENDING (duplicate or late delivery): skipped", job_id)
+        log.info("job not PENDING (duplicate or late delivery): skipped", extra={"job_id": job_id})
         return
     image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
     fresh[job_id] = image.get("created_at", "")
 
 
 def release_quota(services: LauncherServices, record: Mapping[str, Any]) -> None:
-    """A job reached a final state: it no longer counts against its owner's active jobs."""
+    """A job reached a final state: it no longer counts against its owner's active jobs.
+
+    The release is conditional on the job's quota marker, so it succeeds once per job whoever finished it (worker,
+    launcher or sweeper) and however often the record is delivered: that is when the job's `job_finished` line is
+    written, which the monitoring component's metric filters count.
+    """
     job_id = job_id_of(record)
     image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
     if job_id is None or "owner" not in image:
         return
     if quota.release(services.ddb, services.config.table, job_id, image["owner"]):
-        log.info("job %s ended %s: its owner's quota is released", job_id, image.get("status"))
+        log.info("job finished", extra=jobmodel.finished_fields(image))
 
 
 def handle_record(services: LauncherServices, record: Mapping[str, Any], fresh: dict[str, str]) -> None:
@@ -227,7 +265,7 @@ def handle_instance_event(services: LauncherServices, event: Mapping[str, Any]) 
     config = services.config
     slot = capacity.release_instance(services.ddb, config.table, instance_id, config.max_concurrent_vms)
     if slot is not None:
-        log.info("VM %s terminated: slot %d is free", instance_id, slot)
+        log.info("VM terminated: slot free", extra={"instance_id": instance_id, "slot": slot})
         dispatch_logged(services)
     return {"released": slot}
 

@@ -147,6 +147,69 @@ def test_a_permanent_launch_error_fails_the_job_with_the_aws_message(aws: Aws, c
     assert held_slots(aws.client("dynamodb"), aws.stack.table, 4) == {}, "a failed launch must free its slot"
 
 
+def job_subnets(aws: Aws, job_id: str) -> tuple[str, str]:
+    """(the job's own subnet, the other one) of the two-subnet test stack."""
+    first, *others = launcher.subnet_order(job_id, aws.stack.subnet_ids)
+    assert len(others) == 1, "the test stack has two subnets, as every stack"
+    return first, others[0]
+
+
+def test_a_zone_that_does_not_offer_the_type_sends_the_vm_to_the_other_subnet(aws: Aws) -> None:
+    """Regression: `Unsupported` in one zone failed about half of all jobs for good; the other subnet's zone
+    offers the type, so the job's VM starts there at once (no backoff, no attempt counted)."""
+    job_id = new_pending_job(aws)
+    own, other = job_subnets(aws, job_id)
+    ec2 = FlakyEc2(aws.client("ec2"), always={own: "Unsupported"})
+
+    assert handle(aws, records(aws), ec2) == {"batchItemFailures": []}
+
+    assert ec2.subnets == [own, other] and ec2.codes == ["Unsupported", None]
+    [instance] = instances(aws)
+    assert instance["SubnetId"] == other
+    item = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert item is not None and item["status"] == Status.LAUNCHING
+
+
+def test_no_capacity_in_any_zone_counts_one_attempt_per_round_of_subnets(aws: Aws) -> None:
+    """Every subnet is tried before an attempt counts as failed; when capacity never comes, the job waits in the
+    queue (capacity heals) and its slot is given back."""
+    job_id = new_pending_job(aws)
+    own, other = job_subnets(aws, job_id)
+    ec2 = FlakyEc2(aws.client("ec2"), always={own: "InsufficientInstanceCapacity", other: "Unsupported"})
+
+    assert handle(aws, records(aws), ec2) == {"batchItemFailures": []}
+
+    assert ec2.subnets == [own, other] * launcher.LAUNCH_ATTEMPTS
+    item = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert item is not None and item["status"] == Status.QUEUED, "one zone's capacity error may heal: retry later"
+    assert held_slots(aws.client("dynamodb"), aws.stack.table, 4) == {}
+
+
+def test_a_type_offered_in_no_subnet_fails_the_job_with_the_aws_message(aws: Aws) -> None:
+    job_id = new_pending_job(aws)
+    own, other = job_subnets(aws, job_id)
+    ec2 = FlakyEc2(aws.client("ec2"), always={own: "Unsupported", other: "Unsupported"})
+
+    handle(aws, records(aws), ec2)
+
+    assert ec2.subnets == [own, other], "Unsupported everywhere will not heal: no second round"
+    item = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert item is not None and item["status"] == Status.FAILED and "(Unsupported)" in item["error"]
+
+
+def test_an_error_not_about_the_zone_is_retried_in_the_same_subnet(aws: Aws) -> None:
+    """A throttled or timed-out call may have started a VM: the retry repeats the same parameters, so the job id as
+    ClientToken returns that VM instead of starting a second one in another subnet."""
+    job_id = new_pending_job(aws)
+    own, _ = job_subnets(aws, job_id)
+    ec2 = FlakyEc2(aws.client("ec2"), ["RequestLimitExceeded"])
+
+    handle(aws, records(aws), ec2)
+
+    assert ec2.subnets == [own, own]
+    assert len(instances(aws)) == 1
+
+
 def test_backoff_grows_and_is_jittered(monkeypatch: pytest.MonkeyPatch) -> None:
     delays: list[float] = []
     monkeypatch.setattr(launcher.random, "uniform", lambda low, high: high)
@@ -165,6 +228,8 @@ def test_subnets_are_spread_and_stable() -> None:
     chosen = {launcher.subnet_for(f"{i:021d}", subnets) for i in range(50)}
     assert chosen == set(subnets)
     assert launcher.subnet_for("abc", subnets) == launcher.subnet_for("abc", subnets)
+    assert launcher.subnet_order("abc", subnets)[0] == launcher.subnet_for("abc", subnets)
+    assert sorted(launcher.subnet_order("abc", subnets)) == sorted(subnets)
 
 
 def finish(aws: Aws, job_id: str, status: Status = Status.SUCCEEDED) -> str:
