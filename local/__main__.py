@@ -17,6 +17,7 @@ from types import FrameType
 
 from components.settings import StackSettings, config_key, settings_from_mapping
 from local.app import LocalPipeline
+from local.logs import OneLineFormatter
 
 log = logging.getLogger("filepipe.local")
 DEFAULT_PORT = 8000
@@ -34,7 +35,10 @@ def settings_from_environment(env: Mapping[str, str]) -> StackSettings:
 
 
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
+    """One readable line per record on stdout, control characters escaped (`local.logs.OneLineFormatter`)."""
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(OneLineFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[console])
     for noisy in ("werkzeug", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -12,6 +12,7 @@ import pytest
 from components.monitoring import EVENT, JOB_FINISHED, LOG_METRICS, SWEEP_REPORT
 from components.settings import StackSettings
 from tests.infra.conftest import REGION, TUNED, WORKER_TAG, Deployment
+from tests.metricfilters import matches
 
 NAMESPACE = f"filepipe/{WORKER_TAG}"
 ALARMS = {"failure-queue", "launcher-errors", "sweeper-errors", "failed-jobs", "vm-overdue", "api-5xx"}
@@ -138,18 +139,6 @@ def test_metric_filters_read_the_log_groups_that_write_the_lines(dev: Deployment
         name = f"{re.sub(r'(?<!^)(?=[A-Z])', '-', metric.metric).lower()}-{metric.source}"
         assert found[name]["logGroupName"] == expected[metric.source], name
         assert found[name]["pattern"] == metric.pattern and found[name]["metricTransformation"]["value"] == metric.value
-
-
-def matches(pattern: str, line: dict[str, Any]) -> bool:
-    """A small evaluator of the JSON filter patterns used here: `($.f = "v")`, `($.f = v)`, `($.f = *)`, `&&`."""
-    terms = re.findall(r'\(\$\.(\w+) = ("[^"]*"|\*|[^)\s]+)\)', pattern)
-    assert terms and pattern.count("&&") == len(terms) - 1, pattern
-    for field, wanted in terms:
-        if field not in line:
-            return False
-        if wanted != "*" and str(line[field]) != wanted.strip('"'):
-            return False
-    return True
 
 
 SUCCEEDED_LINE = {"level": "INFO", "message": "job finished", EVENT: JOB_FINISHED, "job_id": "V1StGXR8_Z5jdHi6B-myT",
