@@ -78,6 +78,7 @@ pulumi.export("dashboardName", monitoring.dashboard.dashboard_name)
 pulumi.export("logGroups", {
     **{module: group.name for module, group in api.log_groups.items()},
     "launcher": compute.launcher_logs.name,
+    "release": compute.release_logs.name,
     "sweeper": compute.sweeper_logs.name,
     "apiAccess": api.access_logs.name,
 })

@@ -1,5 +1,5 @@
-"""Compute: an isolated network, the worker launch template, the launcher fed by the jobs table's stream, and the
-scheduled sweeper."""
+"""Compute: an isolated network, the worker launch template, the launcher fed by the jobs table's stream, the slot
+release function fed by EC2's VM-terminated events, and the scheduled sweeper."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pulumi_random as random
 from components import iam
 from components.functions import python_function
 from components.network import SUBNET_CIDRS, VPC_CIDR
-from components.settings import PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
+from components.settings import NO_RESERVATION, PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
 from components.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
@@ -56,6 +56,9 @@ class Compute(pulumi.ComponentResource):
     launch_template: aws.ec2.LaunchTemplate
     launcher: aws.lambda_.Function
     launcher_logs: aws.cloudwatch.LogGroup
+    release: aws.lambda_.Function
+    """Gives a terminated VM's slot back and moves the queue; apart from the launcher (see `_release`)."""
+    release_logs: aws.cloudwatch.LogGroup
     sweeper: aws.lambda_.Function
     sweeper_logs: aws.cloudwatch.LogGroup
     failure_queue: aws.sqs.Queue
@@ -78,6 +81,7 @@ class Compute(pulumi.ComponentResource):
             "launch_template_id": self.launch_template.id,
             "subnet_ids": [subnet.id for subnet in self.subnets],
             "launcher": self.launcher.name,
+            "release": self.release.name,
             "sweeper": self.sweeper.name,
         })
 
@@ -216,7 +220,8 @@ class Compute(pulumi.ComponentResource):
         )
 
     def _dispatchers(self, args: ComputeArgs) -> None:
-        """The two functions that start VMs: the launcher (stream-driven) and the sweeper (scheduled)."""
+        """The three functions that start VMs: the launcher (stream-driven), the slot release (VM terminated) and the
+        sweeper (scheduled)."""
         environment = pulumi.Output.all(
             args.table_name, self.launch_template.id, self.stack_tag, *[subnet.id for subnet in self.subnets]
         ).apply(lambda ids: launcher_config(
@@ -234,12 +239,13 @@ class Compute(pulumi.ComponentResource):
             ami_parameter=args.settings.ami_parameter,
         )
         self._launcher(args, environment, dispatch)
+        self._release(args, environment, dispatch)
         self._sweeper(args, environment, dispatch)
 
     def _launcher(
         self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement]
     ) -> None:
-        """The launcher Lambda, the stream mapping that feeds it new jobs, and the rule that tells it of VMs gone."""
+        """The launcher Lambda and the stream mapping that feeds it new jobs and finished ones."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
         self.failure_queue = aws.sqs.Queue(
             f"{name}-launch-failures",
@@ -288,9 +294,31 @@ class Compute(pulumi.ComponentResource):
             # Lambda checks the role can read the stream when the mapping is created.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[launcher.role_policy]),
         )
+
+    def _release(
+        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement]
+    ) -> None:
+        """The slot release Lambda and the EventBridge rule that brings it every VM terminated in the account.
+
+        Its own function, with no reserved concurrency, so that a busy account's instance churn (events for VMs that
+        are not ours, which the rule cannot tell apart: they carry no tags) never takes the launcher's concurrency
+        while new jobs wait on the stream.
+        """
+        release = python_function(
+            f"{self._name}-release",
+            self,
+            module="release",
+            environment=environment,
+            policy=lambda logs: iam.release_function_policy(dispatch=dispatch, log_group_arn=logs),
+            log_retention_days=args.settings.log_retention_days,
+            reserved_concurrency=NO_RESERVATION,
+            timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
+        )
+        self.release = release.function
+        self.release_logs = release.log_group
         self._invoke_on_events(
-            f"{name}-vm-terminated",
-            self.launcher,
+            f"{self._name}-vm-terminated",
+            self.release,
             description="filepipe: a terminated VM frees its slot for the next queued job",
             event_pattern=json.dumps(INSTANCE_TERMINATED_PATTERN),
         )

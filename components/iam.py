@@ -187,11 +187,12 @@ def dispatch_statements(
 ) -> list[Statement]:
     """What `handlers.launcher.dispatch` needs: move jobs, hold VM slots, start VMs from this stack's template only.
 
-    Shared by the launcher and the sweeper (both start queued jobs). RunInstances authorises every resource it
-    touches: the template, the subnet and security group it names, the instance, volume and network interface it
-    creates, and the AMI it boots (resolved from SSM at launch, so its id is not known here: any image in the
-    region, account field empty as AMI ARNs have it). The tags it sets on the instance and volume (`JobId`, the
-    stack tag) are authorised by CreateTags with `ec2:CreateAction = RunInstances`, which holds for any tag key.
+    Shared by the launcher, the slot release function and the sweeper (all start queued jobs). RunInstances
+    authorises every resource it touches: the template, the subnet and security group it names, the instance, volume
+    and network interface it creates, and the AMI it boots (resolved from SSM at launch, so its id is not known
+    here: any image in the region, account field empty as AMI ARNs have it). The tags it sets on the instance and
+    volume (`JobId`, the stack tag) are authorised by CreateTags with `ec2:CreateAction = RunInstances`, which holds
+    for any tag key.
     """
     created = [ec2_arn(partition, region, account, kind) for kind in ("instance", "volume", "network-interface")]
     return [
@@ -259,6 +260,14 @@ def launcher_function_policy(
         statement(["sqs:SendMessage"], [failure_queue_arn], sid="RecordFailedBatches"),
         log_statement(log_group_arn),
     )
+
+
+def release_function_policy(
+    *, dispatch: Sequence[Statement], log_group_arn: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """Give a terminated VM's slot back (the slot items: `MoveJobs`) and start queued jobs in it
+    (`dispatch_statements`); nothing else: no stream, no queue, no TerminateInstances."""
+    return document(*dispatch, log_statement(log_group_arn))
 
 
 def sweeper_function_policy(

@@ -1,4 +1,5 @@
-"""What starts the launcher: the jobs table's stream (filtered, batched, retried) and EC2's VM-terminated events.
+"""What starts the launcher (the jobs table's stream: filtered, batched, retried) and the slot release function
+(EC2's VM-terminated events).
 
 Read by the Compute component, which configures them on AWS, and by local mode, which delivers the same events; this
 module must not import Pulumi.
@@ -29,7 +30,8 @@ INSTANCE_TERMINATED_PATTERN: dict[str, Any] = {
     "detail-type": ["EC2 Instance State-change Notification"],
     "detail": {"state": ["terminated"]},
 }
-"""EventBridge pattern of the events that bring a terminated VM's id to the launcher, which frees its slot."""
+"""EventBridge pattern of the events that bring a terminated VM's id to the slot release function
+(`handlers.release`), which frees its slot."""
 STREAM_BATCH_SIZE = 10
 """Most stream records per launcher invocation."""
 STREAM_MAX_RETRIES = 5

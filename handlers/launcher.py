@@ -6,7 +6,8 @@ Every new job goes PENDING -> QUEUED, then the oldest queued jobs are started wh
 (`handlers.capacity`). Starting a job claims it with a conditional QUEUED -> LAUNCHING write *before* RunInstances,
 so a duplicate delivery or a second launcher finds it LAUNCHING and starts nothing; RunInstances also carries the
 job id as ClientToken, which makes a retried call idempotent on AWS. When a VM is terminated, EC2's state-change
-event (an EventBridge rule) brings its instance id here: its slot is given back and the queue moves on.
+event (an EventBridge rule) brings its instance id to `handlers.release`, which gives its slot back and moves the
+queue with `dispatch_logged`.
 """
 
 from __future__ import annotations
@@ -256,20 +257,6 @@ def handle_record(services: LauncherServices, record: Mapping[str, Any], fresh: 
         queue_new_job(services, record, fresh)
 
 
-def handle_instance_event(services: LauncherServices, event: Mapping[str, Any]) -> dict[str, Any]:
-    """EC2 Instance State-change Notification: a terminated VM gives its slot back and the queue moves."""
-    detail = event.get("detail") or {}
-    instance_id, state = detail.get("instance-id"), detail.get("state")
-    if state != "terminated" or not isinstance(instance_id, str):
-        return {"released": None}
-    config = services.config
-    slot = capacity.release_instance(services.ddb, config.table, instance_id, config.max_concurrent_vms)
-    if slot is not None:
-        log.info("VM terminated: slot free", extra={"instance_id": instance_id, "slot": slot})
-        dispatch_logged(services)
-    return {"released": slot}
-
-
 def handle_batch(services: LauncherServices, event: Mapping[str, Any]) -> dict[str, list[Any]]:
     """Handle every record, then move the queue; report records to retry as `batchItemFailures`."""
     fresh: dict[str, str] = {}
@@ -281,9 +268,8 @@ def handle_batch(services: LauncherServices, event: Mapping[str, Any]) -> dict[s
 
 
 def handle(event: Mapping[str, Any], services: LauncherServices) -> dict[str, Any]:
-    """Stream batches (new jobs) and EC2 state-change events (terminated VMs) both arrive here."""
-    if event.get("source") == "aws.ec2":
-        return handle_instance_event(services, event)
+    """A batch of stream records: new jobs, and finished jobs that still hold their owner's quota. (Terminated VMs
+    give their slots back in `handlers.release`, a function of its own.)"""
     return handle_batch(services, event)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from components.settings import StackSettings, site_config
 from components.userpool import issuer
-from handlers import launcher, sweeper
+from handlers import launcher, release, sweeper
 from handlers.apigw import Router
 from handlers.jobmodel import Status
 from handlers.routes import ROUTERS, ROUTES
@@ -190,8 +190,8 @@ class LocalPipeline:
         launcher_handler = self.wrap_launcher(unwrapped, self) if self.wrap_launcher is not None else unwrapped
 
         def vm_terminated(instance_id: str) -> None:
-            """The EventBridge rule's delivery: EC2 state-change event -> launcher (frees the VM's slot)."""
-            unwrapped(instance_state_change(instance_id, "terminated", REGION), None)
+            """The EventBridge rule's delivery: EC2 state-change event -> slot release function."""
+            self._release_handler(instance_state_change(instance_id, "terminated", REGION), None)
 
         self.vmhost = VmHost(
             ec2=self.client("ec2"), dynamodb=self.client("dynamodb"), table=self._stack.table,
@@ -243,6 +243,9 @@ class LocalPipeline:
     def _launcher_handler(self, event: Mapping[str, Any], context: Any) -> Any:
         """Reads `launcher_services` at each call, so a test can swap a client (fault injection)."""
         return launcher.handle(event, self.launcher_services)
+
+    def _release_handler(self, event: Mapping[str, Any], context: Any) -> Any:
+        return release.handle(event, self.launcher_services)
 
     def _sweeper_handler(self, event: Mapping[str, Any], context: Any) -> Any:
         return sweeper.sweep(self.launcher_services)

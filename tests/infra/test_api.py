@@ -15,10 +15,11 @@ from components.settings import NO_RESERVATION, StackSettings, api_config, launc
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
 from tests.infra.conftest import API_ID, TUNED, WORKER_TAG, Deployment
 
-FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "compute-launcher": "launcher", "compute-sweeper": "sweeper"}
+FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "compute-launcher": "launcher", "compute-release": "release",
+             "compute-sweeper": "sweeper"}
 API_FUNCTIONS = ("api-upload", "api-jobs")
-DISPATCHERS = ("compute-launcher", "compute-sweeper")
-"""The two functions that start VMs."""
+DISPATCHERS = ("compute-launcher", "compute-release", "compute-sweeper")
+"""The three functions that start VMs."""
 
 
 def functions(deployment: Deployment) -> dict[str, dict]:
@@ -209,4 +210,4 @@ def test_reserved_concurrency_comes_from_config(tuned: Deployment) -> None:
     client on the API could starve everything else in an account that set it)."""
     api, dispatchers = int(TUNED["apiReservedConcurrency"]), int(TUNED["launcherReservedConcurrency"])
     assert reserved(tuned) == {"api-upload": api, "api-jobs": api, "compute-launcher": dispatchers,
-                               "compute-sweeper": dispatchers}
+                               "compute-release": NO_RESERVATION, "compute-sweeper": dispatchers}

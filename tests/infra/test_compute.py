@@ -14,7 +14,7 @@ import pytest
 
 from components.compute import rate_expression
 from components.compute import subnet_zones as pick_zones
-from components.settings import STACK_TAG
+from components.settings import NO_RESERVATION, STACK_TAG
 from components.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
@@ -223,28 +223,48 @@ def test_launcher_receives_new_jobs_only(event: str, status: str | None, deliver
 
 
 class TestVmTerminatedRule:
-    """EC2's state-change events for terminated VMs reach the launcher, which frees the VM's slot."""
+    """EC2's state-change events for terminated VMs reach the slot release function, which frees the VM's slot."""
 
-    def test_terminated_vms_invoke_the_launcher(self, dev: Deployment) -> None:
+    def test_terminated_vms_invoke_the_release_function_not_the_launcher(self, dev: Deployment) -> None:
         """Regression: without this rule a slot is never freed when its VM goes, and the queue moves only when the
-        sweeper notices, minutes later."""
+        sweeper notices, minutes later; aimed at the launcher, every VM terminated in the account took the
+        launcher's concurrency while new jobs waited on the stream."""
         rule = dev.one("aws:cloudwatch/eventRule:EventRule", "compute-vm-terminated")
         assert json.loads(rule.inputs["eventPattern"]) == INSTANCE_TERMINATED_PATTERN
         event = instance_state_change("i-0abc", "terminated", "eu-west-1")
-        assert matches(INSTANCE_TERMINATED_PATTERN, event), "the pattern must match the event the launcher handles"
+        assert matches(INSTANCE_TERMINATED_PATTERN, event), "the pattern must match the event the release handles"
         assert not matches(INSTANCE_TERMINATED_PATTERN, instance_state_change("i-0abc", "running", "eu-west-1"))
         target = dev.one("aws:cloudwatch/eventTarget:EventTarget", "compute-vm-terminated-target").inputs
-        launcher = dev.one("aws:lambda/function:Function", "compute-launcher")
-        assert target["rule"] == rule.outputs["name"] and target["arn"] == launcher.outputs["arn"]
+        release = dev.one("aws:lambda/function:Function", "compute-release")
+        assert target["rule"] == rule.outputs["name"] and target["arn"] == release.outputs["arn"]
+        assert release.inputs["handler"] == "handlers.release.handler"
 
-    def test_only_this_rule_may_invoke_the_launcher(self, dev: Deployment) -> None:
+    def test_only_this_rule_may_invoke_the_release_function(self, dev: Deployment) -> None:
         rule = dev.one("aws:cloudwatch/eventRule:EventRule", "compute-vm-terminated").outputs
-        launcher = dev.one("aws:lambda/function:Function", "compute-launcher").outputs
+        release = dev.one("aws:lambda/function:Function", "compute-release").outputs
         permission = dev.one("aws:lambda/permission:Permission", "compute-vm-terminated-invoke").inputs
         assert permission == {
-            "action": "lambda:InvokeFunction", "function": launcher["name"], "principal": "events.amazonaws.com",
+            "action": "lambda:InvokeFunction", "function": release["name"], "principal": "events.amazonaws.com",
             "sourceArn": rule["arn"],
         }
+        launcher = dev.one("aws:lambda/function:Function", "compute-launcher").outputs["name"]
+        invokers = [p.inputs for p in dev.of_type("aws:lambda/permission:Permission")
+                    if p.inputs["function"] == launcher]
+        assert invokers == [], "only its stream mapping invokes the launcher"
+
+    def test_the_release_function_draws_on_no_reservation_and_its_own_role(
+        self, dev: Deployment, tuned: Deployment
+    ) -> None:
+        """The launcher's reserved concurrency (when set) is the launcher's alone: the account's VM churn must not
+        share it."""
+        for deployment in (dev, tuned):
+            release = deployment.one("aws:lambda/function:Function", "compute-release").inputs
+            assert release["reservedConcurrentExecutions"] == NO_RESERVATION
+        launcher = tuned.one("aws:lambda/function:Function", "compute-launcher").inputs
+        assert launcher["reservedConcurrentExecutions"] == tuned.namespace["settings"].launcher_reserved_concurrency
+        roles = {dev.one("aws:lambda/function:Function", f"compute-{name}").inputs["role"]
+                 for name in ("launcher", "release", "sweeper")}
+        assert len(roles) == 3
 
 
 class TestSweeper:

@@ -79,8 +79,9 @@ def test_every_policy_is_json_with_exact_actions_and_scoped_resources(dev: Deplo
     """Regression: a wildcard action (`s3:*`, `*`) or resource `"*"` in an Allow hands out far more than needed."""
     policies = all_policies(dev)
     assert {name for name, _ in policies} == {
-        "api-upload-role", "api-jobs-role", "compute-launcher-role", "compute-sweeper-role", "compute-worker-role",
-        "api-upload-policy", "api-jobs-policy", "compute-launcher-policy", "compute-sweeper-policy",
+        "api-upload-role", "api-jobs-role", "compute-launcher-role", "compute-release-role", "compute-sweeper-role",
+        "compute-worker-role", "api-upload-policy", "api-jobs-policy", "compute-launcher-policy",
+        "compute-release-policy", "compute-sweeper-policy",
         "compute-worker-policy", "storage-data-policy", "site-files-policy", "compute-s3", "compute-dynamodb",
     }
     star = []
@@ -124,6 +125,7 @@ def test_roles_trust_only_their_service(dev: Deployment) -> None:
         "api-upload-role": {"Service": "lambda.amazonaws.com"},
         "api-jobs-role": {"Service": "lambda.amazonaws.com"},
         "compute-launcher-role": {"Service": "lambda.amazonaws.com"},
+        "compute-release-role": {"Service": "lambda.amazonaws.com"},
         "compute-sweeper-role": {"Service": "lambda.amazonaws.com"},
         "compute-worker-role": {"Service": "ec2.amazonaws.com"},
     }
@@ -132,7 +134,7 @@ def test_roles_trust_only_their_service(dev: Deployment) -> None:
 def test_each_function_has_its_own_role(dev: Deployment) -> None:
     """Regression: functions sharing a role share each other's permissions (the API could launch VMs)."""
     roles = {f.name: f.inputs["role"] for f in dev.of_type("aws:lambda/function:Function")}
-    assert len(set(roles.values())) == len(roles) == 4, roles
+    assert len(set(roles.values())) == len(roles) == 5, roles
     for function, role_arn in roles.items():
         assert role_arn.endswith(f"role/{function}-role-1a2b3c4"), (function, role_arn)
 
@@ -290,6 +292,21 @@ def test_launcher_tags_are_allowed_by_create_tags(dev: Deployment) -> None:
     assert tags["Condition"] == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}, (
         "only the CreateAction condition: a tag-key or request-tag condition must list the stack tag"
     )
+
+
+class TestReleasePolicy:
+    """The slot release function frees a terminated VM's slot and starts queued jobs in it: dispatch, nothing more."""
+
+    def test_dispatches_with_exactly_the_launchers_statements_and_nothing_else(self, dev: Deployment) -> None:
+        """Regression: the function that every VM terminated in the account invokes must not read the stream, send
+        to the failure queue or terminate instances; and its dispatch statements must not drift from the
+        launcher's, or the queue would move after a VM's end only when the sweeper came round."""
+        release = role_policy(dev, "compute-release-policy")
+        launcher = role_policy(dev, "compute-launcher-policy")
+        assert set(release) == DISPATCH_SIDS | {"OwnLogGroup"}
+        assert {sid: release[sid] for sid in DISPATCH_SIDS} == {sid: launcher[sid] for sid in DISPATCH_SIDS}
+        logs = dev.one("aws:cloudwatch/logGroup:LogGroup", "compute-release-logs").outputs["arn"]
+        assert release["OwnLogGroup"]["Resource"] == [f"{logs}:*"]
 
 
 class TestSweeperPolicy:

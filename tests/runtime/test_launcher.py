@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from components.triggers import LAUNCHER_EVENT_FILTERS
-from handlers import capacity, jobmodel, launcher, quota
+from handlers import capacity, jobmodel, launcher, quota, release
 from handlers.config import LauncherConfig
 from handlers.jobmodel import JOB_ID_TAG, Actor, Status
 from local.events import instance_state_change
@@ -243,8 +243,7 @@ def finish(aws: Aws, job_id: str, status: Status = Status.SUCCEEDED) -> str:
 def terminated(aws: Aws, instance_id: str) -> dict[str, Any]:
     """Terminate the VM and deliver EC2's state-change event to the launcher, as the EventBridge rule does."""
     aws.client("ec2").terminate_instances(InstanceIds=[instance_id])
-    return launcher.handle_instance_event(aws.launcher_services(),
-                                          instance_state_change(instance_id, "terminated", "us-east-1"))
+    return release.handle(instance_state_change(instance_id, "terminated", "us-east-1"), aws.launcher_services())
 
 
 def statuses(aws: Aws, job_ids: list[str]) -> list[str]:
@@ -309,12 +308,12 @@ def test_other_instance_states_free_nothing(aws: Aws, state: str) -> None:
     (instance,) = instances(aws)
     event = instance_state_change(instance["InstanceId"], state, "us-east-1")
 
-    assert launcher.handle_instance_event(aws.launcher_services(), event) == {"released": None}
+    assert release.handle(event, aws.launcher_services()) == {"released": None}
     assert slots_held(aws) == 1
 
 
-def test_handler_routes_instance_events_and_stream_batches(lambda_environment: Aws) -> None:
-    """The Lambda entry point: builds its services from the environment on first use."""
+def test_the_launcher_takes_stream_batches_and_the_release_function_vm_events(lambda_environment: Aws) -> None:
+    """The Lambda entry points: each builds its services from the environment on first use."""
     aws = lambda_environment
     new_pending_job(aws)
 
@@ -322,7 +321,18 @@ def test_handler_routes_instance_events_and_stream_batches(lambda_environment: A
     (instance,) = instances(aws)
     aws.client("ec2").terminate_instances(InstanceIds=[instance["InstanceId"]])
     event = instance_state_change(instance["InstanceId"], "terminated", "us-east-1")
-    assert launcher.handler(event, None)["released"] is not None
+    assert release.handler(event, None)["released"] is not None
+
+
+def test_a_vm_of_no_slot_frees_nothing_and_starts_nothing(aws: Aws) -> None:
+    """The rule brings every instance of the account: another stack's VM must not free a slot or dispatch."""
+    cap = config_of(aws).max_concurrent_vms
+    jobs = [new_pending_job(aws) for _ in range(cap + 1)]
+    handle(aws, records(aws))
+
+    assert release.handle(instance_state_change("i-0fffffffffffffff0", "terminated", "us-east-1"),
+                          aws.launcher_services()) == {"released": None}
+    assert statuses(aws, jobs)[cap] == Status.QUEUED and slots_held(aws) == cap
 
 
 def test_slots_are_exclusive_and_only_their_holder_frees_them(aws: Aws) -> None:
