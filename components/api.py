@@ -12,7 +12,8 @@ import pulumi_aws as aws
 from components import iam
 from components.functions import python_function
 from components.settings import StackSettings, api_config
-from handlers.routes import HTTP_FUNCTIONS, ROUTES, Route
+from handlers.routes import HTTP_FUNCTIONS, ROUTERS, ROUTES, Route
+from handlers.services import API_CALLS, function_timeout_seconds
 
 PAYLOAD_FORMAT = "2.0"
 ACCESS_LOG_FORMAT = json.dumps({
@@ -74,6 +75,7 @@ class Api(pulumi.ComponentResource):
                 policy=policies[module],
                 log_retention_days=settings.log_retention_days,
                 reserved_concurrency=settings.api_reserved_concurrency,
+                timeout_seconds=function_timeout_seconds(API_CALLS, ROUTERS[module].aws_calls),
             )
             self.functions[module], self.log_groups[module] = function.function, function.log_group
             integrations[module] = aws.apigatewayv2.Integration(

@@ -22,14 +22,14 @@ from components.triggers import (
     STREAM_BATCH_SIZE,
     STREAM_MAX_RETRIES,
 )
+from handlers import launcher as launcher_module
+from handlers import sweeper as sweeper_module
 from worker.userdata import render_user_data
 
 ROOT_DEVICE = "/dev/xvda"
 """Root device name of Amazon Linux 2023 AMIs."""
 HTTPS = 443
 STREAM_MAX_RECORD_AGE_SECONDS = 3600
-DISPATCH_TIMEOUT_SECONDS = 60
-"""Launcher and sweeper: a few conditional writes per job plus RunInstances with a short backoff."""
 FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 STACK_TAG_RANDOM_BYTES = 4
 """The stack tag's random suffix: 8 hex digits, so two stacks of one name in an account do not collide."""
@@ -266,7 +266,7 @@ class Compute(pulumi.ComponentResource):
             ),
             log_retention_days=args.settings.log_retention_days,
             reserved_concurrency=args.settings.launcher_reserved_concurrency,
-            timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
+            timeout_seconds=launcher_module.TIMEOUT_SECONDS,
         )
         self.launcher = launcher.function
         self.launcher_logs = launcher.log_group
@@ -312,7 +312,7 @@ class Compute(pulumi.ComponentResource):
             policy=lambda logs: iam.release_function_policy(dispatch=dispatch, log_group_arn=logs),
             log_retention_days=args.settings.log_retention_days,
             reserved_concurrency=NO_RESERVATION,
-            timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
+            timeout_seconds=launcher_module.TIMEOUT_SECONDS,
         )
         self.release = release.function
         self.release_logs = release.log_group
@@ -345,7 +345,7 @@ class Compute(pulumi.ComponentResource):
             ),
             log_retention_days=args.settings.log_retention_days,
             reserved_concurrency=args.settings.launcher_reserved_concurrency,
-            timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
+            timeout_seconds=sweeper_module.TIMEOUT_SECONDS,
         )
         self.sweeper = sweeper.function
         self.sweeper_logs = sweeper.log_group

@@ -51,10 +51,12 @@ def python_function(
     policy: Callable[[pulumi.Output[str]], pulumi.Output[str]],
     log_retention_days: int,
     reserved_concurrency: int,
-    timeout_seconds: int = 10,
+    timeout_seconds: int,
     memory_mb: int = 256,
 ) -> PythonFunction:
     """Function `name` running `handlers.<module>.handler`; `policy(log_group_arn)` builds its role's only policy.
+
+    `timeout_seconds` is derived from the function's AWS call limits (`handlers.services.function_timeout_seconds`).
 
     `log_retention_days` must be a value CloudWatch accepts (`StackSettings` checks it); `reserved_concurrency` is
     both a guarantee and a ceiling, `settings.NO_RESERVATION` for neither.

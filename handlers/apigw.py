@@ -189,7 +189,7 @@ class Route(Generic[S]):
 class Router(Generic[S]):
     """The routes one Lambda function serves, each declared next to its action (Powertools' resolver shape):
 
-        router = Router[ApiServices]("jobs")
+        router = Router[ApiServices]("jobs", aws_calls=2)
 
         @router.route("GET", "/api/jobs/{id}")
         def get_job(event, services): ...
@@ -198,8 +198,11 @@ class Router(Generic[S]):
     OpenAPI checks read.
     """
 
-    def __init__(self, function: str) -> None:
+    def __init__(self, function: str, *, aws_calls: int) -> None:
+        """`aws_calls`: the most AWS calls one request to this function makes one after another; its Lambda timeout
+        is sized from it (`handlers.services.function_timeout_seconds`)."""
         self.function = function
+        self.aws_calls = aws_calls
         self.routes: list[Route[S]] = []
 
     def route(

@@ -188,7 +188,8 @@ def checked_limit(params: dict[str, str]) -> int:
     return int(raw)
 
 
-router: Router[ApiServices] = Router("jobs")
+router: Router[ApiServices] = Router("jobs", aws_calls=2)
+"""Two calls at most: POST's HeadObject of the upload, then the job's TransactWriteItems (a GET makes one)."""
 
 
 @router.route("POST", "/api/jobs")

@@ -27,7 +27,13 @@ from handlers import capacity, jobmodel, quota
 from handlers.batch import process_partial_response
 from handlers.config import LauncherConfig
 from handlers.jobmodel import Actor, Status
-from handlers.services import LauncherServices, launcher_services
+from handlers.services import (
+    DISPATCH_CALLS,
+    LauncherServices,
+    function_timeout_seconds,
+    launcher_services,
+    seconds_left,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,16 @@ the stack's subnets, in another zone, may succeed at once."""
 
 LAUNCH_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
+LAUNCH_BACKOFF_SECONDS = sum(BACKOFF_BASE_SECONDS * 2**k for k in range(LAUNCH_ATTEMPTS - 1))
+"""The longest `launch` sleeps between its attempts."""
+JOB_START_SLOW_CALLS = 4
+"""The steps of a job start, each one AWS call that may be slow: claim the job, take a slot, RunInstances, record
+the VM."""
+JOB_START_SECONDS = JOB_START_SLOW_CALLS * DISPATCH_CALLS.worst_call_seconds() + LAUNCH_BACKOFF_SECONDS
+"""What `dispatch` keeps in hand before it starts another job: one job start with every step at its slowest."""
+TIMEOUT_SECONDS = function_timeout_seconds(DISPATCH_CALLS, 1 + JOB_START_SLOW_CALLS, LAUNCH_BACKOFF_SECONDS)
+"""The launcher's (and slot release's) Lambda timeout: one slow call while handling the batch, then one job start
+at its slowest; `dispatch` starts a further job only while `JOB_START_SECONDS` remain."""
 
 
 class Outcome(Enum):
@@ -188,11 +204,14 @@ def transition(
                                by=Actor.LAUNCHER, attrs=attrs)
 
 
-def dispatch(services: LauncherServices, fresh: Mapping[str, str] | None = None) -> list[Outcome]:
-    """Start queued jobs oldest first until the slots are full or launches must wait.
+def dispatch(
+    services: LauncherServices, fresh: Mapping[str, str] | None = None, deadline: float | None = None
+) -> list[Outcome]:
+    """Start queued jobs oldest first until the slots are full, launches must wait, or time runs short.
 
     `fresh` maps just-queued job ids to their `created_at`: the status index is eventually consistent and may not
-    show them yet.
+    show them yet. `deadline` (`time.monotonic()` when the invocation ends; None: no limit) stops before a job start
+    that might not finish in time: the job stays QUEUED for the next event or sweep, never half-started.
     """
     config = services.config
     queued = {job["id"]: job["created_at"] for job in
@@ -200,6 +219,9 @@ def dispatch(services: LauncherServices, fresh: Mapping[str, str] | None = None)
     queued.update(fresh or {})
     outcomes = []
     for job_id in sorted(queued, key=lambda j: (queued[j], j)):
+        if deadline is not None and time.monotonic() + JOB_START_SECONDS > deadline:
+            log.warning("dispatch stopped: too little time left for another job start", extra={"job_id": job_id})
+            break
         outcome = start_queued_job(services, job_id)
         outcomes.append(outcome)
         if outcome in (Outcome.NO_SLOT, Outcome.RETRY_LATER):
@@ -207,11 +229,13 @@ def dispatch(services: LauncherServices, fresh: Mapping[str, str] | None = None)
     return outcomes
 
 
-def dispatch_logged(services: LauncherServices, fresh: Mapping[str, str] | None = None) -> list[Outcome]:
+def dispatch_logged(
+    services: LauncherServices, fresh: Mapping[str, str] | None = None, deadline: float | None = None
+) -> list[Outcome]:
     """`dispatch`, where an AWS error only stops this round: the jobs stay QUEUED, and the next terminated VM, new
     job or sweep moves the queue again."""
     try:
-        return dispatch(services, fresh)
+        return dispatch(services, fresh, deadline)
     except (ClientError, BotoCoreError) as err:
         log.error("dispatch stopped", extra={"error_code": error_code(err), "reason": str(err)})
         return []
@@ -257,21 +281,29 @@ def handle_record(services: LauncherServices, record: Mapping[str, Any], fresh: 
         queue_new_job(services, record, fresh)
 
 
-def handle_batch(services: LauncherServices, event: Mapping[str, Any]) -> dict[str, list[Any]]:
+def deadline_of(context: object) -> float | None:
+    """The invocation's end on `time.monotonic()`'s clock, from the Lambda context; None outside Lambda."""
+    left = seconds_left(context)
+    return None if left is None else time.monotonic() + left
+
+
+def handle_batch(
+    services: LauncherServices, event: Mapping[str, Any], deadline: float | None = None
+) -> dict[str, list[Any]]:
     """Handle every record, then move the queue; report records to retry as `batchItemFailures`."""
     fresh: dict[str, str] = {}
     records = event.get("Records", [])
     response = process_partial_response(records, lambda record: handle_record(services, record, fresh))
     if any(record.get("eventName") == "INSERT" and job_id_of(record) for record in records):
-        dispatch_logged(services, fresh)
+        dispatch_logged(services, fresh, deadline)
     return response
 
 
-def handle(event: Mapping[str, Any], services: LauncherServices) -> dict[str, Any]:
+def handle(event: Mapping[str, Any], services: LauncherServices, deadline: float | None = None) -> dict[str, Any]:
     """A batch of stream records: new jobs, and finished jobs that still hold their owner's quota. (Terminated VMs
     give their slots back in `handlers.release`, a function of its own.)"""
-    return handle_batch(services, event)
+    return handle_batch(services, event, deadline)
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    return handle(event, launcher_services())
+    return handle(event, launcher_services(), deadline_of(context))

@@ -18,7 +18,7 @@ from handlers.services import LauncherServices, launcher_services
 log = logging.getLogger(__name__)
 
 
-def handle(event: Mapping[str, Any], services: LauncherServices) -> dict[str, Any]:
+def handle(event: Mapping[str, Any], services: LauncherServices, deadline: float | None = None) -> dict[str, Any]:
     """EC2 Instance State-change Notification: a terminated VM of this stack gives its slot back, and queued jobs
     start in it."""
     detail = event.get("detail") or {}
@@ -29,9 +29,9 @@ def handle(event: Mapping[str, Any], services: LauncherServices) -> dict[str, An
     slot = capacity.release_instance(services.ddb, config.table, instance_id, config.max_concurrent_vms)
     if slot is not None:
         log.info("VM terminated: slot free", extra={"instance_id": instance_id, "slot": slot})
-        launcher.dispatch_logged(services)
+        launcher.dispatch_logged(services, deadline=deadline)
     return {"released": slot}
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    return handle(event, launcher_services())
+    return handle(event, launcher_services(), launcher.deadline_of(context))

@@ -8,6 +8,7 @@ themselves with explicit config and clients, so two stacks can run in one proces
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,59 @@ the bucket's regional host (the global one answers 307 for up to a day after the
 as in local mode, stays path-style."""
 
 
+BACKOFF_CAP_SECONDS = 20
+"""botocore's standard retry mode waits at most `min(base * 2**i, 20)` s before retry `i + 1` (`base` is 1 s for
+throttling errors, less for others)..."""
+RETRY_AFTER_EXTRA_SECONDS = 5
+"""...plus up to 5 s more when the service asks for it (`x-amz-retry-after`)."""
+HEADROOM_SECONDS = 3
+"""A function's own time on top of its AWS calls: a cold start's imports, and the code between the calls."""
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """How long one AWS call may take: a connect and a read timeout per attempt, and a bounded number of attempts in
+    botocore's standard retry mode (the SDK defaults, 60 s each and legacy retries, let one stalled call eat a whole
+    function timeout)."""
+
+    connect_seconds: int
+    read_seconds: int
+    attempts: int
+
+    def config(self) -> Config:
+        return Config(connect_timeout=self.connect_seconds, read_timeout=self.read_seconds,
+                      retries={"mode": "standard", "total_max_attempts": self.attempts})
+
+    def worst_call_seconds(self) -> float:
+        """The longest one call can take: every attempt times out, every retry waits its longest backoff."""
+        backoff = sum(min(2**i, BACKOFF_CAP_SECONDS) + RETRY_AFTER_EXTRA_SECONDS for i in range(self.attempts - 1))
+        return self.attempts * (self.connect_seconds + self.read_seconds) + backoff
+
+
+API_CALLS = CallLimits(connect_seconds=1, read_seconds=2, attempts=2)
+"""The API functions' S3 and DynamoDB calls (milliseconds when healthy): tight, so the slowest request path still
+answers within API Gateway's 30 s integration limit."""
+DISPATCH_CALLS = CallLimits(connect_seconds=2, read_seconds=5, attempts=3)
+"""The launcher's, release's and sweeper's calls (RunInstances answers in a second or two)."""
+API_CONFIG = API_CALLS.config()
+DISPATCH_CONFIG = DISPATCH_CALLS.config()
+
+
+API_S3_CONFIG = API_CONFIG.merge(PRESIGNING)
+
+
+def function_timeout_seconds(limits: CallLimits, slow_calls: int, extra_seconds: float = 0.0) -> int:
+    """A Lambda timeout that survives `slow_calls` calls each at its worst (`CallLimits.worst_call_seconds`), plus
+    `extra_seconds` of the function's own waiting and `HEADROOM_SECONDS`; at least one call's worth."""
+    return math.ceil(max(slow_calls, 1) * limits.worst_call_seconds() + extra_seconds + HEADROOM_SECONDS)
+
+
+def seconds_left(context: object) -> float | None:
+    """What the Lambda context says remains of the invocation; None outside Lambda (tests, local mode)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000 if callable(remaining) else None
+
+
 @dataclass(frozen=True)
 class ApiServices:
     """Config and clients of the upload and jobs handlers."""
@@ -36,7 +90,7 @@ class ApiServices:
 
     @classmethod
     def create(cls, config: ApiConfig, client: ClientFactory = boto3.client) -> ApiServices:
-        return cls(config=config, ddb=client("dynamodb"), s3=client("s3", config=PRESIGNING))
+        return cls(config=config, ddb=client("dynamodb", config=API_CONFIG), s3=client("s3", config=API_S3_CONFIG))
 
 
 @dataclass(frozen=True)
@@ -49,7 +103,8 @@ class LauncherServices:
 
     @classmethod
     def create(cls, config: LauncherConfig, client: ClientFactory = boto3.client) -> LauncherServices:
-        return cls(config=config, ec2=client("ec2"), ddb=client("dynamodb"))
+        return cls(config=config, ec2=client("ec2", config=DISPATCH_CONFIG),
+                   ddb=client("dynamodb", config=DISPATCH_CONFIG))
 
 
 @functools.cache

@@ -16,9 +16,17 @@ from handlers import capacity, jobmodel, launcher
 from handlers.config import LauncherConfig
 from handlers.instances import describe_instances, tags
 from handlers.jobmodel import DEADLINES, Actor, Status
-from handlers.services import LauncherServices, launcher_services
+from handlers.services import DISPATCH_CALLS, LauncherServices, function_timeout_seconds, launcher_services
 
 log = logging.getLogger(__name__)
+
+SWEEP_SLOW_CALLS = 7
+"""The steps of a sweep before it dispatches, each one AWS call that may be slow: find the VMs, terminate the
+overdue, list LAUNCHING and RUNNING jobs, read the slots, list PENDING jobs, count the queue."""
+TIMEOUT_SECONDS = function_timeout_seconds(
+    DISPATCH_CALLS, SWEEP_SLOW_CALLS + launcher.JOB_START_SLOW_CALLS, launcher.LAUNCH_BACKOFF_SECONDS
+)
+"""The sweeper's Lambda timeout: one slow call in each step, then one job start at its slowest."""
 
 SWEEP_REPORT_EVENT = "sweep_report"
 """`event` of the sweeper's one log line per sweep (`SweepReport.fields`); components/monitoring.py reads it."""
@@ -71,6 +79,8 @@ class Sweep:
 
     services: LauncherServices
     now: datetime
+    deadline: float | None = None
+    """`time.monotonic()` when the invocation ends (None: no limit), for `launcher.dispatch`."""
     report: SweepReport = field(default_factory=SweepReport)
 
     @property
@@ -91,7 +101,7 @@ class Sweep:
         self.fail_orphans(instances)
         self.free_leaked_slots(instances)
         self.queue_forgotten()
-        outcomes = launcher.dispatch(self.services)
+        outcomes = launcher.dispatch(self.services, deadline=self.deadline)
         self.report.started = outcomes.count(launcher.Outcome.LAUNCHED)
         self.report.jobs_queued = jobmodel.count_in_state(self.ddb, self.config.table, Status.QUEUED)
         return self.report
@@ -156,11 +166,11 @@ class Sweep:
         return self.now - parse_time(job["updated_at"])
 
 
-def sweep(services: LauncherServices, now: datetime | None = None) -> SweepReport:
-    report = Sweep(services, now or datetime.now(UTC)).run()
+def sweep(services: LauncherServices, now: datetime | None = None, deadline: float | None = None) -> SweepReport:
+    report = Sweep(services, now or datetime.now(UTC), deadline).run()
     log.info("sweep done", extra=report.fields())
     return report
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    return asdict(sweep(launcher_services()))
+    return asdict(sweep(launcher_services(), deadline=launcher.deadline_of(context)))

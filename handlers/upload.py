@@ -96,7 +96,8 @@ def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any], owner: st
     }
 
 
-router: Router[ApiServices] = Router("upload")
+router: Router[ApiServices] = Router("upload", aws_calls=0)
+"""None: a presigned POST is signed locally, with the role's credentials from the environment."""
 
 
 @router.route("POST", "/api/uploads")

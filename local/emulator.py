@@ -127,6 +127,7 @@ class EndpointSession:
         )
 
     def client(self, service: str, config: Config | None = None) -> Any:
-        """A client for the endpoint; `config` is merged over the local timeouts and retries."""
-        merged = CLIENT_CONFIG.merge(config) if config is not None else CLIENT_CONFIG
+        """A client for the endpoint, with `config`'s settings (e.g. presigning) but the local timeouts and retries:
+        the handlers' AWS limits (`handlers.services.CallLimits`) are too tight for moto on a busy machine."""
+        merged = config.merge(CLIENT_CONFIG) if config is not None else CLIENT_CONFIG
         return self._session.client(service, endpoint_url=self.endpoint_url, config=merged)

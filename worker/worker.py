@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import boto3
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 # --- copied from handlers/jobmodel.py (kept honest by tests/runtime/test_worker_contract.py) ---
@@ -54,6 +55,11 @@ def transfer_config(part_bytes: int = 8 * 1024 * 1024, parts_in_memory: int = 4)
 
 
 TRANSFER = transfer_config()
+
+CLIENT_LIMITS = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "total_max_attempts": 5})
+"""Each AWS call of the worker: 5 s to connect, 30 s for an answer (an 8 MiB part upload's), 5 attempts in the
+standard retry mode (backoff with jitter, throttling aware); so a stalled connection fails the job with a reason
+long before the in-VM watchdog powers the VM off (the SDK defaults wait 60 s per read, with legacy retries)."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -291,8 +297,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log.setLevel(logging.INFO)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     session = boto3.session.Session()
-    run = Run(s3=session.client("s3"), ddb=session.client("dynamodb"), table=args.table, bucket=args.bucket,
-              job_id=args.job_id, log_file=log_file)
+    run = Run(s3=session.client("s3", config=CLIENT_LIMITS), ddb=session.client("dynamodb", config=CLIENT_LIMITS),
+              table=args.table, bucket=args.bucket, job_id=args.job_id, log_file=log_file)
     return run_job(run, args.instance_id)
 
 

@@ -3,6 +3,7 @@ error ends somewhere sane."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -378,3 +379,20 @@ def test_a_finished_jobs_stream_record_frees_its_owners_place_once(aws: Aws) -> 
 
     assert quota.active_jobs(ddb, table, "u1") == 0
     assert "holds_quota" not in (get_item(ddb, aws.stack, job_id) or {})
+
+
+def test_dispatch_starts_no_job_it_may_not_finish_in_time(aws: Aws) -> None:
+    """With less than a slowest job start left, the queue waits for the next event or sweep: a job is never claimed
+    and then cut off by the function's timeout."""
+    jobs = [new_pending_job(aws) for _ in range(2)]
+    services = aws.launcher_services()
+    for job_id in jobs:
+        jobmodel.transition(services.ddb, services.config.table, job_id, Status.QUEUED, expected=[Status.PENDING],
+                            by=Actor.LAUNCHER)
+
+    short = time.monotonic() + launcher.JOB_START_SECONDS - 1
+    assert launcher.dispatch(services, deadline=short) == []
+    assert statuses(aws, jobs) == [Status.QUEUED] * 2 and instances(aws) == []
+
+    enough = time.monotonic() + launcher.JOB_START_SECONDS + 60
+    assert launcher.dispatch(services, deadline=enough) == [launcher.Outcome.LAUNCHED] * 2

@@ -164,3 +164,26 @@ def test_a_shutdown_mid_job_ends_it_failed_with_the_reason(aws: Aws, tmp_path: P
     item = get_item(ddb, aws.stack, job_id)
     assert item is not None and item["status"] == Status.FAILED
     assert item["error"] == worker.STOPPED_REASON
+
+
+def test_the_worker_bounds_every_aws_call(aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: with the SDK defaults (60 s reads, legacy retries) a stalled connection held the job until the
+    in-VM watchdog powered the VM off, with no reason recorded. `main` builds both clients with the limits."""
+    job_id, _ = put_job(aws.client("s3"), aws.client("dynamodb"), aws.stack, content=b"x", text="t")
+    built: dict[str, Any] = {}
+    real_client = worker.boto3.session.Session.client
+
+    def client(self: Any, service: str, **kwargs: Any) -> Any:
+        built[service] = kwargs.get("config")
+        return real_client(self, service, **kwargs)
+
+    monkeypatch.setattr(worker.boto3.session.Session, "client", client)
+    monkeypatch.setattr(worker.signal, "signal", lambda *args: None)
+    code = worker.main([f"--job-id={job_id}", "--instance-id=i-1", f"--table={aws.stack.table}",
+                        f"--bucket={aws.stack.bucket}"])
+
+    assert code == worker.EXIT_OK
+    assert set(built) == {"s3", "dynamodb"} and all(config is worker.CLIENT_LIMITS for config in built.values())
+    limits = worker.CLIENT_LIMITS
+    assert (limits.connect_timeout, limits.read_timeout) == (5, 30)
+    assert limits.retries == {"mode": "standard", "total_max_attempts": 5}
