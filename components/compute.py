@@ -309,7 +309,9 @@ class Compute(pulumi.ComponentResource):
             self,
             module="release",
             environment=environment,
-            policy=lambda logs: iam.release_function_policy(dispatch=dispatch, log_group_arn=logs),
+            policy=lambda logs: iam.release_function_policy(
+                dispatch=dispatch, table_arn=args.table_arn, log_group_arn=logs
+            ),
             log_retention_days=args.settings.log_retention_days,
             reserved_concurrency=NO_RESERVATION,
             timeout_seconds=launcher_module.TIMEOUT_SECONDS,
@@ -341,6 +343,7 @@ class Compute(pulumi.ComponentResource):
                 account=self._account,
                 stack_tag_key=STACK_TAG,
                 stack_tag=self.stack_tag,
+                table_arn=args.table_arn,
                 log_group_arn=logs,
             ),
             log_retention_days=args.settings.log_retention_days,

@@ -196,8 +196,9 @@ def dispatch_statements(
     """
     created = [ec2_arn(partition, region, account, kind) for kind in ("instance", "volume", "network-interface")]
     return [
-        # Jobs move by conditional UpdateItem; VM slots are lease items in the same table, read in batches.
-        statement(["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [table_arn], sid="MoveJobs"),
+        # Jobs move, and VM slots (lease items in the same table) are taken and given back, by conditional UpdateItem;
+        # dispatch reads nothing else (tests/infra/test_iam_proven.py: every granted action is used).
+        statement(["dynamodb:UpdateItem"], [table_arn], sid="MoveJobs"),
         statement(
             ["dynamodb:Query"], [pulumi.Output.concat(table_arn, "/index/", STATUS_INDEX)], sid="FindQueuedJobs"
         ),
@@ -262,12 +263,18 @@ def launcher_function_policy(
     )
 
 
+def read_slots_statement(table_arn: pulumi.Input[str], *, jobs_too: bool = False) -> Statement:
+    """Read the VM slot items in batches (`handlers.capacity.leases`), and with `jobs_too` single jobs by id."""
+    actions = ["dynamodb:BatchGetItem", *(["dynamodb:GetItem"] if jobs_too else [])]
+    return statement(actions, [table_arn], sid="ReadSlotsAndJobs" if jobs_too else "ReadSlots")
+
+
 def release_function_policy(
-    *, dispatch: Sequence[Statement], log_group_arn: pulumi.Input[str]
+    *, dispatch: Sequence[Statement], table_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]
 ) -> pulumi.Output[str]:
-    """Give a terminated VM's slot back (the slot items: `MoveJobs`) and start queued jobs in it
+    """Find the slot a terminated VM holds (`ReadSlots`), give it back and start queued jobs in it
     (`dispatch_statements`); nothing else: no stream, no queue, no TerminateInstances."""
-    return document(*dispatch, log_statement(log_group_arn))
+    return document(read_slots_statement(table_arn), *dispatch, log_statement(log_group_arn))
 
 
 def sweeper_function_policy(
@@ -278,9 +285,11 @@ def sweeper_function_policy(
     account: pulumi.Input[str],
     stack_tag_key: str,
     stack_tag: pulumi.Input[str],
+    table_arn: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
 ) -> pulumi.Output[str]:
-    """Find this stack's VMs, terminate only those, and dispatch (`dispatch_statements`).
+    """Find this stack's VMs, terminate only those, read the slots and their holders' jobs (leaked slots), and
+    dispatch (`dispatch_statements`).
 
     `ec2:DescribeInstances` supports no resource-level permissions (AWS's service authorization reference lists
     no resource type for it), so it is the one Allow on `"*"`; it reveals, and changes, nothing.
@@ -296,6 +305,7 @@ def sweeper_function_policy(
             sid="TerminateStackInstances",
             condition={"StringEquals": {f"aws:ResourceTag/{stack_tag_key}": stack_tag}},
         ),
+        read_slots_statement(table_arn, jobs_too=True),
         *dispatch,
         log_statement(log_group_arn),
     )

@@ -11,11 +11,13 @@ emulator), never from this process's environment, so several pipelines can run i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from handlers.jobmodel import Status
 from handlers.routes import ROUTERS, ROUTES
 from handlers.services import ApiServices, LauncherServices
 from local.authorizer import JwtAuthorizer, jwks_url
+from local.calls import CallLog
 from local.emulator import HOST, REGION, EndpointSession, MotoServer, aws_environment
 from local.events import instance_state_change
 from local.metadata import MetadataApp
@@ -95,11 +98,12 @@ class LocalPipeline:
         minute_seconds: float = 60.0,
         sweep_seconds: float | None = SWEEP_SECONDS,
         host: str = HOST,
+        call_log: CallLog | None = None,
     ) -> None:
         """`port=0` picks a free port. `wrap_launcher(handler, pipeline)` returns what the stream poller calls
         instead of the launcher (fault injection in tests); `minute_seconds` is how long a minute of
         `shutdown -h +N` lasts (60; tests shorten it to see the watchdog fire); `sweep_seconds` is the sweeper's
-        period (None: no sweeper)."""
+        period (None: no sweeper); `call_log` records every AWS call each function and each VM makes."""
         self.port = port
         self.settings = settings or StackSettings()
         self.stack_name = stack
@@ -108,6 +112,7 @@ class LocalPipeline:
         self.minute_seconds = minute_seconds
         self.sweep_seconds = sweep_seconds
         self.host = host
+        self.call_log = call_log
         self.sweeper: Schedule | None = None
         self.web: BackgroundServer | None = None
         self.moto = MotoServer(host)
@@ -185,6 +190,10 @@ class LocalPipeline:
         self._health_s3 = self.session.client("s3")
         self.api_services = ApiServices.create(self._stack.api_config(), client=self.session.client)
         self.launcher_services = LauncherServices.create(self._stack.launcher_config(), client=self.session.client)
+        if self.call_log is not None:
+            for client in (self.api_services.ddb, self.api_services.s3, self.launcher_services.ec2,
+                           self.launcher_services.ddb):
+                self.call_log.watch(client)
         handlers = {name: self._api_handler(router) for name, router in ROUTERS.items()}
         unwrapped: LambdaHandler = self._launcher_handler
         launcher_handler = self.wrap_launcher(unwrapped, self) if self.wrap_launcher is not None else unwrapped
@@ -195,14 +204,19 @@ class LocalPipeline:
 
         self.vmhost = VmHost(
             ec2=self.client("ec2"), dynamodb=self.client("dynamodb"), table=self._stack.table,
-            aws_env=aws_environment(self.endpoint_url, REGION), region=REGION,
+            aws_env={**aws_environment(self.endpoint_url, REGION),
+                     **(self.call_log.vm_environment() if self.call_log else {})},
+            region=REGION,
             metadata_url=lambda: self.metadata.url if self.metadata else "", minute_seconds=self.minute_seconds,
             on_terminated=vm_terminated,
         )
         self.metadata = BackgroundServer(MetadataApp(self.vmhost, REGION), self.host, 0, name="imds")
         self.metadata.start()
         self.vmhost.start()
-        self.poller = StreamPoller(streams=self.client("dynamodbstreams"), stream_arn=self._stack.stream_arn,
+        streams = self.client("dynamodbstreams")
+        if self.call_log is not None:  # the event source mapping reads the stream with the launcher's role
+            self.call_log.watch(streams, function="launcher")
+        self.poller = StreamPoller(streams=streams, stream_arn=self._stack.stream_arn,
                                    handler=launcher_handler, region=REGION, observer=TransitionLog())
         self.poller.start()
         if self.sweep_seconds is not None:
@@ -235,20 +249,34 @@ class LocalPipeline:
         self.moto.stop()
 
     # -- the functions, bound to this pipeline's services -----------------------------------------------------------
+    def sweep(self, now: datetime | None = None) -> sweeper.SweepReport:
+        """One sweep now, as the schedule runs it; `now` moves the sweeper's clock (to see deadlines pass)."""
+        with self._acting("sweeper"):
+            return sweeper.sweep(self.launcher_services, now)
+
+    @contextlib.contextmanager
+    def _acting(self, function: str) -> Iterator[None]:
+        """Attribute the AWS calls made inside to `function` (when this pipeline keeps a call log)."""
+        with self.call_log.acting_as(function) if self.call_log else contextlib.nullcontext():
+            yield
+
     def _api_handler(self, router: Router[ApiServices]) -> LambdaHandler:
         def handler(event: Mapping[str, Any], context: Any) -> Any:
-            return router.resolve(event, self.api_services)
+            with self._acting(router.function):
+                return router.resolve(event, self.api_services)
         return handler
 
     def _launcher_handler(self, event: Mapping[str, Any], context: Any) -> Any:
         """Reads `launcher_services` at each call, so a test can swap a client (fault injection)."""
-        return launcher.handle(event, self.launcher_services)
+        with self._acting("launcher"):
+            return launcher.handle(event, self.launcher_services)
 
     def _release_handler(self, event: Mapping[str, Any], context: Any) -> Any:
-        return release.handle(event, self.launcher_services)
+        with self._acting("release"):
+            return release.handle(event, self.launcher_services)
 
     def _sweeper_handler(self, event: Mapping[str, Any], context: Any) -> Any:
-        return sweeper.sweep(self.launcher_services)
+        return self.sweep()
 
     # -- helpers --------------------------------------------------------------------------------------------------
     @staticmethod

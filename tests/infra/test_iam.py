@@ -251,7 +251,7 @@ class TestLauncherPolicy:
             "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
         }
         assert launcher["ListJobStreams"]["Action"] == ["dynamodb:ListStreams"]
-        assert launcher["MoveJobs"]["Action"] == ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
+        assert launcher["MoveJobs"]["Action"] == ["dynamodb:UpdateItem"]
         assert launcher["MoveJobs"]["Resource"] == [table["arn"]]
         assert launcher["FindQueuedJobs"]["Action"] == ["dynamodb:Query"]
         assert launcher["FindQueuedJobs"]["Resource"] == [f"{table['arn']}/index/{STATUS_INDEX}"]
@@ -303,7 +303,10 @@ class TestReleasePolicy:
         launcher's, or the queue would move after a VM's end only when the sweeper came round."""
         release = role_policy(dev, "compute-release-policy")
         launcher = role_policy(dev, "compute-launcher-policy")
-        assert set(release) == DISPATCH_SIDS | {"OwnLogGroup"}
+        assert set(release) == DISPATCH_SIDS | {"ReadSlots", "OwnLogGroup"}
+        table = dev.one("aws:dynamodb/table:Table").outputs["arn"]
+        assert release["ReadSlots"]["Action"] == ["dynamodb:BatchGetItem"]
+        assert release["ReadSlots"]["Resource"] == [table]
         assert {sid: release[sid] for sid in DISPATCH_SIDS} == {sid: launcher[sid] for sid in DISPATCH_SIDS}
         logs = dev.one("aws:cloudwatch/logGroup:LogGroup", "compute-release-logs").outputs["arn"]
         assert release["OwnLogGroup"]["Resource"] == [f"{logs}:*"]
@@ -359,7 +362,8 @@ class TestSweeperPolicy:
         self, sweeper: dict[str, dict[str, Any]]
     ) -> None:
         """Regression: the sweeper needs neither the stream nor the failure queue; extra grants are exposure."""
-        assert set(sweeper) == DISPATCH_SIDS | {"FindStackInstances", "TerminateStackInstances", "OwnLogGroup"}
+        assert set(sweeper) == DISPATCH_SIDS | {"FindStackInstances", "TerminateStackInstances", "ReadSlotsAndJobs",
+                                                "OwnLogGroup"}
         assert sweeper["OwnLogGroup"]["Resource"] == [
             _arn("logs", "log-group:/filepipe/compute-sweeper-logs-1a2b3c4:*")
         ]
