@@ -1,0 +1,78 @@
+"""The IAM model behind tests/infra/test_iam_proven.py can say no: a proof that always passes proves nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from local.calls import AwsCall
+from tests.iam_calls import Check, Names, allowed_by, authorizations, condition_holds, denied_and_unused
+
+NAMES = Names(
+    partition="aws", region="eu-west-1", account="123456789012",
+    tables={"local-jobs": "jobs-1"}, buckets={"local-data": "data-1"},
+    streams={"local-stream": "arn:aws:dynamodb:eu-west-1:123456789012:table/jobs-1/stream/2026"},
+    launch_templates={"lt-local": "arn:aws:ec2:eu-west-1:123456789012:launch-template/lt-1"},
+    subnets={"subnet-local": "arn:aws:ec2:eu-west-1:123456789012:subnet/subnet-1"},
+    security_group_arn="arn:aws:ec2:eu-west-1:123456789012:security-group/sg-1",
+    worker_role_arn="arn:aws:iam::123456789012:role/worker", ami_parameter_arn="arn:aws:ssm:eu-west-1::parameter/ami",
+    stack_tags={"local": "filepipe-dev-1"},
+    instance_tags={"i-ours": {"FilepipeStack": "local"}, "i-theirs": {"FilepipeStack": "other"}},
+)
+
+
+def policy(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+TERMINATE_OURS = policy({"Sid": "T", "Effect": "Allow", "Action": ["ec2:TerminateInstances"],
+                         "Resource": ["arn:aws:ec2:eu-west-1:123456789012:instance/*"],
+                         "Condition": {"StringEquals": {"aws:ResourceTag/FilepipeStack": "filepipe-dev-1"}}})
+
+
+def test_a_tag_condition_allows_this_stacks_instances_only() -> None:
+    ours = AwsCall("sweeper", "ec2", "TerminateInstances", {"InstanceIds": ["i-ours"]})
+    theirs = AwsCall("sweeper", "ec2", "TerminateInstances", {"InstanceIds": ["i-theirs"]})
+    assert denied_and_unused(TERMINATE_OURS, [ours], NAMES) == ([], set())
+    denied, unused = denied_and_unused(TERMINATE_OURS, [theirs], NAMES)
+    assert len(denied) == 1 and unused == {("T", "ec2:TerminateInstances")}
+
+
+def test_a_transaction_is_authorised_item_by_item() -> None:
+    counter_only = policy({"Sid": "C", "Effect": "Allow", "Action": ["dynamodb:UpdateItem"],
+                           "Resource": ["arn:aws:dynamodb:eu-west-1:123456789012:table/jobs-1"],
+                           "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["user#*"]}}})
+    item = {"TableName": "local-jobs", "Key": {"id": {"S": "user#u1"}}}
+    job = {"TableName": "local-jobs", "Item": {"id": {"S": "V1StGXR8_Z5jdHi6B-myT"}}}
+    call = AwsCall("jobs", "dynamodb", "TransactWriteItems", {"TransactItems": [{"Update": item}, {"Put": job}]})
+    [update, put] = authorizations(call, NAMES)
+    assert allowed_by(counter_only, update) == [("C", "dynamodb:UpdateItem")]
+    assert allowed_by(counter_only, put) == [], "the PutItem of the job needs its own grant"
+    job_update = Check("dynamodb:UpdateItem", update.resource, {"dynamodb:LeadingKeys": ["V1StGXR8_Z5jdHi6B-myT"]})
+    assert allowed_by(counter_only, job_update) == [], "the LeadingKeys condition keeps jobs out of reach"
+
+
+def test_run_instances_needs_every_resource_the_tags_the_role_and_the_ami() -> None:
+    call = AwsCall("launcher", "ec2", "RunInstances", {
+        "LaunchTemplate": {"LaunchTemplateId": "lt-local"}, "SubnetId": "subnet-local",
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": []}, {"ResourceType": "volume", "Tags": []}],
+    })
+    actions = [(c.action, c.resource.rsplit(":", 1)[-1]) for c in authorizations(call, NAMES)]
+    assert ("ec2:RunInstances", "subnet/subnet-1") in actions and ("ec2:RunInstances", "image/ami-from-ssm") in actions
+    assert ("ec2:CreateTags", "volume/*") in actions and ("iam:PassRole", "role/worker") in actions
+    assert ("ssm:GetParameters", "parameter/ami") in actions
+    without_subnet = policy({"Sid": "R", "Effect": "Allow", "Action": ["ec2:RunInstances"],
+                             "Resource": ["arn:aws:ec2:eu-west-1:123456789012:launch-template/lt-1"]})
+    assert len(denied_and_unused(without_subnet, [call], NAMES)[0]) == len(actions) - 1
+
+
+def test_wildcards_match_like_iam_and_unknown_operators_are_refused() -> None:
+    star = policy({"Sid": "S", "Effect": "Allow", "Action": ["s3:Get*"], "Resource": ["arn:aws:s3:::data-1/inputs/*"]})
+    read = AwsCall("worker", "s3", "HeadObject", {"Bucket": "local-data", "Key": "inputs/a/b.txt"})
+    other = AwsCall("worker", "s3", "GetObject", {"Bucket": "local-data", "Key": "outputs/a/b.txt"})
+    assert denied_and_unused(star, [read], NAMES)[0] == []
+    assert len(denied_and_unused(star, [other], NAMES)[0]) == 1
+    assert condition_holds({"ForAllValues:StringLike": {"k": ["a*"]}}, {}), "IAM: true when the key is absent"
+    with pytest.raises(AssertionError, match="NumericLessThan"):
+        condition_holds({"NumericLessThan": {"k": "1"}}, {"k": "0"})
