@@ -47,6 +47,8 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 NO_RESERVATION = -1
 """A reserved-concurrency setting meaning "draw from the account's unreserved pool" (pulumi-aws's own default)."""
 MAX_SWEEP_INTERVAL_MINUTES = 60
+JOB_EXPIRY_ATTR = "expires_at"
+"""Number attribute (epoch seconds) that the jobs table's TTL reads when `retention_days` is set."""
 
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
@@ -87,6 +89,12 @@ class StackSettings:
     """How often the sweeper runs (an EventBridge rule on AWS): at most this late, an overdue VM is terminated, a
     stuck job failed, a leaked VM slot freed and the queue moved."""
     extra_origins: tuple[str, ...] = field(default_factory=tuple)
+    protect_data: bool = False
+    """Keep the data bucket and the jobs table through `pulumi destroy` and refuse their replacement: `protect`,
+    `retain_on_delete`, DynamoDB deletion protection, and no `force_destroy` (a production stack)."""
+    retention_days: int = 0
+    """Days after which inputs, outputs and logs expire (S3 lifecycle) and finished jobs' records expire (DynamoDB
+    TTL on `JOB_EXPIRY_ATTR`); 0 keeps everything."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -104,6 +112,8 @@ class StackSettings:
             if value != NO_RESERVATION and value < 1:
                 problems.append(f"{config_key(name)} must be at least 1, or {NO_RESERVATION} for no reservation "
                                 f"(0 would stop the function)")
+        if self.retention_days < 0:
+            problems.append("retentionDays must be 0 (keep forever) or a number of days")
         if not 1 <= self.sweep_interval_minutes <= MAX_SWEEP_INTERVAL_MINUTES:
             problems.append(f"sweepIntervalMinutes must be between 1 and {MAX_SWEEP_INTERVAL_MINUTES}")
         if problems:
@@ -135,6 +145,10 @@ def _parse(name: str, raw: str, kind: type) -> Any:
     if kind is tuple:
         value = json.loads(raw) if raw.lstrip().startswith("[") else [o.strip() for o in raw.split(",")]
         return tuple(str(v) for v in value if v)
+    if kind is bool:
+        if raw.strip().lower() not in ("true", "false"):
+            raise ValueError(f"config {config_key(name)} must be true or false, got {raw!r}")
+        return raw.strip().lower() == "true"
     if kind is int:
         try:
             return int(raw)
@@ -175,6 +189,7 @@ def site_config(settings: StackSettings) -> dict[str, Any]:
         "apiBase": API_PREFIX,
         "maxFileBytes": settings.max_file_bytes,
         "maxTextLength": settings.max_text_length,
+        "retentionDays": settings.retention_days,
     }
 
 

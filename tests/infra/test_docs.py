@@ -24,6 +24,8 @@ def documented_defaults() -> dict[str, str]:
 
 
 def shown(value: object) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
     if isinstance(value, tuple):
         return "(none)" if not value else ", ".join(f"`{v}`" for v in value)
     return f"`{value}`"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import MIB, StackSettings, api_environment, config_key, site_config
+from components.settings import MIB, StackSettings, api_environment, config_key, settings_from_mapping, site_config
 
 
 def test_defaults_need_no_config() -> None:
@@ -53,3 +53,24 @@ def test_api_environment_and_site_config_carry_the_same_limits() -> None:
     assert int(env["MAX_FILE_BYTES"]) == site["maxFileBytes"] == 3 * MIB
     assert int(env["MAX_TEXT_LENGTH"]) == site["maxTextLength"] == 99
     assert env["BUCKET_NAME"] == "bucket" and env["TABLE_NAME"] == "table"
+
+
+def test_protect_data_is_true_or_false_and_nothing_else() -> None:
+    """Regression: `protectData yes` (or a typo) silently read as false, leaving prod's data unprotected."""
+    assert settings_from_mapping({"protectData": "true"}).protect_data is True
+    assert settings_from_mapping({"protectData": "False"}).protect_data is False
+    with pytest.raises(ValueError, match="protectData must be true or false"):
+        settings_from_mapping({"protectData": "yes"})
+
+
+def test_retention_days_is_zero_or_a_number_of_days() -> None:
+    """Regression: a negative retention reaching S3 (which rejects the lifecycle rule at deploy time)."""
+    assert settings_from_mapping({"retentionDays": "30"}).retention_days == 30
+    assert StackSettings().retention_days == 0, "by default nothing expires"
+    with pytest.raises(ValueError, match="retentionDays"):
+        settings_from_mapping({"retentionDays": "-1"})
+
+
+def test_site_config_tells_the_form_the_retention() -> None:
+    """Regression: the form promising to keep files forever while the stack deletes them after N days."""
+    assert site_config(settings_from_mapping({"retentionDays": "9"}))["retentionDays"] == 9
