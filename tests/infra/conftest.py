@@ -224,7 +224,7 @@ def mocks() -> RecordingMocks:
     return recording
 
 
-def run_program(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
+def run_program(mocks: RecordingMocks, config: dict[str, str], path: Path = PROGRAM) -> Deployment:
     mocks.resources.clear()
     mocks.options.clear()
     mocks.invokes.clear()
@@ -238,7 +238,7 @@ def run_program(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        namespace.update(runpy.run_path(str(PROGRAM), run_name="__main__"))
+        namespace.update(runpy.run_path(str(path), run_name="__main__"))
         return pulumi.Output.from_input(dict(root.outputs)).apply(captured.update)
 
     with warnings.catch_warnings():
