@@ -48,7 +48,8 @@ NO_RESERVATION = -1
 """A reserved-concurrency setting meaning "draw from the account's unreserved pool" (pulumi-aws's own default)."""
 MAX_SWEEP_INTERVAL_MINUTES = 60
 JOB_EXPIRY_ATTR = "expires_at"
-"""Number attribute (epoch seconds) that the jobs table's TTL reads when `retention_days` is set."""
+"""Number attribute (epoch seconds) that the jobs table's TTL reads when `retention_days` is set. No writer sets it
+yet: a job's final write (worker SUCCEEDED/FAILED, launcher and sweeper FAILED) would add `finished + retention`."""
 
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
@@ -93,8 +94,8 @@ class StackSettings:
     """Keep the data bucket and the jobs table through `pulumi destroy` and refuse their replacement: `protect`,
     `retain_on_delete`, DynamoDB deletion protection, and no `force_destroy` (a production stack)."""
     retention_days: int = 0
-    """Days after which inputs, outputs and logs expire (S3 lifecycle) and finished jobs' records expire (DynamoDB
-    TTL on `JOB_EXPIRY_ATTR`); 0 keeps everything."""
+    """Days after which inputs, outputs and logs expire (S3 lifecycle); it also enables the jobs table's TTL on
+    `JOB_EXPIRY_ATTR`, which the final status writes do not set yet. 0 keeps everything."""
 
     def __post_init__(self) -> None:
         problems = []

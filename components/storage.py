@@ -27,7 +27,7 @@ class StorageArgs:
     """Keep the data bucket and the jobs table: `protect` and `retain_on_delete` on both, deletion protection on the
     table, and no `force_destroy` (otherwise `pulumi destroy` removes the bucket with its objects: a dev stack)."""
     retention_days: int = 0
-    """Expire inputs, outputs and logs, and finished jobs' records, after this many days; 0 keeps them."""
+    """Expire inputs, outputs and logs after this many days, and turn on the table's TTL; 0 keeps them."""
 
 
 class Storage(pulumi.ComponentResource):
