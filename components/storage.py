@@ -11,8 +11,9 @@ import pulumi_aws as aws
 
 from components import iam
 from components.buckets import private_bucket
-from components.settings import JOB_EXPIRY_ATTR, WORKER_SCRIPT_KEY, cors_rules, table_definition
-from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX
+from components.cors import cors_rules
+from components.settings import JOB_EXPIRY_ATTR, WORKER_SCRIPT_KEY
+from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, table_definition
 from worker.userdata import WORKER_PATH
 
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
@@ -127,7 +128,7 @@ def table_protection_args(*, protect: bool, retention_days: int) -> dict[str, An
 
 
 def table_args(definition: Mapping[str, Any]) -> dict[str, Any]:
-    """Pulumi arguments for the table described by `settings.table_definition` (CreateTable shape).
+    """Pulumi arguments for the table described by `jobmodel.table_definition` (CreateTable shape).
 
     The table name is left to Pulumi's auto-naming; point-in-time recovery and SSE with the AWS-managed KMS key are
     added here (they are not CreateTable arguments, and local mode has no use for them).

@@ -23,7 +23,7 @@ from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
 from components.settings import API_PREFIX
-from handlers.routes import Route
+from handlers.apigw import Route
 from local.events import LOCAL_ACCOUNT_ID
 
 log = logging.getLogger("filepipe.local")
