@@ -14,7 +14,9 @@ from components.storage import Storage, StorageArgs
 
 settings = StackSettings.from_config(pulumi.Config().get)
 
-storage = Storage("storage", StorageArgs())
+storage = Storage(
+    "storage", StorageArgs(protect_data=settings.protect_data, retention_days=settings.retention_days)
+)
 auth = Auth("auth", AuthArgs(settings=settings))
 compute = Compute(
     "compute",
