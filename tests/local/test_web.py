@@ -113,6 +113,10 @@ def test_base64_responses_are_decoded(site: Path) -> None:
     ("GET", "/api/nothing", 404, "not_found"),
     ("GET", "/api", 404, "not_found"),
     ("GET", "/api/jobs/a/b", 404, "not_found"),
+    ("GET", "/api/jobs/", 404, "not_found"),
+    ("POST", "/api/uploads/", 404, "not_found"),
+    ("GET", "/api/health/", 404, "not_found"),
+    ("GET", "/api//jobs", 404, "not_found"),
     ("DELETE", "/api/jobs", 405, "method_not_allowed"),
     ("PUT", "/api/jobs/abc", 405, "method_not_allowed"),
     ("GET", "/api/uploads", 405, "method_not_allowed"),
@@ -128,13 +132,23 @@ def test_unknown_routes_and_methods_answer_in_the_contracts_error_shape(
     assert jobs.events == [] and upload.events == []
 
 
-def test_a_crashing_handler_is_a_500_like_api_gateway(site: Path) -> None:
+def test_a_crashing_handler_is_a_500_in_the_contracts_shape(site: Path) -> None:
     def broken(event: Any, context: Any) -> Any:
         raise RuntimeError("boom")
 
     got = make_app(site, {"jobs": broken, "upload": Recorder()}).get("/api/jobs")
     assert got.status_code == 500
-    assert got.get_json() == {"message": "Internal Server Error"}
+    assert got.get_json()["error"]["code"] == "internal_error"
+    assert "boom" not in got.get_data(as_text=True)
+
+
+def test_a_fault_of_the_web_layer_is_json_under_api_not_an_html_page(site: Path) -> None:
+    """Regression guard: an exception outside the handler call (here: a route with no handler wired) reached
+    werkzeug, which answers an HTML 500."""
+    got = make_app(site, {}).get("/api/jobs")
+    assert got.status_code == 500
+    assert got.headers["content-type"] == "application/json"
+    assert got.get_json()["error"]["code"] == "internal_error"
 
 
 def test_health_adds_the_emulator_and_fails_when_it_is_down(site: Path) -> None:
@@ -145,6 +159,15 @@ def test_health_adds_the_emulator_and_fails_when_it_is_down(site: Path) -> None:
     down = make_app(site, handlers, lambda: {"up": False, "endpoint": "http://e"}).get("/api/health")
     assert down.status_code == 503
     assert down.get_json()["emulator"]["up"] is False
+
+
+def test_a_refused_health_request_keeps_the_documented_error_shape(site: Path) -> None:
+    """Regression: `GET /api/health?x=1` (the handler's 400) came back with an `emulator` key added to the error."""
+    refusal = {"error": {"code": "unknown_parameter", "message": "Unknown query parameter(s): x."}}
+    handlers = {"jobs": Recorder({"statusCode": 400, "body": json.dumps(refusal)}), "upload": Recorder()}
+    got = make_app(site, handlers, lambda: {"up": False, "endpoint": "http://e"}).get("/api/health?x=1")
+    assert got.status_code == 400
+    assert got.get_json() == refusal
 
 
 def test_static_files_index_and_config(site: Path) -> None:
