@@ -35,7 +35,7 @@ api = Api(
         settings=settings,
     ),
 )
-site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings))
+site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings, upload_origins=storage.upload_origins))
 # The presigned POST is the form's only cross-origin request; its origin is the distribution, known only now.
 storage.allow_origins([site.url, *settings.extra_origins])
 

@@ -71,6 +71,12 @@ class Storage(pulumi.ComponentResource):
             opts=child,
         )
         self.table = aws.dynamodb.Table(f"{name}-jobs", **table_args(table_definition(f"{name}-jobs")), opts=child)
+        self.upload_origins: list[pulumi.Output[str]] = [
+            pulumi.Output.concat("https://", self.bucket.bucket_regional_domain_name),
+            pulumi.Output.concat("https://", self.bucket.bucket, ".s3.amazonaws.com"),
+        ]
+        """Where the browser sends the presigned POST: boto3 presigns on the regional host, except in us-east-1,
+        where it uses the global `<bucket>.s3.amazonaws.com`. The site's CSP allows these two and nothing else."""
 
         self.register_outputs({
             "bucket": self.bucket.bucket,

@@ -208,6 +208,7 @@ class LocalPipeline:
         self.web.server.app = LocalWebApp(
             routes=ROUTES, handlers=handlers, frontend_dir=self.frontend_dir,
             site_config=site_config(self.settings), emulator_health=self._emulator_health,
+            connect_sources=(self.endpoint_url,),
         )
         self.web.start()
         log.info("filepipe local stack %r up: site %s, AWS emulator %s", self.stack_name, self.url, self.endpoint_url)

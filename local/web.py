@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
+from components.headers import security_headers
 from components.settings import API_PREFIX
 from handlers.routes import Route
 from local.events import LOCAL_ACCOUNT_ID
@@ -166,13 +167,17 @@ class LocalWebApp:
         site_config: Mapping[str, Any],
         emulator_health: Callable[[], dict[str, Any]] | None = None,
         payload_limit: int = PAYLOAD_LIMIT_BYTES,
+        connect_sources: Sequence[str] = (),
     ) -> None:
+        """`connect_sources`: the origins besides the site the page may connect to (the emulator, which receives
+        the presigned POST), for the CSP's `connect-src`."""
         self.routes = tuple(routes)
         self.handlers = dict(handlers)
         self.frontend_dir = Path(frontend_dir)
         self.site_config = dict(site_config)
         self.emulator_health = emulator_health
         self.payload_limit = payload_limit
+        self.connect_sources = tuple(connect_sources)
         # Strict: `/api/jobs/` is not `/api/jobs` (API Gateway answers 404 to the trailing slash).
         self.url_map = Map(
             [Rule(rule_path(r.path), methods=[r.method], endpoint=r) for r in self.routes],
@@ -253,6 +258,12 @@ class LocalWebApp:
         return response
 
     def static(self, request: Request) -> Response:
+        """A site file, with the security headers CloudFront's response headers policy adds on AWS."""
+        response = self.site_file(request)
+        response.headers.update(security_headers(self.connect_sources, https=request.is_secure))
+        return response
+
+    def site_file(self, request: Request) -> Response:
         if request.method not in {"GET", "HEAD"}:
             return Response("Method Not Allowed", 405, headers={"Allow": "GET, HEAD"})
         if request.path == "/config.json":

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
+from components.headers import security_headers
 from handlers.routes import ROUTES
 from local.web import LocalWebApp, rule_path
 
@@ -37,9 +38,12 @@ def site(tmp_path: Path) -> Path:
     return tmp_path
 
 
+EMULATOR = "http://127.0.0.1:4566"
+
+
 def make_app(site: Path, handlers: dict[str, Any], health: Any = None) -> Client:
     app = LocalWebApp(routes=ROUTES, handlers=handlers, frontend_dir=site, site_config=SITE_CONFIG,
-                      emulator_health=health)
+                      emulator_health=health, connect_sources=(EMULATOR,))
     return Client(app)
 
 
@@ -196,3 +200,15 @@ def test_every_route_reaches_its_handler(site: Path) -> None:
         path = route.path.replace("{id}", "x" * 21)
         client.open(path, method=route.method, json={} if route.method == "POST" else None)
         assert recorders[route.function].events[-1]["routeKey"] == route.key
+
+
+@pytest.mark.parametrize("path", ["/", "/js/app.js", "/config.json", "/missing.css"])
+def test_the_site_is_served_with_cloudfronts_security_headers(site: Path, path: str) -> None:
+    """Regression: locally the page had only its `<meta>` CSP (every `https:` origin allowed, no `frame-ancestors`)
+    and no nosniff. The headers come from the definition CloudFront's policy uses, with the emulator (where the
+    presigned POST goes) as the only other origin, and without HSTS on plain HTTP."""
+    got = make_app(site, {"jobs": Recorder(), "upload": Recorder()}).get(path)
+    expected = security_headers((EMULATOR,), https=False)
+    assert {name: got.headers.get(name) for name in expected} == expected
+    assert "Strict-Transport-Security" not in got.headers
+    assert f"connect-src 'self' {EMULATOR}" in got.headers["Content-Security-Policy"]
