@@ -75,8 +75,8 @@ class Storage(pulumi.ComponentResource):
             pulumi.Output.concat("https://", self.bucket.bucket_regional_domain_name),
             pulumi.Output.concat("https://", self.bucket.bucket, ".s3.amazonaws.com"),
         ]
-        """Where the browser sends the presigned POST: boto3 presigns on the regional host, except in us-east-1,
-        where it uses the global `<bucket>.s3.amazonaws.com`. The site's CSP allows these two and nothing else."""
+        """Where the browser sends the presigned POST: boto3 presigns on the bucket's regional host, except in the
+        one region where it still uses the global `<bucket>.s3.amazonaws.com`. The site's CSP allows these two."""
 
         self.register_outputs({
             "bucket": self.bucket.bucket,
