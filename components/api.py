@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from components import iam
 from components.functions import python_function
-from components.settings import StackSettings, api_environment
+from components.settings import StackSettings, api_config
 from handlers.routes import HTTP_FUNCTIONS, ROUTES, Route
 
 PAYLOAD_FORMAT = "2.0"
@@ -48,7 +48,8 @@ class Api(pulumi.ComponentResource):
         settings = args.settings
 
         self.api = aws.apigatewayv2.Api(f"{name}-http", protocol_type="HTTP", opts=child)
-        environment = api_environment(args.bucket_name, args.table_name, settings)
+        environment = pulumi.Output.all(args.bucket_name, args.table_name).apply(
+            lambda names: api_config(names[0], names[1], settings).to_env())
         policies = {
             "upload": lambda logs: iam.upload_function_policy(args.bucket_arn, logs),
             "jobs": lambda logs: iam.jobs_function_policy(args.bucket_arn, args.table_arn, logs),

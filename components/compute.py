@@ -12,17 +12,13 @@ import pulumi_aws as aws
 
 from components import iam
 from components.functions import python_function
-from components.settings import (
+from components.network import SUBNET_CIDRS, VPC_CIDR
+from components.settings import STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
+from components.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
-    STACK_TAG,
     STREAM_BATCH_SIZE,
     STREAM_MAX_RETRIES,
-    SUBNET_CIDRS,
-    VPC_CIDR,
-    WORKER_SCRIPT_KEY,
-    StackSettings,
-    launcher_environment,
 )
 from worker.userdata import render_user_data
 
@@ -178,10 +174,11 @@ class Compute(pulumi.ComponentResource):
 
     def _dispatchers(self, args: ComputeArgs) -> None:
         """The two functions that start VMs: the launcher (stream-driven) and the sweeper (scheduled)."""
-        subnet_ids = pulumi.Output.all(*[subnet.id for subnet in self.subnets]).apply(",".join)
-        environment = launcher_environment(
-            args.table_name, self.launch_template.id, subnet_ids, stack=args.stack, settings=args.settings
-        )
+        environment = pulumi.Output.all(
+            args.table_name, self.launch_template.id, *[subnet.id for subnet in self.subnets]
+        ).apply(lambda ids: launcher_config(
+            ids[0], ids[1], ids[2:], stack=args.stack, settings=args.settings
+        ).to_env())
         dispatch = iam.dispatch_statements(
             partition=self._partition,
             region=self._region,
@@ -197,7 +194,7 @@ class Compute(pulumi.ComponentResource):
         self._sweeper(args, environment, dispatch)
 
     def _launcher(
-        self, args: ComputeArgs, environment: dict[str, pulumi.Input[str]], dispatch: list[iam.Statement]
+        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement]
     ) -> None:
         """The launcher Lambda, the stream mapping that feeds it new jobs, and the rule that tells it of VMs gone."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
@@ -256,7 +253,7 @@ class Compute(pulumi.ComponentResource):
         )
 
     def _sweeper(
-        self, args: ComputeArgs, environment: dict[str, pulumi.Input[str]], dispatch: list[iam.Statement]
+        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement]
     ) -> None:
         """The sweeper Lambda, invoked by an EventBridge rule every `sweep_interval_minutes`."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)

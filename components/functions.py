@@ -47,7 +47,7 @@ def python_function(
     parent: pulumi.Resource,
     *,
     module: str,
-    environment: Mapping[str, pulumi.Input[str]],
+    environment: pulumi.Input[Mapping[str, str]],
     policy: Callable[[pulumi.Output[str]], pulumi.Output[str]],
     log_retention_days: int,
     reserved_concurrency: int,
@@ -73,7 +73,7 @@ def python_function(
         timeout=timeout_seconds,
         memory_size=memory_mb,
         reserved_concurrent_executions=reserved_concurrency,
-        environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(environment)),
+        environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
         logging_config=aws.lambda_.FunctionLoggingConfigArgs(
             log_format="JSON",
             log_group=log_group.name,

@@ -7,39 +7,18 @@ limit or a name cannot differ between AWS and a laptop. This module must not imp
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any
 
-from handlers import config as env_names
 from handlers import jobmodel
+from handlers.config import ApiConfig, LauncherConfig
 
 PROJECT = "filepipe"
 WORKER_SCRIPT_KEY = "worker/worker.py"
 """Object key of the worker script in the data bucket."""
 STACK_TAG = jobmodel.STACK_TAG
 API_PREFIX = "/api"
-
-INSERT_FILTER: dict[str, Any] = {"eventName": ["INSERT"]}
-"""Stream records of new jobs."""
-LAUNCHER_EVENT_FILTERS: tuple[dict[str, Any], ...] = (INSERT_FILTER,)
-"""Stream records the launcher receives: new jobs only (Lambda drops every other record before invoking; local mode
-applies the same patterns). A job's end needs no record: its VM slot is freed by the VM's termination event."""
-INSTANCE_TERMINATED_PATTERN: dict[str, Any] = {
-    "source": ["aws.ec2"],
-    "detail-type": ["EC2 Instance State-change Notification"],
-    "detail": {"state": ["terminated"]},
-}
-"""EventBridge pattern of the events that bring a terminated VM's id to the launcher, which frees its slot."""
-STREAM_BATCH_SIZE = 10
-"""Most stream records per launcher invocation."""
-STREAM_MAX_RETRIES = 5
-"""Retries of a failed stream record before it goes to the on-failure queue (Lambda's default is unbounded)."""
-
-VPC_CIDR = "10.42.0.0/16"
-SUBNET_CIDRS = ("10.42.0.0/20", "10.42.16.0/20")
-"""One private subnet in each of two availability zones, 4091 addresses each: a subnet's free addresses cap the VMs
-that can run in it (and moto never frees a terminated instance's address, so a long local run needs many)."""
 
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
                       3288, 3653)
@@ -51,9 +30,6 @@ MAX_SWEEP_INTERVAL_MINUTES = 60
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
 """A presigned POST uploads one object in one request, which S3 caps at 5 GB."""
-
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class StackSettings:
@@ -143,30 +119,30 @@ def _parse(name: str, raw: str, kind: type) -> Any:
     return raw
 
 
-def api_environment(bucket: T, table: T, settings: StackSettings) -> dict[str, T | str]:
-    """Environment of the upload and jobs Lambdas (and of the same handlers in local mode)."""
-    return {
-        env_names.ENV_BUCKET: bucket,
-        env_names.ENV_TABLE: table,
-        env_names.ENV_MAX_FILE_BYTES: str(settings.max_file_bytes),
-        env_names.ENV_MAX_TEXT_LENGTH: str(settings.max_text_length),
-        env_names.ENV_UPLOAD_EXPIRY: str(settings.upload_expiry_seconds),
-        env_names.ENV_DOWNLOAD_EXPIRY: str(settings.download_expiry_seconds),
-    }
+def api_config(bucket: str, table: str, settings: StackSettings) -> ApiConfig:
+    """Config of the upload and jobs handlers (their Lambda environment is its `to_env()`)."""
+    return ApiConfig(
+        bucket=bucket,
+        table=table,
+        max_file_bytes=settings.max_file_bytes,
+        max_text_length=settings.max_text_length,
+        upload_expiry_seconds=settings.upload_expiry_seconds,
+        download_expiry_seconds=settings.download_expiry_seconds,
+    )
 
 
-def launcher_environment(
-    table: T, launch_template_id: T, subnet_ids: T, *, stack: str, settings: StackSettings
-) -> dict[str, T | str]:
-    """Environment of the launcher and sweeper Lambdas; `subnet_ids` is a comma-separated list."""
-    return {
-        env_names.ENV_TABLE: table,
-        env_names.ENV_LAUNCH_TEMPLATE_ID: launch_template_id,
-        env_names.ENV_SUBNET_IDS: subnet_ids,
-        env_names.ENV_MAX_CONCURRENT_VMS: str(settings.max_concurrent_vms),
-        env_names.ENV_JOB_TIMEOUT: str(settings.job_timeout_minutes),
-        env_names.ENV_STACK: stack,
-    }
+def launcher_config(
+    table: str, launch_template_id: str, subnet_ids: Sequence[str], *, stack: str, settings: StackSettings
+) -> LauncherConfig:
+    """Config of the launcher and the sweeper (their Lambda environment is its `to_env()`)."""
+    return LauncherConfig(
+        table=table,
+        launch_template_id=launch_template_id,
+        subnet_ids=tuple(subnet_ids),
+        max_concurrent_vms=settings.max_concurrent_vms,
+        job_timeout_minutes=settings.job_timeout_minutes,
+        stack=stack,
+    )
 
 
 def site_config(settings: StackSettings) -> dict[str, Any]:
@@ -181,50 +157,3 @@ def site_config(settings: StackSettings) -> dict[str, Any]:
 def settings_from_mapping(values: Mapping[str, str]) -> StackSettings:
     """Settings from a plain mapping of camelCase keys (environment-style overrides in local mode and tests)."""
     return StackSettings.from_config(values.get)
-
-
-def table_definition(table: str) -> dict[str, Any]:
-    """The jobs table as CreateTable arguments: `id` hash key, on-demand, NEW_IMAGE stream, newest-first index."""
-    return {
-        "TableName": table,
-        "BillingMode": "PAY_PER_REQUEST",
-        "AttributeDefinitions": [
-            {"AttributeName": "id", "AttributeType": "S"},
-            {"AttributeName": jobmodel.LIST_KEY_ATTR, "AttributeType": "S"},
-            {"AttributeName": "created_at", "AttributeType": "S"},
-            {"AttributeName": "status", "AttributeType": "S"},
-        ],
-        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": jobmodel.JOBS_INDEX,
-                "KeySchema": [
-                    {"AttributeName": jobmodel.LIST_KEY_ATTR, "KeyType": "HASH"},
-                    {"AttributeName": "created_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": jobmodel.STATUS_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "status", "KeyType": "HASH"},
-                    {"AttributeName": "created_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-    }
-
-
-def cors_rules(origins: list[str]) -> list[dict[str, Any]]:
-    """The data bucket's CORS: the site origin(s) may POST presigned uploads, nothing else."""
-    return [
-        {
-            "AllowedOrigins": origins,
-            "AllowedMethods": ["POST"],
-            "AllowedHeaders": ["*"],
-            "ExposeHeaders": ["ETag"],
-            "MaxAgeSeconds": 3600,
-        }
-    ]

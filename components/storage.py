@@ -11,7 +11,9 @@ import pulumi_aws as aws
 
 from components import iam
 from components.buckets import private_bucket
-from components.settings import WORKER_SCRIPT_KEY, cors_rules, table_definition
+from components.cors import cors_rules
+from components.settings import WORKER_SCRIPT_KEY
+from handlers.jobmodel import table_definition
 from worker.userdata import WORKER_PATH
 
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
@@ -95,7 +97,7 @@ class Storage(pulumi.ComponentResource):
 
 
 def table_args(definition: Mapping[str, Any]) -> dict[str, Any]:
-    """Pulumi arguments for the table described by `settings.table_definition` (CreateTable shape).
+    """Pulumi arguments for the table described by `jobmodel.table_definition` (CreateTable shape).
 
     The table name is left to Pulumi's auto-naming; point-in-time recovery and SSE with the AWS-managed KMS key are
     added here (they are not CreateTable arguments, and local mode has no use for them).

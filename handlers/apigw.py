@@ -12,7 +12,8 @@ import binascii
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ BODY_SLACK_BYTES = 4 * 1024
 
 Event = Mapping[str, Any]
 Response = dict[str, Any]
-Action = Callable[[Event], Response]
+S = TypeVar("S")
+"""The services (config and clients) a router's actions receive."""
 
 
 class ApiError(Exception):
@@ -106,8 +108,11 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def json_body(event: Event, *, allowed: frozenset[str], max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
-    """Parse the request body as one JSON object; unknown fields are refused so typos do not pass silently."""
+def json_body(
+    event: Event, *, allowed: frozenset[str], required: tuple[str, ...] = (), max_bytes: int = MAX_BODY_BYTES
+) -> dict[str, Any]:
+    """Parse the request body as one JSON object with every `required` field; unknown fields are refused so typos do
+    not pass silently."""
     _check_content_type(event)
     data = _body_bytes(event, max_bytes)
     try:
@@ -123,6 +128,9 @@ def json_body(event: Event, *, allowed: frozenset[str], max_bytes: int = MAX_BOD
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise ApiError(400, "unknown_field", f"Unknown field(s): {', '.join(unknown)}.")
+    for name in required:
+        if name not in body:
+            raise ApiError(400, "missing_field", f"{name} is required.")
     return body
 
 
@@ -135,25 +143,61 @@ def query_parameters(event: Event, *, allowed: frozenset[str] = frozenset()) -> 
     return params
 
 
-def dispatch(
-    event: Event,
-    routes: Mapping[str, Action],
-    *,
-    query: Mapping[str, frozenset[str]] | None = None,
-) -> Response:
-    """Call the function for the event's route key, turning ApiError into its response.
+@dataclass(frozen=True)
+class Route(Generic[S]):
+    """One route of the HTTP API: its key, the Lambda function serving it, and the function's action for it."""
 
-    `query` names the query parameters each route accepts (none by default); any other is refused before the
-    route's function runs. Unexpected exceptions propagate: the platform logs them and answers 500, which is right
-    for a server fault.
+    method: str
+    path: str
+    function: str
+    """Name of the handler module (and Lambda function) serving the route."""
+    action: Callable[[Event, S], Response]
+    query: frozenset[str] = frozenset()
+    """Query parameters the route accepts; any other is refused before the action runs."""
+
+    @property
+    def key(self) -> str:
+        """API Gateway route key, e.g. `GET /api/jobs/{id}`."""
+        return f"{self.method} {self.path}"
+
+
+class Router(Generic[S]):
+    """The routes one Lambda function serves, each declared next to its action (Powertools' resolver shape):
+
+        router = Router[ApiServices]("jobs")
+
+        @router.route("GET", "/api/jobs/{id}")
+        def get_job(event, services): ...
+
+    `handlers.routes` collects every router's routes into the one table that the Pulumi program, local mode and the
+    OpenAPI checks read.
     """
-    key = route_key(event)
-    action = routes.get(key)
-    try:
-        if action is None:
-            raise ApiError(404, "not_found", f"No route for {key or 'this request'}.")
-        query_parameters(event, allowed=(query or {}).get(key, frozenset()))
-        return action(event)
-    except ApiError as error:
-        log.info("refused %s: %s %s", key, error.code, error.message)
-        return error_response(error)
+
+    def __init__(self, function: str) -> None:
+        self.function = function
+        self.routes: list[Route[S]] = []
+
+    def route(
+        self, method: str, path: str, *, query: frozenset[str] = frozenset()
+    ) -> Callable[[Callable[[Event, S], Response]], Callable[[Event, S], Response]]:
+        def register(action: Callable[[Event, S], Response]) -> Callable[[Event, S], Response]:
+            self.routes.append(Route(method, path, self.function, action, query))
+            return action
+        return register
+
+    def resolve(self, event: Event, services: S) -> Response:
+        """Call the action for the event's route key, turning ApiError into its response.
+
+        Query parameters the route does not declare are refused before its action runs. Unexpected exceptions
+        propagate: the platform logs them and answers 500, which is right for a server fault.
+        """
+        key = route_key(event)
+        route = next((r for r in self.routes if r.key == key), None)
+        try:
+            if route is None:
+                raise ApiError(404, "not_found", f"No route for {key or 'this request'}.")
+            query_parameters(event, allowed=route.query)
+            return route.action(event, services)
+        except ApiError as error:
+            log.info("refused %s: %s %s", key, error.code, error.message)
+            return error_response(error)

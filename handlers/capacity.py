@@ -90,14 +90,38 @@ def leases(ddb: Any, table: str, max_slots: int) -> list[Lease]:
     return sorted(held, key=lambda lease: lease.slot)
 
 
-def holders(ddb: Any, table: str, max_slots: int) -> dict[int, str]:
-    """Slot number -> job id for every held slot."""
-    return {lease.slot: lease.job_id for lease in leases(ddb, table, max_slots)}
-
-
 def release_instance(ddb: Any, table: str, instance_id: str, max_slots: int) -> int | None:
     """Give back the slot of a terminated VM; return the slot, or None when no slot names that VM."""
     for lease in leases(ddb, table, max_slots):
         if lease.instance_id == instance_id and release(ddb, table, lease.job_id, lease.slot):
             return lease.slot
     return None
+
+
+class SlotLease:
+    """A slot taken for one job's launch, given back on leaving the `with` block unless `commit` recorded its VM.
+
+        with SlotLease(ddb, table, job_id, max_slots) as lease:
+            if lease.slot is None: ...        # every slot is held
+            ...
+            lease.commit(instance_id)         # the slot now follows the VM, freed when it is terminated
+    """
+
+    def __init__(self, ddb: Any, table: str, job_id: str, max_slots: int) -> None:
+        self.ddb, self.table, self.job_id, self.max_slots = ddb, table, job_id, max_slots
+        self.slot: int | None = None
+        self.committed = False
+
+    def __enter__(self) -> SlotLease:
+        self.slot = acquire(self.ddb, self.table, self.job_id, self.max_slots)
+        return self
+
+    def commit(self, instance_id: str) -> None:
+        if self.slot is None:
+            raise RuntimeError("no slot to commit")
+        self.committed = True  # the VM exists: its slot stays held even if recording its id fails
+        attach_instance(self.ddb, self.table, self.job_id, self.slot, instance_id)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.slot is not None and not self.committed:
+            release(self.ddb, self.table, self.job_id, self.slot)

@@ -1,7 +1,9 @@
-"""Environment variables the Lambdas receive, read once per container.
+"""The configuration each Lambda receives as environment variables, written and read by one class.
 
-The Pulumi program and local mode build these variables with `components.settings`; the names live here
-because the handlers are packaged alone and may import nothing outside this folder.
+The Pulumi program and local mode build an `ApiConfig` or `LauncherConfig` from the stack's settings and call
+`to_env()`; the function calls `from_env()` on its first invocation. Both directions sit side by side, so a variable
+cannot be written under one name and read under another. The handlers are packaged alone: this module imports
+nothing outside this folder.
 """
 
 from __future__ import annotations
@@ -34,9 +36,19 @@ class ApiConfig:
     upload_expiry_seconds: int
     download_expiry_seconds: int
 
+    def to_env(self) -> dict[str, str]:
+        return {
+            ENV_BUCKET: self.bucket,
+            ENV_TABLE: self.table,
+            ENV_MAX_FILE_BYTES: str(self.max_file_bytes),
+            ENV_MAX_TEXT_LENGTH: str(self.max_text_length),
+            ENV_UPLOAD_EXPIRY: str(self.upload_expiry_seconds),
+            ENV_DOWNLOAD_EXPIRY: str(self.download_expiry_seconds),
+        }
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ApiConfig:
-        """Read the config; a missing variable raises KeyError naming it, at import time."""
+        """Read the config; a missing variable raises KeyError naming it."""
         return cls(
             bucket=env[ENV_BUCKET],
             table=env[ENV_TABLE],
@@ -57,6 +69,16 @@ class LauncherConfig:
     max_concurrent_vms: int
     job_timeout_minutes: int
     stack: str
+
+    def to_env(self) -> dict[str, str]:
+        return {
+            ENV_TABLE: self.table,
+            ENV_LAUNCH_TEMPLATE_ID: self.launch_template_id,
+            ENV_SUBNET_IDS: ",".join(self.subnet_ids),
+            ENV_MAX_CONCURRENT_VMS: str(self.max_concurrent_vms),
+            ENV_JOB_TIMEOUT: str(self.job_timeout_minutes),
+            ENV_STACK: self.stack,
+        }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> LauncherConfig:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any
@@ -25,15 +26,72 @@ class Status(StrEnum):
     FAILED = "FAILED"
 
 
-FINAL_STATES = frozenset({Status.SUCCEEDED, Status.FAILED})
+class Actor(StrEnum):
+    """The code that moves jobs: `handlers/launcher.py`, `handlers/sweeper.py` and `worker/worker.py`."""
+
+    LAUNCHER = "launcher"
+    SWEEPER = "sweeper"
+    WORKER = "worker"
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: Status
+    target: Status
+    by: frozenset[Actor]
+    why: str
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(Status.PENDING, Status.QUEUED, frozenset({Actor.LAUNCHER, Actor.SWEEPER}),
+               "the launcher queues every new job; the sweeper one whose stream record was lost"),
+    Transition(Status.QUEUED, Status.LAUNCHING, frozenset({Actor.LAUNCHER}),
+               "claimed before RunInstances, oldest first, while a VM slot is free"),
+    Transition(Status.LAUNCHING, Status.QUEUED, frozenset({Actor.LAUNCHER}),
+               "no free slot, or RunInstances kept failing in a way that may heal"),
+    Transition(Status.LAUNCHING, Status.RUNNING, frozenset({Actor.WORKER}), "the worker started on its VM"),
+    Transition(Status.LAUNCHING, Status.FAILED, frozenset({Actor.LAUNCHER, Actor.SWEEPER}),
+               "RunInstances refused for good, or the VM never appeared"),
+    Transition(Status.RUNNING, Status.SUCCEEDED, frozenset({Actor.WORKER}), "the output is written"),
+    Transition(Status.RUNNING, Status.FAILED, frozenset({Actor.WORKER, Actor.SWEEPER}),
+               "the job failed with a reason, or its VM is gone or overdue"),
+)
+"""Every allowed move of a job, and the code allowed to make it. Each is a conditional write from `source`."""
+
+FINAL_STATES = frozenset(Status) - {t.source for t in TRANSITIONS}
 ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
-    Status.PENDING: frozenset({Status.QUEUED, Status.LAUNCHING, Status.FAILED}),
-    Status.QUEUED: frozenset({Status.LAUNCHING, Status.FAILED}),
-    Status.LAUNCHING: frozenset({Status.QUEUED, Status.RUNNING, Status.FAILED}),
-    Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED}),
-    Status.SUCCEEDED: frozenset(),
-    Status.FAILED: frozenset(),
+    state: frozenset(t.target for t in TRANSITIONS if t.source == state) for state in Status
 }
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long a job may stay in a non-final state before the sweeper acts on it, and what it does."""
+
+    after: timedelta
+    plus_job_timeout: bool
+    action: str
+
+    def limit(self, job_timeout_minutes: int) -> timedelta:
+        return self.after + (timedelta(minutes=job_timeout_minutes) if self.plus_job_timeout else timedelta(0))
+
+
+DEADLINES: Mapping[Status, Deadline] = {
+    Status.PENDING: Deadline(timedelta(minutes=2), False,
+                             "queued: the launcher queues a new job within seconds, so its stream record was lost"),
+    Status.QUEUED: Deadline(timedelta(0), False,
+                            "started oldest first at every sweep while a VM slot is free (the queue has no time limit: "
+                            "a slot frees when a VM ends, and VMs are bounded by the job timeout)"),
+    Status.LAUNCHING: Deadline(timedelta(minutes=10), False,
+                               "failed when its VM never appeared (AWS usually needs well under a minute)"),
+    Status.RUNNING: Deadline(timedelta(minutes=2), True,
+                             "VM terminated and job failed: past the job timeout plus time for the in-VM watchdog "
+                             "to power off"),
+}
+"""The sweeper's deadline for every non-final state (measured from `updated_at`; RUNNING from the VM's launch)."""
+VANISHED_GRACE = timedelta(seconds=60)
+"""A RUNNING job's VM must be gone this long before the job is failed (DescribeInstances is eventually consistent)."""
+
 
 INPUT_PREFIX = "inputs/"
 OUTPUT_PREFIX = "outputs/"
@@ -68,6 +126,20 @@ def is_id(value: object) -> bool:
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_job(job_id: str, input_text: str, input_file_path: str, status: Status = Status.PENDING) -> dict[str, str]:
+    """A job's item as it is first saved (`status` other than PENDING only for tests that start mid-way)."""
+    now = utc_now()
+    return {
+        "id": job_id,
+        "input_text": input_text,
+        "input_file_path": input_file_path,
+        "status": status.value,
+        "created_at": now,
+        "updated_at": now,
+        LIST_KEY_ATTR: LIST_KEY_VALUE,
+    }
 
 
 def output_key(job_id: str, input_key: str) -> str:
@@ -106,6 +178,7 @@ def transition(
     to: Status,
     *,
     expected: Iterable[Status],
+    by: Actor,
     attrs: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """Move a job to `to` only if it is now in one of `expected`; return the new item, or None if it was not.
@@ -115,8 +188,7 @@ def transition(
     """
     expected = [Status(s) for s in expected]
     for state in expected:
-        if to not in ALLOWED_TRANSITIONS[state]:
-            raise ValueError(f"transition {state.value} -> {to.value} is not allowed")
+        check_transition(state, to, by)
     names = {"#status": "status", "#updated": "updated_at"}
     values: dict[str, Any] = {":to": {"S": to.value}, ":now": {"S": utc_now()}}
     sets = ["#status = :to", "#updated = :now"]
@@ -139,6 +211,18 @@ def transition(
         ReturnValues="ALL_NEW",
     )
     return None if result is None else from_dynamodb(result["Attributes"])
+
+
+def check_transition(source: Status, target: Status, by: Actor) -> None:
+    """Raise ValueError unless `by` may move a job from `source` to `target`."""
+    if not any(t.source == source and t.target == target and by in t.by for t in TRANSITIONS):
+        raise ValueError(f"the {by.value} may not move a job {source.value} -> {target.value}")
+
+
+def read_job(ddb: Any, table: str, job_id: str) -> dict[str, str] | None:
+    """The job's item, read strongly consistent; None when there is none."""
+    found = ddb.get_item(TableName=table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
+    return from_dynamodb(found) if found else None
 
 
 def set_attributes(ddb: Any, table: str, job_id: str, attrs: Mapping[str, str]) -> None:
@@ -178,6 +262,41 @@ def jobs_in_state(ddb: Any, table: str, status: Status, limit: int = 100) -> lis
             break
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     return jobs
+
+
+def table_definition(table: str) -> dict[str, Any]:
+    """The jobs table as CreateTable arguments: `id` hash key, on-demand, NEW_IMAGE stream, and the two indexes this
+    module queries. The Storage component and local provisioning both create the table from this."""
+    return {
+        "TableName": table,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": LIST_KEY_ATTR, "AttributeType": "S"},
+            {"AttributeName": "created_at", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
+        ],
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": JOBS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": LIST_KEY_ATTR, "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": STATUS_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "created_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+        ],
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    }
 
 
 PUBLIC_FIELDS = (

@@ -12,8 +12,6 @@ import re
 import unicodedata
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from handlers import jobmodel
@@ -21,14 +19,15 @@ from handlers.apigw import (
     ApiError,
     Event,
     Response,
+    Router,
     body_limit,
-    dispatch,
     json_body,
     json_response,
     query_parameters,
 )
 from handlers.config import ApiConfig
 from handlers.jobmodel import Status
+from handlers.services import ApiServices, api_services
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,6 @@ LIST_LIMIT = 50
 """The most jobs `GET /api/jobs` returns, and the largest `limit` it accepts."""
 LIMIT_PATTERN = re.compile(r"^[1-9][0-9]{0,5}\Z")
 LIST_PARAMETERS = frozenset({"limit"})
-QUERY_PARAMETERS = {"GET /api/jobs": LIST_PARAMETERS}
-"""Query parameters each route accepts; every other route takes none."""
 FIELDS = frozenset({"input_text", "key"})
 
 
@@ -96,16 +93,7 @@ def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any]) ->
         raise ApiError(413, "file_too_large", f"The file is {size} bytes; the limit is {config.max_file_bytes} bytes.")
     if size == 0:
         raise ApiError(400, "empty_file", "The uploaded file is empty.")
-    now = jobmodel.utc_now()
-    item = {
-        "id": job_id,
-        "input_text": text,
-        "input_file_path": f"{config.bucket}/{key}",
-        "status": Status.PENDING.value,
-        "created_at": now,
-        "updated_at": now,
-        jobmodel.LIST_KEY_ATTR: jobmodel.LIST_KEY_VALUE,
-    }
+    item = jobmodel.new_job(job_id, text, f"{config.bucket}/{key}")
     try:
         ddb.put_item(
             TableName=config.table,
@@ -123,10 +111,10 @@ def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any]) ->
 def get_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object) -> dict[str, str]:
     if not jobmodel.is_id(job_id):
         raise ApiError(404, "job_not_found", "No job has this id.")
-    found = ddb.get_item(TableName=config.table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
+    found = jobmodel.read_job(ddb, config.table, job_id)
     if not found:
         raise ApiError(404, "job_not_found", "No job has this id.")
-    job = jobmodel.to_public(jobmodel.from_dynamodb(found))
+    job = jobmodel.to_public(found)
     if job.get("status") == Status.SUCCEEDED.value and job.get("output_file_path"):
         bucket, key = jobmodel.split_s3_path(job["output_file_path"])
         job["output_url"] = s3.generate_presigned_url(
@@ -151,14 +139,6 @@ def list_jobs(ddb: Any, config: ApiConfig, limit: int = LIST_LIMIT) -> list[dict
     return [jobmodel.to_public(jobmodel.from_dynamodb(item)) for item in page.get("Items", [])]
 
 
-CONFIG = ApiConfig.from_env()
-DDB = boto3.client("dynamodb")
-S3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
-"""SigV4 presigning (boto3 still presigns with SigV2 in older regions, which buckets made after June 2020 refuse) on
-the bucket's regional host (the global one answers 307 for up to a day after the bucket is created). An IP endpoint,
-as in local mode, stays path-style."""
-
-
 def checked_limit(params: dict[str, str]) -> int:
     """`?limit=N` for `GET /api/jobs`: a whole number from 1 to LIST_LIMIT; absent means LIST_LIMIT."""
     raw = params.get("limit")
@@ -169,34 +149,32 @@ def checked_limit(params: dict[str, str]) -> int:
     return int(raw)
 
 
-def _post_job(event: Event) -> Response:
-    request = json_body(event, allowed=FIELDS, max_bytes=body_limit(CONFIG.max_text_length))
-    for name in ("input_text", "key"):
-        if name not in request:
-            raise ApiError(400, "missing_field", f"{name} is required.")
-    return json_response(201, create_job(DDB, S3, CONFIG, request))
+router: Router[ApiServices] = Router("jobs")
 
 
-def _get_job(event: Event) -> Response:
-    return json_response(200, get_job(DDB, S3, CONFIG, (event.get("pathParameters") or {}).get("id")))
+@router.route("POST", "/api/jobs")
+def post_job(event: Event, services: ApiServices) -> Response:
+    request = json_body(event, allowed=FIELDS, required=("input_text", "key"),
+                        max_bytes=body_limit(services.config.max_text_length))
+    return json_response(201, create_job(services.ddb, services.s3, services.config, request))
 
 
-def _list_jobs(event: Event) -> Response:
+@router.route("GET", "/api/jobs", query=LIST_PARAMETERS)
+def get_jobs(event: Event, services: ApiServices) -> Response:
     limit = checked_limit(query_parameters(event, allowed=LIST_PARAMETERS))
-    return json_response(200, {"jobs": list_jobs(DDB, CONFIG, limit)})
+    return json_response(200, {"jobs": list_jobs(services.ddb, services.config, limit)})
 
 
-def _health(event: Event) -> Response:
+@router.route("GET", "/api/jobs/{id}")
+def get_one_job(event: Event, services: ApiServices) -> Response:
+    job_id = (event.get("pathParameters") or {}).get("id")
+    return json_response(200, get_job(services.ddb, services.s3, services.config, job_id))
+
+
+@router.route("GET", "/api/health")
+def health(event: Event, services: ApiServices) -> Response:
     return json_response(200, {"status": "ok"})
 
 
-ROUTES = {
-    "POST /api/jobs": _post_job,
-    "GET /api/jobs": _list_jobs,
-    "GET /api/jobs/{id}": _get_job,
-    "GET /api/health": _health,
-}
-
-
 def handler(event: Event, context: object) -> Response:
-    return dispatch(event, ROUTES, query=QUERY_PARAMETERS)
+    return router.resolve(event, api_services())

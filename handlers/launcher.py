@@ -14,15 +14,17 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import capacity, jobmodel
+from handlers.batch import process_partial_response
 from handlers.config import LauncherConfig
-from handlers.jobmodel import Status
+from handlers.jobmodel import Actor, Status
+from handlers.services import LauncherServices, launcher_services
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,13 @@ class Outcome(Enum):
     SKIPPED = "not queued (duplicate or late)"
 
 
-class TransientLaunchError(Exception):
-    """RunInstances kept failing in a way that may heal: the job goes back to the queue."""
+@dataclass(frozen=True)
+class LaunchResult:
+    """What RunInstances came to: an instance id, or a reason and whether the job should wait and try again."""
+
+    instance_id: str | None = None
+    reason: str = ""
+    retry_later: bool = False
 
 
 def subnet_for(job_id: str, subnet_ids: tuple[str, ...]) -> str:
@@ -75,19 +82,24 @@ def is_transient(err: Exception) -> bool:
     return not isinstance(err, ClientError) or error_code(err) in TRANSIENT_ERRORS
 
 
-def run_with_retries(
-    launch: Callable[[], str], *, attempts: int = LAUNCH_ATTEMPTS, sleep: Callable[[float], None] | None = None
-) -> str:
-    """Call `launch`, retrying transient errors with exponential backoff and full jitter."""
-    sleep = sleep or time.sleep
+def describe_launch_error(err: ClientError) -> str:
+    message = err.response["Error"].get("Message", "").strip().rstrip(".") or str(err)
+    return f"The VM could not be started: {message} ({error_code(err)})."
+
+
+def launch(
+    start: Callable[[], str], *, attempts: int = LAUNCH_ATTEMPTS, sleep: Callable[[float], None] = time.sleep
+) -> LaunchResult:
+    """Call `start` (RunInstances), retrying transient errors with exponential backoff and full jitter."""
     for attempt in range(1, attempts + 1):
         try:
-            return launch()
+            return LaunchResult(instance_id=start())
         except (ClientError, BotoCoreError) as err:
             if not is_transient(err):
-                raise
+                assert isinstance(err, ClientError)  # every BotoCoreError is transient
+                return LaunchResult(reason=describe_launch_error(err))
             if attempt == attempts:
-                raise TransientLaunchError(f"{error_code(err)}: {err}") from err
+                return LaunchResult(reason=f"{error_code(err)}: {err}", retry_later=True)
             delay = random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             log.warning("RunInstances failed (%s), attempt %d of %d; retrying in %.2fs",
                         error_code(err), attempt, attempts, delay)
@@ -95,72 +107,78 @@ def run_with_retries(
     raise AssertionError("unreachable")
 
 
-def describe_launch_error(err: ClientError) -> str:
-    message = err.response["Error"].get("Message", "").strip().rstrip(".") or str(err)
-    return f"The VM could not be started: {message} ({error_code(err)})."
+def start_queued_job(services: LauncherServices, job_id: str) -> Outcome:
+    """Claim a queued job, take a VM slot for it and start its VM.
 
-
-def requeue(ddb: Any, config: LauncherConfig, job_id: str) -> None:
-    jobmodel.transition(ddb, config.table, job_id, Status.QUEUED, expected=[Status.LAUNCHING])
-
-
-def start_queued_job(ec2: Any, ddb: Any, config: LauncherConfig, job_id: str) -> Outcome:
-    """Claim a queued job, take a VM slot for it and start its VM."""
-    if jobmodel.transition(ddb, config.table, job_id, Status.LAUNCHING, expected=[Status.QUEUED]) is None:
+    Whatever goes wrong after the claim, the slot is given back (unless a VM holds it) and the job is either queued
+    again or failed with a reason: it is never left LAUNCHING without a VM on our account.
+    """
+    ddb, config = services.ddb, services.config
+    if transition(services, job_id, Status.LAUNCHING, Status.QUEUED) is None:
         return Outcome.SKIPPED
-    slot: int | None = None
+    launched: str | None = None
     try:
-        slot = capacity.acquire(ddb, config.table, job_id, config.max_concurrent_vms)
-        if slot is None:
-            requeue(ddb, config, job_id)
-            return Outcome.NO_SLOT
-        jobmodel.set_attributes(ddb, config.table, job_id, {"slot": str(slot)})
-        instance_id = run_with_retries(lambda: run_instance(ec2, config, job_id))
-    except TransientLaunchError as err:
-        log.warning("job %s: %s; back in the queue", job_id, err)
-        release_and_requeue(ddb, config, job_id, slot)
-        return Outcome.RETRY_LATER
-    except ClientError as err:
-        if slot is None or err.operation_name != "RunInstances":
-            release_and_requeue(ddb, config, job_id, slot)
-            raise
-        reason = describe_launch_error(err)
-        log.error("job %s: %s", job_id, reason)
-        capacity.release(ddb, config.table, job_id, slot)
-        jobmodel.transition(ddb, config.table, job_id, Status.FAILED, expected=[Status.LAUNCHING],
-                            attrs={"error": reason, "finished_at": jobmodel.utc_now()})
-        return Outcome.FAILED
+        with capacity.SlotLease(ddb, config.table, job_id, config.max_concurrent_vms) as lease:
+            if lease.slot is None:
+                transition(services, job_id, Status.QUEUED, Status.LAUNCHING)
+                return Outcome.NO_SLOT
+            jobmodel.set_attributes(ddb, config.table, job_id, {"slot": str(lease.slot)})
+            result = launch(lambda: run_instance(services.ec2, config, job_id))
+            launched = result.instance_id
+            if launched is not None:
+                lease.commit(launched)
     except BaseException:
-        release_and_requeue(ddb, config, job_id, slot)
+        if launched is None:  # a VM that exists keeps its job: its worker will move it
+            transition(services, job_id, Status.QUEUED, Status.LAUNCHING)
         raise
-    capacity.attach_instance(ddb, config.table, job_id, slot, instance_id)
-    jobmodel.set_attributes(ddb, config.table, job_id, {"instance_id": instance_id})
-    log.info("job %s: started %s in slot %d", job_id, instance_id, slot)
-    return Outcome.LAUNCHED
+    if launched is not None:
+        jobmodel.set_attributes(ddb, config.table, job_id, {"instance_id": launched})
+        log.info("job %s: started %s in slot %s", job_id, launched, lease.slot)
+        return Outcome.LAUNCHED
+    if result.retry_later:
+        log.warning("job %s: %s; back in the queue", job_id, result.reason)
+        transition(services, job_id, Status.QUEUED, Status.LAUNCHING)
+        return Outcome.RETRY_LATER
+    log.error("job %s: %s", job_id, result.reason)
+    transition(services, job_id, Status.FAILED, Status.LAUNCHING,
+               attrs={"error": result.reason, "finished_at": jobmodel.utc_now()})
+    return Outcome.FAILED
 
 
-def release_and_requeue(ddb: Any, config: LauncherConfig, job_id: str, slot: int | None) -> None:
-    if slot is not None:
-        capacity.release(ddb, config.table, job_id, slot)
-    requeue(ddb, config, job_id)
+def transition(
+    services: LauncherServices, job_id: str, to: Status, source: Status, attrs: Mapping[str, str] | None = None
+) -> dict[str, str] | None:
+    return jobmodel.transition(services.ddb, services.config.table, job_id, to, expected=[source],
+                               by=Actor.LAUNCHER, attrs=attrs)
 
 
-def dispatch(ec2: Any, ddb: Any, config: LauncherConfig, fresh: Mapping[str, str] | None = None) -> list[Outcome]:
+def dispatch(services: LauncherServices, fresh: Mapping[str, str] | None = None) -> list[Outcome]:
     """Start queued jobs oldest first until the slots are full or launches must wait.
 
     `fresh` maps just-queued job ids to their `created_at`: the status index is eventually consistent and may not
     show them yet.
     """
+    config = services.config
     queued = {job["id"]: job["created_at"] for job in
-              jobmodel.jobs_in_state(ddb, config.table, Status.QUEUED, limit=config.max_concurrent_vms)}
+              jobmodel.jobs_in_state(services.ddb, config.table, Status.QUEUED, limit=config.max_concurrent_vms)}
     queued.update(fresh or {})
     outcomes = []
     for job_id in sorted(queued, key=lambda j: (queued[j], j)):
-        outcome = start_queued_job(ec2, ddb, config, job_id)
+        outcome = start_queued_job(services, job_id)
         outcomes.append(outcome)
         if outcome in (Outcome.NO_SLOT, Outcome.RETRY_LATER):
             break
     return outcomes
+
+
+def dispatch_logged(services: LauncherServices, fresh: Mapping[str, str] | None = None) -> list[Outcome]:
+    """`dispatch`, where an AWS error only stops this round: the jobs stay QUEUED, and the next terminated VM, new
+    job or sweep moves the queue again."""
+    try:
+        return dispatch(services, fresh)
+    except (ClientError, BotoCoreError) as err:
+        log.error("dispatch stopped: %s", err)
+        return []
 
 
 def job_id_of(record: Mapping[str, Any]) -> str | None:
@@ -168,67 +186,48 @@ def job_id_of(record: Mapping[str, Any]) -> str | None:
     return job_id if jobmodel.is_id(job_id) else None
 
 
-def new_image(record: Mapping[str, Any]) -> dict[str, str]:
-    return jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
-
-
-def handle_record(ddb: Any, config: LauncherConfig, record: Mapping[str, Any], fresh: dict[str, str]) -> bool:
-    """Queue a new job; True when the queue may move."""
+def queue_new_job(services: LauncherServices, record: Mapping[str, Any], fresh: dict[str, str]) -> None:
+    """PENDING -> QUEUED for the record's new job; remember it in `fresh` for this batch's dispatch."""
     job_id = job_id_of(record)
     if record.get("eventName") != "INSERT" or job_id is None:
-        return False
-    if jobmodel.transition(ddb, config.table, job_id, Status.QUEUED, expected=[Status.PENDING]) is None:
+        return
+    if transition(services, job_id, Status.QUEUED, Status.PENDING) is None:
         log.info("job %s is not PENDING (duplicate or late delivery): skipped", job_id)
-    else:
-        fresh[job_id] = new_image(record).get("created_at", "")
-    return True
+        return
+    image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
+    fresh[job_id] = image.get("created_at", "")
 
 
-def handle_instance_event(ec2: Any, ddb: Any, config: LauncherConfig, event: Mapping[str, Any]) -> dict[str, Any]:
+def handle_instance_event(services: LauncherServices, event: Mapping[str, Any]) -> dict[str, Any]:
     """EC2 Instance State-change Notification: a terminated VM gives its slot back and the queue moves."""
     detail = event.get("detail") or {}
     instance_id, state = detail.get("instance-id"), detail.get("state")
     if state != "terminated" or not isinstance(instance_id, str):
         return {"released": None}
-    slot = capacity.release_instance(ddb, config.table, instance_id, config.max_concurrent_vms)
+    config = services.config
+    slot = capacity.release_instance(services.ddb, config.table, instance_id, config.max_concurrent_vms)
     if slot is not None:
         log.info("VM %s terminated: slot %d is free", instance_id, slot)
-        try:
-            dispatch(ec2, ddb, config)
-        except (ClientError, BotoCoreError) as err:
-            # The slot is free and the jobs stay QUEUED: the next terminated VM or sweep moves the queue.
-            log.error("dispatch stopped: %s", err)
+        dispatch_logged(services)
     return {"released": slot}
 
 
-def handle_batch(ec2: Any, ddb: Any, config: LauncherConfig, event: Mapping[str, Any]) -> dict[str, list[Any]]:
-    """Handle every record, then move the queue; report records to retry as `batchItemFailures`."""
-    failures = []
+def handle_batch(services: LauncherServices, event: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Queue every new job, then move the queue; report records to retry as `batchItemFailures`."""
     fresh: dict[str, str] = {}
-    queue_may_move = False
-    for record in event.get("Records", []):
-        try:
-            queue_may_move |= handle_record(ddb, config, record, fresh)
-        except (ClientError, BotoCoreError) as err:
-            log.warning("record %s will be retried: %s", record.get("eventID"), err)
-            failures.append({"itemIdentifier": record["dynamodb"]["SequenceNumber"]})
-    if queue_may_move:
-        try:
-            dispatch(ec2, ddb, config, fresh)
-        except (ClientError, BotoCoreError) as err:
-            # The jobs stay QUEUED; the next terminated VM or the scheduled sweeper moves the queue again.
-            log.error("dispatch stopped: %s", err)
-    return {"batchItemFailures": failures}
+    records = event.get("Records", [])
+    response = process_partial_response(records, lambda record: queue_new_job(services, record, fresh))
+    if any(record.get("eventName") == "INSERT" and job_id_of(record) for record in records):
+        dispatch_logged(services, fresh)
+    return response
 
 
-
-CONFIG = LauncherConfig.from_env()
-EC2 = boto3.client("ec2")
-DDB = boto3.client("dynamodb")
+def handle(event: Mapping[str, Any], services: LauncherServices) -> dict[str, Any]:
+    """Stream batches (new jobs) and EC2 state-change events (terminated VMs) both arrive here."""
+    if event.get("source") == "aws.ec2":
+        return handle_instance_event(services, event)
+    return handle_batch(services, event)
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    """Stream batches (new jobs) and EC2 state-change events (terminated VMs) both arrive here."""
-    if event.get("source") == "aws.ec2":
-        return handle_instance_event(EC2, DDB, CONFIG, event)
-    return handle_batch(EC2, DDB, CONFIG, event)
+    return handle(event, launcher_services())

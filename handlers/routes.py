@@ -1,29 +1,16 @@
-"""The HTTP API's routes: one table used by the Pulumi Api component, the handlers and local mode."""
+"""The HTTP API's route table, collected from the routers that declare each route next to its action.
+
+The Pulumi Api component, local mode and the OpenAPI checks all read this one table.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
+from handlers import jobs, upload
+from handlers.apigw import Route, Router
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    function: str
-    """Name of the handler module (and Lambda function) serving the route."""
-
-    @property
-    def key(self) -> str:
-        """API Gateway route key, e.g. `GET /api/jobs/{id}`."""
-        return f"{self.method} {self.path}"
-
-
-ROUTES = (
-    Route("POST", "/api/uploads", "upload"),
-    Route("POST", "/api/jobs", "jobs"),
-    Route("GET", "/api/jobs", "jobs"),
-    Route("GET", "/api/jobs/{id}", "jobs"),
-    Route("GET", "/api/health", "jobs"),
-)
-
-HTTP_FUNCTIONS = tuple(sorted({route.function for route in ROUTES}))
+ROUTERS: dict[str, Router[Any]] = {router.function: router for router in (upload.router, jobs.router)}
+"""Lambda function (handler module) name -> its router."""
+ROUTES: tuple[Route[Any], ...] = tuple(route for router in ROUTERS.values() for route in router.routes)
+HTTP_FUNCTIONS = tuple(sorted(ROUTERS))

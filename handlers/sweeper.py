@@ -12,23 +12,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-
 from handlers import capacity, jobmodel, launcher
 from handlers.config import LauncherConfig
-from handlers.jobmodel import Status
+from handlers.instances import describe_instances, tags
+from handlers.jobmodel import DEADLINES, Actor, Status
+from handlers.services import LauncherServices, launcher_services
 
 log = logging.getLogger(__name__)
-
-LAUNCH_GRACE = timedelta(minutes=10)
-"""How long a LAUNCHING job may wait for its VM to appear (AWS usually needs well under a minute)."""
-SHUTDOWN_GRACE = timedelta(minutes=2)
-"""Beyond the job timeout, time for the in-VM watchdog to power off before the sweeper terminates the VM."""
-PENDING_GRACE = timedelta(minutes=2)
-"""A new job is queued by the launcher within seconds; one still PENDING after this lost its stream record."""
-VANISHED_GRACE = timedelta(seconds=60)
-"""A RUNNING job's VM must be gone this long before the job is failed (DescribeInstances is eventually consistent)."""
-
 
 @dataclass
 class SweepReport:
@@ -49,18 +39,15 @@ def parse_time(value: str) -> datetime:
 
 def stack_instances(ec2: Any, stack: str) -> dict[str, dict[str, Any]]:
     """Job id -> instance, for this stack's VMs that are not terminated."""
-    found: dict[str, dict[str, Any]] = {}
-    paginator = ec2.get_paginator("describe_instances")
     filters = [
         {"Name": f"tag:{jobmodel.STACK_TAG}", "Values": [stack]},
         {"Name": "instance-state-name", "Values": list(jobmodel.VM_ALIVE_STATES)},
     ]
-    for page in paginator.paginate(Filters=filters):
-        for reservation in page["Reservations"]:
-            for instance in reservation["Instances"]:
-                tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-                if jobmodel.JOB_ID_TAG in tags:
-                    found[tags[jobmodel.JOB_ID_TAG]] = instance
+    found: dict[str, dict[str, Any]] = {}
+    for instance in describe_instances(ec2, filters):
+        job_id = tags(instance).get(jobmodel.JOB_ID_TAG)
+        if job_id is not None:
+            found[job_id] = instance
     return found
 
 
@@ -68,25 +55,31 @@ def stack_instances(ec2: Any, stack: str) -> dict[str, dict[str, Any]]:
 class Sweep:
     """One pass of the sweeper over this stack's VMs, jobs and slots."""
 
-    ec2: Any
-    ddb: Any
-    config: LauncherConfig
+    services: LauncherServices
     now: datetime
     report: SweepReport = field(default_factory=SweepReport)
 
+    @property
+    def ddb(self) -> Any:
+        return self.services.ddb
+
+    @property
+    def config(self) -> LauncherConfig:
+        return self.services.config
+
     def run(self) -> SweepReport:
-        instances = stack_instances(self.ec2, self.config.stack)
+        instances = stack_instances(self.services.ec2, self.config.stack)
         self.terminate_overdue(instances)
         self.fail_orphans(instances)
         self.free_leaked_slots(instances)
         self.queue_forgotten()
-        outcomes = launcher.dispatch(self.ec2, self.ddb, self.config)
+        outcomes = launcher.dispatch(self.services)
         self.report.started = outcomes.count(launcher.Outcome.LAUNCHED)
         return self.report
 
     def fail(self, job_id: str, reason: str) -> None:
         moved = jobmodel.transition(self.ddb, self.config.table, job_id, Status.FAILED,
-                                    expected=[Status.LAUNCHING, Status.RUNNING],
+                                    expected=[Status.LAUNCHING, Status.RUNNING], by=Actor.SWEEPER,
                                     attrs={"error": reason, "finished_at": jobmodel.utc_now()})
         if moved is not None:
             log.warning("job %s failed by the sweeper: %s", job_id, reason)
@@ -94,11 +87,11 @@ class Sweep:
 
     def terminate_overdue(self, instances: Mapping[str, dict[str, Any]]) -> None:
         """VMs older than the job timeout (plus time for the in-VM watchdog) are terminated, their jobs failed."""
-        limit = timedelta(minutes=self.config.job_timeout_minutes) + SHUTDOWN_GRACE
+        limit = DEADLINES[Status.RUNNING].limit(self.config.job_timeout_minutes)
         overdue = {job_id: i for job_id, i in instances.items() if self.now - i["LaunchTime"] > limit}
         if not overdue:
             return
-        self.ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in overdue.values()])
+        self.services.ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in overdue.values()])
         for job_id, instance in overdue.items():
             self.report.terminated.append(instance["InstanceId"])
             self.fail(job_id, f"The job did not finish within {minutes(self.config.job_timeout_minutes)}; "
@@ -107,11 +100,12 @@ class Sweep:
     def fail_orphans(self, instances: Mapping[str, dict[str, Any]]) -> None:
         """Fail LAUNCHING jobs whose VM never appeared and RUNNING jobs whose VM is gone."""
         for job in jobmodel.jobs_in_state(self.ddb, self.config.table, Status.LAUNCHING, limit=1000):
-            if job["id"] not in instances and self.age(job) > LAUNCH_GRACE:
-                waited = minutes(int(LAUNCH_GRACE.total_seconds() // 60))
+            grace = DEADLINES[Status.LAUNCHING].after
+            if job["id"] not in instances and self.age(job) > grace:
+                waited = minutes(int(grace.total_seconds() // 60))
                 self.fail(job["id"], f"The job's VM never started; it was given up after {waited}.")
         for job in jobmodel.jobs_in_state(self.ddb, self.config.table, Status.RUNNING, limit=1000):
-            if job["id"] not in instances and self.age(job) > VANISHED_GRACE:
+            if job["id"] not in instances and self.age(job) > jobmodel.VANISHED_GRACE:
                 self.fail(job["id"], "The job's VM stopped before the job finished "
                                      "(the worker crashed, was killed, or reached the time limit).")
 
@@ -123,8 +117,7 @@ class Sweep:
         """
         table = self.config.table
         for lease in capacity.leases(self.ddb, table, self.config.max_concurrent_vms):
-            found = self.ddb.get_item(TableName=table, Key={"id": {"S": lease.job_id}}, ConsistentRead=True)
-            status = found.get("Item", {}).get("status", {}).get("S")
+            status = (jobmodel.read_job(self.ddb, table, lease.job_id) or {}).get("status")
             finished_without_vm = status in jobmodel.FINAL_STATES and lease.job_id not in instances
             leaked = status in (None, Status.PENDING, Status.QUEUED) or finished_without_vm
             if leaked and capacity.release(self.ddb, table, lease.job_id, lease.slot):
@@ -133,8 +126,8 @@ class Sweep:
     def queue_forgotten(self) -> None:
         """Queue PENDING jobs whose INSERT record never reached the launcher (retries exhausted, sent to SQS)."""
         for job in jobmodel.jobs_in_state(self.ddb, self.config.table, Status.PENDING, limit=1000):
-            if self.age(job) > PENDING_GRACE and jobmodel.transition(
-                self.ddb, self.config.table, job["id"], Status.QUEUED, expected=[Status.PENDING]
+            if self.age(job) > DEADLINES[Status.PENDING].after and jobmodel.transition(
+                self.ddb, self.config.table, job["id"], Status.QUEUED, expected=[Status.PENDING], by=Actor.SWEEPER
             ):
                 log.warning("job %s was still PENDING: queued by the sweeper", job["id"])
                 self.report.queued.append(job["id"])
@@ -144,17 +137,11 @@ class Sweep:
         return self.now - parse_time(job["updated_at"])
 
 
-def sweep(ec2: Any, ddb: Any, config: LauncherConfig, now: datetime | None = None) -> SweepReport:
-    report = Sweep(ec2, ddb, config, now or datetime.now(UTC)).run()
+def sweep(services: LauncherServices, now: datetime | None = None) -> SweepReport:
+    report = Sweep(services, now or datetime.now(UTC)).run()
     log.info("sweep: %s", report)
     return report
 
 
-CONFIG = LauncherConfig.from_env()
-EC2 = boto3.client("ec2")
-DDB = boto3.client("dynamodb")
-
-
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    report = sweep(EC2, DDB, CONFIG)
-    return asdict(report)
+    return asdict(sweep(launcher_services()))

@@ -7,12 +7,10 @@ import re
 import unicodedata
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from handlers import jobmodel
-from handlers.apigw import ApiError, Event, Response, body_limit, dispatch, json_body, json_response
+from handlers.apigw import ApiError, Event, Response, Router, body_limit, json_body, json_response
 from handlers.config import ApiConfig
+from handlers.services import ApiServices, api_services
 
 log = logging.getLogger(__name__)
 
@@ -94,20 +92,15 @@ def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any]) -> dict[s
     }
 
 
-CONFIG = ApiConfig.from_env()
-S3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
-"""SigV4 presigning (boto3 still presigns with SigV2 in older regions, which buckets made after June 2020 refuse) on
-the bucket's regional host (the global one answers 307 for up to a day after the bucket is created). An IP endpoint,
-as in local mode, stays path-style."""
+router: Router[ApiServices] = Router("upload")
 
 
-def _post_upload(event: Event) -> Response:
-    request = json_body(event, allowed=FIELDS, max_bytes=body_limit(CONFIG.max_text_length))
-    for name in ("filename", "size"):
-        if name not in request:
-            raise ApiError(400, "missing_field", f"{name} is required.")
-    return json_response(201, create_upload(S3, CONFIG, request))
+@router.route("POST", "/api/uploads")
+def post_upload(event: Event, services: ApiServices) -> Response:
+    request = json_body(event, allowed=FIELDS, required=("filename", "size"),
+                        max_bytes=body_limit(services.config.max_text_length))
+    return json_response(201, create_upload(services.s3, services.config, request))
 
 
 def handler(event: Event, context: object) -> Response:
-    return dispatch(event, {"POST /api/uploads": _post_upload})
+    return router.resolve(event, api_services())

@@ -5,38 +5,25 @@
         pipeline.endpoint_url   # the moto server (AWS endpoint)
         pipeline.stack          # local.provision.LocalStack
 
-The handlers read their configuration and create their boto3 clients when imported, as in a Lambda container, so
-the pipeline sets this process's environment (stack names, limits, emulator endpoint, fake credentials) and then
-imports (or re-imports) `handlers.upload`, `handlers.jobs`, `handlers.launcher` and `handlers.sweeper`. Those
-modules are process-wide singletons, hence: **one LocalPipeline per process at a time**. On exit the environment
-is restored and the handler modules are re-imported for it (or forgotten if they were not imported before), so other
-code in the process sees them as it did before.
+The handlers get their config and clients from the pipeline (`ApiServices`, `LauncherServices` bound to the
+emulator), never from this process's environment, so several pipelines can run in one process side by side.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
 import logging
-import os
-import sys
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from components.settings import (
-    LAUNCHER_EVENT_FILTERS,
-    STREAM_BATCH_SIZE,
-    STREAM_MAX_RETRIES,
-    StackSettings,
-    site_config,
-)
+from components.settings import StackSettings, site_config
+from handlers import launcher, sweeper
+from handlers.apigw import Router
 from handlers.jobmodel import Status
-from handlers.routes import HTTP_FUNCTIONS, ROUTES
-from local.emulator import HOST, REGION, UNSET_VARIABLES, EndpointSession, MotoServer, aws_environment
+from handlers.routes import ROUTERS, ROUTES
+from handlers.services import ApiServices, LauncherServices
+from local.emulator import HOST, REGION, EndpointSession, MotoServer, aws_environment
 from local.events import instance_state_change
 from local.metadata import MetadataApp
 from local.provision import LocalStack, provision
@@ -49,13 +36,8 @@ from local.web import LocalWebApp
 log = logging.getLogger("filepipe.local")
 
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
-LAUNCHER_MODULE = "handlers.launcher"
-SWEEPER_MODULE = "handlers.sweeper"
 SWEEP_SECONDS = 60.0
 """How often local mode runs the sweeper (on AWS a schedule runs it every few minutes)."""
-_active_lock = threading.Lock()
-_active: list[LocalPipeline] = []
-"""The pipeline running in this process, if any (at most one: the handler modules are singletons)."""
 
 
 class TransitionLog:
@@ -94,13 +76,13 @@ class LocalPipeline:
         *,
         stack: str = "local",
         frontend_dir: Path = FRONTEND_DIR,
-        wrap_launcher: Callable[[LambdaHandler], LambdaHandler] | None = None,
+        wrap_launcher: Callable[[LambdaHandler, LocalPipeline], LambdaHandler] | None = None,
         minute_seconds: float = 60.0,
         sweep_seconds: float | None = SWEEP_SECONDS,
         host: str = HOST,
     ) -> None:
-        """`port=0` picks a free port. `wrap_launcher(handler)` returns what the stream poller calls instead of
-        `handlers.launcher.handler` (fault injection in tests); `minute_seconds` is how long a minute of
+        """`port=0` picks a free port. `wrap_launcher(handler, pipeline)` returns what the stream poller calls
+        instead of the launcher (fault injection in tests); `minute_seconds` is how long a minute of
         `shutdown -h +N` lasts (60; tests shorten it to see the watchdog fire); `sweep_seconds` is the sweeper's
         period (None: no sweeper)."""
         self.port = port
@@ -119,8 +101,8 @@ class LocalPipeline:
         self.vmhost: VmHost | None = None
         self.session: EndpointSession | None = None
         self._stack: LocalStack | None = None
-        self._saved_env: dict[str, str | None] = {}
-        self._modules_before: dict[str, ModuleType | None] = {}
+        self.api_services: ApiServices | None = None
+        self.launcher_services: LauncherServices | None = None
         self._started = False
         self._health_s3: Any = None
 
@@ -156,10 +138,6 @@ class LocalPipeline:
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> None:
-        with _active_lock:
-            if _active:
-                raise RuntimeError("a LocalPipeline is already running in this process (handlers are singletons)")
-            _active.append(self)
         self._started = True
         try:
             self._start()
@@ -177,11 +155,11 @@ class LocalPipeline:
         self._stack = dataclasses.replace(provisioned, settings=self.settings)
 
         self._health_s3 = self.session.client("s3")
-        self._set_environment({**aws_environment(self.endpoint_url, REGION), **self._stack.api_environment(),
-                               **self._stack.launcher_environment()})
-        handlers = {name: self._import_handler(f"handlers.{name}").handler for name in HTTP_FUNCTIONS}
-        unwrapped: LambdaHandler = self._import_handler(LAUNCHER_MODULE).handler
-        launcher = self.wrap_launcher(unwrapped) if self.wrap_launcher is not None else unwrapped
+        self.api_services = ApiServices.create(self._stack.api_config(), client=self.session.client)
+        self.launcher_services = LauncherServices.create(self._stack.launcher_config(), client=self.session.client)
+        handlers = {name: self._api_handler(router) for name, router in ROUTERS.items()}
+        unwrapped: LambdaHandler = self._launcher_handler
+        launcher_handler = self.wrap_launcher(unwrapped, self) if self.wrap_launcher is not None else unwrapped
 
         def vm_terminated(instance_id: str) -> None:
             """The EventBridge rule's delivery: EC2 state-change event -> launcher (frees the VM's slot)."""
@@ -197,13 +175,10 @@ class LocalPipeline:
         self.metadata.start()
         self.vmhost.start()
         self.poller = StreamPoller(streams=self.client("dynamodbstreams"), stream_arn=self._stack.stream_arn,
-                                   handler=launcher, region=REGION, observer=TransitionLog(),
-                                   filters=LAUNCHER_EVENT_FILTERS, batch_size=STREAM_BATCH_SIZE,
-                                   max_retries=STREAM_MAX_RETRIES)
+                                   handler=launcher_handler, region=REGION, observer=TransitionLog())
         self.poller.start()
         if self.sweep_seconds is not None:
-            sweeper = self._import_handler(SWEEPER_MODULE).handler
-            self.sweeper = Schedule("sweeper", sweeper, self.sweep_seconds, REGION)
+            self.sweeper = Schedule("sweeper", self._sweeper_handler, self.sweep_seconds, REGION)
             self.sweeper.start()
         self.web.server.app = LocalWebApp(
             routes=ROUTES, handlers=handlers, frontend_dir=self.frontend_dir,
@@ -226,10 +201,19 @@ class LocalPipeline:
                     log.exception("stopping %s failed", type(part).__name__)
         self.web = self.sweeper = self.poller = self.vmhost = self.metadata = None
         self.moto.stop()
-        self._restore_environment()
-        with _active_lock:
-            if self in _active:
-                _active.remove(self)
+
+    # -- the functions, bound to this pipeline's services -----------------------------------------------------------
+    def _api_handler(self, router: Router[ApiServices]) -> LambdaHandler:
+        def handler(event: Mapping[str, Any], context: Any) -> Any:
+            return router.resolve(event, self.api_services)
+        return handler
+
+    def _launcher_handler(self, event: Mapping[str, Any], context: Any) -> Any:
+        """Reads `launcher_services` at each call, so a test can swap a client (fault injection)."""
+        return launcher.handle(event, self.launcher_services)
+
+    def _sweeper_handler(self, event: Mapping[str, Any], context: Any) -> Any:
+        return sweeper.sweep(self.launcher_services)
 
     # -- helpers --------------------------------------------------------------------------------------------------
     @staticmethod
@@ -246,37 +230,3 @@ class LocalPipeline:
             up = False
         return {"up": up, "endpoint": self.endpoint_url, "kind": "moto"}
 
-    def _set_environment(self, values: Mapping[str, str]) -> None:
-        for name in (*values, *UNSET_VARIABLES):
-            self._saved_env.setdefault(name, os.environ.get(name))
-        for name in UNSET_VARIABLES:
-            os.environ.pop(name, None)
-        os.environ.update(values)
-
-    def _import_handler(self, name: str) -> ModuleType:
-        """Import a handler module under this pipeline's environment (re-import if it was loaded before)."""
-        if name in sys.modules:
-            self._modules_before.setdefault(name, sys.modules[name])
-            return importlib.reload(sys.modules[name])
-        self._modules_before.setdefault(name, None)
-        return importlib.import_module(name)
-
-    def _restore_environment(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
-        for name, before in self._modules_before.items():
-            if before is None:
-                sys.modules.pop(name, None)
-                package, _, attribute = name.rpartition(".")
-                with contextlib.suppress(AttributeError, KeyError):
-                    delattr(sys.modules[package], attribute)
-                continue
-            try:
-                importlib.reload(before)
-            except Exception:  # the old environment cannot configure it: forget it rather than keep ours
-                sys.modules.pop(name, None)
-        self._modules_before.clear()

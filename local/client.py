@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-FINAL = frozenset({"SUCCEEDED", "FAILED"})
+from handlers.jobmodel import FINAL_STATES
 
 
 class SubmitError(Exception):
@@ -54,6 +54,6 @@ def wait_for_final(base_url: str, job_id: str, timeout: float = 60) -> dict[str,
     deadline = time.monotonic() + timeout
     while True:
         job = requests.get(f"{base_url}/api/jobs/{job_id}", timeout=10).json()
-        if job["status"] in FINAL or time.monotonic() > deadline:
+        if job["status"] in FINAL_STATES or time.monotonic() > deadline:
             return dict(job)
         time.sleep(0.2)

@@ -35,7 +35,6 @@ HOST = "127.0.0.1"
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 """moto accepts any credentials; these are set explicitly so that no real credentials can ever be used."""
-UNSET_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE")
 START_TIMEOUT_SECONDS = 20.0
 LOG_TAIL_BYTES = 4000
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -141,8 +140,10 @@ class EndpointSession:
             region_name=region,
         )
 
-    def client(self, service: str) -> Any:
-        return self._session.client(service, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG)
+    def client(self, service: str, config: Config | None = None) -> Any:
+        """A client for the endpoint; `config` is merged over the local timeouts and retries."""
+        merged = CLIENT_CONFIG.merge(config) if config is not None else CLIENT_CONFIG
+        return self._session.client(service, endpoint_url=self.endpoint_url, config=merged)
 
 
 def exit_with_parent(pipe: IO[bytes]) -> threading.Thread:

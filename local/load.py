@@ -21,9 +21,10 @@ from typing import Any
 import requests
 
 from components.settings import StackSettings
-from handlers.jobmodel import JOB_ID_TAG, OUTPUT_PREFIX, VM_ALIVE_STATES, from_dynamodb, log_key
+from handlers.instances import describe_instances, tags
+from handlers.jobmodel import FINAL_STATES, JOB_ID_TAG, OUTPUT_PREFIX, VM_ALIVE_STATES, from_dynamodb, log_key
 from local.app import LocalPipeline
-from local.client import FINAL, SubmitError, submit
+from local.client import SubmitError, submit
 
 
 @dataclass
@@ -58,14 +59,6 @@ class LoadReport:
             f"max {max(self.latencies, default=float('nan')):.1f} s",
             f"wall time:             {self.seconds:.1f} s",
         ]
-
-
-def describe_instances(ec2: Any, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    found = []
-    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
-        for reservation in page["Reservations"]:
-            found.extend(reservation["Instances"])
-    return found
 
 
 def alive_instances(ec2: Any) -> list[str]:
@@ -146,7 +139,7 @@ def wait_until_final(pipeline: LocalPipeline, ids: set[str], timeout: float, pro
     deadline = time.monotonic() + timeout
     while True:
         items = final_items(pipeline, ids)
-        done = sum(1 for item in items.values() if item.get("status") in FINAL)
+        done = sum(1 for item in items.values() if item.get("status") in FINAL_STATES)
         if progress:
             counts = Counter(item.get("status") for item in items.values())
             print(f"  {done}/{len(ids)} final  " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())),
@@ -160,8 +153,7 @@ def duplicates(pipeline: LocalPipeline, ids: set[str]) -> list[str]:
     """Jobs with more than one VM ever started, or more than one output object."""
     vms: Counter[str] = Counter()
     for instance in describe_instances(pipeline.client("ec2"), [{"Name": "tag-key", "Values": [JOB_ID_TAG]}]):
-        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-        vms[tags[JOB_ID_TAG]] += 1
+        vms[tags(instance)[JOB_ID_TAG]] += 1
     outputs: Counter[str] = Counter()
     s3 = pipeline.client("s3")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=pipeline.stack.bucket, Prefix=OUTPUT_PREFIX):

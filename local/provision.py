@@ -10,18 +10,11 @@ import base64
 from dataclasses import dataclass, replace
 from typing import Any
 
-from components.settings import (
-    PROJECT,
-    STACK_TAG,
-    SUBNET_CIDRS,
-    VPC_CIDR,
-    WORKER_SCRIPT_KEY,
-    StackSettings,
-    api_environment,
-    cors_rules,
-    table_definition,
-)
-from components.settings import launcher_environment as _launcher_environment
+from components.cors import cors_rules
+from components.network import SUBNET_CIDRS, VPC_CIDR
+from components.settings import PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, api_config, launcher_config
+from handlers.config import ApiConfig, LauncherConfig
+from handlers.jobmodel import table_definition
 from worker.userdata import WORKER_PATH, render_user_data
 
 
@@ -38,12 +31,12 @@ class LocalStack:
     security_group_id: str
     settings: StackSettings
 
-    def api_environment(self) -> dict[str, str]:
-        return api_environment(self.bucket, self.table, self.settings)
+    def api_config(self) -> ApiConfig:
+        return api_config(self.bucket, self.table, self.settings)
 
-    def launcher_environment(self) -> dict[str, str]:
-        return _launcher_environment(self.table, self.launch_template_id, ",".join(self.subnet_ids), stack=self.stack,
-                                     settings=self.settings)
+    def launcher_config(self) -> LauncherConfig:
+        return launcher_config(self.table, self.launch_template_id, self.subnet_ids, stack=self.stack,
+                               settings=self.settings)
 
     def user_data(self) -> str:
         return render_user_data(

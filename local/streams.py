@@ -18,15 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from components.settings import LAUNCHER_EVENT_FILTERS
+from components.triggers import LAUNCHER_EVENT_FILTERS, STREAM_BATCH_SIZE, STREAM_MAX_RETRIES
 from local.serving import BackgroundLoop
 
 log = logging.getLogger("filepipe.local")
 
-INSERT_FILTER: Mapping[str, Any] = {"eventName": ["INSERT"]}
-"""Default filter pattern; local mode passes the Compute component's own patterns."""
-BATCH_SIZE = 10
-MAX_RETRIES = 5
 BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 LambdaHandler = Callable[[Mapping[str, Any], Any], Any]
@@ -103,8 +99,8 @@ class StreamPoller:
     handler: LambdaHandler
     region: str
     observer: RecordObserver | None = None
-    batch_size: int = BATCH_SIZE
-    max_retries: int = MAX_RETRIES
+    batch_size: int = STREAM_BATCH_SIZE
+    max_retries: int = STREAM_MAX_RETRIES
     poll_seconds: float = 0.2
     filters: tuple[Mapping[str, Any], ...] = LAUNCHER_EVENT_FILTERS
     pending: list[dict[str, Any]] = field(default_factory=list)

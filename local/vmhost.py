@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handlers.jobmodel import JOB_ID_TAG, Status
+from handlers.instances import describe_instances
+from handlers.jobmodel import JOB_ID_TAG, Status, read_job
 from local.serving import BackgroundLoop
 
 log = logging.getLogger("filepipe.local")
@@ -198,13 +199,8 @@ class VmHost:
 
     def live_instances(self) -> list[Mapping[str, Any]]:
         """Instances the launcher started (they carry the job tag) that are pending or running."""
-        found = []
-        paginator = self.ec2.get_paginator("describe_instances")
         filters = [{"Name": "tag-key", "Values": [JOB_ID_TAG]}, {"Name": "instance-state-name", "Values": LIVE_STATES}]
-        for page in paginator.paginate(Filters=filters):
-            for reservation in page["Reservations"]:
-                found.extend(reservation["Instances"])
-        return found
+        return list(describe_instances(self.ec2, filters))
 
     def poll_once(self) -> None:
         live = {instance["InstanceId"]: instance for instance in self.live_instances()}
@@ -335,11 +331,10 @@ class VmHost:
         if job_id is None:
             return None, None
         try:
-            item = self.dynamodb.get_item(TableName=self.table, Key={"id": {"S": job_id}}, ConsistentRead=True)
-        except Exception:
+            job = read_job(self.dynamodb, self.table, job_id) or {}
+        except Exception:  # only for a log line: the emulator may be going away
             return None, None
-        found = item.get("Item") or {}
-        return found.get("status", {}).get("S"), found.get("error", {}).get("S")
+        return job.get("status"), job.get("error")
 
 
 def indent(text: str, prefix: str = "    | ") -> str:

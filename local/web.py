@@ -24,7 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from components.headers import security_headers
 from components.settings import API_PREFIX
-from handlers.routes import Route
+from handlers.apigw import Route
 from local.events import LOCAL_ACCOUNT_ID
 
 log = logging.getLogger("filepipe.local")

@@ -1,14 +1,14 @@
 """Shared fixtures: fake credentials, the handlers' environment, and a provisioned stack in moto.
 
-The environment is set before any handler module is imported, because handlers read their config and create their
-boto3 clients at import time, as they do in a Lambda container.
+The handlers' environment is what the Lambda entry points (`handlers.<module>.handler`) read on their first call, as
+in a Lambda container; tests that build their own `ApiServices` / `LauncherServices` need none of it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
@@ -28,10 +28,12 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+from botocore.config import Config
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from components.settings import StackSettings
+from handlers.services import ApiServices, LauncherServices, api_services, launcher_services
 from local.provision import LocalStack, provision
 
 TEST_SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=5)
@@ -42,8 +44,8 @@ _names = LocalStack(
     stack="test", bucket="filepipe-test-data", table="filepipe-test-jobs", stream_arn="", launch_template_id="",
     subnet_ids=("subnet-unset",), security_group_id="", settings=TEST_SETTINGS,
 )
-os.environ.update(_names.api_environment())
-os.environ.update(_names.launcher_environment())
+os.environ.update(_names.api_config().to_env())
+os.environ.update(_names.launcher_config().to_env())
 
 
 class ClientCache:
@@ -55,15 +57,15 @@ class ClientCache:
 
     region_name = "us-east-1"
     _session = boto3.Session(region_name=region_name)
-    _clients: dict[tuple[str, str | None], Any] = {}
+    _clients: dict[tuple[str, str | None, int], Any] = {}
 
     def __init__(self, endpoint_url: str | None = None) -> None:
         self.endpoint_url = endpoint_url
 
-    def client(self, service: str) -> Any:
-        key = (service, self.endpoint_url)
+    def client(self, service: str, config: Config | None = None) -> Any:
+        key = (service, self.endpoint_url, id(config))
         if key not in self._clients:
-            self._clients[key] = self._session.client(service, endpoint_url=self.endpoint_url)
+            self._clients[key] = self._session.client(service, endpoint_url=self.endpoint_url, config=config)
         return self._clients[key]
 
 
@@ -81,6 +83,15 @@ class Aws:
     def client(self, service: str) -> Any:
         return self.session.client(service)
 
+    def api_services(self) -> ApiServices:
+        """What the upload and jobs handlers work with, bound to this stack and endpoint."""
+        return ApiServices.create(self.stack.api_config(), client=self.session.client)
+
+    def launcher_services(self, ec2: Any = None) -> LauncherServices:
+        """What the launcher and the sweeper work with; `ec2` replaces the EC2 client (fault injection)."""
+        services = LauncherServices.create(self.stack.launcher_config(), client=self.session.client)
+        return services if ec2 is None else replace(services, ec2=ec2)
+
 
 @pytest.fixture
 def aws() -> Iterator[Aws]:
@@ -90,6 +101,18 @@ def aws() -> Iterator[Aws]:
         stack = provision(session, TEST_SETTINGS, stack="test", site_origin=SITE_ORIGIN)
         assert stack.bucket == _names.bucket and stack.table == _names.table
         yield Aws(stack=stack, session=session)
+
+
+@pytest.fixture
+def lambda_environment(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    """The Lambda entry points see `aws`'s stack in their environment, and build their services anew from it."""
+    for name, value in {**aws.stack.api_config().to_env(), **aws.stack.launcher_config().to_env()}.items():
+        monkeypatch.setenv(name, value)
+    api_services.cache_clear()
+    launcher_services.cache_clear()
+    yield aws
+    api_services.cache_clear()
+    launcher_services.cache_clear()
 
 
 @pytest.fixture

@@ -32,6 +32,8 @@ RUNNING = "RUNNING"
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 OUTPUT_PREFIX = "outputs/"
+WORKER_TRANSITIONS = ((LAUNCHING, RUNNING), (RUNNING, SUCCEEDED), (RUNNING, FAILED))
+"""The moves of jobmodel.TRANSITIONS made by the worker."""
 # --- end of copy ---
 
 SEPARATOR = b" : "
@@ -134,6 +136,9 @@ class ChainedReader(io.RawIOBase):
 def transition(ddb: Any, table: str, job_id: str, to: str, *, expected: List[str],
                attrs: Optional[Dict[str, str]] = None) -> bool:
     """Conditional status change, as handlers/jobmodel.transition: False when the job is not in `expected`."""
+    for state in expected:
+        if (state, to) not in WORKER_TRANSITIONS:
+            raise ValueError("the worker may not move a job {} -> {}".format(state, to))
     names = {"#status": "status", "#updated": "updated_at"}
     values = {":to": {"S": to}, ":now": {"S": utc_now()}}
     sets = ["#status = :to", "#updated = :now"]
@@ -269,7 +274,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--instance-id", required=True)
     parser.add_argument("--table", required=True)
     parser.add_argument("--bucket", required=True)
-    parser.add_argument("--region", default=None, help="defaults to AWS_DEFAULT_REGION")
     return parser.parse_args(argv)
 
 
@@ -283,7 +287,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-    session = boto3.session.Session(region_name=args.region)
+    session = boto3.session.Session()
     run = Run(s3=session.client("s3"), ddb=session.client("dynamodb"), table=args.table, bucket=args.bucket,
               job_id=args.job_id, log_file=log_file)
     return run_job(run, args.instance_id)

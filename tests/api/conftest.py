@@ -16,7 +16,7 @@ from local.streams import LambdaHandler
 SETTINGS = StackSettings()
 
 
-def launching_nothing(launcher: LambdaHandler) -> LambdaHandler:
+def launching_nothing(launcher: LambdaHandler, pipeline: LocalPipeline) -> LambdaHandler:
     """Jobs stay PENDING and no VM writes outputs: the emulator changes only when the API writes."""
 
     def ignore(event: Mapping[str, Any], context: object) -> dict[str, list[Any]]:

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from playwright.sync_api import sync_playwright
 
 from components.settings import StackSettings
 from local.app import LocalPipeline
+from tests.local.harness import deleting_inputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
@@ -59,31 +59,13 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-LOSE_INPUT_TEXT = "[test] lose my input before the VM runs"
-"""A job with this text has its input object deleted before the launcher runs, so its worker fails for real."""
-
-
-def losing_inputs(launcher: Callable[[Mapping[str, Any], Any], Any]) -> Callable[[Mapping[str, Any], Any], Any]:
-    """Fault injection for a genuinely FAILED job (the form must show the worker's own reason)."""
-
-    def wrapped(event: Mapping[str, Any], context: Any) -> Any:
-        for record in event["Records"]:
-            image = record["dynamodb"].get("NewImage", {})
-            if image.get("input_text", {}).get("S") == LOSE_INPUT_TEXT:
-                bucket, key = image["input_file_path"]["S"].split("/", 1)
-                boto3.client("s3").delete_object(Bucket=bucket, Key=key)
-        return launcher(event, context)
-
-    return wrapped
-
-
 @pytest.fixture(scope="module")
 def site(browser: Any) -> Iterator[str]:
     """The local stack (moto, web server, stream poller, VM host) on a free port; yields the site's URL.
 
     Depends on `browser` so that a machine without Chromium skips before paying for the stack.
     """
-    with LocalPipeline(port=0, settings=SETTINGS, wrap_launcher=losing_inputs) as pipeline:
+    with LocalPipeline(port=0, settings=SETTINGS, wrap_launcher=deleting_inputs) as pipeline:
         yield pipeline.url
 
 

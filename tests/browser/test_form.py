@@ -18,7 +18,8 @@ import pytest
 from playwright.sync_api import expect
 
 from local.client import submit, wait_for_final
-from tests.browser.conftest import LOSE_INPUT_TEXT, SETTINGS, open_form
+from tests.browser.conftest import SETTINGS, open_form
+from tests.local.harness import DELETE_INPUT_MARKER
 
 pytestmark = pytest.mark.browser
 
@@ -101,9 +102,9 @@ def follow_download(page: Any, link: Any, timeout: float = 10) -> bytes:
 
 
 def test_a_failed_job_shows_the_workers_reason(page: Any) -> None:
-    """The input vanishes before the VM runs (see `losing_inputs`): the list says FAILED and why, no download."""
+    """The input vanishes before the VM runs (see `deleting_inputs`): the list says FAILED and why, no download."""
     page.evaluate(WATCH_PROGRESS)
-    page.fill("#input-text", LOSE_INPUT_TEXT)
+    page.fill("#input-text", DELETE_INPUT_MARKER)
     page.set_input_files("#input-file", files=[a_file("vanishing.csv", b"a,b\n1,2\n", "text/csv")])
     page.click("#submit-button")
     row = job_row(page, "vanishing.csv")

@@ -30,7 +30,7 @@ def deliveries() -> Deliveries:
 
 @pytest.fixture(scope="package")
 def pipeline(deliveries: Deliveries) -> Iterator[LocalPipeline]:
-    with LocalPipeline(port=0, settings=SETTINGS, wrap_launcher=lambda h: deliveries.wrap(deleting_inputs(h)),
+    with LocalPipeline(port=0, settings=SETTINGS, wrap_launcher=lambda h, p: deliveries.wrap(deleting_inputs(h, p)),
                        sweep_seconds=None) as running:
         yield running
 

@@ -14,20 +14,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
-from botocore.exceptions import ClientError
 
 from components.settings import WORKER_SCRIPT_KEY
-from handlers import capacity, sweeper
-from handlers.config import LauncherConfig
+from handlers import sweeper
+from handlers.instances import describe_instances
 from handlers.jobmodel import JOB_ID_TAG
 from local.app import LocalPipeline
-from local.load import alive_instances, describe_instances
+from local.load import alive_instances
 from local.streams import LambdaHandler
+from tests.runtime import jobs
 from worker.userdata import WORKER_PATH
 
 """Instance states that count against the cap: the sweeper's own list (pending, running, shutting-down, stopping,
@@ -96,50 +96,6 @@ def merged_failures(responses: Iterable[Any]) -> dict[str, list[dict[str, str]]]
     return {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in sorted(failed)]}
 
 
-# -- RunInstances failures -------------------------------------------------------------------------------------------
-TRANSIENT_MESSAGES = {
-    "InsufficientInstanceCapacity": "We currently do not have sufficient t4g.micro capacity in the Availability Zone "
-                                    "you requested. Our system will be working on provisioning additional capacity.",
-    "RequestLimitExceeded": "Request limit exceeded.",
-}
-PERMANENT_MESSAGES = {
-    "UnauthorizedOperation": "You are not authorized to perform this operation.",
-    "InvalidLaunchTemplateId.NotFound": "The specified launch template does not exist.",
-}
-
-
-def run_instances_error(code: str) -> ClientError:
-    message = {**TRANSIENT_MESSAGES, **PERMANENT_MESSAGES}[code]
-    return ClientError({"Error": {"Code": code, "Message": message}}, "RunInstances")
-
-
-class FlakyEc2:
-    """An EC2 client whose next `run_instances` calls raise the planned errors; every other call goes through."""
-
-    def __init__(self, real: Any, errors: Iterable[str]) -> None:
-        self.real = real
-        self.planned = list(errors)
-        self.planned_codes = tuple(self.planned)
-        self.calls: list[tuple[str, str | None]] = []
-        """(ClientToken = job id, error code or None) per RunInstances call."""
-        self._lock = threading.Lock()
-
-    def run_instances(self, **kwargs: Any) -> Any:
-        with self._lock:
-            code = self.planned.pop(0) if self.planned else None
-            self.calls.append((kwargs.get("ClientToken", ""), code))
-        if code is not None:
-            raise run_instances_error(code)
-        return self.real.run_instances(**kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-    def attempts(self, job_id: str) -> list[str | None]:
-        with self._lock:
-            return [code for token, code in self.calls if token == job_id]
-
-
 # -- a worker that hangs mid-job -------------------------------------------------------------------------------------
 HANG_MARKER = "fault injection: the worker hangs reading its input"
 HANGING_WORKER = '''
@@ -193,18 +149,15 @@ def output_keys(pipeline: LocalPipeline, job_id: str) -> list[str]:
 
 
 def held_slots(pipeline: LocalPipeline) -> dict[int, str]:
-    return capacity.holders(pipeline.client("dynamodb"), pipeline.stack.table,
-                            pipeline.stack.settings.max_concurrent_vms)
-
-
-def launcher_config(pipeline: LocalPipeline) -> LauncherConfig:
-    return LauncherConfig.from_env(pipeline.stack.launcher_environment())
+    return jobs.held_slots(pipeline.client("dynamodb"), pipeline.stack.table,
+                           pipeline.stack.settings.max_concurrent_vms)
 
 
 def sweep(pipeline: LocalPipeline, later: timedelta = timedelta(0), ec2: Any = None) -> sweeper.SweepReport:
     """One sweeper pass as the schedule would run it, `later` from now (with `ec2` as its EC2 client if given)."""
-    return sweeper.sweep(ec2 or pipeline.client("ec2"), pipeline.client("dynamodb"), launcher_config(pipeline),
-                         now=datetime.now(UTC) + later)
+    services = pipeline.launcher_services
+    assert services is not None, "the pipeline is not started"
+    return sweeper.sweep(services if ec2 is None else replace(services, ec2=ec2), now=datetime.now(UTC) + later)
 
 
 def get_job(pipeline: LocalPipeline, job_id: str) -> dict[str, Any]:

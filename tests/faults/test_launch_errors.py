@@ -1,19 +1,19 @@
 """RunInstances failing: transient errors are retried in place, then the job waits in the queue for the next
 dispatch; permanent errors end the job FAILED with AWS's message. Injected by wrapping the EC2 client the launcher
-module uses."""
+pipeline uses."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 
 from handlers import launcher
 from local.app import LocalPipeline
 from local.client import submit, wait_for_final
+from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
 from tests.faults.harness import (
-    PERMANENT_MESSAGES,
-    FlakyEc2,
     assert_readable_sentence,
     held_slots,
     instances_per_job,
@@ -29,12 +29,14 @@ FlakyFactory = Callable[[list[str]], FlakyEc2]
 
 @pytest.fixture
 def flaky_ec2(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlakyFactory]:
-    """Install a FlakyEc2 as the launcher's client (the module the pipeline imported), with a fast backoff."""
+    """Install a FlakyEc2 as the pipeline's launcher client, with a fast backoff."""
     monkeypatch.setattr(launcher, "BACKOFF_BASE_SECONDS", 0.01)
 
     def install(errors: list[str]) -> FlakyEc2:
-        flaky = FlakyEc2(launcher.EC2, errors)
-        monkeypatch.setattr(launcher, "EC2", flaky)
+        services = pipeline.launcher_services
+        assert services is not None
+        flaky = FlakyEc2(services.ec2, errors)
+        monkeypatch.setattr(pipeline, "launcher_services", replace(services, ec2=flaky))
         return flaky
 
     yield install

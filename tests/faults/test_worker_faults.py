@@ -11,7 +11,8 @@ from datetime import timedelta
 import psutil
 import pytest
 
-from handlers import sweeper
+from handlers import jobmodel, sweeper
+from handlers.jobmodel import Status
 from local.app import LocalPipeline
 from local.client import submit
 from local.vmhost import Ending, VmRun
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.e2e
 WATCHDOG_MINUTE_SECONDS = 6.0
 """How long a minute of `shutdown -h +N` lasts in the watchdog test: enough for the worker to reach RUNNING
 (1.5 to 2 s here, on a busy 2-core machine) with room to spare."""
-VANISHED = sweeper.VANISHED_GRACE + timedelta(seconds=1)
+VANISHED = jobmodel.VANISHED_GRACE + timedelta(seconds=1)
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def test_the_sweeper_terminates_a_vm_past_the_job_timeout_and_fails_its_job(pipe
     """The watchdog did not fire (a minute lasts 60 s here): the sweeper is the last resort."""
     job, run = hung_job(pipeline, "overdue")
     processes = vm_processes(run)
-    overdue = timedelta(minutes=SETTINGS.job_timeout_minutes) + sweeper.SHUTDOWN_GRACE + timedelta(seconds=1)
+    overdue = jobmodel.DEADLINES[Status.RUNNING].limit(SETTINGS.job_timeout_minutes) + timedelta(seconds=1)
 
     report = sweep(pipeline, later=overdue)
 

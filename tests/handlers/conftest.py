@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import boto3
 import pytest
 from moto import mock_aws
 
 from components.settings import WORKER_SCRIPT_KEY
 from handlers import jobmodel
+from handlers.config import ApiConfig
+from handlers.routes import ROUTES
+from handlers.services import ApiServices
 from local.provision import provision
 from tests.conftest import SITE_ORIGIN, TEST_SETTINGS, Aws, ClientCache
 
@@ -100,6 +105,13 @@ def api_event(
     return event
 
 
+def factory_s3_in(region: str) -> Any:
+    """The S3 client the handlers' service factory builds, in `region` (for what presigned URLs look like on AWS)."""
+    return ApiServices.create(
+        ApiConfig.from_env(), client=lambda service, **kw: boto3.client(service, region_name=region, **kw)
+    ).s3
+
+
 @dataclass
 class Reply:
     status: int
@@ -117,6 +129,12 @@ class Reply:
 
 
 Handler = Callable[[dict[str, Any], object], dict[str, Any]]
+
+
+def entry_point(route_key: str) -> Handler:
+    """The Lambda entry point (`handlers.<function>.handler`) that the route table gives `route_key`."""
+    (function,) = {route.function for route in ROUTES if route.key == route_key}
+    return cast(Handler, importlib.import_module(f"handlers.{function}").handler)
 
 
 def call(handler: Handler, event: dict[str, Any]) -> Reply:
@@ -159,6 +177,13 @@ class Stack:
     def raw_item(self, job_id: str) -> dict[str, Any] | None:
         ddb = self.client("dynamodb")
         return ddb.get_item(TableName=self.table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
+
+    def save_job(self, status: jobmodel.Status = jobmodel.Status.PENDING, **attrs: str) -> str:
+        """Put a job item as the handlers and worker would have left it (`attrs` added or overridden); its id."""
+        job_id = jobmodel.new_id()
+        item = jobmodel.new_job(job_id, "hi", f"{self.bucket}/inputs/{job_id}/a.txt", status)
+        self.put_item(**{**item, **attrs})
+        return job_id
 
     def put_item(self, **attrs: str) -> None:
         self.client("dynamodb").put_item(

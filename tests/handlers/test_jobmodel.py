@@ -9,22 +9,52 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handlers import jobmodel
-from handlers.jobmodel import ALLOWED_TRANSITIONS, FINAL_STATES, Status, new_id, transition
+from handlers.jobmodel import ALLOWED_TRANSITIONS, DEADLINES, FINAL_STATES, TRANSITIONS, Actor, Status, new_id
 from tests.handlers.conftest import Stack
 
 S = Status
-ALLOWED = [
-    (S.PENDING, S.QUEUED), (S.PENDING, S.LAUNCHING), (S.PENDING, S.FAILED),
-    (S.QUEUED, S.LAUNCHING), (S.QUEUED, S.FAILED),
-    (S.LAUNCHING, S.QUEUED), (S.LAUNCHING, S.RUNNING), (S.LAUNCHING, S.FAILED),
-    (S.RUNNING, S.SUCCEEDED), (S.RUNNING, S.FAILED),
-]
+A = Actor
+ALLOWED = {
+    (S.PENDING, S.QUEUED): {A.LAUNCHER, A.SWEEPER},
+    (S.QUEUED, S.LAUNCHING): {A.LAUNCHER},
+    (S.LAUNCHING, S.QUEUED): {A.LAUNCHER},
+    (S.LAUNCHING, S.RUNNING): {A.WORKER},
+    (S.LAUNCHING, S.FAILED): {A.LAUNCHER, A.SWEEPER},
+    (S.RUNNING, S.SUCCEEDED): {A.WORKER},
+    (S.RUNNING, S.FAILED): {A.WORKER, A.SWEEPER},
+}
 FORBIDDEN = [(a, b) for a in Status for b in Status if (a, b) not in ALLOWED]
+
+
+def transition(ddb: object, table: str, job_id: str, to: Status, *, expected: list[Status], **kw: object) -> object:
+    """`jobmodel.transition` by an actor allowed every move from `expected` to `to`."""
+    actors = set.intersection(*(ALLOWED.get((state, to), set()) for state in expected)) or {A.LAUNCHER}
+    return jobmodel.transition(ddb, table, job_id, to, expected=expected, by=min(actors), **kw)
 
 
 def test_allowed_transitions_are_exactly_the_designed_ones() -> None:
     """Any edge added or lost here changes what duplicates and late writers can do to a job."""
     assert {(a, b) for a, targets in ALLOWED_TRANSITIONS.items() for b in targets} == set(ALLOWED)
+    assert {(t.source, t.target): set(t.by) for t in TRANSITIONS} == ALLOWED, "who may make each move"
+
+
+def test_every_non_final_state_has_a_sweeper_deadline() -> None:
+    """A state without one could hold a job forever once a message or a VM is lost."""
+    assert set(DEADLINES) == set(Status) - FINAL_STATES
+    assert DEADLINES[S.RUNNING].limit(15) > DEADLINES[S.RUNNING].limit(5), "RUNNING's deadline follows the timeout"
+
+
+@pytest.mark.parametrize(("move", "intruder"), [
+    ((S.LAUNCHING, S.RUNNING), A.LAUNCHER), ((S.RUNNING, S.SUCCEEDED), A.SWEEPER), ((S.QUEUED, S.LAUNCHING), A.WORKER),
+])
+def test_a_move_by_the_wrong_actor_is_refused_before_writing(
+    stack: Stack, move: tuple[Status, Status], intruder: Actor
+) -> None:
+    job_id = save(stack, move[0])
+    before = stack.raw_item(job_id)
+    with pytest.raises(ValueError, match="may not move"):
+        jobmodel.transition(ddb(stack), stack.table, job_id, move[1], expected=[move[0]], by=intruder)
+    assert stack.raw_item(job_id) == before
 
 
 def test_final_states_have_no_way_out_and_nothing_returns_to_pending() -> None:
@@ -54,7 +84,7 @@ def ddb(stack: Stack) -> object:
     return stack.client("dynamodb")
 
 
-@pytest.mark.parametrize(("start", "to"), ALLOWED)
+@pytest.mark.parametrize(("start", "to"), list(ALLOWED))
 def test_transition_moves_a_job_from_the_expected_state(stack: Stack, start: Status, to: Status) -> None:
     job_id = save(stack, start)
     moved = transition(ddb(stack), stack.table, job_id, to, expected=[start], attrs={"instance_id": "i-1"})
@@ -69,7 +99,7 @@ def test_forbidden_transitions_are_refused_before_writing(stack: Stack, start: S
     """Backwards moves and moves out of SUCCEEDED/FAILED are programming errors: refused, nothing written."""
     job_id = save(stack, start)
     before = stack.raw_item(job_id)
-    with pytest.raises(ValueError, match="not allowed"):
+    with pytest.raises(ValueError, match="may not move"):
         transition(ddb(stack), stack.table, job_id, to, expected=[start])
     assert stack.raw_item(job_id) == before
 
@@ -77,19 +107,19 @@ def test_forbidden_transitions_are_refused_before_writing(stack: Stack, start: S
 def test_duplicate_delivery_moves_the_job_once(stack: Stack) -> None:
     """Two launchers racing on one record: the second conditional write fails and reports None."""
     job_id = save(stack, S.PENDING)
-    first = transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING])
+    first = transition(ddb(stack), stack.table, job_id, S.QUEUED, expected=[S.PENDING])
     saved = stack.raw_item(job_id)
-    second = transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING], attrs={"x": "y"})
+    second = transition(ddb(stack), stack.table, job_id, S.QUEUED, expected=[S.PENDING], attrs={"x": "y"})
     assert first is not None and second is None
     assert stack.raw_item(job_id) == saved
 
 
 @pytest.mark.parametrize("now", [S.RUNNING, S.SUCCEEDED, S.FAILED])
 def test_late_writer_cannot_move_a_job_backwards(stack: Stack, now: Status) -> None:
-    """A stale launcher expecting PENDING cannot pull a job that has moved on back to LAUNCHING."""
+    """A stale launcher expecting QUEUED cannot pull a job that has moved on back to LAUNCHING."""
     job_id = save(stack, now)
     before = stack.raw_item(job_id)
-    assert transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING, S.QUEUED]) is None
+    assert transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.QUEUED]) is None
     assert stack.raw_item(job_id) == before
 
 
@@ -101,9 +131,9 @@ def test_late_failure_cannot_overwrite_success(stack: Stack) -> None:
 
 
 def test_any_of_several_expected_states(stack: Stack) -> None:
-    job_id = save(stack, S.QUEUED)
-    moved = transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING, S.QUEUED])
-    assert moved is not None and moved["status"] == "LAUNCHING"
+    job_id = save(stack, S.RUNNING)
+    moved = transition(ddb(stack), stack.table, job_id, S.FAILED, expected=[S.LAUNCHING, S.RUNNING])
+    assert moved is not None and moved["status"] == "FAILED"
 
 
 def test_reserved_word_attributes_are_written(stack: Stack) -> None:
@@ -117,13 +147,13 @@ def test_reserved_word_attributes_are_written(stack: Stack) -> None:
 def test_missing_job_is_not_created(stack: Stack) -> None:
     """An update on a missing id would create a stub item without the condition; it must return None instead."""
     job_id = new_id()
-    assert transition(ddb(stack), stack.table, job_id, S.LAUNCHING, expected=[S.PENDING]) is None
+    assert transition(ddb(stack), stack.table, job_id, S.QUEUED, expected=[S.PENDING]) is None
     assert stack.raw_item(job_id) is None
 
 
 def test_other_dynamodb_errors_propagate(stack: Stack) -> None:
     with pytest.raises(ClientError, match="ResourceNotFoundException"):
-        transition(ddb(stack), "no-such-table", new_id(), S.LAUNCHING, expected=[S.PENDING])
+        transition(ddb(stack), "no-such-table", new_id(), S.QUEUED, expected=[S.PENDING])
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,16 @@ from typing import Any
 import pytest
 
 from handlers import jobs
+from handlers.config import ApiConfig
 from handlers.jobmodel import LIST_KEY_ATTR, LIST_KEY_VALUE, new_id
 from tests.conftest import TEST_SETTINGS
 from tests.handlers.conftest import Reply, Stack, api_event, call, upload_key
 
 ROUTE = "POST /api/jobs"
-MAX_TEXT = jobs.CONFIG.max_text_length
-MAX_BYTES = jobs.CONFIG.max_file_bytes
+API_CONFIG = ApiConfig.from_env()
+"""The config the Lambda entry points read from the test environment (tests/conftest.py)."""
+MAX_TEXT = API_CONFIG.max_text_length
+MAX_BYTES = API_CONFIG.max_file_bytes
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 

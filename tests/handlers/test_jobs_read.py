@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 import requests
 
 from handlers import jobmodel, jobs
-from handlers.jobmodel import LIST_KEY_ATTR, LIST_KEY_VALUE, Status, new_id
-from tests.handlers.conftest import Reply, Stack, api_event, call, upload_key
+from handlers.config import ApiConfig
+from handlers.jobmodel import LIST_KEY_ATTR, Status, new_id
+from tests.handlers.conftest import Reply, Stack, api_event, call, factory_s3_in, upload_key
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -31,12 +31,7 @@ def stamp(seconds: int) -> str:
 
 def saved_job(stack: Stack, status: Status, *, created: int = 0, **attrs: str) -> str:
     """Put a job item as the handlers and worker would have left it; return its id."""
-    job_id = new_id()
-    stack.put_item(
-        id=job_id, status=status.value, input_text="hi", input_file_path=f"{stack.bucket}/inputs/{job_id}/a.txt",
-        created_at=stamp(created), updated_at=stamp(created), **{LIST_KEY_ATTR: LIST_KEY_VALUE}, **attrs,
-    )
-    return job_id
+    return stack.save_job(status, created_at=stamp(created), updated_at=stamp(created), **attrs)
 
 
 @pytest.fixture
@@ -106,7 +101,7 @@ def test_succeeded_job_has_an_output_url_that_downloads_the_output(stack: Stack)
     query = parse_qs(urlsplit(url).query)
     assert urlsplit(url).path.endswith(output_key)
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"], "SigV2 links fail on buckets made after June 2020"
-    assert query["X-Amz-Expires"] == [str(jobs.CONFIG.download_expiry_seconds)]
+    assert query["X-Amz-Expires"] == [str(ApiConfig.from_env().download_expiry_seconds)]
     download = requests.get(url, timeout=10)
     assert download.status_code == 200
     assert download.content == b"hello : hi"
@@ -115,8 +110,8 @@ def test_succeeded_job_has_an_output_url_that_downloads_the_output(stack: Stack)
 def test_output_url_uses_the_regional_host(stack: Stack) -> None:
     """The download link must not go through the global host, which redirects for a day after bucket creation."""
     job_id = saved_job(stack, Status.SUCCEEDED, output_file_path=f"{stack.bucket}/outputs/x/a.out.txt")
-    s3 = boto3.client("s3", region_name="eu-west-1", config=jobs.S3.meta.config)
-    url = jobs.get_job(stack.client("dynamodb"), s3, jobs.CONFIG, job_id)["output_url"]
+    s3 = factory_s3_in("eu-west-1")
+    url = jobs.get_job(stack.client("dynamodb"), s3, ApiConfig.from_env(), job_id)["output_url"]
     assert url.startswith(f"https://{stack.bucket}.s3.eu-west-1.amazonaws.com/outputs/x/a.out.txt?")
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from handlers import jobmodel, jobs, upload
-from handlers.jobmodel import LIST_KEY_ATTR, LIST_KEY_VALUE, Status, new_id
+from handlers import jobmodel, jobs
+from handlers.jobmodel import Status, new_id
 from tests.api.openapi import check_response, document
-from tests.handlers.conftest import Stack, api_event, call, upload_key
+from tests.handlers.conftest import Stack, api_event, call, entry_point, upload_key
 
 UPLOADS, JOBS, LIST, ONE, HEALTH = (
     "POST /api/uploads", "POST /api/jobs", "GET /api/jobs", "GET /api/jobs/{id}", "GET /api/health",
@@ -23,11 +23,7 @@ LOCAL_ONLY = {(HEALTH, 503)}
 
 
 def saved(stack: Stack, status: Status, **attrs: str) -> str:
-    job_id = new_id()
-    now = jobmodel.utc_now()
-    stack.put_item(id=job_id, status=status.value, input_text="hi", created_at=now, updated_at=now,
-                   input_file_path=f"{stack.bucket}/inputs/{job_id}/a.txt", **{LIST_KEY_ATTR: LIST_KEY_VALUE}, **attrs)
-    return job_id
+    return stack.save_job(status, **attrs)
 
 
 def used_key(stack: Stack) -> str:
@@ -82,8 +78,7 @@ CASES: dict[str, Case] = {
 def test_handler_responses_match_the_document(
     stack: Stack, route: str, status: int, event_for: Callable[[Stack], dict[str, Any]]
 ) -> None:
-    handler = upload.handler if route == UPLOADS else jobs.handler
-    reply = call(handler, event_for(stack))
+    reply = call(entry_point(route), event_for(stack))
     assert reply.status == status, reply.body
     check_response(route, reply.status, reply.body)
     if route == ONE and reply.body.get("status") == "SUCCEEDED":

@@ -9,17 +9,19 @@ from typing import Any
 import pytest
 
 from handlers import apigw, jobs, upload
-from handlers.jobmodel import LIST_KEY_ATTR, LIST_KEY_VALUE, Status, new_id
-from tests.handlers.conftest import JSON, Reply, Stack, api_event, call, upload_key
+from handlers.config import ApiConfig
+from handlers.jobmodel import new_id
+from tests.handlers.conftest import JSON, Reply, Stack, api_event, call, entry_point, upload_key
 
 UPLOAD = "POST /api/uploads"
 JOBS = "POST /api/jobs"
-MAX_TEXT = jobs.CONFIG.max_text_length
+API_CONFIG = ApiConfig.from_env()
+"""The config the Lambda entry points read from the test environment (tests/conftest.py)."""
+MAX_TEXT = API_CONFIG.max_text_length
 
 
 def post(route: str, body: Any = None, **kwargs: Any) -> Reply:
-    handler = upload.handler if route == UPLOAD else jobs.handler
-    return call(handler, api_event(route, body, **kwargs))
+    return call(entry_point(route), api_event(route, body, **kwargs))
 
 
 STRICT_JSON_REFUSALS = {
@@ -95,7 +97,7 @@ def test_a_text_at_the_cap_in_escaped_emoji_is_accepted(stack: Stack) -> None:
 
 @pytest.mark.parametrize("route", [UPLOAD, JOBS])
 def test_both_handlers_share_one_body_limit(stack: Stack, route: str) -> None:
-    limit = apigw.body_limit(jobs.CONFIG.max_text_length)
+    limit = apigw.body_limit(API_CONFIG.max_text_length)
     raw = json.dumps({"filename": "a.txt", "size": 5}) + " " * limit
     reply = post(route, raw_body=raw)
     assert (reply.status, reply.error_code) == (413, "body_too_large")
@@ -141,12 +143,8 @@ def list_jobs(limit: str | None) -> Reply:
 
 def put_jobs(stack: Stack, count: int) -> list[str]:
     """Jobs with increasing `created_at`; returns their ids oldest first."""
-    ids = [new_id() for _ in range(count)]
-    for i, job_id in enumerate(ids):
-        stamp = f"2030-01-01T00:00:{i:02d}.000Z"
-        stack.put_item(id=job_id, status=Status.PENDING.value, input_text="hi", created_at=stamp, updated_at=stamp,
-                       input_file_path=f"{stack.bucket}/inputs/{job_id}/a.txt", **{LIST_KEY_ATTR: LIST_KEY_VALUE})
-    return ids
+    stamps = [f"2030-01-01T00:00:{i:02d}.000Z" for i in range(count)]
+    return [stack.save_job(created_at=stamp, updated_at=stamp) for stamp in stamps]
 
 
 @pytest.mark.parametrize("limit", ["1", "3", str(jobs.LIST_LIMIT)])

@@ -7,17 +7,19 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from handlers import jobs, upload
 from handlers.apigw import MAX_BODY_BYTES
+from handlers.config import ApiConfig
 from handlers.jobmodel import ID_ALPHABET, ID_LENGTH, INPUT_PREFIX
 from tests.conftest import TEST_SETTINGS
-from tests.handlers.conftest import JSON, Reply, Stack, api_event, call
+from tests.handlers.conftest import JSON, Reply, Stack, api_event, call, factory_s3_in
 
 ROUTE = "POST /api/uploads"
-MAX = upload.CONFIG.max_file_bytes
+API_CONFIG = ApiConfig.from_env()
+"""The config the Lambda entry points read from the test environment (tests/conftest.py)."""
+MAX = API_CONFIG.max_file_bytes
 
 
 def post(body: Any = None, **kwargs: Any) -> Reply:
@@ -43,8 +45,8 @@ def policy(reply_body: dict[str, Any]) -> dict[str, Any]:
 
 def test_config_comes_from_the_stack_settings() -> None:
     """The handler's limits are the ones the stack settings gave it, not defaults of its own."""
-    assert upload.CONFIG.max_file_bytes == TEST_SETTINGS.max_file_bytes
-    assert upload.CONFIG.upload_expiry_seconds == TEST_SETTINGS.upload_expiry_seconds
+    assert API_CONFIG.max_file_bytes == TEST_SETTINGS.max_file_bytes
+    assert API_CONFIG.upload_expiry_seconds == TEST_SETTINGS.upload_expiry_seconds
 
 
 def test_created_upload_has_the_contract_shape(stack: Stack) -> None:
@@ -54,7 +56,7 @@ def test_created_upload_has_the_contract_shape(stack: Stack) -> None:
     assert body["fields"]["key"] == body["key"]
     assert body["fields"]["Content-Type"] == "text/plain"
     assert stack.bucket in body["url"]
-    assert body["expires_in"] == upload.CONFIG.upload_expiry_seconds
+    assert body["expires_in"] == API_CONFIG.upload_expiry_seconds
     assert body["max_bytes"] == MAX
     assert {"policy", "x-amz-security-token"} <= set(body["fields"])
 
@@ -240,7 +242,7 @@ def test_presigned_policy_bounds_size_type_key_and_time(stack: Stack) -> None:
     assert {"key": body["key"]} in conditions
     assert {"bucket": stack.bucket} in conditions
     assert not any(isinstance(c, list) and c[0] == "starts-with" for c in conditions), "a prefix would widen the key"
-    expiry = timedelta(seconds=upload.CONFIG.upload_expiry_seconds)
+    expiry = timedelta(seconds=API_CONFIG.upload_expiry_seconds)
     expires = datetime.strptime(document["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert before + expiry - timedelta(seconds=1) <= expires <= after + expiry
     assert expiry <= timedelta(minutes=15), "an upload grant should last minutes"
@@ -258,8 +260,8 @@ def test_post_is_signed_with_sigv4(stack: Stack) -> None:
 def test_post_goes_to_the_buckets_regional_host(stack: Stack) -> None:
     """Regression: the global host `<bucket>.s3.amazonaws.com` answers 307 for a day after a non-us-east-1 bucket is
     made, which a browser's cross-origin POST does not survive. Checked with the handler's own client config."""
-    s3 = boto3.client("s3", region_name="eu-west-1", config=upload.S3.meta.config)
-    grant = upload.create_upload(s3, upload.CONFIG, {"filename": "a.txt", "size": 5})
+    s3 = factory_s3_in("eu-west-1")
+    grant = upload.create_upload(s3, API_CONFIG, {"filename": "a.txt", "size": 5})
     assert grant["url"] == f"https://{stack.bucket}.s3.eu-west-1.amazonaws.com/"
 
 

@@ -8,29 +8,28 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
 from handlers import jobs, upload
 from tests.conftest import Aws
-from tests.handlers.conftest import Reply, api_event, call
+from tests.handlers.conftest import Handler, Reply, api_event, call
 
 DATA = b"first line\nbinary \x00\xff\xfe bytes, not UTF-8 \x80\r\n" + bytes(range(256))
 
 
 @pytest.fixture
-def served(aws_server: Aws, monkeypatch: pytest.MonkeyPatch) -> Aws:
-    """The handlers' module clients rebound to the moto server, with the handlers' own client config."""
-    session = boto3.Session(region_name=aws_server.session.region_name)
-
-    def bound(service: str, like: Any) -> Any:
-        return session.client(service, endpoint_url=aws_server.endpoint_url, config=like.meta.config)
-
-    monkeypatch.setattr(upload, "S3", bound("s3", upload.S3))
-    monkeypatch.setattr(jobs, "S3", bound("s3", jobs.S3))
-    monkeypatch.setattr(jobs, "DDB", bound("dynamodb", jobs.DDB))
+def served(aws_server: Aws) -> Aws:
     return aws_server
+
+
+def upload_handler(aws: Aws) -> Handler:
+    """The upload function with services bound to the moto server (the factory's own client config)."""
+    return lambda event, context: upload.router.resolve(event, aws.api_services())
+
+
+def jobs_handler(aws: Aws) -> Handler:
+    return lambda event, context: jobs.router.resolve(event, aws.api_services())
 
 
 def browser_upload(grant: dict[str, Any], filename: str, data: bytes, content_type: str) -> requests.Response:
@@ -40,21 +39,21 @@ def browser_upload(grant: dict[str, Any], filename: str, data: bytes, content_ty
     )
 
 
-def ask_upload(filename: str, size: int, content_type: str) -> Reply:
-    return call(upload.handler, api_event(
+def ask_upload(aws: Aws, filename: str, size: int, content_type: str) -> Reply:
+    return call(upload_handler(aws), api_event(
         "POST /api/uploads", {"filename": filename, "size": size, "content_type": content_type}
     ))
 
 
 def test_upload_then_job_over_http(served: Aws) -> None:
-    grant = ask_upload("My Notes.txt", len(DATA), "text/plain")
+    grant = ask_upload(served, "My Notes.txt", len(DATA), "text/plain")
     assert grant.status == 201, grant.body
     assert grant.body["url"].startswith(served.endpoint_url)
 
     posted = browser_upload(grant.body, "My Notes.txt", DATA, "text/plain")
     assert posted.status_code in {200, 201, 204}, posted.text
 
-    created = call(jobs.handler, api_event("POST /api/jobs", {"input_text": " hi ", "key": grant.body["key"]}))
+    created = call(jobs_handler(served), api_event("POST /api/jobs", {"input_text": " hi ", "key": grant.body["key"]}))
     assert created.status == 201, created.body
     assert created.body["input_file_path"] == f"{served.stack.bucket}/{grant.body['key']}"
     assert created.body["input_text"] == "hi"
@@ -64,19 +63,19 @@ def test_upload_then_job_over_http(served: Aws) -> None:
     assert stored["Body"].read() == DATA, "the object holds exactly the uploaded bytes"
     assert stored["ContentType"] == "text/plain"
 
-    read = call(jobs.handler, api_event("GET /api/jobs/{id}", path_parameters={"id": created.body["id"]}))
+    read = call(jobs_handler(served), api_event("GET /api/jobs/{id}", path_parameters={"id": created.body["id"]}))
     assert (read.status, read.body) == (200, created.body)
 
 
 def test_oversized_upload_is_caught_by_the_jobs_handler(served: Aws) -> None:
     """moto does not enforce content-length-range; the jobs handler re-checks the real size and refuses it."""
-    too_big = b"x" * (upload.CONFIG.max_file_bytes + 1)
-    grant = ask_upload("big.bin", 10, "application/octet-stream")
+    too_big = b"x" * (served.stack.api_config().max_file_bytes + 1)
+    grant = ask_upload(served, "big.bin", 10, "application/octet-stream")
     assert grant.status == 201
     posted = browser_upload(grant.body, "big.bin", too_big, "application/octet-stream")
     assert posted.status_code in {200, 201, 204}, "moto stored it: only the jobs handler stands in the way"
 
-    created = call(jobs.handler, api_event("POST /api/jobs", {"input_text": "hi", "key": grant.body["key"]}))
+    created = call(jobs_handler(served), api_event("POST /api/jobs", {"input_text": "hi", "key": grant.body["key"]}))
     assert (created.status, created.error_code) == (413, "file_too_large")
     ddb = served.client("dynamodb")
     assert ddb.scan(TableName=served.stack.table)["Count"] == 0

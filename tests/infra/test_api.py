@@ -11,7 +11,7 @@ import pulumi_aws as aws
 import pytest
 
 from components.functions import HANDLERS_DIR
-from components.settings import NO_RESERVATION, StackSettings, api_environment, launcher_environment
+from components.settings import NO_RESERVATION, StackSettings, api_config, launcher_config
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
 from tests.infra.conftest import API_ID, STACK, TUNED, Deployment
 
@@ -145,7 +145,7 @@ def test_api_functions_get_the_shared_environment(dev: Deployment) -> None:
     table = dev.exports["tableName"]
     settings = dev.namespace["settings"]
     for name in API_FUNCTIONS:
-        assert functions(dev)[name]["environment"]["variables"] == api_environment(bucket, table, settings)
+        assert functions(dev)[name]["environment"]["variables"] == api_config(bucket, table, settings).to_env()
 
 
 def test_max_file_size_override_reaches_the_lambda_environment(tuned: Deployment) -> None:
@@ -166,8 +166,8 @@ def test_launcher_and_sweeper_get_the_table_template_and_both_subnets(dev: Deplo
     assert set(variables["SUBNET_IDS"].split(",")) == subnets and len(subnets) == 2
     table, template = dev.exports["tableName"], dev.exports["launchTemplateId"]
     settings = dev.namespace["settings"]
-    expected = launcher_environment(table, template, variables["SUBNET_IDS"], stack=STACK, settings=settings)
-    assert variables == expected
+    expected = launcher_config(table, template, variables["SUBNET_IDS"].split(","), stack=STACK, settings=settings)
+    assert variables == expected.to_env()
 
 
 def test_overridden_limits_reach_every_functions_environment(tuned: Deployment) -> None:

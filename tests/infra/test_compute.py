@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from components.compute import rate_expression
-from components.settings import (
+from components.settings import STACK_TAG
+from components.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
-    STACK_TAG,
     STREAM_BATCH_SIZE,
     STREAM_MAX_RETRIES,
 )

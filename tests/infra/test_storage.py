@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from components.settings import WORKER_SCRIPT_KEY, cors_rules, table_definition
-from handlers.jobmodel import JOBS_INDEX, LIST_KEY_ATTR
+from components.cors import cors_rules
+from components.settings import WORKER_SCRIPT_KEY
+from handlers.jobmodel import JOBS_INDEX, LIST_KEY_ATTR, table_definition
 from tests.infra.conftest import DISTRIBUTION_DOMAIN, Deployment
 from worker.userdata import WORKER_PATH
 

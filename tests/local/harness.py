@@ -6,7 +6,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
 import psutil
 
 from local.app import LocalPipeline
@@ -16,16 +15,17 @@ from local.vmhost import VmRun
 DELETE_INPUT_MARKER = "delete my input before the VM runs"
 
 
-def deleting_inputs(launcher: LambdaHandler) -> LambdaHandler:
-    """Fault injection: for jobs whose text is the marker, delete the input object before the launcher runs."""
-    clients: dict[str, Any] = {}
+def deleting_inputs(launcher: LambdaHandler, pipeline: LocalPipeline) -> LambdaHandler:
+    """Fault injection: for jobs whose text is the marker, delete the input object before the launcher runs, so
+    their worker fails for real."""
+    s3 = pipeline.client("s3")
 
     def wrapped(event: Mapping[str, Any], context: object) -> Any:
-        for record in event["Records"]:
+        for record in event.get("Records", []):
             image = record["dynamodb"].get("NewImage", {})
             if image.get("input_text", {}).get("S") == DELETE_INPUT_MARKER:
                 bucket, key = image["input_file_path"]["S"].split("/", 1)
-                clients.setdefault("s3", boto3.client("s3")).delete_object(Bucket=bucket, Key=key)
+                s3.delete_object(Bucket=bucket, Key=key)
         return launcher(event, context)
 
     return wrapped

@@ -128,17 +128,42 @@ def test_the_emulator_is_out_of_reach_of_the_terminals_ctrl_c() -> None:
     assert not emulator.is_up()
 
 
+def bare_environment() -> dict[str, str]:
+    """This process's environment without AWS settings or any of the handlers' variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TABLE_", "BUCKET_", "SUBNET_",
+                                                                     "LAUNCH_", "MAX_", "JOB_", "STACK_",
+                                                                     "UPLOAD_", "DOWNLOAD_"))}
+
+
 def test_the_commands_import_in_a_clean_environment() -> None:
     """`make dev`, `make load` and `make bench` run in a shell with none of the handlers' variables set; a module
-    that imports a handler at import time (handlers read their config then) dies before doing anything."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TABLE_", "BUCKET_", "SUBNET_",
-                                                                    "LAUNCH_", "MAX_", "JOB_", "STACK_"))}
+    that configured a handler at import time would die before doing anything."""
+    env = bare_environment()
     imported = subprocess.run([sys.executable, "-c", "import local.__main__, local.load"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=60, check=False)
     assert imported.returncode == 0, imported.stderr
     usage = subprocess.run([sys.executable, "-m", "local.load", "--help"], cwd=REPO, env=env, capture_output=True,
                            text=True, timeout=60, check=False)
     assert usage.returncode == 0 and "--jobs" in usage.stdout, usage.stderr
+
+
+HANDLER_IMPORT = """
+import handlers.jobs, handlers.launcher, handlers.routes, handlers.sweeper, handlers.upload
+from handlers import jobs
+try:
+    jobs.handler({"routeKey": "GET /api/health"}, None)
+except KeyError as missing:
+    print("first call needs", missing)
+"""
+
+
+def test_handlers_import_in_a_bare_environment_and_fail_loudly_on_first_use() -> None:
+    """Importing a handler builds nothing (no config, no client); the first invocation without its environment
+    fails naming the missing variable, as a misconfigured Lambda must."""
+    ran = subprocess.run([sys.executable, "-c", HANDLER_IMPORT], cwd=REPO, env=bare_environment(),
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "first call needs 'BUCKET_NAME'"
 
 
 def emulator_of(root: psutil.Process, endpoint: str) -> psutil.Process:

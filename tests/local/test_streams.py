@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.settings import INSERT_FILTER, LAUNCHER_EVENT_FILTERS
+from components.triggers import INSERT_FILTER, LAUNCHER_EVENT_FILTERS
 from local.schedule import Schedule
 from local.streams import StreamPoller, first_failed_index, lambda_record, matches
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import jobmodel
+from handlers import capacity, jobmodel
 from local.provision import LocalStack
 
 
@@ -16,15 +16,15 @@ def put_job(
     job_id = jobmodel.new_id()
     key = f"{jobmodel.INPUT_PREFIX}{job_id}/{filename}"
     s3.put_object(Bucket=stack.bucket, Key=key, Body=content, ContentType=content_type)
-    now = jobmodel.utc_now()
-    item = {
-        "id": job_id, "input_text": text, "input_file_path": f"{stack.bucket}/{key}", "status": status.value,
-        "created_at": now, "updated_at": now, jobmodel.LIST_KEY_ATTR: jobmodel.LIST_KEY_VALUE,
-    }
+    item = jobmodel.new_job(job_id, text, f"{stack.bucket}/{key}", status)
     ddb.put_item(TableName=stack.table, Item={k: {"S": v} for k, v in item.items()})
     return job_id, key
 
 
 def get_item(ddb: Any, stack: LocalStack, job_id: str) -> dict[str, str] | None:
-    found = ddb.get_item(TableName=stack.table, Key={"id": {"S": job_id}}, ConsistentRead=True).get("Item")
-    return jobmodel.from_dynamodb(found) if found else None
+    return jobmodel.read_job(ddb, stack.table, job_id)
+
+
+def held_slots(ddb: Any, table: str, max_slots: int) -> dict[int, str]:
+    """Slot number -> job id for every held VM slot."""
+    return {lease.slot: lease.job_id for lease in capacity.leases(ddb, table, max_slots)}

@@ -10,15 +10,16 @@ from botocore.exceptions import ClientError
 
 from handlers import capacity, jobmodel, launcher
 from handlers.config import LauncherConfig
-from handlers.jobmodel import JOB_ID_TAG, Status
+from handlers.jobmodel import JOB_ID_TAG, Actor, Status
 from local.events import instance_state_change
 from tests.conftest import Aws
-from tests.runtime.jobs import get_item, put_job
+from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
+from tests.runtime.jobs import get_item, held_slots, put_job
 from tests.streams import lambda_records
 
 
 def config_of(aws: Aws) -> LauncherConfig:
-    return LauncherConfig.from_env(aws.stack.launcher_environment())
+    return aws.stack.launcher_config()
 
 
 def new_pending_job(aws: Aws, text: str = "t") -> str:
@@ -41,8 +42,7 @@ def tag(instance: dict[str, Any], key: str) -> str | None:
 
 
 def handle(aws: Aws, batch: list[dict[str, Any]], ec2: Any = None) -> dict[str, Any]:
-    return launcher.handle_batch(ec2 or aws.client("ec2"), aws.client("dynamodb"), config_of(aws),
-                                 {"Records": batch})
+    return launcher.handle_batch(aws.launcher_services(ec2), {"Records": batch})
 
 
 def test_each_insert_starts_one_tagged_vm_from_the_template(aws: Aws) -> None:
@@ -93,20 +93,6 @@ def test_a_record_without_a_job_id_does_not_block_the_batch(aws: Aws) -> None:
     assert len(instances(aws)) == 1
 
 
-class FlakyEc2:
-    """An EC2 client whose RunInstances fails with `code` for the first `failures` calls."""
-
-    def __init__(self, real: Any, code: str, failures: int, message: str = "We currently do not have capacity"):
-        self.real, self.code, self.failures, self.message, self.calls = real, code, failures, message, 0
-
-    def run_instances(self, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise ClientError({"Error": {"Code": self.code, "Message": self.message}},
-                              "RunInstances")
-        return self.real.run_instances(**kwargs)
-
-
 @pytest.fixture(autouse=True)
 def no_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(launcher.time, "sleep", lambda seconds: None)
@@ -114,11 +100,11 @@ def no_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_transient_error_is_retried_in_place(aws: Aws) -> None:
     job_id = new_pending_job(aws)
-    ec2 = FlakyEc2(aws.client("ec2"), "InsufficientInstanceCapacity", failures=launcher.LAUNCH_ATTEMPTS - 1)
+    ec2 = FlakyEc2(aws.client("ec2"), ["InsufficientInstanceCapacity"] * (launcher.LAUNCH_ATTEMPTS - 1))
 
     assert handle(aws, records(aws), ec2) == {"batchItemFailures": []}
 
-    assert ec2.calls == launcher.LAUNCH_ATTEMPTS
+    assert len(ec2.calls) == launcher.LAUNCH_ATTEMPTS
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.LAUNCHING and item["instance_id"].startswith("i-")
 
@@ -126,36 +112,37 @@ def test_a_transient_error_is_retried_in_place(aws: Aws) -> None:
 def test_a_lasting_transient_error_queues_the_job_for_later(aws: Aws) -> None:
     job_id = new_pending_job(aws)
     batch = records(aws)
-    ec2 = FlakyEc2(aws.client("ec2"), "RequestLimitExceeded", failures=launcher.LAUNCH_ATTEMPTS)
+    ec2 = FlakyEc2(aws.client("ec2"), ["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS)
 
     assert handle(aws, batch, ec2) == {"batchItemFailures": []}, "a queued job is handled: the queue retries it"
 
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.QUEUED
     assert instances(aws) == []
-    assert capacity.holders(aws.client("dynamodb"), aws.stack.table, 4) == {}, "the slot must be given back"
+    assert held_slots(aws.client("dynamodb"), aws.stack.table, 4) == {}, "the slot must be given back"
 
-    assert launcher.dispatch(aws.client("ec2"), aws.client("dynamodb"), config_of(aws)) == [launcher.Outcome.LAUNCHED]
+    assert launcher.dispatch(aws.launcher_services()) == [launcher.Outcome.LAUNCHED]
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.LAUNCHING
     assert len(instances(aws)) == 1
 
 
-@pytest.mark.parametrize("code", ["UnauthorizedOperation", "InvalidLaunchTemplateId.NotFound", "InvalidParameterValue"])
+@pytest.mark.parametrize("code", sorted(PERMANENT_MESSAGES))
 def test_a_permanent_launch_error_fails_the_job_with_the_aws_message(aws: Aws, code: str) -> None:
     """moto cannot be made to refuse RunInstances this way, so the client raises what AWS would."""
     job_id = new_pending_job(aws)
-    ec2 = FlakyEc2(aws.client("ec2"), code, failures=99, message="You are not authorized to do this.")
+    ec2 = FlakyEc2(aws.client("ec2"), [code] * 99)
 
     result = handle(aws, records(aws), ec2)
 
     assert result == {"batchItemFailures": []}, "an error that will not heal must not be retried"
-    assert ec2.calls == 1
+    assert len(ec2.calls) == 1
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.FAILED
-    assert item["error"] == f"The VM could not be started: You are not authorized to do this ({code})."
+    message = PERMANENT_MESSAGES[code].rstrip(".")
+    assert item["error"] == f"The VM could not be started: {message} ({code})."
     assert item["finished_at"]
-    assert capacity.holders(aws.client("dynamodb"), aws.stack.table, 4) == {}, "a failed launch must free its slot"
+    assert held_slots(aws.client("dynamodb"), aws.stack.table, 4) == {}, "a failed launch must free its slot"
 
 
 def test_backoff_grows_and_is_jittered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,8 +153,8 @@ def test_backoff_grows_and_is_jittered(monkeypatch: pytest.MonkeyPatch) -> None:
     def always_throttled() -> str:
         raise error
 
-    with pytest.raises(launcher.TransientLaunchError):
-        launcher.run_with_retries(always_throttled, attempts=4, sleep=delays.append)
+    result = launcher.launch(always_throttled, attempts=4, sleep=delays.append)
+    assert result.retry_later and result.instance_id is None and "Throttling" in result.reason
     assert delays == [launcher.BACKOFF_BASE_SECONDS * 2**n for n in range(3)]
 
 
@@ -181,15 +168,15 @@ def test_subnets_are_spread_and_stable() -> None:
 def finish(aws: Aws, job_id: str, status: Status = Status.SUCCEEDED) -> str:
     """Move a launched job to its end as the worker would; return its instance id (the VM is still alive)."""
     ddb = aws.client("dynamodb")
-    jobmodel.transition(ddb, aws.stack.table, job_id, Status.RUNNING, expected=[Status.LAUNCHING])
-    jobmodel.transition(ddb, aws.stack.table, job_id, status, expected=[Status.RUNNING])
+    jobmodel.transition(ddb, aws.stack.table, job_id, Status.RUNNING, expected=[Status.LAUNCHING], by=Actor.WORKER)
+    jobmodel.transition(ddb, aws.stack.table, job_id, status, expected=[Status.RUNNING], by=Actor.WORKER)
     return (get_item(ddb, aws.stack, job_id) or {})["instance_id"]
 
 
 def terminated(aws: Aws, instance_id: str) -> dict[str, Any]:
     """Terminate the VM and deliver EC2's state-change event to the launcher, as the EventBridge rule does."""
     aws.client("ec2").terminate_instances(InstanceIds=[instance_id])
-    return launcher.handle_instance_event(aws.client("ec2"), aws.client("dynamodb"), config_of(aws),
+    return launcher.handle_instance_event(aws.launcher_services(),
                                           instance_state_change(instance_id, "terminated", "us-east-1"))
 
 
@@ -198,7 +185,7 @@ def statuses(aws: Aws, job_ids: list[str]) -> list[str]:
 
 
 def slots_held(aws: Aws) -> int:
-    return len(capacity.holders(aws.client("dynamodb"), aws.stack.table, config_of(aws).max_concurrent_vms))
+    return len(held_slots(aws.client("dynamodb"), aws.stack.table, config_of(aws).max_concurrent_vms))
 
 
 def test_jobs_beyond_the_cap_wait_queued_and_start_oldest_first_as_vms_go(aws: Aws) -> None:
@@ -209,7 +196,7 @@ def test_jobs_beyond_the_cap_wait_queued_and_start_oldest_first_as_vms_go(aws: A
 
     assert statuses(aws, jobs) == [Status.LAUNCHING] * cap + [Status.QUEUED] * 2
     assert len(instances(aws)) == cap
-    assert sorted(capacity.holders(aws.client("dynamodb"), aws.stack.table, cap).values()) == sorted(jobs[:cap])
+    assert sorted(held_slots(aws.client("dynamodb"), aws.stack.table, cap).values()) == sorted(jobs[:cap])
 
     assert terminated(aws, finish(aws, jobs[1], Status.FAILED))["released"] is not None
     assert statuses(aws, jobs)[cap:] == [Status.LAUNCHING, Status.QUEUED], "the oldest queued job goes first"
@@ -255,15 +242,13 @@ def test_other_instance_states_free_nothing(aws: Aws, state: str) -> None:
     (instance,) = instances(aws)
     event = instance_state_change(instance["InstanceId"], state, "us-east-1")
 
-    assert launcher.handle_instance_event(aws.client("ec2"), aws.client("dynamodb"), config_of(aws), event) == {
-        "released": None}
+    assert launcher.handle_instance_event(aws.launcher_services(), event) == {"released": None}
     assert slots_held(aws) == 1
 
 
-def test_handler_routes_instance_events_and_stream_batches(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launcher, "EC2", aws.client("ec2"))
-    monkeypatch.setattr(launcher, "DDB", aws.client("dynamodb"))
-    monkeypatch.setattr(launcher, "CONFIG", config_of(aws))
+def test_handler_routes_instance_events_and_stream_batches(lambda_environment: Aws) -> None:
+    """The Lambda entry point: builds its services from the environment on first use."""
+    aws = lambda_environment
     new_pending_job(aws)
 
     assert launcher.handler({"Records": records(aws)}, None) == {"batchItemFailures": []}

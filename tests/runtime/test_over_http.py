@@ -10,7 +10,6 @@ from typing import Any
 import requests
 
 from handlers import jobmodel, launcher
-from handlers.config import ApiConfig, LauncherConfig
 from handlers.jobmodel import JOB_ID_TAG, Status
 from handlers.jobs import create_job
 from handlers.upload import create_upload
@@ -22,8 +21,7 @@ from worker.userdata import WORKER_PATH
 
 def upload_like_a_browser(aws: Aws, filename: str, content: bytes) -> str:
     """Ask for a presigned POST and send the multipart form the way the web form does; return the key."""
-    config = ApiConfig.from_env(aws.stack.api_environment())
-    grant = create_upload(aws.client("s3"), config, {"filename": filename, "size": len(content),
+    grant = create_upload(aws.client("s3"), aws.stack.api_config(), {"filename": filename, "size": len(content),
                                                      "content_type": "text/plain"})
     response = requests.post(grant["url"], data=grant["fields"], files={"file": (filename, content)}, timeout=10)
     assert response.status_code in (200, 204), response.text
@@ -47,8 +45,7 @@ def instance_ids(aws: Aws) -> list[str]:
 
 
 def launch(aws: Aws, batch: list[dict[str, Any]]) -> dict[str, Any]:
-    config = LauncherConfig.from_env(aws.stack.launcher_environment())
-    return launcher.handle_batch(aws.client("ec2"), aws.client("dynamodb"), config, {"Records": batch})
+    return launcher.handle_batch(aws.launcher_services(), {"Records": batch})
 
 
 def test_upload_job_stream_launch_and_worker_end_to_end(aws_server: Aws) -> None:
@@ -57,7 +54,7 @@ def test_upload_job_stream_launch_and_worker_end_to_end(aws_server: Aws) -> None
     key = upload_like_a_browser(aws, "notes.txt", content)
     assert aws.client("s3").get_object(Bucket=aws.stack.bucket, Key=key)["Body"].read() == content
 
-    job = create_job(aws.client("dynamodb"), aws.client("s3"), ApiConfig.from_env(aws.stack.api_environment()),
+    job = create_job(aws.client("dynamodb"), aws.client("s3"), aws.stack.api_config(),
                      {"input_text": "  hello \u2713 ", "key": key})
     assert job["status"] == Status.PENDING
 
@@ -84,7 +81,7 @@ def test_upload_job_stream_launch_and_worker_end_to_end(aws_server: Aws) -> None
 def test_two_deliveries_of_the_same_record_start_one_instance(aws_server: Aws) -> None:
     aws = aws_server
     key = upload_like_a_browser(aws, "a.txt", b"abc")
-    create_job(aws.client("dynamodb"), aws.client("s3"), ApiConfig.from_env(aws.stack.api_environment()),
+    create_job(aws.client("dynamodb"), aws.client("s3"), aws.stack.api_config(),
                {"input_text": "x", "key": key})
     batch = lambda_records(aws.client("dynamodbstreams"), aws.stack.stream_arn)
 
@@ -97,7 +94,7 @@ def test_two_deliveries_of_the_same_record_start_one_instance(aws_server: Aws) -
 def test_worker_process_reports_a_missing_input_as_failed(aws_server: Aws) -> None:
     aws = aws_server
     key = upload_like_a_browser(aws, "gone.txt", b"abc")
-    job = create_job(aws.client("dynamodb"), aws.client("s3"), ApiConfig.from_env(aws.stack.api_environment()),
+    job = create_job(aws.client("dynamodb"), aws.client("s3"), aws.stack.api_config(),
                      {"input_text": "x", "key": key})
     launch(aws, lambda_records(aws.client("dynamodbstreams"), aws.stack.stream_arn))
     aws.client("s3").delete_object(Bucket=aws.stack.bucket, Key=key)

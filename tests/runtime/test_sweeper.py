@@ -4,18 +4,17 @@ moved, and nothing done twice or to a finished job."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from handlers import capacity, jobmodel, launcher, sweeper
 from handlers.config import LauncherConfig
-from handlers.jobmodel import STACK_TAG, Status
+from handlers.jobmodel import STACK_TAG, Actor, Status
 from tests.conftest import Aws
-from tests.runtime.jobs import get_item, put_job
+from tests.runtime.jobs import get_item, held_slots, put_job
 from tests.streams import lambda_records
 
 
 def config_of(aws: Aws) -> LauncherConfig:
-    return LauncherConfig.from_env(aws.stack.launcher_environment())
+    return aws.stack.launcher_config()
 
 
 def launched_jobs(aws: Aws, count: int) -> list[str]:
@@ -23,12 +22,12 @@ def launched_jobs(aws: Aws, count: int) -> list[str]:
     jobs = [put_job(aws.client("s3"), aws.client("dynamodb"), aws.stack, content=b"x", text="t",
                     status=Status.PENDING)[0] for _ in range(count)]
     batch = lambda_records(aws.client("dynamodbstreams"), aws.stack.stream_arn)
-    launcher.handle_batch(aws.client("ec2"), aws.client("dynamodb"), config_of(aws), {"Records": batch})
+    launcher.handle_batch(aws.launcher_services(), {"Records": batch})
     return jobs
 
 
 def sweep(aws: Aws, after: timedelta = timedelta(0)) -> sweeper.SweepReport:
-    return sweeper.sweep(aws.client("ec2"), aws.client("dynamodb"), config_of(aws), datetime.now(UTC) + after)
+    return sweeper.sweep(aws.launcher_services(), datetime.now(UTC) + after)
 
 
 def item(aws: Aws, job_id: str) -> dict[str, str]:
@@ -43,7 +42,8 @@ def instance_state(aws: Aws, instance_id: str) -> str:
 
 
 def to_running(aws: Aws, job_id: str) -> None:
-    jobmodel.transition(aws.client("dynamodb"), aws.stack.table, job_id, Status.RUNNING, expected=[Status.LAUNCHING])
+    jobmodel.transition(aws.client("dynamodb"), aws.stack.table, job_id, Status.RUNNING, expected=[Status.LAUNCHING],
+                        by=Actor.WORKER)
 
 
 def test_vms_are_tagged_with_their_stack(aws: Aws) -> None:
@@ -62,7 +62,7 @@ def test_a_vm_past_the_job_timeout_is_terminated_and_its_job_failed(aws: Aws) ->
     timeout = timedelta(minutes=config_of(aws).job_timeout_minutes)
 
     assert sweep(aws, after=timeout).terminated == [], "within the timeout (plus watchdog grace) the VM lives"
-    report = sweep(aws, after=timeout + sweeper.SHUTDOWN_GRACE + timedelta(seconds=5))
+    report = sweep(aws, after=timeout + jobmodel.DEADLINES[Status.RUNNING].after + timedelta(seconds=5))
 
     assert report.terminated == [instance_id] and report.failed == [job_id]
     assert instance_state(aws, instance_id) in {"shutting-down", "terminated"}
@@ -77,7 +77,7 @@ def test_a_running_job_whose_vm_vanished_is_failed(aws: Aws) -> None:
     aws.client("ec2").terminate_instances(InstanceIds=[item(aws, job_id)["instance_id"]])
 
     assert sweep(aws).failed == [], "DescribeInstances lags: a VM gone for seconds is not yet conclusive"
-    report = sweep(aws, after=sweeper.VANISHED_GRACE + timedelta(seconds=1))
+    report = sweep(aws, after=jobmodel.VANISHED_GRACE + timedelta(seconds=1))
 
     assert report.failed == [job_id]
     assert "stopped before the job finished" in item(aws, job_id)["error"]
@@ -88,7 +88,7 @@ def test_a_launching_job_whose_vm_never_appeared_is_failed_after_the_grace(aws: 
                         status=Status.LAUNCHING)
 
     assert sweep(aws, after=timedelta(minutes=1)).failed == []
-    assert sweep(aws, after=sweeper.LAUNCH_GRACE + timedelta(seconds=1)).failed == [job_id]
+    assert sweep(aws, after=jobmodel.DEADLINES[Status.LAUNCHING].after + timedelta(seconds=1)).failed == [job_id]
     assert "never started" in item(aws, job_id)["error"]
 
 
@@ -96,7 +96,7 @@ def test_a_finished_job_is_never_touched(aws: Aws) -> None:
     (job_id,) = launched_jobs(aws, 1)
     to_running(aws, job_id)
     jobmodel.transition(aws.client("dynamodb"), aws.stack.table, job_id, Status.SUCCEEDED,
-                        expected=[Status.RUNNING], attrs={"output_file_path": "b/k"})
+                        expected=[Status.RUNNING], by=Actor.WORKER, attrs={"output_file_path": "b/k"})
     aws.client("ec2").terminate_instances(InstanceIds=[item(aws, job_id)["instance_id"]])
 
     sweep(aws, after=timedelta(hours=2))
@@ -111,7 +111,8 @@ def test_leaked_slots_are_freed_and_the_queue_moves(aws: Aws) -> None:
     jobs = launched_jobs(aws, cap + 1)
     assert item(aws, jobs[-1])["status"] == Status.QUEUED
     to_running(aws, jobs[0])
-    jobmodel.transition(aws.client("dynamodb"), aws.stack.table, jobs[0], Status.SUCCEEDED, expected=[Status.RUNNING])
+    jobmodel.transition(aws.client("dynamodb"), aws.stack.table, jobs[0], Status.SUCCEEDED, expected=[Status.RUNNING],
+                        by=Actor.WORKER)
 
     assert sweep(aws).slots_freed == [], "the finished job's VM is still alive: it keeps its slot"
     aws.client("ec2").terminate_instances(InstanceIds=[item(aws, jobs[0])["instance_id"]])
@@ -120,7 +121,7 @@ def test_leaked_slots_are_freed_and_the_queue_moves(aws: Aws) -> None:
     assert report.slots_freed == [int(item(aws, jobs[0])["slot"])]
     assert report.started == 1
     assert item(aws, jobs[-1])["status"] == Status.LAUNCHING
-    holders = capacity.holders(aws.client("dynamodb"), aws.stack.table, cap)
+    holders = held_slots(aws.client("dynamodb"), aws.stack.table, cap)
     assert sorted(holders.values()) == sorted(jobs[1:])
 
 
@@ -135,7 +136,7 @@ def test_a_slot_held_for_a_missing_or_queued_job_is_freed(aws: Aws) -> None:
     assert sorted(report.slots_freed) == [0, 1]
     assert report.started == 1, "the queued job then gets a slot the regular way"
     cap = config_of(aws).max_concurrent_vms
-    assert capacity.holders(ddb, table, cap) == {int(item(aws, queued)["slot"]): queued}
+    assert held_slots(ddb, table, cap) == {int(item(aws, queued)["slot"]): queued}
 
 
 def test_sweeping_again_changes_nothing_more(aws: Aws) -> None:
@@ -153,11 +154,10 @@ def test_sweeping_again_changes_nothing_more(aws: Aws) -> None:
     assert (second.terminated, second.failed) == ([], [])
 
 
-def test_handler_reports_what_it_did(aws: Aws, monkeypatch: Any) -> None:
+def test_handler_reports_what_it_did(lambda_environment: Aws) -> None:
+    """The Lambda entry point: builds its services from the environment on first use."""
+    aws = lambda_environment
     launched_jobs(aws, 1)
-    monkeypatch.setattr(sweeper, "EC2", aws.client("ec2"))
-    monkeypatch.setattr(sweeper, "DDB", aws.client("dynamodb"))
-    monkeypatch.setattr(sweeper, "CONFIG", config_of(aws))
     assert sweeper.handler({}, None) == {"terminated": [], "failed": [], "slots_freed": [], "queued": [], "started": 0}
 
 
@@ -167,7 +167,7 @@ def test_a_job_left_pending_is_queued_and_started(aws: Aws) -> None:
                         status=Status.PENDING)
 
     assert sweep(aws).queued == [], "a fresh PENDING job belongs to the launcher"
-    report = sweep(aws, after=sweeper.PENDING_GRACE + timedelta(seconds=1))
+    report = sweep(aws, after=jobmodel.DEADLINES[Status.PENDING].after + timedelta(seconds=1))
 
     assert report.queued == [job_id] and report.started == 1
     assert item(aws, job_id)["status"] == Status.LAUNCHING

@@ -32,10 +32,16 @@ def test_worker_output_and_log_keys_match_the_job_model(name: str) -> None:
     assert worker.log_key(job_id) == jobmodel.log_key(job_id)
 
 
-def test_worker_transitions_are_allowed_by_the_job_model() -> None:
-    """The worker moves LAUNCHING -> RUNNING -> SUCCEEDED | FAILED; the model must allow exactly those moves."""
-    assert Status.RUNNING in jobmodel.ALLOWED_TRANSITIONS[Status.LAUNCHING]
-    assert {Status.SUCCEEDED, Status.FAILED} <= jobmodel.ALLOWED_TRANSITIONS[Status.RUNNING]
+def test_worker_transitions_are_the_job_models_worker_moves() -> None:
+    """The worker's copied table must be exactly the moves the job model gives the worker, no more, no fewer."""
+    model = {(t.source.value, t.target.value) for t in jobmodel.TRANSITIONS if jobmodel.Actor.WORKER in t.by}
+    assert set(worker.WORKER_TRANSITIONS) == model
+
+
+def test_the_worker_refuses_a_move_it_may_not_make() -> None:
+    """A bug that made the worker fail a LAUNCHING job (the sweeper's move) is stopped before any write."""
+    with pytest.raises(ValueError, match="LAUNCHING -> FAILED"):
+        worker.transition(None, "table", "job", worker.FAILED, expected=[worker.LAUNCHING])
 
 
 def test_worker_imports_only_the_standard_library_and_boto3() -> None:

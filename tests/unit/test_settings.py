@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import MIB, StackSettings, api_environment, config_key, site_config
+from components.settings import MIB, StackSettings, api_config, config_key, site_config
 
 
 def test_defaults_need_no_config() -> None:
@@ -46,9 +46,9 @@ def test_config_key_is_camel_case() -> None:
     assert config_key("instance_type") == "instanceType"
 
 
-def test_api_environment_and_site_config_carry_the_same_limits() -> None:
+def test_api_config_and_site_config_carry_the_same_limits() -> None:
     settings = StackSettings(max_file_mb=3, max_text_length=99)
-    env = api_environment("bucket", "table", settings)
+    env = api_config("bucket", "table", settings).to_env()
     site = site_config(settings)
     assert int(env["MAX_FILE_BYTES"]) == site["maxFileBytes"] == 3 * MIB
     assert int(env["MAX_TEXT_LENGTH"]) == site["maxTextLength"] == 99

@@ -1,0 +1,61 @@
+"""The launcher and the sweeper make only the moves the job model gives them, at every call site in their source.
+
+`jobmodel.transition` refuses a wrong move at run time, but only on the paths a test happens to drive; reading the
+source checks every call, including error paths no test reaches.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from handlers import jobmodel
+from handlers.jobmodel import Actor, Status
+
+HANDLERS = Path(jobmodel.__file__).parent
+
+
+def status_of(node: ast.expr) -> Status:
+    assert isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Status", (
+        f"line {node.lineno}: states are named as Status.X so they can be checked")
+    return Status[node.attr]
+
+
+def jobmodel_moves(tree: ast.AST) -> list[tuple[Status, Status, Actor]]:
+    """(from, to, by) of every `jobmodel.transition(ddb, table, job_id, Status.X, expected=[...], by=Actor.Y)`."""
+    moves = []
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "transition"
+                and isinstance(call.func.value, ast.Name) and call.func.value.id == "jobmodel"):
+            continue
+        keywords = {k.arg: k.value for k in call.keywords}
+        by = keywords["by"]
+        assert isinstance(by, ast.Attribute), f"line {call.lineno}: by= names an Actor"
+        expected = keywords["expected"]
+        assert isinstance(expected, ast.List), f"line {call.lineno}: expected= is a literal list"
+        if isinstance(call.args[3], ast.Name):  # the launcher's helper passes its own parameters through
+            continue
+        moves += [(status_of(e), status_of(call.args[3]), Actor[by.attr]) for e in expected.elts]
+    return moves
+
+
+def launcher_helper_moves(tree: ast.AST) -> list[tuple[Status, Status, Actor]]:
+    """(from, to) of every `transition(services, job_id, Status.TO, Status.FROM, ...)` in the launcher."""
+    return [
+        (status_of(call.args[3]), status_of(call.args[2]), Actor.LAUNCHER)
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "transition"
+    ]
+
+
+@pytest.mark.parametrize("module", ["launcher", "sweeper"])
+def test_every_transition_in_the_source_is_allowed_for_its_actor(module: str) -> None:
+    tree = ast.parse((HANDLERS / f"{module}.py").read_text())
+    moves = jobmodel_moves(tree) + launcher_helper_moves(tree)
+    assert moves, f"no transition found in {module}.py: the check would pass vacuously"
+    allowed = {(t.source, t.target, actor) for t in jobmodel.TRANSITIONS for actor in t.by}
+    assert {(a, b, by) for a, b, by in moves if by.value == module} == {(a, b, by) for a, b, by in moves}, (
+        f"{module}.py acts as another component")
+    assert set(moves) <= allowed, f"moves the model does not give the {module}: {set(moves) - allowed}"
