@@ -42,8 +42,8 @@ api = Api(
         settings=settings,
     ),
 )
-site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings, user_pool_id=auth.user_pool.id,
-                             client_id=auth.client.id, region=auth.region))
+site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings, upload_origins=storage.upload_origins,
+                             user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=auth.region))
 monitoring = Monitoring(
     "monitoring",
     MonitoringArgs(

@@ -77,6 +77,12 @@ class Storage(pulumi.ComponentResource):
             **table_protection_args(protect=args.protect_data, retention_days=args.retention_days),
             opts=kept,
         )
+        self.upload_origins: list[pulumi.Output[str]] = [
+            pulumi.Output.concat("https://", self.bucket.bucket_regional_domain_name),
+            pulumi.Output.concat("https://", self.bucket.bucket, ".s3.amazonaws.com"),
+        ]
+        """Where the browser sends the presigned POST: boto3 presigns on the bucket's regional host, except in the
+        one region where it still uses the global `<bucket>.s3.amazonaws.com`. The site's CSP allows these two."""
 
         self.register_outputs({
             "bucket": self.bucket.bucket,
