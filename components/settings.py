@@ -47,9 +47,7 @@ BOUNDS: dict[str, tuple[int, int | None]] = {
 }
 """Inclusive range of each whole-number key (None: no upper bound); Cognito's bounds for token lifetimes."""
 
-JOB_EXPIRY_ATTR = "expires_at"
-"""Number attribute (epoch seconds) that the jobs table's TTL reads when `retention_days` is set. No writer sets it
-yet: a job's final write (worker SUCCEEDED/FAILED, launcher and sweeper FAILED) would add `finished + retention`."""
+JOB_EXPIRY_ATTR = jobmodel.EXPIRES_AT
 
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
@@ -107,7 +105,7 @@ class StackSettings:
     `retain_on_delete`, DynamoDB deletion protection, and no `force_destroy` (a production stack)."""
     retention_days: int = 0
     """Days after which inputs, outputs and logs expire (S3 lifecycle); it also enables the jobs table's TTL on
-    `JOB_EXPIRY_ATTR`, which the final status writes do not set yet. 0 keeps everything."""
+    `JOB_EXPIRY_ATTR`, which the launcher sets on each finished job. 0 keeps everything."""
 
     def __post_init__(self) -> None:
         problems = [*self._range_problems(), *self._format_problems()]
@@ -206,6 +204,7 @@ def launcher_config(
         max_concurrent_vms=settings.max_concurrent_vms,
         job_timeout_minutes=settings.job_timeout_minutes,
         stack=stack_tag,
+        retention_days=settings.retention_days,
     )
 
 
