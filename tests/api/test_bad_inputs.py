@@ -227,11 +227,12 @@ def given(pipeline: LocalPipeline) -> Iterator[Given]:
     s3 = pipeline.client("s3")
     used = signed_in(pipeline).upload("used.txt", b"already a job's input")
     job_id = signed_in(pipeline).create_job(used, "first")["id"]
+    owner = {"owner": str(jwt.decode(signed_in(pipeline).token or "", options={"verify_signature": False})["sub"])}
     oversize = signed_in(pipeline).upload("big.bin", b"x")
     # moto does not enforce the presigned POST's size range: replace the object as a tampered client could
-    s3.put_object(Bucket=pipeline.stack.bucket, Key=oversize, Body=b"x" * (MAX_BYTES + 1))
+    s3.put_object(Bucket=pipeline.stack.bucket, Key=oversize, Body=b"x" * (MAX_BYTES + 1), Metadata=owner)
     empty = signed_in(pipeline).upload("empty.txt", b"x")
-    s3.put_object(Bucket=pipeline.stack.bucket, Key=empty, Body=b"")
+    s3.put_object(Bucket=pipeline.stack.bucket, Key=empty, Body=b"", Metadata=owner)
     user = signed_in(pipeline)
     assert user.token is not None
     other = new_user(pipeline, "other")
