@@ -91,7 +91,8 @@ def release(ddb: Any, table: str, job_id: str, owner: str, expires_at: int | Non
         ])
     except ClientError as err:
         reasons = [r.get("Code") for r in err.response.get("CancellationReasons", [])]
-        if err.response["Error"]["Code"] == "TransactionCanceledException" and reasons[:1] == ["ConditionalCheckFailed"]:
+        cancelled = err.response["Error"]["Code"] == "TransactionCanceledException"
+        if cancelled and reasons[:1] == ["ConditionalCheckFailed"]:
             return False  # the job no longer holds a place: released already (a redelivered record)
         raise  # a conflict or a throttle: the stream record is retried
     return True

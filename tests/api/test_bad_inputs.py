@@ -194,7 +194,8 @@ CASES: dict[str, Bad] = {
     "another user's job": Bad("GET", "/api/jobs/{other_job_id}", 404, "job_not_found"),
     "another user's upload key": Bad("POST", JOBS, 404, "upload_not_found", body=job(key=lambda g: g.other_key)),
     "another user's cursor": Bad("GET", "/api/jobs?limit=1&next={other_cursor}", 404, "cursor_not_found"),
-    "garbage cursor": Bad("GET", "/api/jobs?next=not-a-cursor", 400, "invalid_cursor"),
+    "garbage cursor": Bad("GET", "/api/jobs?next=not-a-cursor", 404, "cursor_not_found"),
+    "cursor with padding": Bad("GET", "/api/jobs?next=abcd%3D", 400, "invalid_cursor"),
     "cursor over the length": Bad("GET", "/api/jobs?next=" + "A" * 600, 400, "invalid_cursor"),
 }
 AUTH_CASES: dict[str, Bad] = {
