@@ -14,7 +14,9 @@ from components.storage import Storage, StorageArgs
 
 settings = StackSettings.from_config(pulumi.Config().get)
 
-storage = Storage("storage", StorageArgs())
+storage = Storage(
+    "storage", StorageArgs(protect_data=settings.protect_data, retention_days=settings.retention_days)
+)
 auth = Auth("auth", AuthArgs(settings=settings))
 compute = Compute(
     "compute",
@@ -40,8 +42,8 @@ api = Api(
         settings=settings,
     ),
 )
-site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings, user_pool_id=auth.user_pool.id,
-                             client_id=auth.client.id, region=auth.region))
+site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings, upload_origins=storage.upload_origins,
+                             user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=auth.region))
 monitoring = Monitoring(
     "monitoring",
     MonitoringArgs(

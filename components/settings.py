@@ -43,8 +43,11 @@ BOUNDS: dict[str, tuple[int, int | None]] = {
     "id_token_minutes": (MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES),
     "refresh_token_days": (1, MAX_REFRESH_TOKEN_DAYS),
     "sweep_interval_minutes": (1, MAX_SWEEP_INTERVAL_MINUTES),
+    "retention_days": (0, None),
 }
 """Inclusive range of each whole-number key (None: no upper bound); Cognito's bounds for token lifetimes."""
+
+JOB_EXPIRY_ATTR = jobmodel.EXPIRES_AT
 
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
@@ -97,6 +100,12 @@ class StackSettings:
     id_token_minutes: int = 60
     refresh_token_days: int = 30
     """How long a signed-in browser stays signed in without the password (refresh token lifetime)."""
+    protect_data: bool = False
+    """Keep the data bucket and the jobs table through `pulumi destroy` and refuse their replacement: `protect`,
+    `retain_on_delete`, DynamoDB deletion protection, and no `force_destroy` (a production stack)."""
+    retention_days: int = 0
+    """Days after which inputs, outputs and logs expire (S3 lifecycle); it also enables the jobs table's TTL on
+    `JOB_EXPIRY_ATTR`, which the launcher sets on each finished job. 0 keeps everything."""
 
     def __post_init__(self) -> None:
         problems = [*self._range_problems(), *self._format_problems()]
@@ -195,6 +204,7 @@ def launcher_config(
         max_concurrent_vms=settings.max_concurrent_vms,
         job_timeout_minutes=settings.job_timeout_minutes,
         stack=stack_tag,
+        retention_days=settings.retention_days,
     )
 
 
@@ -214,6 +224,7 @@ def site_config(
         "maxTextLength": settings.max_text_length,
         "selfSignUp": settings.allow_self_sign_up,
         "auth": auth,
+        "retentionDays": settings.retention_days,
     }
 
 

@@ -50,6 +50,7 @@ ZONE_ERRORS = frozenset({
 """RunInstances errors about the subnet's zone (the instance type is not offered there, or not now): another of
 the stack's subnets, in another zone, may succeed at once."""
 
+SECONDS_PER_DAY = 24 * 3600
 LAUNCH_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
 LAUNCH_BACKOFF_SECONDS = sum(BACKOFF_BASE_SECONDS * 2**k for k in range(LAUNCH_ATTEMPTS - 1))
@@ -269,7 +270,9 @@ def release_quota(services: LauncherServices, record: Mapping[str, Any]) -> None
     image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
     if job_id is None or "owner" not in image:
         return
-    if quota.release(services.ddb, services.config.table, job_id, image["owner"]):
+    retention = services.config.retention_days
+    expires_at = int(time.time()) + retention * SECONDS_PER_DAY if retention > 0 else None
+    if quota.release(services.ddb, services.config.table, job_id, image["owner"], expires_at):
         log.info("job finished", extra=jobmodel.finished_fields(image))
 
 

@@ -3,6 +3,11 @@
 moto runs in its own process (not `ThreadedMotoServer`) so that its state is isolated from any in-process
 `moto.mock_aws` a test may use at the same time, and so that its request handling does not compete with the web
 server, the stream poller and the VM host for this process's GIL.
+
+The child is `python -m local.emulator`: moto's server plus a watchdog on its stdin, a pipe whose write end only
+the parent holds. When the parent ends, however it ends (SIGKILL included), the kernel closes that end, the
+watchdog reads end-of-file and the emulator exits, so no emulator outlives local mode. (A pipe rather than Linux's
+PR_SET_PDEATHSIG, which fires when the *thread* that started the child ends, not the process, and is Linux-only.)
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +36,8 @@ REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 """moto accepts any credentials; these are set explicitly so that no real credentials can ever be used."""
 START_TIMEOUT_SECONDS = 20.0
+LOG_TAIL_BYTES = 4000
+REPO_ROOT = Path(__file__).resolve().parent.parent
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
 
 
@@ -60,13 +69,15 @@ class MotoServer:
     def start(self, attempts: int = 3) -> str:
         for _ in range(attempts):
             self.port = free_port(self.host)
-            self._log = tempfile.NamedTemporaryFile(prefix="filepipe-moto-", suffix=".log")  # noqa: SIM115
+            self._log = tempfile.TemporaryFile(prefix="filepipe-moto-", suffix=".log")  # noqa: SIM115
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
-                stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "local.emulator", "-H", self.host, "-p", str(self.port)],
+                # The parent-death pipe: this process keeps the write end open and never writes (see main()).
+                stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
                 # Its own session: the terminal's Ctrl-C (SIGINT to the foreground process group) does not reach it,
                 # so it outlives the parts that still use it while local mode stops them in order, then ends it.
                 start_new_session=True,
+                cwd=REPO_ROOT,
                 env={**os.environ, "MOTO_PORT": str(self.port)},
             )
             if self._wait_until_up():
@@ -95,8 +106,9 @@ class MotoServer:
 
     def _show_log(self) -> None:
         if self._log is not None:
-            text = Path(self._log.name).read_text(errors="replace")
-            log.error("moto server output:\n%s", text[-4000:])
+            size = os.fstat(self._log.fileno()).st_size  # pread: the child shares (and moves) the file offset
+            tail = os.pread(self._log.fileno(), LOG_TAIL_BYTES, max(0, size - LOG_TAIL_BYTES))
+            log.error("moto server output:\n%s", tail.decode(errors="replace"))
 
     def stop(self) -> None:
         if self.process is not None:
@@ -107,6 +119,8 @@ class MotoServer:
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait()
+            if self.process.stdin is not None:
+                self.process.stdin.close()
             self.process = None
         if self._log is not None:
             with contextlib.suppress(OSError):
@@ -131,3 +145,73 @@ class EndpointSession:
         the handlers' AWS limits (`handlers.services.CallLimits`) are too tight for moto on a busy machine."""
         merged = config.merge(CLIENT_CONFIG) if config is not None else CLIENT_CONFIG
         return self._session.client(service, endpoint_url=self.endpoint_url, config=merged)
+
+
+def exit_with_parent(pipe: IO[bytes]) -> threading.Thread:
+    """Exit this process as soon as `pipe` reaches end-of-file: its write end belongs to the parent alone (the
+    parent never writes), so end-of-file means the parent has ended, however it ended."""
+
+    def watch() -> None:
+        while pipe.read(1024):
+            pass
+        os._exit(0)  # moto keeps nothing worth flushing; its serving thread must not keep the process alive
+
+    watchdog = threading.Thread(target=watch, name="parent-watchdog", daemon=True)
+    watchdog.start()
+    return watchdog
+
+
+def make_dynamodb_requests_atomic() -> None:
+    """DynamoDB applies each request, its condition and its writes (a whole transaction), atomically. moto's server
+    handles requests on several threads with no lock, so two concurrent conditional writes can both see the old item
+    and both succeed: ten simultaneous job submissions by one user all passed a limit of five. One lock around moto's
+    DynamoDB request handling restores DynamoDB's atomicity (other services are not serialised)."""
+    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415 (only the child imports moto)
+
+    lock = threading.Lock()
+    handle = DynamoHandler.call_action
+
+    def call_action(self: DynamoHandler) -> Any:
+        with lock:
+            return handle(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+def keep_streams_through_cancelled_transactions() -> None:
+    """moto rolls a cancelled TransactWriteItems back by putting a copy of the whole table in its place, stream shard
+    included, while stream readers keep the old shard: from then on they see no new record (local mode's launcher
+    stopped seeing finished jobs after one submission over the per-user limit). After a rollback, the live shard is
+    put back on the restored table, without the records of the writes that were rolled back."""
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415 (only the child imports moto)
+
+    transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        shards = {name: table.stream_shard for name, table in self.tables.items() if table.stream_shard is not None}
+        lengths = {name: len(shard.items) for name, shard in shards.items()}
+        try:
+            transact(self, transact_items)
+        finally:
+            for name, shard in shards.items():
+                table = self.tables.get(name)
+                if table is not None and table.stream_shard is not shard:  # rolled back to a copy
+                    del shard.items[lengths[name]:]
+                    shard.table = table
+                    table.stream_shard = shard
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def main(argv: Sequence[str]) -> None:
+    """`python -m local.emulator -H <host> -p <port>`: moto's server, for as long as the parent lives."""
+    from moto.server import main as moto_server  # noqa: PLC0415 (1.7 s to import; only the child needs it)
+
+    exit_with_parent(sys.stdin.buffer)
+    make_dynamodb_requests_atomic()
+    keep_streams_through_cancelled_transactions()
+    moto_server(list(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

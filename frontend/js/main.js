@@ -6,7 +6,7 @@ import { JobList } from "./joblist.js";
 import { SubmitForm } from "./submit.js";
 
 /** Used when config.json cannot be read; the API still enforces its own limits and says so. */
-const DEFAULTS = { apiBase: "/api", maxFileBytes: 10 * 1024 * 1024, maxTextLength: 2000 };
+const DEFAULTS = { apiBase: "/api", maxFileBytes: 10 * 1024 * 1024, maxTextLength: 2000, retentionDays: 0 };
 
 async function loadConfig() {
   try {
@@ -17,6 +17,7 @@ async function loadConfig() {
       apiBase: typeof config.apiBase === "string" && config.apiBase ? config.apiBase : DEFAULTS.apiBase,
       maxFileBytes: Number(config.maxFileBytes) > 0 ? Number(config.maxFileBytes) : DEFAULTS.maxFileBytes,
       maxTextLength: Number(config.maxTextLength) > 0 ? Number(config.maxTextLength) : DEFAULTS.maxTextLength,
+      retentionDays: Number.isInteger(config.retentionDays) && config.retentionDays > 0 ? config.retentionDays : 0,
     };
   } catch (error) {
     console.warn("config.json unavailable, using defaults:", error);
@@ -24,8 +25,17 @@ async function loadConfig() {
   }
 }
 
+/** How long the stack keeps uploads and results (its `retentionDays`), next to the file field. */
+function showRetention(days) {
+  const note = document.getElementById("retention");
+  if (days > 0) {
+    note.textContent = `Files and results are deleted ${days} ${days === 1 ? "day" : "days"} after upload.`;
+  }
+}
+
 async function start() {
   const config = await loadConfig();
+  showRetention(config.retentionDays);
   const api = new Api(config.apiBase);
   const announce = createAnnouncer(document.getElementById("announcer"));
   const jobs = new JobList({ api, announce });

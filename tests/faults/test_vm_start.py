@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from local.app import LocalPipeline
-from local.client import submit
 from local.vmhost import Ending
 from tests.faults.harness import assert_readable_sentence, wait_for_status
-from tests.local.harness import finished_run
+from tests.local.harness import finished_run, signed_in
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +59,7 @@ def test_without_boto3_the_vm_installs_it_with_bounded_dnf_and_runs_the_job(
     """Regression: an AMI without boto3 (the default AL2023) no longer starting jobs once the install is skipped
     when boto3 is there; dnf pulling weak dependencies, or waiting on a repository for its default 30 s x 10."""
     install_shims(shims, INSTALLING_DNF)
-    job = submit(pipeline.url, "plain.txt", b"abc", "xyz")
+    job = signed_in(pipeline).submit("plain.txt", b"abc", "xyz")
     done = wait_for_status(pipeline, job["id"], "SUCCEEDED", timeout=30)
     run = finished_run(pipeline, done["instance_id"])
     assert "boto3 is not installed: installing python3-boto3" in run.console
@@ -78,7 +77,7 @@ def test_an_unreachable_package_repository_fails_the_job_at_once_with_a_reason(
     never started", and no word on the repository."""
     install_shims(shims, FAILING_DNF)
     began = time.monotonic()
-    job = submit(pipeline.url, "plain.txt", b"abc", "xyz")
+    job = signed_in(pipeline).submit("plain.txt", b"abc", "xyz")
     failed = wait_for_status(pipeline, job["id"], "FAILED", timeout=30)
     assert time.monotonic() - began < 60
     assert_readable_sentence(failed["error"])

@@ -61,6 +61,8 @@ class Recorded:
     name: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+    """The resource options policy checks read (`protect`, `retain_on_delete`), as the program passed them."""
 
     def policy(self, key: str = "policy") -> dict[str, Any]:
         return json.loads(self.inputs[key])
@@ -193,6 +195,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.resources: list[Recorded] = []
+        self.options: dict[tuple[str, str], dict[str, Any]] = {}
         self.invokes: list[str] = []
         self.messages: list[str] = []
         self.logger = logging.getLogger("tests.infra.pulumi-engine")
@@ -202,7 +205,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = {**args.inputs, **computed_outputs(args)}
-        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), outputs))
+        options = self.options.pop((args.typ, args.name), {})
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), outputs, options))
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -212,6 +216,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token not in INVOKES:
             raise NotImplementedError(f"the mocks do not answer invoke {args.token}")
         return INVOKES[args.token], []
+
+    def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
+        """A stack transformation that changes nothing: it notes the options the mocks' monitor is not given."""
+        self.options[(args.type_, args.name)] = {
+            "protect": bool(args.opts.protect), "retain_on_delete": bool(args.opts.retain_on_delete),
+        }
 
 
 @dataclass
@@ -238,21 +248,27 @@ class Deployment:
         return found[0]
 
 
-def dev_stack_config() -> dict[str, str]:
-    """`Pulumi.dev.yaml`'s `filepipe:` keys (the `aws:` provider keys mean nothing to mocks)."""
-    data = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8"))
+def stack_config(stack: str) -> dict[str, str]:
+    """`Pulumi.<stack>.yaml`'s `filepipe:` keys (the `aws:` provider keys mean nothing to mocks)."""
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
     return {key: str(value) for key, value in data["config"].items() if key.startswith(f"{PROJECT}:")}
+
+
+def dev_stack_config() -> dict[str, str]:
+    return stack_config("dev")
 
 
 @pytest.fixture(scope="session")
 def mocks() -> RecordingMocks:
     recording = RecordingMocks()
     pulumi.runtime.set_mocks(recording, project=PROJECT, stack=STACK, preview=False, logger=recording.logger)
+    pulumi.runtime.register_stack_transformation(recording.record_options)
     return recording
 
 
-def run_program(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
+def run_program(mocks: RecordingMocks, config: dict[str, str], path: Path = PROGRAM) -> Deployment:
     mocks.resources.clear()
+    mocks.options.clear()
     mocks.invokes.clear()
     mocks.messages.clear()
     pulumi.runtime.set_all_config(config)
@@ -264,7 +280,7 @@ def run_program(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        namespace.update(runpy.run_path(str(PROGRAM), run_name="__main__"))
+        namespace.update(runpy.run_path(str(path), run_name="__main__"))
         return pulumi.Output.from_input(dict(root.outputs)).apply(captured.update)
 
     with warnings.catch_warnings():
@@ -294,6 +310,12 @@ def dev(build: Callable[..., Deployment]) -> Deployment:
     return build()
 
 
+@pytest.fixture(scope="session")
+def prod(mocks: RecordingMocks) -> Deployment:
+    """The program under `Pulumi.prod.yaml`'s config, built once."""
+    return run_program(mocks, stack_config("prod"))
+
+
 TUNED: dict[str, str] = {
     "instanceType": "c7g.large",
     "amiParameter": "/filepipe/worker-ami",
@@ -317,6 +339,8 @@ TUNED: dict[str, str] = {
     "accessTokenMinutes": "15",
     "idTokenMinutes": "20",
     "refreshTokenDays": "3",
+    "protectData": "true",
+    "retentionDays": "45",
 }
 """A stack that sets every config key to a value unlike the dev stack's and the defaults (a new key must be added
 here: `test_program` checks), so one run of the program shows each override reaching its resources."""

@@ -87,7 +87,8 @@ def test_no_hard_coded_names_regions_or_accounts_in_program_code() -> None:
 def test_dev_stack_settings(dev: Deployment) -> None:
     """Regression: `Pulumi.dev.yaml`'s values not reaching the program (the defaults deployed instead)."""
     assert dev.namespace["settings"] == StackSettings(
-        instance_type="t4g.micro", max_file_mb=10, max_concurrent_vms=2, job_timeout_minutes=15, log_retention_days=7
+        instance_type="t4g.micro", max_file_mb=10, max_concurrent_vms=2, job_timeout_minutes=15, log_retention_days=7,
+        protect_data=False, retention_days=7,
     )
 
 

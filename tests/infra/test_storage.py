@@ -49,7 +49,7 @@ def test_incomplete_multipart_uploads_are_aborted(dev: Deployment) -> None:
     """Regression: abandoned multipart uploads (a worker killed mid-output) are billed forever, invisibly."""
     lifecycle = dev.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
     assert lifecycle.inputs["bucket"] == "storage-data-id"
-    [rule] = lifecycle.inputs["rules"]
+    [rule] = [r for r in lifecycle.inputs["rules"] if r["id"] == "abort-incomplete-multipart-uploads"]
     assert rule["status"] == "Enabled"
     assert rule["filter"] == {"prefix": ""}, "the rule must cover the whole bucket"
     assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
