@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -13,7 +13,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from components import iam
-from components.functions import python_function
+from components.functions import PythonFunction, python_function
 from components.network import SUBNET_CIDRS, VPC_CIDR
 from components.settings import NO_RESERVATION, PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
 from components.triggers import (
@@ -253,18 +253,16 @@ class Compute(pulumi.ComponentResource):
             sqs_managed_sse_enabled=True,
             opts=child,
         )
-        launcher = python_function(
-            f"{name}-launcher",
-            self,
-            module="launcher",
-            environment=environment,
-            policy=lambda logs: iam.launcher_function_policy(
+        launcher = self._dispatcher(
+            "launcher",
+            args,
+            environment,
+            lambda logs: iam.launcher_function_policy(
                 dispatch=dispatch,
                 stream_arn=args.stream_arn,
                 failure_queue_arn=self.failure_queue.arn,
                 log_group_arn=logs,
             ),
-            log_retention_days=args.settings.log_retention_days,
             reserved_concurrency=args.settings.launcher_reserved_concurrency,
             timeout_seconds=launcher_module.TIMEOUT_SECONDS,
         )
@@ -304,15 +302,11 @@ class Compute(pulumi.ComponentResource):
         are not ours, which the rule cannot tell apart: they carry no tags) never takes the launcher's concurrency
         while new jobs wait on the stream.
         """
-        release = python_function(
-            f"{self._name}-release",
-            self,
-            module="release",
-            environment=environment,
-            policy=lambda logs: iam.release_function_policy(
-                dispatch=dispatch, table_arn=args.table_arn, log_group_arn=logs
-            ),
-            log_retention_days=args.settings.log_retention_days,
+        release = self._dispatcher(
+            "release",
+            args,
+            environment,
+            lambda logs: iam.release_function_policy(dispatch=dispatch, table_arn=args.table_arn, log_group_arn=logs),
             reserved_concurrency=NO_RESERVATION,
             timeout_seconds=launcher_module.TIMEOUT_SECONDS,
         )
@@ -331,12 +325,11 @@ class Compute(pulumi.ComponentResource):
         """The sweeper Lambda, invoked by an EventBridge rule every `sweep_interval_minutes`."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
         interval = args.settings.sweep_interval_minutes
-        sweeper = python_function(
-            f"{name}-sweeper",
-            self,
-            module="sweeper",
-            environment=environment,
-            policy=lambda logs: iam.sweeper_function_policy(
+        sweeper = self._dispatcher(
+            "sweeper",
+            args,
+            environment,
+            lambda logs: iam.sweeper_function_policy(
                 dispatch=dispatch,
                 partition=self._partition,
                 region=self._region,
@@ -346,7 +339,6 @@ class Compute(pulumi.ComponentResource):
                 table_arn=args.table_arn,
                 log_group_arn=logs,
             ),
-            log_retention_days=args.settings.log_retention_days,
             reserved_concurrency=args.settings.launcher_reserved_concurrency,
             timeout_seconds=sweeper_module.TIMEOUT_SECONDS,
         )
@@ -365,6 +357,28 @@ class Compute(pulumi.ComponentResource):
             self.sweeper,
             description="filepipe: run the sweeper (overdue VMs, stuck jobs, leaked slots, queued jobs)",
             schedule_expression=rate_expression(interval),
+        )
+
+    def _dispatcher(
+        self,
+        module: str,
+        args: ComputeArgs,
+        environment: pulumi.Output[dict[str, str]],
+        policy: Callable[[pulumi.Output[str]], pulumi.Output[str]],
+        *,
+        reserved_concurrency: int,
+        timeout_seconds: int,
+    ) -> PythonFunction:
+        """`handlers.<module>`, one of the three functions that start VMs, with the stack's launcher config."""
+        return python_function(
+            f"{self._name}-{module}",
+            self,
+            module=module,
+            environment=environment,
+            policy=policy,
+            log_retention_days=args.settings.log_retention_days,
+            reserved_concurrency=reserved_concurrency,
+            timeout_seconds=timeout_seconds,
         )
 
     def _invoke_on_events(

@@ -287,17 +287,21 @@ def from_dynamodb(item: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     return {name: value["S"] for name, value in item.items() if "S" in value}
 
 
-def jobs_in_state(ddb: Any, table: str, status: Status, limit: int = 100) -> list[dict[str, str]]:
-    """Up to `limit` jobs now in `status`, oldest first (eventually consistent, like every index query)."""
-    jobs: list[dict[str, str]] = []
-    query: dict[str, Any] = {
+def status_query(table: str, status: Status) -> dict[str, Any]:
+    """Query arguments for the jobs in `status`, through the status index."""
+    return {
         "TableName": table,
         "IndexName": STATUS_INDEX,
         "KeyConditionExpression": "#status = :status",
         "ExpressionAttributeNames": {"#status": "status"},
         "ExpressionAttributeValues": {":status": {"S": status.value}},
-        "ScanIndexForward": True,
     }
+
+
+def jobs_in_state(ddb: Any, table: str, status: Status, limit: int = 100) -> list[dict[str, str]]:
+    """Up to `limit` jobs now in `status`, oldest first (eventually consistent, like every index query)."""
+    jobs: list[dict[str, str]] = []
+    query = status_query(table, status) | {"ScanIndexForward": True}
     while len(jobs) < limit:
         page = ddb.query(**query, Limit=limit - len(jobs))
         jobs.extend(from_dynamodb(item) for item in page.get("Items", []))
@@ -309,14 +313,7 @@ def jobs_in_state(ddb: Any, table: str, status: Status, limit: int = 100) -> lis
 
 def count_in_state(ddb: Any, table: str, status: Status) -> int:
     """How many jobs are now in `status` (eventually consistent): a count query, no items read out."""
-    query: dict[str, Any] = {
-        "TableName": table,
-        "IndexName": STATUS_INDEX,
-        "KeyConditionExpression": "#status = :status",
-        "ExpressionAttributeNames": {"#status": "status"},
-        "ExpressionAttributeValues": {":status": {"S": status.value}},
-        "Select": "COUNT",
-    }
+    query = status_query(table, status) | {"Select": "COUNT"}
     count = 0
     while True:
         page = ddb.query(**query)

@@ -3,8 +3,10 @@ error ends somewhere sane."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -420,3 +422,16 @@ def test_a_finished_job_gets_its_expiry_when_the_stack_keeps_records_for_a_time(
         else:
             expires = int(raw[jobmodel.EXPIRES_AT]["N"])
             assert before + days * 86400 - 5 <= expires <= time.time() + days * 86400
+
+
+def test_the_release_function_takes_aws_documented_state_change_event(aws: Aws) -> None:
+    """The EC2 User Guide's sample event (tests/events), as "terminated": the slot of the VM it names is freed."""
+    sample = json.loads((Path(__file__).parents[1] / "events" / "ec2InstanceStateChangeEvent.json").read_text())
+    instance_id = sample["detail"]["instance-id"]
+    ddb, table = aws.client("dynamodb"), aws.stack.table
+    slot = capacity.acquire(ddb, table, "some-job", config_of(aws).max_concurrent_vms)
+    assert slot is not None and capacity.attach_instance(ddb, table, "some-job", slot, instance_id)
+
+    assert release.handle(sample, aws.launcher_services()) == {"released": None}, "a pending VM keeps its slot"
+    terminated = {**sample, "detail": {**sample["detail"], "state": "terminated"}}
+    assert release.handle(terminated, aws.launcher_services()) == {"released": slot}
