@@ -157,7 +157,9 @@ export class AuthView {
   async signIn(email, password) {
     const next = await this.session.signIn(email, password);
     if (next) {
-      this.pending = { email: next.username || email, password: "", session: next.session };
+      // The challenge is answered with the email typed, not ChallengeParameters.USERNAME (the sub): moto would
+      // store that sub as the user's email.
+      this.pending = { email, password: "", session: next.session };
       this.go("new-password");
       this.say("Choose a password of your own to finish signing in.", "info");
     }

@@ -79,7 +79,7 @@ export class Session {
   }
 
   /**
-   * Sign in with the password. Resolves null when signed in, or `{challenge, session, username}` when Cognito asks for more
+   * Sign in with the password. Resolves null when signed in, or `{challenge, session}` when Cognito asks for more
    * (`NEW_PASSWORD_REQUIRED`: a user an operator created with a temporary password).
    */
   async signIn(email, password) {
@@ -97,8 +97,7 @@ export class Session {
       return null;
     }
     if (answer.ChallengeName === "NEW_PASSWORD_REQUIRED") {
-      const username = answer.ChallengeParameters ? answer.ChallengeParameters.USERNAME : undefined;
-      return { challenge: answer.ChallengeName, session: answer.Session, username };
+      return { challenge: answer.ChallengeName, session: answer.Session };
     }
     throw new CognitoError("UnsupportedChallenge", `Cognito asked for ${answer.ChallengeName || "something else"}`);
   }
