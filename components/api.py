@@ -44,6 +44,11 @@ class Api(pulumi.ComponentResource):
     api: aws.apigatewayv2.Api
     endpoint: pulumi.Output[str]
     functions: dict[str, aws.lambda_.Function]
+    log_groups: dict[str, aws.cloudwatch.LogGroup]
+    """Each function's log group, by handler module."""
+    access_logs: aws.cloudwatch.LogGroup
+    """The stage's access log: one JSON line per request (`ACCESS_LOG_FORMAT`)."""
+    stage: aws.apigatewayv2.Stage
 
     def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("filepipe:api:Api", name, None, opts)
@@ -58,9 +63,10 @@ class Api(pulumi.ComponentResource):
             "jobs": lambda logs: iam.jobs_function_policy(args.bucket_arn, args.table_arn, logs),
         }
         self.functions = {}
+        self.log_groups = {}
         integrations: dict[str, aws.apigatewayv2.Integration] = {}
         for module in HTTP_FUNCTIONS:
-            self.functions[module] = python_function(
+            function = python_function(
                 f"{name}-{module}",
                 self,
                 module=module,
@@ -68,7 +74,8 @@ class Api(pulumi.ComponentResource):
                 policy=policies[module],
                 log_retention_days=settings.log_retention_days,
                 reserved_concurrency=settings.api_reserved_concurrency,
-            ).function
+            )
+            self.functions[module], self.log_groups[module] = function.function, function.log_group
             integrations[module] = aws.apigatewayv2.Integration(
                 f"{name}-{module}-integration",
                 api_id=self.api.id,
@@ -106,7 +113,7 @@ class Api(pulumi.ComponentResource):
                 source_arn=pulumi.Output.concat(self.api.execution_arn, "/*/", route.method, source_path(route)),
                 opts=child,
             )
-        access_logs = aws.cloudwatch.LogGroup(
+        self.access_logs = aws.cloudwatch.LogGroup(
             f"{name}-access-logs", retention_in_days=settings.log_retention_days, opts=child
         )
         self.stage = aws.apigatewayv2.Stage(
@@ -119,7 +126,7 @@ class Api(pulumi.ComponentResource):
                 throttling_burst_limit=settings.api_throttle_burst,
             ),
             access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
-                destination_arn=access_logs.arn, format=ACCESS_LOG_FORMAT
+                destination_arn=self.access_logs.arn, format=ACCESS_LOG_FORMAT
             ),
             opts=child,
         )

@@ -14,13 +14,16 @@ class PrivateBucket:
     public_access_block: aws.s3.BucketPublicAccessBlock
 
 
-def private_bucket(name: str, parent: pulumi.Resource, *, force_destroy: bool) -> PrivateBucket:
+def private_bucket(
+    name: str, parent: pulumi.Resource, *, force_destroy: bool, bucket_opts: pulumi.ResourceOptions | None = None
+) -> PrivateBucket:
     """Bucket `name` with all four public access blocks, owner-enforced ownership (no ACLs) and SSE-S3 by default.
 
-    `force_destroy` lets `pulumi destroy` delete a bucket that still holds objects; the caller decides.
+    `force_destroy` lets `pulumi destroy` delete a bucket that still holds objects; the caller decides, and may
+    give the bucket itself options such as `protect` (`bucket_opts`, whose parent should be `parent`).
     """
     opts = pulumi.ResourceOptions(parent=parent)
-    bucket = aws.s3.Bucket(name, force_destroy=force_destroy, opts=opts)
+    bucket = aws.s3.Bucket(name, force_destroy=force_destroy, opts=bucket_opts or opts)
     block = aws.s3.BucketPublicAccessBlock(
         f"{name}-public-access",
         bucket=bucket.id,

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from components import iam
 from components.functions import python_function
 from components.network import SUBNET_CIDRS, VPC_CIDR
-from components.settings import STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
+from components.settings import PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
 from components.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
@@ -29,6 +31,8 @@ STREAM_MAX_RECORD_AGE_SECONDS = 3600
 DISPATCH_TIMEOUT_SECONDS = 60
 """Launcher and sweeper: a few conditional writes per job plus RunInstances with a short backoff."""
 FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+STACK_TAG_RANDOM_BYTES = 4
+"""The stack tag's random suffix: 8 hex digits, so two stacks of one name in an account do not collide."""
 
 
 @dataclass
@@ -39,7 +43,7 @@ class ComputeArgs:
     table_arn: pulumi.Input[str]
     stream_arn: pulumi.Input[str]
     stack: str
-    """Value of the `STACK_TAG` tag on every worker VM."""
+    """The Pulumi stack's name; the `STACK_TAG` value on every worker VM starts with it (see `Compute.stack_tag`)."""
     settings: StackSettings
 
 
@@ -47,9 +51,14 @@ class Compute(pulumi.ComponentResource):
     """Worker VMs start from `launch_template` in `subnets`; the launcher starts one per inserted job, the sweeper
     cleans up after VMs and jobs that outlive the timeout and moves the queue on a schedule."""
 
+    stack_tag: pulumi.Output[str]
+    """Value of the `STACK_TAG` tag on this deployment's VMs: `<project>-<stack>-<random hex>`."""
     launch_template: aws.ec2.LaunchTemplate
     launcher: aws.lambda_.Function
+    launcher_logs: aws.cloudwatch.LogGroup
     sweeper: aws.lambda_.Function
+    sweeper_logs: aws.cloudwatch.LogGroup
+    failure_queue: aws.sqs.Queue
     subnets: list[aws.ec2.Subnet]
 
     def __init__(self, name: str, args: ComputeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -59,21 +68,34 @@ class Compute(pulumi.ComponentResource):
         self._partition = aws.get_partition_output(opts=invoke).partition
         self._region = aws.get_region_output(opts=invoke).region
         self._account = aws.get_caller_identity_output(opts=invoke).account_id
+        self.stack_tag = self._stack_tag(args.stack)
 
         self._network(args)
         self._worker(args)
         self._dispatchers(args)
         self.register_outputs({
+            "stack_tag": self.stack_tag,
             "launch_template_id": self.launch_template.id,
             "subnet_ids": [subnet.id for subnet in self.subnets],
             "launcher": self.launcher.name,
             "sweeper": self.sweeper.name,
         })
 
+    def _stack_tag(self, stack: str) -> pulumi.Output[str]:
+        """A tag value unique to this deployment, not just the stack's name.
+
+        Two people's `dev` stacks in one account and region would otherwise tag their VMs alike, and each sweeper
+        would see, fail and terminate the other's. The suffix is random once per stack and kept in its state.
+        """
+        suffix = random.RandomId(
+            f"{self._name}-stack-tag", byte_length=STACK_TAG_RANDOM_BYTES, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return pulumi.Output.concat(PROJECT, "-", stack, "-", suffix.hex)
+
     def _network(self, args: ComputeArgs) -> None:
         """Private subnets with no route out of the VPC; S3 and DynamoDB through gateway endpoints only."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        zones = self._subnet_zones(args.settings.instance_type)
         self.vpc = aws.ec2.Vpc(
             f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True, opts=child
         )
@@ -84,7 +106,7 @@ class Compute(pulumi.ComponentResource):
                 f"{name}-private-{index}",
                 vpc_id=self.vpc.id,
                 cidr_block=cidr,
-                availability_zone=zones.names.apply(lambda names, i=index: _zone(names, i)),
+                availability_zone=zones.apply(lambda names, i=index: names[i]),
                 map_public_ip_on_launch=False,
                 opts=child,
             )
@@ -127,6 +149,27 @@ class Compute(pulumi.ComponentResource):
             opts=child,
         )
 
+    def _subnet_zones(self, instance_type: str) -> pulumi.Output[list[str]]:
+        """The zones the subnets go in: availability zones proper that offer `instance_type`, first by name.
+
+        Local and Wavelength Zones (opt-in, other prices and services) are left out by their opt-in status; an
+        impaired zone ("state" other than available) is not, so a zone's bad day at the next deploy cannot move
+        (replace) a subnet.
+        """
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        zones = aws.get_availability_zones_output(
+            filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
+            opts=invoke,
+        )
+        offerings = aws.ec2.get_instance_type_offerings_output(
+            location_type="availability-zone",
+            filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(name="instance-type", values=[instance_type])],
+            opts=invoke,
+        )
+        return pulumi.Output.all(zones.names, offerings.locations, self._region).apply(
+            lambda found: subnet_zones(found[0], found[1], instance_type=instance_type, region=found[2])
+        )
+
     def _worker(self, args: ComputeArgs) -> None:
         """Instance role and profile, and the launch template every worker VM starts from."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
@@ -140,7 +183,7 @@ class Compute(pulumi.ComponentResource):
             opts=child,
         )
         self.instance_profile = aws.iam.InstanceProfile(f"{name}-worker", role=self.instance_role.name, opts=child)
-        tags = {STACK_TAG: args.stack}
+        tags = {STACK_TAG: self.stack_tag}
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-worker",
             image_id=f"resolve:ssm:{args.settings.ami_parameter}",
@@ -175,9 +218,9 @@ class Compute(pulumi.ComponentResource):
     def _dispatchers(self, args: ComputeArgs) -> None:
         """The two functions that start VMs: the launcher (stream-driven) and the sweeper (scheduled)."""
         environment = pulumi.Output.all(
-            args.table_name, self.launch_template.id, *[subnet.id for subnet in self.subnets]
+            args.table_name, self.launch_template.id, self.stack_tag, *[subnet.id for subnet in self.subnets]
         ).apply(lambda ids: launcher_config(
-            ids[0], ids[1], ids[2:], stack=args.stack, settings=args.settings
+            ids[0], ids[1], ids[3:], stack_tag=ids[2], settings=args.settings
         ).to_env())
         dispatch = iam.dispatch_statements(
             partition=self._partition,
@@ -211,7 +254,6 @@ class Compute(pulumi.ComponentResource):
             environment=environment,
             policy=lambda logs: iam.launcher_function_policy(
                 dispatch=dispatch,
-                table_arn=args.table_arn,
                 stream_arn=args.stream_arn,
                 failure_queue_arn=self.failure_queue.arn,
                 log_group_arn=logs,
@@ -221,6 +263,7 @@ class Compute(pulumi.ComponentResource):
             timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
         )
         self.launcher = launcher.function
+        self.launcher_logs = launcher.log_group
         self.stream_mapping = aws.lambda_.EventSourceMapping(
             f"{name}-launcher-stream",
             event_source_arn=args.stream_arn,
@@ -268,8 +311,8 @@ class Compute(pulumi.ComponentResource):
                 partition=self._partition,
                 region=self._region,
                 account=self._account,
-                stack_tag=STACK_TAG,
-                stack=args.stack,
+                stack_tag_key=STACK_TAG,
+                stack_tag=self.stack_tag,
                 log_group_arn=logs,
             ),
             log_retention_days=args.settings.log_retention_days,
@@ -277,6 +320,7 @@ class Compute(pulumi.ComponentResource):
             timeout_seconds=DISPATCH_TIMEOUT_SECONDS,
         )
         self.sweeper = sweeper.function
+        self.sweeper_logs = sweeper.log_group
         # A failed or throttled sweep is not worth retrying: the next one, `interval` minutes later, does the same.
         aws.lambda_.FunctionEventInvokeConfig(
             f"{name}-sweeper-invoke",
@@ -320,10 +364,21 @@ def rate_expression(minutes: int) -> str:
     return f"rate({minutes} minute{'' if minutes == 1 else 's'})"
 
 
-def _zone(names: list[str], index: int) -> str:
-    if len(names) < len(SUBNET_CIDRS):
-        raise ValueError(f"the region offers {len(names)} availability zones; filepipe needs {len(SUBNET_CIDRS)}")
-    return names[index]
+def subnet_zones(
+    zones: Sequence[str], offered_in: Sequence[str], *, instance_type: str, region: str
+) -> list[str]:
+    """The first `len(SUBNET_CIDRS)` of `zones` (by name) where `instance_type` is offered; an error if too few.
+
+    Sorted, so the choice depends on what the region offers, not on the order AWS lists it in.
+    """
+    usable = sorted(set(zones) & set(offered_in))
+    wanted = len(SUBNET_CIDRS)
+    if len(usable) < wanted:
+        raise ValueError(
+            f"instance type {instance_type} is offered in {len(usable)} availability zone(s) of {region} "
+            f"({', '.join(usable) or 'none'}); filepipe needs {wanted}: choose another instanceType or region"
+        )
+    return usable[:wanted]
 
 
 def user_data_base64(

@@ -2,7 +2,9 @@
 
 Every function returns an `Output[str]` of JSON (via `Output.json_dumps`), so ARNs that are still unknown at
 preview time can be placed in them. `tests/infra/test_iam.py` parses every policy the program creates and checks
-that no Allow statement uses a wildcard action or the resource `"*"`.
+that no Allow statement uses a wildcard action, nor the resource `"*"` but for the two actions that support no
+other (`ec2:DescribeInstances`, `dynamodb:ListStreams`); `tests/infra/test_parliament.py` lints every document with
+parliament, and each finding it reports is explained in a comment next to its statement ("parliament ISSUE").
 
 Resource policies (bucket and VPC endpoint policies) name `Principal: "*"`; that is the principal, not a resource,
 and AWS requires it there: an endpoint policy applies to every caller inside the VPC, and a TLS-only deny must
@@ -47,6 +49,8 @@ def document(*statements: Statement) -> pulumi.Output[str]:
 
 def assume_role_policy(service: str) -> str:
     """Trust policy letting one AWS service (e.g. `lambda.amazonaws.com`) assume the role."""
+    # parliament MALFORMED (sts:AssumeRole, "neither Resource nor NotResource"): a trust policy is the role's
+    # resource policy; it names a Principal and, as AWS requires, no Resource (parliament lints identity policies).
     return json.dumps({
         "Version": VERSION,
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
@@ -213,12 +217,18 @@ def dispatch_statements(
             sid="TagOnLaunchOnly",
             condition={"StringEquals": {"ec2:CreateAction": "RunInstances"}},
         ),
+        # parliament PERMISSIONS_MANAGEMENT_ACTIONS (iam:PassRole) and PRIVILEGE_ESCALATION (iam:PassRole with
+        # ec2:RunInstances, "CreateEC2WithExistingIP"): starting a VM with a role is what the launcher is for. It may
+        # pass only the worker role, only to EC2, and start VMs only from this stack's template, so a VM gets no more
+        # than the worker's rights (its bucket prefixes and the jobs table).
         statement(
             ["iam:PassRole"],
             [instance_role_arn],
             sid="PassWorkerRole",
             condition={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
         ),
+        # parliament RESOURCE_MISMATCH (ssm:GetParameters): AWS's public parameters (`/aws/service/...`, the default
+        # AMI) have an empty account field in their ARN, which parliament's ARN check does not accept.
         statement(
             ["ssm:GetParameters"], [ssm_parameter_arn(partition, region, account, ami_parameter)], sid="ResolveAmi"
         ),
@@ -228,20 +238,23 @@ def dispatch_statements(
 def launcher_function_policy(
     *,
     dispatch: Sequence[Statement],
-    table_arn: pulumi.Input[str],
     stream_arn: pulumi.Input[str],
     failure_queue_arn: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
 ) -> pulumi.Output[str]:
     """Read the table's stream, record batches given up on, and dispatch (`dispatch_statements`)."""
     return document(
+        # parliament RESOURCE_MISMATCH (dynamodb:DescribeStream, GetRecords, GetShardIterator): a stream ARN ends in
+        # its label, a timestamp with colons (`.../stream/2026-01-01T00:00:00.000`), which parliament's strict ARN
+        # check splits as if they separated ARN fields. The resource is the table's stream, exactly.
         statement(
             ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
             [stream_arn],
             sid="ReadJobStream",
         ),
-        # The DynamoDB guide's example scopes ListStreams to the table's streams rather than "*".
-        statement(["dynamodb:ListStreams"], [pulumi.Output.concat(table_arn, "/stream/*")], sid="ListJobStreams"),
+        # ListStreams has no resource type in AWS's service authorization reference (parliament's copy of it says
+        # so), so a statement scoped to stream ARNs would grant nothing: it lists stream ARNs, and reveals no data.
+        statement(["dynamodb:ListStreams"], ["*"], sid="ListJobStreams"),
         *dispatch,
         statement(["sqs:SendMessage"], [failure_queue_arn], sid="RecordFailedBatches"),
         log_statement(log_group_arn),
@@ -254,16 +267,17 @@ def sweeper_function_policy(
     partition: pulumi.Input[str],
     region: pulumi.Input[str],
     account: pulumi.Input[str],
-    stack_tag: str,
-    stack: str,
+    stack_tag_key: str,
+    stack_tag: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
 ) -> pulumi.Output[str]:
     """Find this stack's VMs, terminate only those, and dispatch (`dispatch_statements`).
 
     `ec2:DescribeInstances` supports no resource-level permissions (AWS's service authorization reference lists
     no resource type for it), so it is the one Allow on `"*"`; it reveals, and changes, nothing.
-    TerminateInstances is limited to instances in this region and account that carry this stack's tag, which
-    every worker VM gets at launch (the launch template's tag specifications and the launcher's RunInstances).
+    TerminateInstances is limited to instances in this region and account tagged `stack_tag_key=stack_tag` (a value
+    unique per deployment), which every worker VM gets at launch (the launch template's tag specifications and the
+    launcher's RunInstances).
     """
     return document(
         statement(["ec2:DescribeInstances"], ["*"], sid="FindStackInstances"),
@@ -271,7 +285,7 @@ def sweeper_function_policy(
             ["ec2:TerminateInstances"],
             [ec2_arn(partition, region, account, "instance")],
             sid="TerminateStackInstances",
-            condition={"StringEquals": {f"aws:ResourceTag/{stack_tag}": stack}},
+            condition={"StringEquals": {f"aws:ResourceTag/{stack_tag_key}": stack_tag}},
         ),
         *dispatch,
         log_statement(log_group_arn),

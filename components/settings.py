@@ -7,6 +7,7 @@ limit or a name cannot differ between AWS and a laptop. This module must not imp
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -29,6 +30,24 @@ MAX_SWEEP_INTERVAL_MINUTES = 60
 MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES = 5, 24 * 60
 """Cognito's bounds for access and ID token lifetimes."""
 MAX_REFRESH_TOKEN_DAYS = 3650
+FAILED_JOBS_WINDOW_MINUTES = 15
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+"""Loose on purpose: enough to catch a missing `@` or a list where one address goes; SNS checks the rest."""
+
+BOUNDS: dict[str, tuple[int, int | None]] = {
+    **dict.fromkeys(("max_text_length", "max_concurrent_vms", "job_timeout_minutes", "log_retention_days",
+                     "upload_expiry_seconds", "download_expiry_seconds", "api_throttle_rate", "api_throttle_burst",
+                     "max_active_jobs_per_user"), (1, None)),
+    "failed_jobs_alarm_threshold": (0, None),
+    "access_token_minutes": (MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES),
+    "id_token_minutes": (MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES),
+    "refresh_token_days": (1, MAX_REFRESH_TOKEN_DAYS),
+    "sweep_interval_minutes": (1, MAX_SWEEP_INTERVAL_MINUTES),
+    "retention_days": (0, None),
+}
+"""Inclusive range of each whole-number key (None: no upper bound); Cognito's bounds for token lifetimes."""
+
+JOB_EXPIRY_ATTR = jobmodel.EXPIRES_AT
 
 MIB = 1024 * 1024
 S3_SINGLE_POST_LIMIT = 5 * 1024 * MIB
@@ -49,22 +68,28 @@ class StackSettings:
     download_expiry_seconds: int = 300
     api_throttle_rate: int = 20
     api_throttle_burst: int = 40
-    api_reserved_concurrency: int = 20
-    """Reserved (guaranteed and maximum) concurrency of each API function (upload, jobs). At the stage's default
-    20 requests/s and well under a second each, a handful run at once; 20 leaves room for slow S3 calls while a
-    flood of requests cannot take the account's whole Lambda concurrency. `NO_RESERVATION` (-1) turns it off."""
-    launcher_reserved_concurrency: int = 2
-    """Reserved concurrency of the launcher, and of the sweeper (the two functions that start VMs).
+    api_reserved_concurrency: int = NO_RESERVATION
+    """Reserved (guaranteed and maximum) concurrency of each API function (upload, jobs); `NO_RESERVATION` (-1)
+    by default, as any reservation must leave 100 of the account's Lambda concurrency unreserved and a new
+    account's quota is 10, so a default reservation would make a first deploy fail. Set it (e.g. 20: at the
+    stage's default 20 requests/s and well under a second each, a handful run at once) in an account with a
+    quota of 1000, so a flood of API requests cannot take the account's whole concurrency."""
+    launcher_reserved_concurrency: int = NO_RESERVATION
+    """Reserved concurrency of the launcher, and of the sweeper (the two functions that start VMs);
+    `NO_RESERVATION` by default, for the same reason as `api_reserved_concurrency`.
 
     The VM cap does not depend on it: VM slots and job claims are conditional writes, so any number of concurrent
-    launchers keeps at most `max_concurrent_vms` VMs. It only bounds how much of the account's concurrency they
-    can take. The stream mapping runs one batch per stream shard at a time and a small jobs table has one or a few
-    shards, so 2 lets two batches (or a split shard's parent and child, or two overlapping sweeps) run together;
-    a batch throttled beyond that waits and is retried by the mapping. 1 would serialise every launch behind the
-    slowest RunInstances retry; more buys little, as each invocation is a few writes and at most a few launches."""
+    launchers keeps at most `max_concurrent_vms` VMs. A reservation only guarantees them concurrency when other
+    functions of the account are busy, and bounds how much they can take. The stream mapping runs one batch per
+    stream shard at a time and a small jobs table has one or a few shards, so 2 is a sensible value where
+    reservations are possible; 1 would serialise every launch behind the slowest RunInstances retry."""
     sweep_interval_minutes: int = 2
     """How often the sweeper runs (an EventBridge rule on AWS): at most this late, an overdue VM is terminated, a
     stuck job failed, a leaked VM slot freed and the queue moved."""
+    alarm_email: str = ""
+    """An address subscribed to the alarm topic (SNS sends it a confirmation mail first); empty for none."""
+    failed_jobs_alarm_threshold: int = 3
+    """The failed-jobs alarm goes off when more jobs than this fail within `FAILED_JOBS_WINDOW_MINUTES`."""
     extra_origins: tuple[str, ...] = field(default_factory=tuple)
     allow_self_sign_up: bool = True
     """Anyone who can reach the site may create an account (verified by an emailed code); False: only an operator
@@ -75,35 +100,43 @@ class StackSettings:
     id_token_minutes: int = 60
     refresh_token_days: int = 30
     """How long a signed-in browser stays signed in without the password (refresh token lifetime)."""
+    protect_data: bool = False
+    """Keep the data bucket and the jobs table through `pulumi destroy` and refuse their replacement: `protect`,
+    `retain_on_delete`, DynamoDB deletion protection, and no `force_destroy` (a production stack)."""
+    retention_days: int = 0
+    """Days after which inputs, outputs and logs expire (S3 lifecycle); it also enables the jobs table's TTL on
+    `JOB_EXPIRY_ATTR`, which the launcher sets on each finished job. 0 keeps everything."""
 
     def __post_init__(self) -> None:
+        problems = [*self._range_problems(), *self._format_problems()]
+        if problems:
+            raise ValueError("invalid filepipe config: " + "; ".join(problems))
+
+    def _range_problems(self) -> list[str]:
         problems = []
         if not 1 <= self.max_file_bytes <= S3_SINGLE_POST_LIMIT:
             problems.append(f"maxFileMb must be between 1 and {S3_SINGLE_POST_LIMIT // MIB}")
-        for name in ("max_text_length", "max_concurrent_vms", "job_timeout_minutes", "log_retention_days",
-                     "upload_expiry_seconds", "download_expiry_seconds", "api_throttle_rate", "api_throttle_burst"):
-            if getattr(self, name) < 1:
-                problems.append(f"{config_key(name)} must be at least 1")
-        if self.log_retention_days >= 1 and self.log_retention_days not in LOG_RETENTION_DAYS:
-            problems.append(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
-                            f"(the values CloudWatch Logs accepts); got {self.log_retention_days}")
+        for name, (low, high) in BOUNDS.items():
+            value = getattr(self, name)
+            if high is None and value < low:
+                problems.append(f"{config_key(name)} must be at least {low}")
+            elif high is not None and not low <= value <= high:
+                problems.append(f"{config_key(name)} must be between {low} and {high}")
         for name in ("api_reserved_concurrency", "launcher_reserved_concurrency"):
             value = getattr(self, name)
             if value != NO_RESERVATION and value < 1:
                 problems.append(f"{config_key(name)} must be at least 1, or {NO_RESERVATION} for no reservation "
                                 f"(0 would stop the function)")
-        if self.max_active_jobs_per_user < 1:
-            problems.append("maxActiveJobsPerUser must be at least 1")
-        for name in ("access_token_minutes", "id_token_minutes"):
-            if not MIN_TOKEN_MINUTES <= getattr(self, name) <= MAX_TOKEN_MINUTES:
-                problems.append(f"{config_key(name)} must be between {MIN_TOKEN_MINUTES} and {MAX_TOKEN_MINUTES} "
-                                f"(what Cognito accepts)")
-        if not 1 <= self.refresh_token_days <= MAX_REFRESH_TOKEN_DAYS:
-            problems.append(f"refreshTokenDays must be between 1 and {MAX_REFRESH_TOKEN_DAYS}")
-        if not 1 <= self.sweep_interval_minutes <= MAX_SWEEP_INTERVAL_MINUTES:
-            problems.append(f"sweepIntervalMinutes must be between 1 and {MAX_SWEEP_INTERVAL_MINUTES}")
-        if problems:
-            raise ValueError("invalid filepipe config: " + "; ".join(problems))
+        return problems
+
+    def _format_problems(self) -> list[str]:
+        problems = []
+        if self.alarm_email and not EMAIL.fullmatch(self.alarm_email):
+            problems.append(f"alarmEmail must be one e-mail address, got {self.alarm_email!r}")
+        if self.log_retention_days >= 1 and self.log_retention_days not in LOG_RETENTION_DAYS:
+            problems.append(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
+                            f"(the values CloudWatch Logs accepts); got {self.log_retention_days}")
+        return problems
 
     @property
     def max_file_bytes(self) -> int:
@@ -157,16 +190,21 @@ def api_config(bucket: str, table: str, settings: StackSettings) -> ApiConfig:
 
 
 def launcher_config(
-    table: str, launch_template_id: str, subnet_ids: Sequence[str], *, stack: str, settings: StackSettings
+    table: str, launch_template_id: str, subnet_ids: Sequence[str], *, stack_tag: str, settings: StackSettings
 ) -> LauncherConfig:
-    """Config of the launcher and the sweeper (their Lambda environment is its `to_env()`)."""
+    """Config of the launcher and the sweeper (their Lambda environment is its `to_env()`).
+
+    `stack_tag` is the `STACK_TAG` value the launcher puts on its VMs and the sweeper looks for (on AWS unique per
+    deployment, see `components.compute.Compute.stack_tag`).
+    """
     return LauncherConfig(
         table=table,
         launch_template_id=launch_template_id,
         subnet_ids=tuple(subnet_ids),
         max_concurrent_vms=settings.max_concurrent_vms,
         job_timeout_minutes=settings.job_timeout_minutes,
-        stack=stack,
+        stack=stack_tag,
+        retention_days=settings.retention_days,
     )
 
 
@@ -186,6 +224,7 @@ def site_config(
         "maxTextLength": settings.max_text_length,
         "selfSignUp": settings.allow_self_sign_up,
         "auth": auth,
+        "retentionDays": settings.retention_days,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pulumi_aws as aws
 
 from components import iam
 from components.buckets import private_bucket
+from components.headers import FRAME_OPTION, HSTS_MAX_AGE_SECONDS, REFERRER_POLICY, content_security_policy
 from components.settings import API_PREFIX, StackSettings, site_config
+from components.userpool import cognito_endpoint
 
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 CONFIG_KEY = "config.json"
@@ -23,7 +26,6 @@ INDEX = "index.html"
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 ALL_VIEWER_EXCEPT_HOST_HEADER = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
-SECURITY_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
 
 SITE_ORIGIN_ID = "site"
 API_ORIGIN_ID = "api"
@@ -53,6 +55,8 @@ class SiteArgs:
     user_pool_id: pulumi.Input[str]
     client_id: pulumi.Input[str]
     region: pulumi.Input[str]
+    upload_origins: Sequence[pulumi.Input[str]]
+    """The data bucket's origins the form POSTs files to: the CSP's `connect-src` allows them besides the site."""
     force_destroy: bool = True
 
 
@@ -98,6 +102,8 @@ class Site(pulumi.ComponentResource):
             signing_protocol="sigv4",
             opts=child,
         )
+        sign_in = pulumi.Output.from_input(args.region).apply(cognito_endpoint)
+        self.headers_policy = security_headers_policy(f"{name}-headers", [*args.upload_origins, sign_in], child)
         self.distribution = aws.cloudfront.Distribution(
             f"{name}-cdn",
             enabled=True,
@@ -129,7 +135,7 @@ class Site(pulumi.ComponentResource):
                 allowed_methods=READ_METHODS,
                 cached_methods=READ_METHODS,
                 cache_policy_id=CACHING_OPTIMIZED,
-                response_headers_policy_id=SECURITY_HEADERS,
+                response_headers_policy_id=self.headers_policy.id,
                 compress=True,
             ),
             ordered_cache_behaviors=[
@@ -159,6 +165,33 @@ class Site(pulumi.ComponentResource):
         )
         self.url = pulumi.Output.concat("https://", self.distribution.domain_name)
         self.register_outputs({"url": self.url})
+
+
+def security_headers_policy(name: str, connect_sources: Sequence[pulumi.Input[str]],
+                            opts: pulumi.ResourceOptions) -> aws.cloudfront.ResponseHeadersPolicy:
+    """`components.headers.security_headers(..., https=True)` as CloudFront's response headers policy (local mode
+    sends the same headers from the same definition). `connect_sources`: the origins the page talks to besides the
+    site (the data bucket's upload hosts, Cognito). `override`: the policy wins over anything an origin sends."""
+    csp = pulumi.Output.all(*connect_sources).apply(lambda origins: content_security_policy(list(origins)))
+    config = aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigArgs
+    return aws.cloudfront.ResponseHeadersPolicy(
+        name,
+        comment="filepipe site: CSP, nosniff, frame and referrer policies, HSTS",
+        security_headers_config=config(
+            content_security_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentSecurityPolicyArgs(
+                content_security_policy=csp, override=True),
+            content_type_options=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentTypeOptionsArgs(
+                override=True),
+            frame_options=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigFrameOptionsArgs(
+                frame_option=FRAME_OPTION, override=True),
+            referrer_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigReferrerPolicyArgs(
+                referrer_policy=REFERRER_POLICY, override=True),
+            strict_transport_security=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigStrictTransportSecurityArgs(
+                access_control_max_age_sec=HSTS_MAX_AGE_SECONDS, include_subdomains=False, preload=False,
+                override=True),
+        ),
+        opts=opts,
+    )
 
 
 def frontend_files(root: Path = FRONTEND_DIR) -> dict[str, Path]:

@@ -12,17 +12,23 @@ import pulumi_aws as aws
 from components import iam
 from components.buckets import private_bucket
 from components.cors import cors_rules
-from components.settings import WORKER_SCRIPT_KEY
-from handlers.jobmodel import table_definition
+from components.settings import JOB_EXPIRY_ATTR, WORKER_SCRIPT_KEY
+from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, table_definition
 from worker.userdata import WORKER_PATH
 
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
+EXPIRING_PREFIXES = (INPUT_PREFIX, OUTPUT_PREFIX)
+"""What `retention_days` expires: uploaded inputs, and outputs with the workers' logs (`outputs/<id>/worker.log`).
+The worker script is outside both and stays."""
 
 
 @dataclass
 class StorageArgs:
-    force_destroy: bool = True
-    """Let `pulumi destroy` remove the data bucket with its objects (a dev stack); set False to keep data."""
+    protect_data: bool = False
+    """Keep the data bucket and the jobs table: `protect` and `retain_on_delete` on both, deletion protection on the
+    table, and no `force_destroy` (otherwise `pulumi destroy` removes the bucket with its objects: a dev stack)."""
+    retention_days: int = 0
+    """Expire inputs, outputs and logs after this many days, and turn on the table's TTL; 0 keeps them."""
 
 
 class Storage(pulumi.ComponentResource):
@@ -39,8 +45,10 @@ class Storage(pulumi.ComponentResource):
         super().__init__("filepipe:storage:Storage", name, None, opts)
         self._name = name
         child = pulumi.ResourceOptions(parent=self)
+        # The data and its record outlive the stack when protected; everything else can be rebuilt from code.
+        kept = pulumi.ResourceOptions(parent=self, protect=args.protect_data, retain_on_delete=args.protect_data)
 
-        data = private_bucket(f"{name}-data", self, force_destroy=args.force_destroy)
+        data = private_bucket(f"{name}-data", self, force_destroy=not args.protect_data, bucket_opts=kept)
         self.bucket = data.bucket
         aws.s3.BucketPolicy(
             f"{name}-data-policy",
@@ -52,16 +60,7 @@ class Storage(pulumi.ComponentResource):
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-data-lifecycle",
             bucket=self.bucket.id,
-            rules=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="abort-incomplete-multipart-uploads",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                        days_after_initiation=ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS
-                    ),
-                )
-            ],
+            rules=lifecycle_rules(args.retention_days),
             opts=child,
         )
         self.worker_script = aws.s3.BucketObjectv2(
@@ -72,7 +71,18 @@ class Storage(pulumi.ComponentResource):
             content_type="text/x-python",
             opts=child,
         )
-        self.table = aws.dynamodb.Table(f"{name}-jobs", **table_args(table_definition(f"{name}-jobs")), opts=child)
+        self.table = aws.dynamodb.Table(
+            f"{name}-jobs",
+            **table_args(table_definition(f"{name}-jobs")),
+            **table_protection_args(protect=args.protect_data, retention_days=args.retention_days),
+            opts=kept,
+        )
+        self.upload_origins: list[pulumi.Output[str]] = [
+            pulumi.Output.concat("https://", self.bucket.bucket_regional_domain_name),
+            pulumi.Output.concat("https://", self.bucket.bucket, ".s3.amazonaws.com"),
+        ]
+        """Where the browser sends the presigned POST: boto3 presigns on the bucket's regional host, except in the
+        one region where it still uses the global `<bucket>.s3.amazonaws.com`. The site's CSP allows these two."""
 
         self.register_outputs({
             "bucket": self.bucket.bucket,
@@ -88,6 +98,39 @@ class Storage(pulumi.ComponentResource):
             cors_rules=[_cors_rule_args(rule) for rule in cors_rules(list(origins))],  # type: ignore[arg-type]
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def lifecycle_rules(retention_days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """Abort abandoned multipart uploads after a day; with a retention, expire each prefix of `EXPIRING_PREFIXES`."""
+    rules = [
+        aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="abort-incomplete-multipart-uploads",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                days_after_initiation=ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS
+            ),
+        )
+    ]
+    if retention_days > 0:
+        rules += [
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id=f"expire-{prefix.strip('/')}",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=retention_days),
+            )
+            for prefix in EXPIRING_PREFIXES
+        ]
+    return rules
+
+
+def table_protection_args(*, protect: bool, retention_days: int) -> dict[str, Any]:
+    """Deletion protection when the data is protected; TTL on `JOB_EXPIRY_ATTR` when records expire."""
+    extra: dict[str, Any] = {"deletion_protection_enabled": protect}
+    if retention_days > 0:
+        extra["ttl"] = aws.dynamodb.TableTtlArgs(attribute_name=JOB_EXPIRY_ATTR, enabled=True)
+    return extra
 
 
 def table_args(definition: Mapping[str, Any]) -> dict[str, Any]:

@@ -56,3 +56,8 @@ def app_client_definition(
 def issuer(region: str, pool_id: str) -> str:
     """The `iss` of the pool's tokens, which API Gateway's JWT authorizer checks (and local mode likewise)."""
     return f"https://cognito-idp.{region}.amazonaws.com/{pool_id}"
+
+
+def cognito_endpoint(region: str) -> str:
+    """Cognito's user pools API in `region`: where the form signs in on AWS (the site's CSP allows it)."""
+    return f"https://cognito-idp.{region}.amazonaws.com"

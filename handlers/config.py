@@ -24,6 +24,7 @@ ENV_MAX_CONCURRENT_VMS = "MAX_CONCURRENT_VMS"
 ENV_JOB_TIMEOUT = "JOB_TIMEOUT_MINUTES"
 ENV_STACK = "STACK_NAME"
 ENV_MAX_ACTIVE_JOBS = "MAX_ACTIVE_JOBS_PER_USER"
+ENV_RETENTION_DAYS = "RETENTION_DAYS"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class LauncherConfig:
     max_concurrent_vms: int
     job_timeout_minutes: int
     stack: str
+    retention_days: int = 0
+    """Days a finished job's record is kept (then DynamoDB's TTL deletes it); 0 keeps it for ever."""
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -82,6 +85,7 @@ class LauncherConfig:
             ENV_MAX_CONCURRENT_VMS: str(self.max_concurrent_vms),
             ENV_JOB_TIMEOUT: str(self.job_timeout_minutes),
             ENV_STACK: self.stack,
+            ENV_RETENTION_DAYS: str(self.retention_days),
         }
 
     @classmethod
@@ -96,4 +100,5 @@ class LauncherConfig:
             max_concurrent_vms=int(env[ENV_MAX_CONCURRENT_VMS]),
             job_timeout_minutes=int(env[ENV_JOB_TIMEOUT]),
             stack=env[ENV_STACK],
+            retention_days=int(env[ENV_RETENTION_DAYS]),
         )

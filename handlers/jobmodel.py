@@ -104,6 +104,9 @@ STACK_TAG = "FilepipeStack"
 VM_ALIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 """EC2 instance states in which a VM still exists, and so still counts against the VM cap."""
 
+EXPIRES_AT = "expires_at"
+"""A finished job's expiry (epoch seconds, a number) that the jobs table's TTL reads when the stack keeps records for
+a limited time."""
 OWNER_INDEX = "by-owner"
 """Global secondary index listing each user's jobs newest first: hash key `owner` (Cognito `sub`), range key
 `created_at`."""

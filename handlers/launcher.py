@@ -37,6 +37,7 @@ TRANSIENT_ERRORS = frozenset({
 })
 """RunInstances errors that heal with time; any other ClientError (bad template, no permission) will not."""
 
+SECONDS_PER_DAY = 24 * 3600
 LAUNCH_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
 
@@ -206,7 +207,9 @@ def release_quota(services: LauncherServices, record: Mapping[str, Any]) -> None
     image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
     if job_id is None or "owner" not in image:
         return
-    if quota.release(services.ddb, services.config.table, job_id, image["owner"]):
+    retention = services.config.retention_days
+    expires_at = int(time.time()) + retention * SECONDS_PER_DAY if retention > 0 else None
+    if quota.release(services.ddb, services.config.table, job_id, image["owner"], expires_at):
         log.info("job %s ended %s: its owner's quota is released", job_id, image.get("status"))
 
 

@@ -60,19 +60,26 @@ def create_job(ddb: Any, table: str, item: Mapping[str, str], max_active: int) -
         raise
 
 
-def release(ddb: Any, table: str, job_id: str, owner: str) -> bool:
-    """Stop counting a finished job; False when it was not counted any more (a redelivered record)."""
+def release(ddb: Any, table: str, job_id: str, owner: str, expires_at: int | None = None) -> bool:
+    """Stop counting a finished job (and, with `expires_at`, let the table's TTL delete it then); False when it was
+    not counted any more (a redelivered record)."""
     finals = sorted(jobmodel.FINAL_STATES)
     values: dict[str, Any] = {f":f{i}": {"S": state} for i, state in enumerate(finals)}
+    names = {"#holds": HOLDS_QUOTA, "#status": "status"}
+    update = "REMOVE #holds"
+    if expires_at is not None:
+        names["#expires"] = jobmodel.EXPIRES_AT
+        update += " SET #expires = :expires"
     try:
         ddb.transact_write_items(TransactItems=[
             {"Update": {
                 "TableName": table,
                 "Key": {"id": {"S": job_id}},
-                "UpdateExpression": "REMOVE #holds",
+                "UpdateExpression": update,
                 "ConditionExpression": f"attribute_exists(#holds) AND #status IN ({', '.join(values)})",
-                "ExpressionAttributeNames": {"#holds": HOLDS_QUOTA, "#status": "status"},
-                "ExpressionAttributeValues": values,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values if expires_at is None else {
+                    **values, ":expires": {"N": str(expires_at)}},
             }},
             {"Update": {
                 "TableName": table,

@@ -216,6 +216,7 @@ class LocalPipeline:
             emulator_health=self._emulator_health,
             authorizer=JwtAuthorizer(jwks_url(self.endpoint_url, stack.user_pool_id),
                                      issuer=issuer(REGION, stack.user_pool_id), audience=stack.client_id),
+            connect_sources=(self.endpoint_url,),
         )
         self.web.start()
         log.info("filepipe local stack %r up: site %s, AWS emulator %s", self.stack_name, self.url, self.endpoint_url)

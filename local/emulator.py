@@ -3,6 +3,11 @@
 moto runs in its own process (not `ThreadedMotoServer`) so that its state is isolated from any in-process
 `moto.mock_aws` a test may use at the same time, and so that its request handling does not compete with the web
 server, the stream poller and the VM host for this process's GIL.
+
+The child is `python -m local.emulator`: moto's server plus a watchdog on its stdin, a pipe whose write end only
+the parent holds. When the parent ends, however it ends (SIGKILL included), the kernel closes that end, the
+watchdog reads end-of-file and the emulator exits, so no emulator outlives local mode. (A pipe rather than Linux's
+PR_SET_PDEATHSIG, which fires when the *thread* that started the child ends, not the process, and is Linux-only.)
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +36,8 @@ REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 """moto accepts any credentials; these are set explicitly so that no real credentials can ever be used."""
 START_TIMEOUT_SECONDS = 20.0
+LOG_TAIL_BYTES = 4000
+REPO_ROOT = Path(__file__).resolve().parent.parent
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
 
 
@@ -60,13 +69,15 @@ class MotoServer:
     def start(self, attempts: int = 3) -> str:
         for _ in range(attempts):
             self.port = free_port(self.host)
-            self._log = tempfile.NamedTemporaryFile(prefix="filepipe-moto-", suffix=".log")  # noqa: SIM115
+            self._log = tempfile.TemporaryFile(prefix="filepipe-moto-", suffix=".log")  # noqa: SIM115
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
-                stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "local.emulator", "-H", self.host, "-p", str(self.port)],
+                # The parent-death pipe: this process keeps the write end open and never writes (see main()).
+                stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
                 # Its own session: the terminal's Ctrl-C (SIGINT to the foreground process group) does not reach it,
                 # so it outlives the parts that still use it while local mode stops them in order, then ends it.
                 start_new_session=True,
+                cwd=REPO_ROOT,
                 env={**os.environ, "MOTO_PORT": str(self.port)},
             )
             if self._wait_until_up():
@@ -95,8 +106,9 @@ class MotoServer:
 
     def _show_log(self) -> None:
         if self._log is not None:
-            text = Path(self._log.name).read_text(errors="replace")
-            log.error("moto server output:\n%s", text[-4000:])
+            size = os.fstat(self._log.fileno()).st_size  # pread: the child shares (and moves) the file offset
+            tail = os.pread(self._log.fileno(), LOG_TAIL_BYTES, max(0, size - LOG_TAIL_BYTES))
+            log.error("moto server output:\n%s", tail.decode(errors="replace"))
 
     def stop(self) -> None:
         if self.process is not None:
@@ -107,6 +119,8 @@ class MotoServer:
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait()
+            if self.process.stdin is not None:
+                self.process.stdin.close()
             self.process = None
         if self._log is not None:
             with contextlib.suppress(OSError):
@@ -130,3 +144,29 @@ class EndpointSession:
         """A client for the endpoint; `config` is merged over the local timeouts and retries."""
         merged = CLIENT_CONFIG.merge(config) if config is not None else CLIENT_CONFIG
         return self._session.client(service, endpoint_url=self.endpoint_url, config=merged)
+
+
+def exit_with_parent(pipe: IO[bytes]) -> threading.Thread:
+    """Exit this process as soon as `pipe` reaches end-of-file: its write end belongs to the parent alone (the
+    parent never writes), so end-of-file means the parent has ended, however it ended."""
+
+    def watch() -> None:
+        while pipe.read(1024):
+            pass
+        os._exit(0)  # moto keeps nothing worth flushing; its serving thread must not keep the process alive
+
+    watchdog = threading.Thread(target=watch, name="parent-watchdog", daemon=True)
+    watchdog.start()
+    return watchdog
+
+
+def main(argv: Sequence[str]) -> None:
+    """`python -m local.emulator -H <host> -p <port>`: moto's server, for as long as the parent lives."""
+    from moto.server import main as moto_server  # noqa: PLC0415 (1.7 s to import; only the child needs it)
+
+    exit_with_parent(sys.stdin.buffer)
+    moto_server(list(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

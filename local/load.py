@@ -1,13 +1,16 @@
 """`make load`: submit many jobs at once to a local stack and report what became of them.
 
 Reports how many jobs SUCCEEDED, failed, were lost (accepted but never final) or duplicated (more than one VM or
-output for one job), the most worker VMs alive at once (sampled from the emulator), and submit -> SUCCEEDED latency.
+output for one job), the most worker VMs alive at once (sampled from the emulator), submit -> SUCCEEDED latency, and
+the CPU time the local VMs used per job (user + system time of every user-data process tree, from the resource
+usage of this process's waited-for children: the moto server, also a child, is not waited for until the end).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import signal
 import sys
 import threading
@@ -40,6 +43,12 @@ class LoadReport:
     max_vms_alive: int = 0
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    vm_cpu_seconds: tuple[float, float] = (0.0, 0.0)
+    """User and system CPU time of all the local VMs' processes together."""
+
+    def vm_cpu_per_job(self) -> str:
+        user, system = (value / max(1, self.submitted) for value in self.vm_cpu_seconds)
+        return f"{user + system:.2f} s ({user:.2f} s user + {system:.2f} s system)"
 
     def percentile(self, fraction: float) -> float:
         if not self.latencies:
@@ -58,6 +67,7 @@ class LoadReport:
             f"submit -> SUCCEEDED:   p50 {self.percentile(0.5):.1f} s, p95 {self.percentile(0.95):.1f} s, "
             f"max {max(self.latencies, default=float('nan')):.1f} s",
             f"wall time:             {self.seconds:.1f} s",
+            f"VM CPU per job:        {self.vm_cpu_per_job()}",
         ]
 
 
@@ -174,10 +184,24 @@ def load_settings(jobs: int, cap: int) -> StackSettings:
     return StackSettings(max_concurrent_vms=cap, max_active_jobs_per_user=max(jobs, 1))
 
 
+def children_cpu() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime, usage.ru_stime
+
+
+def wait_for_vms(pipeline: LocalPipeline, timeout: float) -> None:
+    """Until every local VM's processes are gone (a job is final a moment before its VM has powered off)."""
+    assert pipeline.vmhost is not None
+    deadline = time.monotonic() + timeout
+    for run in list(pipeline.vmhost.runs.values()):
+        run.finished.wait(max(0.0, deadline - time.monotonic()))
+
+
 def run_load(pipeline: LocalPipeline, jobs: int, concurrency: int, timeout: float,
              progress: bool = False) -> LoadReport:
     report = LoadReport(jobs=jobs, cap=pipeline.settings.max_concurrent_vms)
     began = time.monotonic()
+    cpu_before = children_cpu()
     with VmSampler(pipeline.client("ec2")) as sampler:
         user = pipeline.create_user(LOAD_USER)
         token = access_token(pipeline.url, user.email, user.password)
@@ -186,6 +210,9 @@ def run_load(pipeline: LocalPipeline, jobs: int, concurrency: int, timeout: floa
         items = wait_until_final(pipeline, set(started), timeout, progress)
     report.max_vms_alive = sampler.maximum
     report.seconds = time.monotonic() - began
+    wait_for_vms(pipeline, timeout=30)
+    cpu_after = children_cpu()
+    report.vm_cpu_seconds = (cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1])
     for job_id in started:
         item = items.get(job_id, {})
         if item.get("status") == "SUCCEEDED":

@@ -38,7 +38,7 @@ class LocalStack:
         return api_config(self.bucket, self.table, self.settings)
 
     def launcher_config(self) -> LauncherConfig:
-        return launcher_config(self.table, self.launch_template_id, self.subnet_ids, stack=self.stack,
+        return launcher_config(self.table, self.launch_template_id, self.subnet_ids, stack_tag=self.stack,
                                settings=self.settings)
 
     def user_data(self) -> str:

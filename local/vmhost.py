@@ -1,7 +1,7 @@
 """The local VM host: runs the user-data of every job instance the launcher starts in the emulator.
 
 A "VM" is `bash <user-data>` in its own scratch directory and its own process group, with an environment that
-stands in for the machine: PATH starts with OS-level shims only (`shutdown`, `dnf`, `python3`), the instance
+stands in for the machine: PATH starts with OS-level shims only (`shutdown`, `dnf`, `python3`, `aws`), the instance
 metadata service is served locally for that instance, and AWS calls go to the emulator with fake credentials. The
 user-data and the worker are the very ones the launch template carries on AWS: nothing in them is changed.
 
@@ -95,6 +95,14 @@ def python_shim(directory: Path, python: str = sys.executable) -> Path:
     return path
 
 
+def aws_cli_shim(directory: Path, python: str = sys.executable) -> Path:
+    """`aws` = `shims/aws.py` on this virtualenv's interpreter (AL2023 ships AWS CLI v2; the user-data uses it)."""
+    path = directory / "aws"
+    path.write_text(f'#!/bin/sh\nexec "{python}" "{SHIMS_DIR / "aws.py"}" "$@"\n', encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
 def prepare_shims(directory: Path) -> Path:
     """A directory holding exactly the shims, to put first on each VM's PATH."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -103,6 +111,7 @@ def prepare_shims(directory: Path) -> Path:
         shutil.copyfile(SHIMS_DIR / shim, target)
         target.chmod(0o755)
     python_shim(directory)
+    aws_cli_shim(directory)
     return directory
 
 

@@ -9,7 +9,7 @@ import { EXPIRED, Session } from "./session.js";
 import { SubmitForm } from "./submit.js";
 
 /** Used when config.json cannot be read; the API still enforces its own limits and says so. */
-const DEFAULTS = { apiBase: "/api", maxFileBytes: 10 * 1024 * 1024, maxTextLength: 2000 };
+const DEFAULTS = { apiBase: "/api", maxFileBytes: 10 * 1024 * 1024, maxTextLength: 2000, retentionDays: 0 };
 
 const SIGNED_OUT_MESSAGES = {
   [EXPIRED]: "Your session has ended. Sign in again.",
@@ -31,6 +31,7 @@ async function loadConfig() {
       apiBase: typeof config.apiBase === "string" && config.apiBase ? config.apiBase : DEFAULTS.apiBase,
       maxFileBytes: Number(config.maxFileBytes) > 0 ? Number(config.maxFileBytes) : DEFAULTS.maxFileBytes,
       maxTextLength: Number(config.maxTextLength) > 0 ? Number(config.maxTextLength) : DEFAULTS.maxTextLength,
+      retentionDays: Number.isInteger(config.retentionDays) && config.retentionDays > 0 ? config.retentionDays : 0,
       selfSignUp: config.selfSignUp !== false,
       auth: authConfig(config.auth),
     };
@@ -96,8 +97,17 @@ class Shell {
   }
 }
 
+/** How long the stack keeps uploads and results (its `retentionDays`), next to the file field. */
+function showRetention(days) {
+  const note = document.getElementById("retention");
+  if (days > 0) {
+    note.textContent = `Files and results are deleted ${days} ${days === 1 ? "day" : "days"} after upload.`;
+  }
+}
+
 async function start() {
   const config = await loadConfig();
+  showRetention(config.retentionDays);
   const announce = createAnnouncer(document.getElementById("announcer"));
   if (!config.auth) {
     document.getElementById("auth-view").hidden = false;

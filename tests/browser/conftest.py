@@ -22,7 +22,7 @@ from tests.local.harness import deleting_inputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
-SETTINGS = StackSettings(max_file_mb=1, max_text_length=200)
+SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, retention_days=3)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -247,6 +247,14 @@ def test_a_file_can_be_dropped_on_the_form(page: Any) -> None:
     assert not page.eval_on_selector("#dropzone", "zone => zone.classList.contains('dropzone--over')")
 
 
+def test_the_form_says_how_long_files_are_kept(page: Any) -> None:
+    """Regression: the stack's `retentionDays` deletes uploads and results while the form says nothing (or says
+    they are kept with no limit)."""
+    expect(page.locator("#retention")).to_have_text(
+        f"Files and results are deleted {SETTINGS.retention_days} days after upload."
+    )
+
+
 def test_an_oversize_file_is_refused_next_to_the_field(page: Any) -> None:
     uploads = requests_to(page, "POST", r"/api/uploads$")
     page.fill("#input-text", "a fine text")

@@ -29,6 +29,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws(\.|$)")
     import components.api
     import components.compute
+    import components.monitoring
     import components.site
     import components.storage  # noqa: F401
 
@@ -40,6 +41,16 @@ ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 PARTITION = "aws"
 ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+"""The region's availability zones proper (opt-in status `opt-in-not-required`)."""
+LOCAL_ZONE = "eu-west-1-tst-1a"
+"""A made-up Local Zone the account has opted in to: its name sorts before every zone proper."""
+ZONE_OPT_IN = {**{zone: "opt-in-not-required" for zone in ZONES}, LOCAL_ZONE: "opted-in"}
+SCARCE_TYPES: dict[str, list[str]] = {
+    "c7g.large": [LOCAL_ZONE, "eu-west-1c", "eu-west-1b"],
+    "x9g.scarce": ["eu-west-1b", LOCAL_ZONE],
+}
+"""Instance types offered in some zones only (listed in no particular order, as AWS may); any other type is offered
+in every zone, the Local Zone included."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class Recorded:
     name: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+    """The resource options policy checks read (`protect`, `retain_on_delete`), as the program passed them."""
 
     def policy(self, key: str = "policy") -> dict[str, Any]:
         return json.loads(self.inputs[key])
@@ -87,6 +100,10 @@ def _log_group(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"name": group, "arn": _arn("logs", f"log-group:{group}")}
 
 
+RANDOM_HEX = "5eed1e55"
+"""What every `random.RandomId` of the mocks holds (4 bytes, as hex)."""
+WORKER_TAG = f"{PROJECT}-{STACK}-{RANDOM_HEX}"
+"""The stack tag value of the mocked deployments' worker VMs."""
 API_ID = "a1b2c3d4e5"
 DISTRIBUTION_DOMAIN = "d111111abcdef8.cloudfront.net"
 COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
@@ -112,7 +129,9 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         "name": name, "arn": _arn("iam", f"instance-profile/{name}", region=""),
     },
     "aws:cloudwatch/eventRule:EventRule": lambda name, inputs: {"name": name, "arn": _arn("events", f"rule/{name}")},
+    "random:index/randomId:RandomId": lambda name, inputs: {"hex": RANDOM_HEX[: 2 * int(inputs["byteLength"])]},
     "aws:sqs/queue:Queue": lambda name, inputs: {
+        "name": name,
         "arn": _arn("sqs", name), "url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}",
     },
 }
@@ -133,9 +152,32 @@ INVOKES: dict[str, dict[str, Any]] = {
         "accountId": ACCOUNT, "arn": f"arn:{PARTITION}:iam::{ACCOUNT}:user/deployer", "userId": "AIDEXAMPLE",
         "id": ACCOUNT,
     },
-    "aws:index/getAvailabilityZones:getAvailabilityZones": {
-        "names": ZONES, "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"], "id": REGION,
-    },
+}
+
+
+def _filters(args: dict[str, Any]) -> dict[str, list[str]]:
+    return {f["name"]: list(f["values"]) for f in args.get("filters") or []}
+
+
+def _availability_zones(args: dict[str, Any]) -> dict[str, Any]:
+    """DescribeAvailabilityZones: zones the account may use, filtered by opt-in status when asked, newest first."""
+    wanted = _filters(args).get("opt-in-status")
+    names = [zone for zone in sorted(ZONE_OPT_IN, reverse=True) if wanted is None or ZONE_OPT_IN[zone] in wanted]
+    return {"names": names, "zoneIds": [f"euw1-{zone.rsplit('-', 1)[-1]}" for zone in names], "id": REGION}
+
+
+def _instance_type_offerings(args: dict[str, Any]) -> dict[str, Any]:
+    """DescribeInstanceTypeOfferings by availability zone, for the instance types in the `instance-type` filter."""
+    assert args.get("locationType") == "availability-zone", args
+    types = _filters(args).get("instance-type", [])
+    offered = [(kind, zone) for kind in types for zone in SCARCE_TYPES.get(kind, list(ZONE_OPT_IN))]
+    return {"instanceTypes": [kind for kind, _ in offered], "locations": [zone for _, zone in offered],
+            "locationTypes": ["availability-zone"] * len(offered), "id": REGION}
+
+
+INVOKE_ANSWERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "aws:index/getAvailabilityZones:getAvailabilityZones": _availability_zones,
+    "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": _instance_type_offerings,
 }
 
 
@@ -153,6 +195,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.resources: list[Recorded] = []
+        self.options: dict[tuple[str, str], dict[str, Any]] = {}
         self.invokes: list[str] = []
         self.messages: list[str] = []
         self.logger = logging.getLogger("tests.infra.pulumi-engine")
@@ -162,14 +205,23 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = {**args.inputs, **computed_outputs(args)}
-        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), outputs))
+        options = self.options.pop((args.typ, args.name), {})
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), outputs, options))
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.invokes.append(args.token)
+        if args.token in INVOKE_ANSWERS:
+            return INVOKE_ANSWERS[args.token](dict(args.args)), []
         if args.token not in INVOKES:
             raise NotImplementedError(f"the mocks do not answer invoke {args.token}")
         return INVOKES[args.token], []
+
+    def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
+        """A stack transformation that changes nothing: it notes the options the mocks' monitor is not given."""
+        self.options[(args.type_, args.name)] = {
+            "protect": bool(args.opts.protect), "retain_on_delete": bool(args.opts.retain_on_delete),
+        }
 
 
 @dataclass
@@ -196,21 +248,27 @@ class Deployment:
         return found[0]
 
 
-def dev_stack_config() -> dict[str, str]:
-    """`Pulumi.dev.yaml`'s `filepipe:` keys (the `aws:` provider keys mean nothing to mocks)."""
-    data = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8"))
+def stack_config(stack: str) -> dict[str, str]:
+    """`Pulumi.<stack>.yaml`'s `filepipe:` keys (the `aws:` provider keys mean nothing to mocks)."""
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text(encoding="utf-8"))
     return {key: str(value) for key, value in data["config"].items() if key.startswith(f"{PROJECT}:")}
+
+
+def dev_stack_config() -> dict[str, str]:
+    return stack_config("dev")
 
 
 @pytest.fixture(scope="session")
 def mocks() -> RecordingMocks:
     recording = RecordingMocks()
     pulumi.runtime.set_mocks(recording, project=PROJECT, stack=STACK, preview=False, logger=recording.logger)
+    pulumi.runtime.register_stack_transformation(recording.record_options)
     return recording
 
 
-def run_program(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
+def run_program(mocks: RecordingMocks, config: dict[str, str], path: Path = PROGRAM) -> Deployment:
     mocks.resources.clear()
+    mocks.options.clear()
     mocks.invokes.clear()
     mocks.messages.clear()
     pulumi.runtime.set_all_config(config)
@@ -222,7 +280,7 @@ def run_program(mocks: RecordingMocks, config: dict[str, str]) -> Deployment:
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        namespace.update(runpy.run_path(str(PROGRAM), run_name="__main__"))
+        namespace.update(runpy.run_path(str(path), run_name="__main__"))
         return pulumi.Output.from_input(dict(root.outputs)).apply(captured.update)
 
     with warnings.catch_warnings():
@@ -252,6 +310,12 @@ def dev(build: Callable[..., Deployment]) -> Deployment:
     return build()
 
 
+@pytest.fixture(scope="session")
+def prod(mocks: RecordingMocks) -> Deployment:
+    """The program under `Pulumi.prod.yaml`'s config, built once."""
+    return run_program(mocks, stack_config("prod"))
+
+
 TUNED: dict[str, str] = {
     "instanceType": "c7g.large",
     "amiParameter": "/filepipe/worker-ami",
@@ -265,9 +329,18 @@ TUNED: dict[str, str] = {
     "apiThrottleRate": "7",
     "apiThrottleBurst": "11",
     "apiReservedConcurrency": "6",
-    "launcherReservedConcurrency": "-1",
+    "launcherReservedConcurrency": "3",
     "sweepIntervalMinutes": "1",
+    "alarmEmail": "ops@example.org",
+    "failedJobsAlarmThreshold": "7",
     "extraOrigins": "https://files.example.org, https://staging.example.org",
+    "allowSelfSignUp": "false",
+    "maxActiveJobsPerUser": "9",
+    "accessTokenMinutes": "15",
+    "idTokenMinutes": "20",
+    "refreshTokenDays": "3",
+    "protectData": "true",
+    "retentionDays": "45",
 }
 """A stack that sets every config key to a value unlike the dev stack's and the defaults (a new key must be added
 here: `test_program` checks), so one run of the program shows each override reaching its resources."""

@@ -13,7 +13,7 @@ import pytest
 from components.functions import HANDLERS_DIR
 from components.settings import NO_RESERVATION, StackSettings, api_config, launcher_config
 from handlers.routes import HTTP_FUNCTIONS, ROUTES
-from tests.infra.conftest import API_ID, STACK, TUNED, Deployment
+from tests.infra.conftest import API_ID, TUNED, WORKER_TAG, Deployment
 
 FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "compute-launcher": "launcher", "compute-sweeper": "sweeper"}
 API_FUNCTIONS = ("api-upload", "api-jobs")
@@ -166,7 +166,8 @@ def test_launcher_and_sweeper_get_the_table_template_and_both_subnets(dev: Deplo
     assert set(variables["SUBNET_IDS"].split(",")) == subnets and len(subnets) == 2
     table, template = dev.exports["tableName"], dev.exports["launchTemplateId"]
     settings = dev.namespace["settings"]
-    expected = launcher_config(table, template, variables["SUBNET_IDS"].split(","), stack=STACK, settings=settings)
+    expected = launcher_config(table, template, variables["SUBNET_IDS"].split(","), stack_tag=WORKER_TAG,
+                               settings=settings)
     assert variables == expected.to_env()
 
 
@@ -192,20 +193,20 @@ def reserved(deployment: Deployment) -> dict[str, int]:
     return {name: inputs["reservedConcurrentExecutions"] for name, inputs in functions(deployment).items()}
 
 
-def test_reserved_concurrency_defaults(defaults: Deployment) -> None:
-    """Regression: a function without a reservation can take the account's whole concurrency (one abusive client
-    on the API starves everything else in the account), or a reservation of 0 that stops it."""
+def test_no_function_reserves_concurrency_by_default(defaults: Deployment) -> None:
+    """Regression: in an account whose concurrency quota is below 100 + the reservations (a new account's is 10)
+    nothing deploys at all, so the default must reach Lambda as `-1`, "no reservation" (pulumi-aws's own default),
+    not as an error or a 0 that stops the function."""
     settings = StackSettings()
     expected = {name: settings.api_reserved_concurrency for name in API_FUNCTIONS}
     expected |= {name: settings.launcher_reserved_concurrency for name in DISPATCHERS}
     assert reserved(defaults) == expected
-    assert all(value >= 1 for value in expected.values())
+    assert set(expected.values()) == {NO_RESERVATION}
 
 
-def test_reserved_concurrency_comes_from_config_and_can_be_turned_off(tuned: Deployment) -> None:
-    """Regression: `pulumi config set apiReservedConcurrency ...` that never reaches the functions; and in an
-    account whose concurrency quota is below 100 + the reservations nothing deploys at all, so `-1` must reach
-    Lambda as "no reservation" (pulumi-aws's own default), not as an error or a 0 that stops the function."""
-    assert TUNED["launcherReservedConcurrency"] == str(NO_RESERVATION)
-    assert reserved(tuned) == {"api-upload": 6, "api-jobs": 6, "compute-launcher": NO_RESERVATION,
-                               "compute-sweeper": NO_RESERVATION}
+def test_reserved_concurrency_comes_from_config(tuned: Deployment) -> None:
+    """Regression: `pulumi config set apiReservedConcurrency ...` that never reaches the functions (so one abusive
+    client on the API could starve everything else in an account that set it)."""
+    api, dispatchers = int(TUNED["apiReservedConcurrency"]), int(TUNED["launcherReservedConcurrency"])
+    assert reserved(tuned) == {"api-upload": api, "api-jobs": api, "compute-launcher": dispatchers,
+                               "compute-sweeper": dispatchers}

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from components.compute import rate_expression
+from components.compute import subnet_zones as pick_zones
 from components.settings import STACK_TAG
 from components.triggers import (
     INSTANCE_TERMINATED_PATTERN,
@@ -20,7 +24,17 @@ from components.triggers import (
 from handlers.jobmodel import Status
 from local.events import instance_state_change
 from local.streams import matches
-from tests.infra.conftest import STACK, TUNED, ZONES, Deployment
+from tests.infra.conftest import (
+    LOCAL_ZONE,
+    REGION,
+    ROOT,
+    SCARCE_TYPES,
+    STACK,
+    TUNED,
+    WORKER_TAG,
+    ZONES,
+    Deployment,
+)
 from worker.userdata import render_user_data
 
 NETWORK_EGRESS = (
@@ -112,8 +126,25 @@ def test_instances_and_volumes_are_tagged_with_the_stack(dev: Deployment) -> Non
     """Regression: without the stack tag the sweeper cannot find (and terminate) this stack's stray VMs."""
     specs = dev.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["tagSpecifications"]
     assert {s["resourceType"]: s["tags"] for s in specs} == {
-        "instance": {STACK_TAG: STACK}, "volume": {STACK_TAG: STACK},
+        "instance": {STACK_TAG: WORKER_TAG}, "volume": {STACK_TAG: WORKER_TAG},
     }
+
+
+def test_the_stack_tag_is_one_value_unique_to_the_deployment_everywhere(dev: Deployment) -> None:
+    """Regression: VMs tagged with the bare stack name, so two people's `dev` stacks in one account see, fail and
+    terminate each other's VMs; or a tag value that differs between the VMs (launch template), the launcher and
+    sweeper (environment) and the sweeper's TerminateInstances condition, so VMs are missed or cannot be ended."""
+    [suffix] = dev.of_type("random:index/randomId:RandomId")
+    tag = f"filepipe-{STACK}-{suffix.outputs['hex']}"
+    assert tag != STACK and len(suffix.outputs["hex"]) == 8
+    template = dev.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    on_vms = {value for spec in template["tagSpecifications"] for value in spec["tags"].values()}
+    environments = {dev.one("aws:lambda/function:Function", name).inputs["environment"]["variables"]["STACK_NAME"]
+                    for name in ("compute-launcher", "compute-sweeper")}
+    [terminate] = [s for s in dev.one("aws:iam/rolePolicy:RolePolicy", "compute-sweeper-policy").policy()["Statement"]
+                   if s["Action"] == ["ec2:TerminateInstances"]]
+    condition = {terminate["Condition"]["StringEquals"][f"aws:ResourceTag/{STACK_TAG}"]}
+    assert on_vms == environments == condition == {tag}
 
 
 def test_user_data_is_the_rendered_script_for_this_stacks_bucket_and_table(dev: Deployment) -> None:
@@ -267,3 +298,60 @@ class TestSweeper:
                                                      (60, "rate(60 minutes)")])
 def test_rate_expression(minutes: int, expression: str) -> None:
     assert rate_expression(minutes) == expression
+
+
+def subnet_zones_of(deployment: Deployment) -> list[str]:
+    return sorted(s.inputs["availabilityZone"] for s in deployment.of_type("aws:ec2/subnet:Subnet"))
+
+
+def test_subnets_go_in_zones_that_offer_the_instance_type(tuned: Deployment) -> None:
+    """Regression: a subnet in a zone without the instance type fails every launch there with `Unsupported`, half
+    of all jobs for good; the first two zones by name are not enough."""
+    offered = set(SCARCE_TYPES[TUNED["instanceType"]])
+    assert "eu-west-1a" not in offered
+    assert subnet_zones_of(tuned) == ["eu-west-1b", "eu-west-1c"]
+
+
+def test_local_and_wavelength_zones_are_never_picked(dev: Deployment, tuned: Deployment) -> None:
+    """Regression: an opted-in Local Zone (its name sorts first, and it offers the type) holding a subnet: other
+    prices, fewer services, and no S3/DynamoDB gateway endpoint route there as in a zone proper."""
+    for deployment in (dev, tuned):
+        zones = subnet_zones_of(deployment)
+        assert LOCAL_ZONE not in zones and set(zones) <= set(ZONES), zones
+
+
+def test_the_zone_choice_does_not_depend_on_the_order_aws_lists_zones_in(build: Callable[..., Deployment]) -> None:
+    """Regression: picking by list position, so an unchanged region answering in another order would replace
+    subnets at the next deploy (the mocks list zones newest first)."""
+    assert subnet_zones_of(build()) == ZONES[:2]
+    for order in (ZONES, ZONES[::-1], [ZONES[1], ZONES[2], ZONES[0]]):
+        assert pick_zones(order, order[::-1], instance_type="t4g.micro", region=REGION) == ZONES[:2]
+
+
+@pytest.mark.parametrize(("offered", "found"), [([], "none"), (["eu-west-1b"], "eu-west-1b")])
+def test_fewer_than_two_zones_is_an_error_naming_the_type_and_region(offered: list[str], found: str) -> None:
+    """Regression: a region or type with one usable zone deploying a single-zone network (or an index error)."""
+    with pytest.raises(ValueError, match=rf"x9g\.scarce is offered in {len(offered)} .* of {REGION} \({found}\)"):
+        pick_zones(ZONES, offered, instance_type="x9g.scarce", region=REGION)
+
+
+PREVIEW_WITH = """
+import sys
+import pulumi
+from tests.infra.conftest import PROJECT, STACK, RecordingMocks, dev_stack_config, run_program
+mocks = RecordingMocks()
+pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=STACK, preview=True, logger=mocks.logger)
+run_program(mocks, {**dev_stack_config(), **dict(arg.split("=", 1) for arg in sys.argv[1:])})
+"""
+
+
+def test_a_type_offered_in_one_zone_fails_the_preview() -> None:
+    """Regression: the error raised inside the zone lookup lost (a preview that succeeds with an unknown zone).
+
+    In a process of its own: a program that fails leaves Pulumi tasks behind that would log into other tests."""
+    result = subprocess.run(
+        [sys.executable, "-c", PREVIEW_WITH, "filepipe:instanceType=x9g.scarce"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode != 0, result.stdout
+    assert f"instance type x9g.scarce is offered in 1 availability zone(s) of {REGION}" in result.stderr

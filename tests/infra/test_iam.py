@@ -8,21 +8,23 @@ from typing import Any
 import pytest
 
 from components.settings import STACK_TAG, StackSettings
-from handlers import launcher
+from handlers import launcher, quota
 from handlers.config import LauncherConfig
 from handlers.jobmodel import STATUS_INDEX
-from tests.infra.conftest import ACCOUNT, PARTITION, REGION, STACK, TUNED, Deployment
+from tests.infra.conftest import ACCOUNT, PARTITION, REGION, STACK, TUNED, WORKER_TAG, Deployment
 
 ALLOWED_STAR_RESOURCES: dict[str, str] = {
     "FindStackInstances": "ec2:DescribeInstances supports no resource-level permissions (the service authorization "
                           "reference lists no resource type for it); it only reads, and the sweeper filters by the "
                           "stack tag",
+    "ListJobStreams": "dynamodb:ListStreams has no resource type in the service authorization reference (parliament's "
+                      "copy of it agrees); it lists stream ARNs and reads no data",
 }
 """Statements allowed to name the resource `"*"`, by Sid, with the reason AWS requires it.
 
-Every other action the program grants supports resource-level permissions. The actions that usually tempt a `"*"`
-are scoped instead: `dynamodb:ListStreams` to `<table>/stream/*` (the DynamoDB guide's own example), and the AMI
-that `ec2:RunInstances` boots to `image/*` in the stack's region (its id is resolved from SSM at launch time).
+Every other action the program grants supports resource-level permissions. The resources that usually tempt a `"*"`
+are scoped instead, e.g. the AMI that `ec2:RunInstances` boots to `image/*` in the stack's region (its id is
+resolved from SSM at launch time).
 `Principal: "*"` does appear, in bucket and VPC endpoint policies: that is the principal element, which AWS requires
 there (an endpoint policy applies to every caller in the VPC; a TLS-only Deny must catch every caller).
 """
@@ -96,9 +98,10 @@ def test_every_policy_is_json_with_exact_actions_and_scoped_resources(dev: Deplo
                 continue
             for resource in resources:
                 assert resource.startswith(f"arn:{PARTITION}:"), f"{name}: {resource!r} is not an ARN"
-    assert star == [("compute-sweeper-policy", "FindStackInstances", ["ec2:DescribeInstances"])], (
-        "DescribeInstances in the sweeper's policy must be the only Allow on '*'"
-    )
+    assert sorted(star) == [
+        ("compute-launcher-policy", "ListJobStreams", ["dynamodb:ListStreams"]),
+        ("compute-sweeper-policy", "FindStackInstances", ["ec2:DescribeInstances"]),
+    ], "DescribeInstances (sweeper) and ListStreams (launcher) must be the only Allows on '*'"
 
 
 def test_deny_statements_are_the_tls_guard_only(dev: Deployment) -> None:
@@ -154,16 +157,26 @@ def test_upload_function_may_only_sign_uploads_into_inputs(dev: Deployment) -> N
 
 
 def test_jobs_function_reads_what_it_serves_and_writes_only_jobs(dev: Deployment) -> None:
-    """Regression: the jobs handler HEADs inputs, signs GETs of outputs, conditionally puts and reads items, and
-    lists through the `by-created` index; missing any one of these is a 5xx, more is needless exposure."""
+    """Regression: the jobs handler HEADs inputs, signs GETs of outputs, conditionally puts and reads items, counts
+    each user's jobs, and lists through the `by-owner` index; missing any one of these is a 5xx, more is needless
+    exposure."""
     assert granted(dev, "api-jobs-policy") == {
         ("s3:GetObject", f"{BUCKET}/inputs/*"),
         ("s3:GetObject", f"{BUCKET}/outputs/*"),
         ("s3:ListBucket", BUCKET),
         ("dynamodb:GetItem", TABLE),
         ("dynamodb:PutItem", TABLE),
-        ("dynamodb:Query", f"{TABLE}/index/by-created"),
+        ("dynamodb:UpdateItem", TABLE),
+        ("dynamodb:Query", f"{TABLE}/index/by-owner"),
     } | _logs("api-jobs")
+
+
+def test_the_jobs_function_updates_only_the_per_user_counters(dev: Deployment) -> None:
+    """Regression: UpdateItem on the whole table would let the API move any job's status; it may only touch the
+    `user#` counter items (DynamoDB's LeadingKeys condition on the partition key)."""
+    statements = role_policy(dev, "api-jobs-policy").values()
+    [update] = [s for s in statements if "dynamodb:UpdateItem" in as_list(s["Action"])]
+    assert update["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{quota.COUNTER_PREFIX}*"]}}
 
 
 def test_worker_instance_role_is_limited_to_its_prefixes_and_the_table(dev: Deployment) -> None:
@@ -235,7 +248,7 @@ class TestLauncherPolicy:
         assert set(launcher["ReadJobStream"]["Action"]) == {
             "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
         }
-        assert launcher["ListJobStreams"]["Resource"] == [f"{table['arn']}/stream/*"]
+        assert launcher["ListJobStreams"]["Action"] == ["dynamodb:ListStreams"]
         assert launcher["MoveJobs"]["Action"] == ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
         assert launcher["MoveJobs"]["Resource"] == [table["arn"]]
         assert launcher["FindQueuedJobs"]["Action"] == ["dynamodb:Query"]
@@ -294,7 +307,7 @@ class TestSweeperPolicy:
         assert sweeper["TerminateStackInstances"] == {
             "Sid": "TerminateStackInstances", "Effect": "Allow", "Action": ["ec2:TerminateInstances"],
             "Resource": [_arn("ec2", "instance/*")],
-            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": STACK}},
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": WORKER_TAG}},
         }
 
     def test_describes_instances_and_nothing_else_on_star(self, sweeper: dict[str, dict[str, Any]]) -> None:
@@ -302,7 +315,8 @@ class TestSweeperPolicy:
         assert sweeper["FindStackInstances"] == {
             "Sid": "FindStackInstances", "Effect": "Allow", "Action": ["ec2:DescribeInstances"], "Resource": ["*"],
         }
-        assert list(ALLOWED_STAR_RESOURCES) == ["FindStackInstances"]
+        assert "ec2:DescribeInstances" not in {a for s in sweeper.values() if s["Sid"] != "FindStackInstances"
+                                                for a in s["Action"]}
 
     def test_dispatches_with_exactly_the_launchers_statements(
         self, dev: Deployment, sweeper: dict[str, dict[str, Any]]

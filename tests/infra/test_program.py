@@ -13,7 +13,7 @@ import pytest
 
 from components.functions import HANDLERS_DIR
 from components.settings import StackSettings, config_key
-from tests.infra.conftest import ROOT, STACK, TUNED, Deployment, dev_stack_config
+from tests.infra.conftest import ROOT, TUNED, WORKER_TAG, Deployment, dev_stack_config
 
 DEV_SETTINGS = StackSettings.from_config(lambda key: dev_stack_config().get(f"filepipe:{key}"))
 COMPONENTS = {
@@ -21,6 +21,7 @@ COMPONENTS = {
     "filepipe:api:Api",
     "filepipe:compute:Compute",
     "filepipe:site:Site",
+    "filepipe:monitoring:Monitoring",
 }
 
 
@@ -50,6 +51,7 @@ def test_stack_outputs_give_a_user_what_they_need(dev: Deployment) -> None:
     assert dev.exports["bucketName"] == bucket
     assert dev.exports["tableName"] == table
     assert dev.exports["launchTemplateId"] == "compute-worker-id"
+    assert dev.exports["workerTag"] == f"FilepipeStack={WORKER_TAG}"
     assert dev.exports["launchFailuresQueueUrl"].startswith("https://sqs.")
     for export, function in (("launcherFunction", "compute-launcher"), ("sweeperFunction", "compute-sweeper")):
         assert dev.exports[export] == dev.one("aws:lambda/function:Function", function).outputs["name"], export
@@ -64,7 +66,7 @@ def test_no_deprecated_arguments_or_resources(dev: Deployment) -> None:
 
 def test_every_resource_is_inside_a_component(dev: Deployment) -> None:
     """Regression: resources created outside components with ad-hoc names; every child name has a component prefix."""
-    prefixes = ("storage-", "api-", "compute-", "site-")
+    prefixes = ("storage-", "api-", "compute-", "site-", "monitoring-", "auth-")
     stray = [r.name for r in dev.resources if r.type.startswith("aws:") and not r.name.startswith(prefixes)]
     assert not stray, stray
 
@@ -85,7 +87,8 @@ def test_no_hard_coded_names_regions_or_accounts_in_program_code() -> None:
 def test_dev_stack_settings(dev: Deployment) -> None:
     """Regression: `Pulumi.dev.yaml`'s values not reaching the program (the defaults deployed instead)."""
     assert dev.namespace["settings"] == StackSettings(
-        instance_type="t4g.micro", max_file_mb=10, max_concurrent_vms=2, job_timeout_minutes=15, log_retention_days=7
+        instance_type="t4g.micro", max_file_mb=10, max_concurrent_vms=2, job_timeout_minutes=15, log_retention_days=7,
+        protect_data=False, retention_days=7,
     )
 
 
@@ -105,7 +108,7 @@ def test_defaults_deploy_without_any_stack_config(defaults: Deployment) -> None:
     assert defaults.namespace["settings"] == StackSettings()
     template = defaults.one("aws:ec2/launchTemplate:LaunchTemplate")
     assert template.inputs["instanceType"] == StackSettings().instance_type
-    assert template.inputs["tagSpecifications"][0]["tags"] == {"FilepipeStack": STACK}
+    assert template.inputs["tagSpecifications"][0]["tags"] == {"FilepipeStack": WORKER_TAG}
 
 
 def test_invalid_config_fails_the_program_with_a_clear_message(build) -> None:

@@ -56,9 +56,11 @@ def test_sweep_interval_is_between_a_minute_and_an_hour(value: str, ok: bool) ->
             settings_from_mapping({"sweepIntervalMinutes": value})
 
 
-def test_defaults_reserve_concurrency_and_sweep_every_two_minutes() -> None:
+def test_defaults_reserve_no_concurrency_and_sweep_every_two_minutes() -> None:
+    """Regression: a default reservation makes the first deploy fail in a new account (quota 10: Lambda refuses any
+    reservation that leaves less than 100 unreserved)."""
     defaults = StackSettings()
-    assert (defaults.api_reserved_concurrency, defaults.launcher_reserved_concurrency) == (20, 2)
+    assert (defaults.api_reserved_concurrency, defaults.launcher_reserved_concurrency) == (NO_RESERVATION,) * 2
     assert defaults.sweep_interval_minutes == 2
 
 
@@ -69,3 +71,21 @@ def test_settings_import_without_pulumi() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             check=False)
     assert result.returncode == 0, result.stderr or "components.settings imported pulumi"
+
+
+@pytest.mark.parametrize(("value", "ok"), [("ops@example.org", True), ("", True), ("ops", False),
+                                           ("a@example.org, b@example.org", False), ("a b@example.org", False)])
+def test_alarm_email_is_one_address_or_none(value: str, ok: bool) -> None:
+    """Regression: a typo or a list in `alarmEmail` that SNS rejects only at deploy time, after the alarms exist."""
+    if ok:
+        assert settings_from_mapping({"alarmEmail": value}).alarm_email == value
+    else:
+        with pytest.raises(ValueError, match="alarmEmail must be one e-mail address"):
+            settings_from_mapping({"alarmEmail": value})
+
+
+def test_failed_jobs_alarm_threshold_is_not_negative() -> None:
+    """Regression: a negative threshold makes the alarm fire on any period with a data point, even 0 failed jobs."""
+    assert settings_from_mapping({"failedJobsAlarmThreshold": "0"}).failed_jobs_alarm_threshold == 0
+    with pytest.raises(ValueError, match="failedJobsAlarmThreshold must be at least 0"):
+        settings_from_mapping({"failedJobsAlarmThreshold": "-1"})

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from components.headers import security_headers
 from components.settings import site_config
 from components.site import (
     ALL_VIEWER_EXCEPT_HOST_HEADER,
@@ -16,7 +18,7 @@ from components.site import (
     frontend_files,
     host_of,
 )
-from tests.infra.conftest import API_ID, Deployment
+from tests.infra.conftest import API_ID, REGION, Deployment
 
 
 def objects(deployment: Deployment) -> dict[str, dict]:
@@ -81,7 +83,8 @@ def test_config_json_carries_the_stacks_limits(tuned: Deployment) -> None:
     """Regression: the form checks a different size cap than the API enforces."""
     deployment = tuned
     config = objects(deployment)["config.json"]
-    assert json.loads(config["content"]) == site_config(deployment.namespace["settings"])
+    assert json.loads(config["content"]) == site_config(
+        deployment.namespace["settings"], region=REGION, user_pool_id="auth-users-id", client_id="auth-web-id")
     assert json.loads(config["content"])["maxFileBytes"] == 25 * 1024 * 1024
     assert config["contentType"] == "application/json"
 
@@ -153,3 +156,56 @@ def test_host_of_rejects_an_empty_endpoint() -> None:
     """Regression: an unresolved endpoint silently becomes an empty origin domain."""
     with pytest.raises(ValueError):
         host_of("https://")
+
+
+def headers_sent_by(policy: dict) -> dict[str, str]:
+    """The headers CloudFront adds to every response for a response headers policy's security config."""
+    config = policy["securityHeadersConfig"]
+    assert all(part["override"] is True for part in config.values()), "an origin's header could win over the policy"
+    sts = config["strictTransportSecurity"]
+    hsts = f"max-age={int(sts['accessControlMaxAgeSec'])}"  # the mocks' protobuf makes numbers floats
+    hsts += "; includeSubDomains" if sts.get("includeSubdomains") else ""
+    hsts += "; preload" if sts.get("preload") else ""
+    return {
+        "Content-Security-Policy": config["contentSecurityPolicy"]["contentSecurityPolicy"],
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": config["frameOptions"]["frameOption"],
+        "Referrer-Policy": config["referrerPolicy"]["referrerPolicy"],
+        "Strict-Transport-Security": hsts,
+    }
+
+
+def test_the_site_sends_the_shared_security_headers(dev: Deployment) -> None:
+    """Regression: the managed SecurityHeadersPolicy sent no CSP (the page had only a `<meta>` CSP, which cannot
+    carry `frame-ancestors` and allowed every `https:` origin). The site's policy is the one definition local mode
+    serves too, with HTTPS's HSTS."""
+    policy = dev.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")
+    assert distribution(dev)["defaultCacheBehavior"]["responseHeadersPolicyId"] == f"{policy.name}-id"
+    bucket = dev.one("aws:s3/bucket:Bucket", "storage-data").outputs
+    uploads = [f"https://{bucket['bucketRegionalDomainName']}", f"https://{bucket['bucket']}.s3.amazonaws.com"]
+    sign_in = f"https://cognito-idp.{REGION}.amazonaws.com"
+    assert headers_sent_by(policy.inputs) == security_headers([*uploads, sign_in], https=True)
+
+
+def test_the_csp_lets_the_page_reach_only_itself_the_data_bucket_and_cognito(dev: Deployment) -> None:
+    """`connect-src` is where a script injected into the page could send what it reads: the site, the data
+    bucket's own hosts for the presigned POST, and the region's Cognito endpoint to sign in; no `https:` wildcard,
+    no other bucket."""
+    csp = dev.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy").inputs["securityHeadersConfig"][
+        "contentSecurityPolicy"]["contentSecurityPolicy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    bucket = dev.one("aws:s3/bucket:Bucket", "storage-data").outputs["bucket"]
+    connect = directives["connect-src"].split()
+    assert connect[0] == "'self'" and len(connect) == 4
+    assert connect[3] == f"https://cognito-idp.{REGION}.amazonaws.com"
+    bucket_host = rf"https://{re.escape(bucket)}\.s3(\.[a-z0-9-]+)?\.amazonaws\.com"
+    assert all(re.fullmatch(bucket_host, origin) for origin in connect[1:3])
+    assert directives["frame-ancestors"] == "'none'"
+    assert directives["default-src"] == "'self'" and "unsafe" not in csp
+
+
+def test_the_page_declares_no_csp_of_its_own() -> None:
+    """A `<meta>` CSP is enforced on top of the header's and cannot differ per environment, so it could only
+    repeat the header or allow more; the one it had allowed every `https:` origin. The header is the definition."""
+    page = (FRONTEND_DIR / "index.html").read_text(encoding="utf-8")
+    assert not re.search(r"<meta[^>]+http-equiv=[\"']?content-security-policy", page, re.I)

@@ -9,7 +9,7 @@ import pytest
 
 from components.cors import cors_rules
 from components.settings import WORKER_SCRIPT_KEY
-from handlers.jobmodel import JOBS_INDEX, LIST_KEY_ATTR, table_definition
+from handlers.jobmodel import OWNER_INDEX, table_definition
 from tests.infra.conftest import DISTRIBUTION_DOMAIN, Deployment
 from worker.userdata import WORKER_PATH
 
@@ -49,7 +49,7 @@ def test_incomplete_multipart_uploads_are_aborted(dev: Deployment) -> None:
     """Regression: abandoned multipart uploads (a worker killed mid-output) are billed forever, invisibly."""
     lifecycle = dev.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
     assert lifecycle.inputs["bucket"] == "storage-data-id"
-    [rule] = lifecycle.inputs["rules"]
+    [rule] = [r for r in lifecycle.inputs["rules"] if r["id"] == "abort-incomplete-multipart-uploads"]
     assert rule["status"] == "Enabled"
     assert rule["filter"] == {"prefix": ""}, "the rule must cover the whole bucket"
     assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
@@ -79,7 +79,7 @@ def test_extra_origins_from_config_join_the_site_origin(tuned: Deployment) -> No
 
 def test_jobs_table_shape_matches_the_shared_definition(dev: Deployment) -> None:
     """Regression: a key, index or billing mode that differs from local mode's table (the handlers query
-    `by-created` newest first and key items by `id`)."""
+    `by-owner` newest first and key items by `id`)."""
     table = dev.one("aws:dynamodb/table:Table", "storage-jobs").inputs
     shared = table_definition("unused")
     assert table["hashKey"] == "id"
@@ -96,8 +96,8 @@ def test_jobs_table_shape_matches_the_shared_definition(dev: Deployment) -> None
             {"attributeName": k["AttributeName"], "keyType": k["KeyType"]} for k in index["KeySchema"]
         ]
         assert deployed["projectionType"] == index["Projection"]["ProjectionType"]
-    assert indexes[JOBS_INDEX]["keySchemas"] == [
-        {"attributeName": LIST_KEY_ATTR, "keyType": "HASH"},
+    assert indexes[OWNER_INDEX]["keySchemas"] == [
+        {"attributeName": "owner", "keyType": "HASH"},
         {"attributeName": "created_at", "keyType": "RANGE"},
     ]
 

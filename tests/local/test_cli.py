@@ -164,3 +164,46 @@ def test_handlers_import_in_a_bare_environment_and_fail_loudly_on_first_use() ->
                          capture_output=True, text=True, timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "first call needs 'BUCKET_NAME'"
+
+
+def emulator_of(root: psutil.Process, endpoint: str) -> psutil.Process:
+    port = int(endpoint.rsplit(":", 1)[1])
+    for child in root.children(recursive=True):
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in child.net_connections(kind="inet")):
+            return child
+    raise AssertionError(f"no process of {root.pid} listens on {port}")
+
+
+def test_a_sigkilled_cli_leaves_no_emulator_behind() -> None:
+    """Regression: SIGKILL (the OOM killer, `kill -9`, a crashed terminal) gives local mode no chance to stop its
+    emulator, which lived on in its own session holding its port. It now notices its parent is gone and exits."""
+    process, _, endpoint = start_cli(free_port())
+    try:
+        emulator = emulator_of(psutil.Process(process.pid), endpoint)
+        emulator_port = int(endpoint.rsplit(":", 1)[1])
+        process.kill()
+        process.wait(timeout=10)
+        _, alive = psutil.wait_procs([emulator], timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if alive:
+        emulator.kill()
+    assert alive == [], "the emulator outlived a SIGKILLed `python -m local`"
+    assert not accepts(emulator_port)
+
+
+def test_the_emulator_exits_when_its_parents_pipe_closes() -> None:
+    """The mechanism alone: the emulator's stdin is the parent's pipe; end-of-file there means the parent is gone."""
+    emulator = MotoServer()
+    emulator.start()
+    try:
+        assert emulator.process is not None and emulator.process.stdin is not None
+        child = emulator.process
+        assert emulator.is_up()
+        child.stdin.close()  # what the kernel does to the pipe when the parent dies
+        child.wait(timeout=5)
+        assert not emulator.is_up()
+    finally:
+        emulator.stop()

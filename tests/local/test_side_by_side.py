@@ -4,11 +4,10 @@ shared through the environment or a module (regression: handlers configured at i
 from __future__ import annotations
 
 import pytest
-import requests
 
 from components.settings import StackSettings
 from local.app import LocalPipeline
-from local.client import submit, wait_for_final
+from tests.local.harness import signed_in
 
 pytestmark = pytest.mark.e2e
 
@@ -16,7 +15,7 @@ SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, max_concurrent_vms=
 
 
 def listed_ids(pipeline: LocalPipeline) -> set[str]:
-    listed = requests.get(f"{pipeline.url}/api/jobs", timeout=10)
+    listed = signed_in(pipeline).get("/api/jobs")
     listed.raise_for_status()
     return {job["id"] for job in listed.json()["jobs"]}
 
@@ -24,10 +23,10 @@ def listed_ids(pipeline: LocalPipeline) -> set[str]:
 def test_two_pipelines_run_side_by_side_and_keep_their_jobs_apart() -> None:
     with LocalPipeline(port=0, settings=SETTINGS, stack="left", sweep_seconds=None) as left, \
             LocalPipeline(port=0, settings=SETTINGS, stack="right", sweep_seconds=None) as right:
-        jobs = {pipeline: submit(pipeline.url, "a.txt", name.encode(), f"from {name}")
+        jobs = {pipeline: signed_in(pipeline).submit("a.txt", name.encode(), f"from {name}")
                 for name, pipeline in (("left", left), ("right", right))}
         for pipeline, job in jobs.items():
-            final = wait_for_final(pipeline.url, job["id"])
+            final = signed_in(pipeline).wait_for_final(job["id"])
             assert final["status"] == "SUCCEEDED", final
             assert final["output_file_path"].startswith(f"{pipeline.stack.bucket}/")
         assert listed_ids(left) == {jobs[left]["id"]}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
+from components.headers import security_headers
 from handlers.routes import ROUTES
 from local.web import LocalWebApp, rule_path
 
@@ -37,9 +38,12 @@ def site(tmp_path: Path) -> Path:
     return tmp_path
 
 
+EMULATOR = "http://127.0.0.1:4566"
+
+
 def make_app(site: Path, handlers: dict[str, Any], health: Any = None) -> Client:
     app = LocalWebApp(routes=ROUTES, handlers=handlers, frontend_dir=site, site_config=SITE_CONFIG,
-                      emulator_health=health)
+                      emulator_health=health, connect_sources=(EMULATOR,))
     return Client(app)
 
 
@@ -113,6 +117,10 @@ def test_base64_responses_are_decoded(site: Path) -> None:
     ("GET", "/api/nothing", 404, "not_found"),
     ("GET", "/api", 404, "not_found"),
     ("GET", "/api/jobs/a/b", 404, "not_found"),
+    ("GET", "/api/jobs/", 404, "not_found"),
+    ("POST", "/api/uploads/", 404, "not_found"),
+    ("GET", "/api/health/", 404, "not_found"),
+    ("GET", "/api//jobs", 404, "not_found"),
     ("DELETE", "/api/jobs", 405, "method_not_allowed"),
     ("PUT", "/api/jobs/abc", 405, "method_not_allowed"),
     ("GET", "/api/uploads", 405, "method_not_allowed"),
@@ -128,13 +136,23 @@ def test_unknown_routes_and_methods_answer_in_the_contracts_error_shape(
     assert jobs.events == [] and upload.events == []
 
 
-def test_a_crashing_handler_is_a_500_like_api_gateway(site: Path) -> None:
+def test_a_crashing_handler_is_a_500_in_the_contracts_shape(site: Path) -> None:
     def broken(event: Any, context: Any) -> Any:
         raise RuntimeError("boom")
 
     got = make_app(site, {"jobs": broken, "upload": Recorder()}).get("/api/jobs")
     assert got.status_code == 500
-    assert got.get_json() == {"message": "Internal Server Error"}
+    assert got.get_json()["error"]["code"] == "internal_error"
+    assert "boom" not in got.get_data(as_text=True)
+
+
+def test_a_fault_of_the_web_layer_is_json_under_api_not_an_html_page(site: Path) -> None:
+    """Regression guard: an exception outside the handler call (here: a route with no handler wired) reached
+    werkzeug, which answers an HTML 500."""
+    got = make_app(site, {}).get("/api/jobs")
+    assert got.status_code == 500
+    assert got.headers["content-type"] == "application/json"
+    assert got.get_json()["error"]["code"] == "internal_error"
 
 
 def test_health_adds_the_emulator_and_fails_when_it_is_down(site: Path) -> None:
@@ -145,6 +163,15 @@ def test_health_adds_the_emulator_and_fails_when_it_is_down(site: Path) -> None:
     down = make_app(site, handlers, lambda: {"up": False, "endpoint": "http://e"}).get("/api/health")
     assert down.status_code == 503
     assert down.get_json()["emulator"]["up"] is False
+
+
+def test_a_refused_health_request_keeps_the_documented_error_shape(site: Path) -> None:
+    """Regression: `GET /api/health?x=1` (the handler's 400) came back with an `emulator` key added to the error."""
+    refusal = {"error": {"code": "unknown_parameter", "message": "Unknown query parameter(s): x."}}
+    handlers = {"jobs": Recorder({"statusCode": 400, "body": json.dumps(refusal)}), "upload": Recorder()}
+    got = make_app(site, handlers, lambda: {"up": False, "endpoint": "http://e"}).get("/api/health?x=1")
+    assert got.status_code == 400
+    assert got.get_json() == refusal
 
 
 def test_static_files_index_and_config(site: Path) -> None:
@@ -173,3 +200,15 @@ def test_every_route_reaches_its_handler(site: Path) -> None:
         path = route.path.replace("{id}", "x" * 21)
         client.open(path, method=route.method, json={} if route.method == "POST" else None)
         assert recorders[route.function].events[-1]["routeKey"] == route.key
+
+
+@pytest.mark.parametrize("path", ["/", "/js/app.js", "/config.json", "/missing.css"])
+def test_the_site_is_served_with_cloudfronts_security_headers(site: Path, path: str) -> None:
+    """Regression: locally the page had only its `<meta>` CSP (every `https:` origin allowed, no `frame-ancestors`)
+    and no nosniff. The headers come from the definition CloudFront's policy uses, with the emulator (where the
+    presigned POST goes) as the only other origin, and without HSTS on plain HTTP."""
+    got = make_app(site, {"jobs": Recorder(), "upload": Recorder()}).get(path)
+    expected = security_headers((EMULATOR,), https=False)
+    assert {name: got.headers.get(name) for name in expected} == expected
+    assert "Strict-Transport-Security" not in got.headers
+    assert f"connect-src 'self' {EMULATOR}" in got.headers["Content-Security-Policy"]

@@ -3,6 +3,8 @@ error ends somewhere sane."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -303,3 +305,26 @@ def test_a_finished_jobs_stream_record_frees_its_owners_place_once(aws: Aws) -> 
 
     assert quota.active_jobs(ddb, table, "u1") == 0
     assert "holds_quota" not in (get_item(ddb, aws.stack, job_id) or {})
+
+
+def test_a_finished_job_gets_its_expiry_when_the_stack_keeps_records_for_a_time(aws: Aws) -> None:
+    """`retentionDays`: the table's TTL deletes finished jobs; the launcher stamps `expires_at` as it releases the
+    owner's place (a number of epoch seconds, which is what TTL reads). With 0 nothing is stamped."""
+    ddb, table = aws.client("dynamodb"), aws.stack.table
+    base = aws.launcher_services()
+    for days in (0, 30):
+        services = replace(base, config=replace(base.config, retention_days=days))
+        job_id = jobmodel.new_id()
+        quota.create_job(ddb, table, jobmodel.new_job(job_id, "t", f"{aws.stack.bucket}/inputs/{job_id}/a", "u2"), 5)
+        launcher.handle_batch(services, {"Records": records(aws)})
+        finish(aws, job_id)
+        finished = [r for r in records(aws) if r["eventName"] == "MODIFY" and r["dynamodb"]["Keys"]["id"]["S"] == job_id
+                    and any(matches(pattern, r) for pattern in LAUNCHER_EVENT_FILTERS)]
+        before = time.time()
+        launcher.handle_batch(services, {"Records": finished})
+        raw = ddb.get_item(TableName=table, Key={"id": {"S": job_id}}, ConsistentRead=True)["Item"]
+        if days == 0:
+            assert jobmodel.EXPIRES_AT not in raw
+        else:
+            expires = int(raw[jobmodel.EXPIRES_AT]["N"])
+            assert before + days * 86400 - 5 <= expires <= time.time() + days * 86400

@@ -14,7 +14,7 @@ import pytest
 from handlers import jobmodel
 from handlers.jobmodel import Status
 from worker import worker
-from worker.userdata import TEMPLATE_PATH, WORKER_PATH, render_user_data
+from worker.userdata import PLACEHOLDER, TEMPLATE_PATH, WORKER_PATH, render_user_data
 
 NAMES = ["notes.txt", "README", "archive.tar.gz", ".hidden", "a.b.c.d", "x.out", "weird_name-1.JSON"]
 
@@ -94,19 +94,23 @@ def test_user_data_quotes_stack_values_and_fills_every_placeholder() -> None:
     assert "readonly BUCKET='b; rm -rf /'" in script
     assert "readonly TABLE='jobs table'" in script
     assert "readonly TIMEOUT_MINUTES=7" in script
-    assert "__" not in script.replace("__future__", ""), "a placeholder was left unrendered"
+    assert not PLACEHOLDER.search(script), "a placeholder was left unrendered"
     assert script.startswith("#!/bin/bash\n")
 
 
 def test_user_data_does_the_job_steps_in_order() -> None:
-    """Watchdog first, always power off, boto3 from dnf, worker from S3, then the worker with this stack's names."""
+    """Watchdog first, always power off, the job id, then one Python process that fetches the worker with boto3 and
+    runs it with this stack's names; dnf only when that process finds no boto3."""
     script = render_user_data(bucket="data-bucket", table="jobs", timeout_minutes=9)
     steps = ["set -euo pipefail", "trap power_off EXIT", 'shutdown -h "+${TIMEOUT_MINUTES}"',
-             "tags/instance/${JOB_ID_TAG}", "dnf install -y -q python3-boto3", "download_file",
-             'python3 "${workdir}/worker.py" --job-id="${job_id}"']
+             "tags/instance/${JOB_ID_TAG}", "import boto3", "download_file",
+             'runpy.run_path(path, run_name="__main__")',
+             "dnf install -y -q --setopt=install_weak_deps=False", "run_worker || status=$?",
+             "if ((status == NO_BOTO3)); then", "  install_boto3\n  run_worker\n"]
     positions = [script.index(step) for step in steps]
     assert positions == sorted(positions)
-    assert "shutdown -h now" in script
+    assert '--job-id="${job_id}"' in script and "shutdown -h now" in script
+    assert script.count("python3 ") == 1, "one Python interpreter runs the fetch and the worker"
 
 
 def test_user_data_fits_the_launch_template_limit() -> None:

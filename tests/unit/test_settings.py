@@ -78,3 +78,25 @@ def test_account_settings_out_of_range_are_refused_naming_the_key(values: dict[s
     (key,) = values
     with pytest.raises(ValueError, match=key):
         settings_from_mapping(values)
+
+
+def test_protect_data_is_true_or_false_and_nothing_else() -> None:
+    """Regression: `protectData yes` (or a typo) silently read as false, leaving prod's data unprotected."""
+    assert settings_from_mapping({"protectData": "true"}).protect_data is True
+    assert settings_from_mapping({"protectData": "False"}).protect_data is False
+    with pytest.raises(ValueError, match="protectData must be true or false"):
+        settings_from_mapping({"protectData": "yes"})
+
+
+def test_retention_days_is_zero_or_a_number_of_days() -> None:
+    """Regression: a negative retention reaching S3 (which rejects the lifecycle rule at deploy time)."""
+    assert settings_from_mapping({"retentionDays": "30"}).retention_days == 30
+    assert StackSettings().retention_days == 0, "by default nothing expires"
+    with pytest.raises(ValueError, match="retentionDays"):
+        settings_from_mapping({"retentionDays": "-1"})
+
+
+def test_site_config_tells_the_form_the_retention() -> None:
+    """Regression: the form promising to keep files forever while the stack deletes them after N days."""
+    config = site_config(settings_from_mapping({"retentionDays": "9"}), region="r", user_pool_id="p", client_id="c")
+    assert config["retentionDays"] == 9

@@ -1,0 +1,84 @@
+"""Auth: the Cognito user pool and app client, and the HTTP API's JWT authorizer on every route but health."""
+
+from __future__ import annotations
+
+import json
+
+from handlers.routes import ROUTES
+from tests.infra.conftest import REGION, Deployment
+
+POOL = "aws:cognito/userPool:UserPool"
+CLIENT = "aws:cognito/userPoolClient:UserPoolClient"
+AUTHORIZER = "aws:apigatewayv2/authorizer:Authorizer"
+ROUTE = "aws:apigatewayv2/route:Route"
+
+
+def test_people_sign_in_with_a_verified_email_and_a_real_password(dev: Deployment) -> None:
+    """Regression: usernames instead of emails, unverified addresses (anyone's email), or a weak password policy."""
+    pool = dev.one(POOL).inputs
+    assert pool["usernameAttributes"] == ["email"] and pool["autoVerifiedAttributes"] == ["email"]
+    assert pool["usernameConfiguration"] == {"caseSensitive": False}
+    policy = pool["passwordPolicy"]
+    assert policy["minimumLength"] >= 12
+    assert policy["requireUppercase"] and policy["requireLowercase"] and policy["requireNumbers"]
+    assert pool["accountRecoverySetting"] == {"recoveryMechanisms": [{"name": "verified_email", "priority": 1}]}
+    assert pool["adminCreateUserConfig"] == {"allowAdminCreateUserOnly": False}, "self sign-up is on by default"
+
+
+def test_self_sign_up_can_be_turned_off(tuned: Deployment) -> None:
+    """`allowSelfSignUp false`: only an operator creates users."""
+    assert tuned.one(POOL).inputs["adminCreateUserConfig"] == {"allowAdminCreateUserOnly": True}
+
+
+def test_the_app_client_is_public_and_never_tells_whether_an_account_exists(dev: Deployment) -> None:
+    """Regression: a client secret (a browser cannot keep one, so sign-in would fail), a flow the form does not use
+    left open (ALLOW_ADMIN_USER_PASSWORD_AUTH would take IAM credentials), or sign-in errors that confirm emails."""
+    client = dev.one(CLIENT).inputs
+    assert client["userPoolId"] == "auth-users-id"
+    assert client["generateSecret"] is False
+    assert sorted(client["explicitAuthFlows"]) == [
+        "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"]
+    assert client["preventUserExistenceErrors"] == "ENABLED"
+    assert client["enableTokenRevocation"] is True
+
+
+def test_token_lifetimes_come_from_config(dev: Deployment, tuned: Deployment) -> None:
+    for deployment, (access, id_token, refresh) in ((dev, (60, 60, 30)), (tuned, (15, 20, 3))):
+        client = deployment.one(CLIENT).inputs
+        assert (client["accessTokenValidity"], client["idTokenValidity"], client["refreshTokenValidity"]) == (
+            access, id_token, refresh)
+        assert client["tokenValidityUnits"] == {"accessToken": "minutes", "idToken": "minutes",
+                                                "refreshToken": "days"}
+
+
+def test_the_authorizer_trusts_exactly_this_pool_and_client(dev: Deployment) -> None:
+    """Regression: another pool's issuer, or no audience, would let tokens of any Cognito app in the region in."""
+    authorizer = dev.one(AUTHORIZER).inputs
+    assert authorizer["authorizerType"] == "JWT"
+    assert authorizer["identitySources"] == ["$request.header.Authorization"]
+    assert authorizer["jwtConfiguration"] == {
+        "issuer": f"https://cognito-idp.{REGION}.amazonaws.com/auth-users-id", "audiences": ["auth-web-id"]}
+    assert authorizer["apiId"] == "api-http-id"
+
+
+def test_every_route_but_health_needs_the_authorizer(dev: Deployment) -> None:
+    """Regression: a route added without the authorizer would serve anyone's jobs to anyone."""
+    routes = {r.inputs["routeKey"]: r.inputs for r in dev.of_type(ROUTE)}
+    assert set(routes) == {route.key for route in ROUTES}
+    for key, route in routes.items():
+        if key == "GET /api/health":
+            assert route["authorizationType"] == "NONE" and "authorizerId" not in route
+        else:
+            assert (route["authorizationType"], route["authorizerId"]) == ("JWT", "api-jwt-id"), key
+
+
+def test_the_site_config_names_the_pool_and_client(dev: Deployment) -> None:
+    """The form signs in against what config.json names: the stack's own pool and client, and no endpoint on AWS."""
+    [config] = [o for o in dev.of_type("aws:s3/bucketObjectv2:BucketObjectv2") if o.inputs["key"] == "config.json"]
+    auth = json.loads(config.inputs["content"])["auth"]
+    assert auth == {"region": REGION, "userPoolId": "auth-users-id", "clientId": "auth-web-id"}
+
+
+def test_the_pool_and_client_ids_are_exported(dev: Deployment) -> None:
+    """`README` tells an operator to create users with these (`aws cognito-idp admin-create-user`)."""
+    assert (dev.exports["userPoolId"], dev.exports["userPoolClientId"]) == ("auth-users-id", "auth-web-id")
