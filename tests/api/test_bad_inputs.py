@@ -24,7 +24,7 @@ from local.client import ApiClient
 from tests import tokens
 from tests.api.conftest import SETTINGS, Snapshot
 from tests.api.openapi import check_response, component, document, schema_validator
-from tests.local.harness import CREDENTIALS, new_user, signed_in
+from tests.local.harness import CREDENTIALS, new_user, owner_of, signed_in
 
 MAX_BYTES = SETTINGS.max_file_bytes
 MAX_TEXT = SETTINGS.max_text_length
@@ -228,7 +228,7 @@ def given(pipeline: LocalPipeline) -> Iterator[Given]:
     s3 = pipeline.client("s3")
     used = signed_in(pipeline).upload("used.txt", b"already a job's input")
     job_id = signed_in(pipeline).create_job(used, "first")["id"]
-    owner = {"owner": str(jwt.decode(signed_in(pipeline).token or "", options={"verify_signature": False})["sub"])}
+    owner = {"owner": owner_of(signed_in(pipeline))}
     oversize = signed_in(pipeline).upload("big.bin", b"x")
     # moto does not enforce the presigned POST's size range: replace the object as a tampered client could
     s3.put_object(Bucket=pipeline.stack.bucket, Key=oversize, Body=b"x" * (MAX_BYTES + 1), Metadata=owner)
