@@ -27,6 +27,6 @@ def process_partial_response(
         try:
             handle(record)
         except retryable as err:
-            log.warning("stream record will be retried: %s", err, extra={"event_id": record.get("eventID")})
+            log.warning("stream record will be retried", extra={"event_id": record.get("eventID"), "reason": str(err)})
             failures.append({"itemIdentifier": str(record["dynamodb"]["SequenceNumber"])})
     return {"batchItemFailures": failures}

@@ -117,7 +117,7 @@ def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any], ow
             f"You have {config.max_active_jobs} jobs that have not finished; submit more when one of them ends.",
             headers={"retry-after": str(RETRY_AFTER_SECONDS)},
         ) from None
-    log.info("job created (%d bytes)", size, extra={"job_id": job_id})
+    log.info("job created", extra={"job_id": job_id, "bytes": size})
     return jobmodel.to_public(item)
 
 
