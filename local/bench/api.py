@@ -1,0 +1,107 @@
+"""API latency of each route, p50 / p95 / p99, from 1 client and from many at once, against `GET /api/health`
+(the floor of the server: routing and the HTTP layer, no authorizer, no AWS call).
+
+Each round sends every route its requests from 1 client, then from `api_clients` clients at once; a percentile's
+min / median / max are over the rounds. On a deployed stack `POST /api/jobs` is left out (each would start a VM);
+the pipeline figures time its submissions there.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from local.bench.children import run_child
+from local.bench.figures import Figure, Target, figure, percentile
+from local.bench.plan import Plan
+from local.bench.stacks import Stack, local_stack, remote_stack
+from local.client import ApiClient
+
+GROUP = "api"
+HEALTH = "GET /api/health"
+PERCENTILES = (50, 95, 99)
+TARGET_FACTOR = 10.0
+"""No route's p99 at many clients above this many times its p50 at one client."""
+
+
+def stack_for(plan: Plan) -> AbstractContextManager[Stack]:
+    return remote_stack(plan.remote) if plan.remote else local_stack(launch=False)
+
+
+class Requests:
+    """The requests of each route; `POST /api/jobs` gets a fresh uploaded key each time (one upload, one job)."""
+
+    def __init__(self, stack: Stack, with_jobs: bool) -> None:
+        self.client = ApiClient(stack.url, stack.token)
+        self.with_jobs = with_jobs
+        listed = self.client.get("/api/jobs").json().get("jobs", [])
+        self.job_id = listed[0]["id"] if listed else self.client.submit("bench.txt", b"bench", "bench")["id"]
+
+    def routes(self) -> list[str]:
+        names = [HEALTH, "POST /api/uploads", "GET /api/jobs/{id}", "GET /api/jobs"]
+        return [*names, "POST /api/jobs"] if self.with_jobs else names
+
+    def make(self, route: str) -> dict[str, Any]:
+        if route == HEALTH:
+            return {"method": "GET", "path": "/api/health", "expect": 200}
+        if route == "POST /api/uploads":
+            return {"method": "POST", "path": "/api/uploads", "json": {"filename": "b.txt", "size": 5}, "expect": 201}
+        if route == "GET /api/jobs/{id}":
+            return {"method": "GET", "path": f"/api/jobs/{self.job_id}", "expect": 200}
+        if route == "GET /api/jobs":
+            return {"method": "GET", "path": "/api/jobs", "expect": 200}
+        key = self.client.upload("bench.txt", b"bench")
+        return {"method": "POST", "path": "/api/jobs", "json": {"input_text": "bench", "key": key}, "expect": 201}
+
+
+def run_round(stack: Stack, made: Requests, clients: int, per_client: int) -> dict[str, list[float]]:
+    phases = [{"route": route, "clients": [[made.make(route) for _ in range(per_client)] for _ in range(clients)]}
+              for route in made.routes()]
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = Path(scratch) / "spec.json"
+        spec.write_text(json.dumps({"url": stack.url, "token": stack.token, "phases": phases}), encoding="utf-8")
+        run = run_child([sys.executable, "-m", "local.bench.apiload", str(spec)])
+    return {route: [float(ms) for ms in values] for route, values in json.loads(run.stdout).items()}
+
+
+def measure(plan: Plan) -> tuple[list[Figure], list[Target]]:
+    levels = (1, plan.api_clients)
+    rounds: dict[int, list[dict[str, list[float]]]] = {level: [] for level in levels}
+    with stack_for(plan) as stack:
+        made = Requests(stack, with_jobs=plan.remote is None)
+        for _ in range(plan.api_rounds):
+            rounds[1].append(run_round(stack, made, 1, plan.api_requests))
+            rounds[plan.api_clients].append(run_round(stack, made, plan.api_clients, plan.requests_per_client))
+    return route_figures(made.routes(), rounds), targets(made.routes(), rounds, plan.api_clients)
+
+
+def per_round(rounds: Sequence[dict[str, list[float]]], route: str, p: int) -> list[float]:
+    return [percentile(r[route], p / 100) for r in rounds]
+
+
+def route_figures(routes: Sequence[str], rounds: dict[int, list[dict[str, list[float]]]]) -> list[Figure]:
+    figures = []
+    for route in routes:
+        for clients, results in rounds.items():
+            for p in PERCENTILES:
+                baseline = None if route == HEALTH else per_round(results, HEALTH, p)
+                figures.append(figure(f"{route} p{p}, {clients} client{'s' if clients > 1 else ''}", "ms",
+                                      per_round(results, route, p), baseline, group=GROUP, route=route,
+                                      clients=clients, percentile=p))
+    return figures
+
+
+def targets(routes: Sequence[str], rounds: dict[int, list[dict[str, list[float]]]], many: int) -> list[Target]:
+    """p99 at `many` clients over p50 at one client, each the median over the rounds."""
+    found = []
+    for route in routes:
+        one = statistics.median(per_round(rounds[1], route, 50))
+        loaded = statistics.median(per_round(rounds[many], route, 99))
+        found.append(Target(f"{route}: p99 at {many} clients / p50 at 1 client", loaded / one, TARGET_FACTOR))
+    return found
