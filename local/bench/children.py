@@ -30,12 +30,12 @@ class ChildRun:
     stdout: str
 
 
-class ChildFailed(RuntimeError):
+class ChildFailedError(RuntimeError):
     pass
 
 
 def run_child(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 600) -> ChildRun:
-    """Run `argv` from the repository root; raise ChildFailed (with its stderr) unless it exits 0."""
+    """Run `argv` from the repository root; raise ChildFailedError (with its stderr) unless it exits 0."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         began = time.perf_counter()
         process = subprocess.Popen(list(argv), cwd=REPO_ROOT, env=dict(env) if env is not None else None,
@@ -51,7 +51,7 @@ def run_child(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout
         out.seek(0)
         err.seek(0)
         if process.returncode != 0:
-            raise ChildFailed(f"{' '.join(argv[:4])}... exited {process.returncode}: "
+            raise ChildFailedError(f"{' '.join(argv[:4])}... exited {process.returncode}: "
                               f"{err.read().decode(errors='replace')[-2000:]}")
         return ChildRun(wall_seconds=wall, cpu_seconds=usage.ru_utime + usage.ru_stime,
                         stdout=out.read().decode())

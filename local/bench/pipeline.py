@@ -9,9 +9,10 @@ does) for one job and for a VM's CPU; one job alone for a job of a burst.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,7 +52,7 @@ class Burst:
 
 def job_phases(job: dict[str, str], submitted: float) -> dict[str, float]:
     marks = [(SUBMIT, submitted)] + [(mark, parse(job[mark])) for mark in MARKS if job.get(mark)]
-    return {f"{a} → {b}": t2 - t1 for (a, t1), (b, t2) in zip(marks, marks[1:])}
+    return {f"{a} → {b}": t2 - t1 for (a, t1), (b, t2) in itertools.pairwise(marks)}
 
 
 def follow(stack: Stack, started: dict[str, float], timeout: float) -> dict[str, dict[str, str]]:
@@ -81,7 +82,7 @@ def run_burst(stack: Stack, jobs: int, timeout: float) -> Burst:
     burst = Burst()
     if stack.pipeline is not None:
         wait_for_vms(stack.pipeline, timeout=30)
-        user, system = (after - before for after, before in zip(children_cpu(), cpu_before))
+        user, system = (after - before for after, before in zip(children_cpu(), cpu_before, strict=True))
         burst.vm_cpu_per_job = (user + system) / jobs
     failed = [job for job in final.values() if job["status"] != "SUCCEEDED"]
     if failed:
@@ -93,15 +94,20 @@ def run_burst(stack: Stack, jobs: int, timeout: float) -> Burst:
     return burst
 
 
-def stacks(plan: Plan) -> Iterator[tuple[str, int, AbstractContextManager[Stack]]]:
-    """(label, jobs at once, stack) for each configuration the plan measures."""
+Runs = tuple[str, int, int]
+"""(label, jobs at once, how many times)."""
+
+
+def configurations(plan: Plan) -> list[tuple[AbstractContextManager[Stack], list[Runs]]]:
+    """Each stack the plan measures, with its runs: one job alone first (the bursts' baseline), then the bursts."""
+    single: Runs = ("1 job", 1, plan.single_job_runs)
     if plan.remote is not None:
-        yield "1 job", 1, remote_stack(plan.remote)
-        yield f"{plan.burst_jobs} jobs at once", plan.burst_jobs, remote_stack(plan.remote)
-        return
-    yield "1 job", 1, local_stack(plan.default_cap)
-    for cap in plan.burst_caps:
-        yield f"{plan.burst_jobs} jobs at once, cap {cap}", plan.burst_jobs, local_stack(cap)
+        return [(remote_stack(plan.remote), [single, (f"{plan.burst_jobs} jobs at once", plan.burst_jobs, 1)])]
+    high, default = plan.burst_caps
+    return [
+        (local_stack(default), [single, (f"{plan.burst_jobs} jobs at once, cap {default}", plan.burst_jobs, 1)]),
+        (local_stack(high), [(f"{plan.burst_jobs} jobs at once, cap {high}", plan.burst_jobs, 1)]),
+    ]
 
 
 def measure(plan: Plan) -> list[Figure]:
@@ -110,16 +116,17 @@ def measure(plan: Plan) -> list[Figure]:
     figures: list[Figure] = []
     single: list[float] = []
     cpu: list[float] = []
-    for label, jobs, stack in stacks(plan):
+    for stack, configured in configurations(plan):
         with stack as running:
-            runs = [run_burst(running, jobs, timeout) for _ in range(plan.single_job_runs if jobs == 1 else 1)]
-        totals = [t for run in runs for t in run.totals]
-        cpu += [run.vm_cpu_per_job for run in runs if run.vm_cpu_per_job is not None]
-        baseline = [f.wall_seconds for f in floor] if jobs == 1 else statistics.median(single)
-        single = single or totals
-        figures.append(figure(f"{label}: submit → SUCCEEDED", "s", totals, baseline, group=GROUP, label=label,
-                              phase="total"))
-        figures += phase_figures(label, runs)
+            for label, jobs, times in configured:
+                runs = [run_burst(running, jobs, timeout) for _ in range(times)]
+                totals = [t for run in runs for t in run.totals]
+                cpu += [run.vm_cpu_per_job for run in runs if run.vm_cpu_per_job is not None]
+                baseline = [f.wall_seconds for f in floor] if jobs == 1 else statistics.median(single)
+                single = single or totals
+                figures.append(figure(f"{label}: submit → SUCCEEDED", "s", totals, baseline, group=GROUP,
+                                      label=label, phase="total"))
+                figures += phase_figures(label, runs)
     if cpu:
         figures.append(figure("VM CPU per job (user-data + worker)", "s", cpu, [f.cpu_seconds for f in floor],
                               group=GROUP, label="cpu"))

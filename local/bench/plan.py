@@ -33,8 +33,7 @@ class Plan:
     worker_runs: int
     coldstart_runs: int
     api_requests: int
-    """Requests per route and round from one client; 20 clients send this many each, divided by `api_clients`
-    and at least 2."""
+    """Requests per route and round from one client; from `api_clients` clients, twice as many in all."""
     api_rounds: int
     api_clients: int
     single_job_runs: int
@@ -55,8 +54,8 @@ class Plan:
 
 FULL = Plan(name="full", worker_sizes_mib=(16, 256, 1024), worker_runs=3, coldstart_runs=10, api_requests=100,
             api_rounds=3, api_clients=20, single_job_runs=3, burst_jobs=20)
-QUICK = Plan(name="quick", worker_sizes_mib=(2, 8, 32), worker_runs=2, coldstart_runs=3, api_requests=20,
-             api_rounds=2, api_clients=20, single_job_runs=2, burst_jobs=20)
+QUICK = Plan(name="quick", worker_sizes_mib=(2, 16, 48), worker_runs=2, coldstart_runs=2, api_requests=10,
+             api_rounds=2, api_clients=20, single_job_runs=1, burst_jobs=8)
 
 
 def plan_for(quick: bool, url: str | None, email: str | None, env: Mapping[str, str]) -> Plan:

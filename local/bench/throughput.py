@@ -75,8 +75,8 @@ def measure(plan: Plan) -> list[Figure]:
             s3.upload_fileobj(PatternReader(size * MIB), INPUT_BUCKET, key)
             runs: dict[str, list[tuple[float, float]]] = {"worker": [], "copy": []}
             for _ in range(plan.worker_runs):
-                for mode in runs:
-                    runs[mode].append(copy_once(mode, key, s3, env))
+                for mode, done in runs.items():
+                    done.append(copy_once(mode, key, s3, env))
             s3.delete_object(Bucket=INPUT_BUCKET, Key=key)
             figures += size_figures(size, runs["worker"], runs["copy"], floor)
     return figures

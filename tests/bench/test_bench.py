@@ -14,9 +14,9 @@ from local.bench.figures import FIELDS, figure, percentile
 from local.bench.pipeline import job_phases
 from local.bench.plan import PASSWORD_VARIABLE, QUICK, REMOTE_GROUPS, BenchError, plan_for
 
-TINY = replace(QUICK, worker_sizes_mib=(1, 9), worker_runs=1, coldstart_runs=1, api_requests=3, api_rounds=1,
+TINY = replace(QUICK, worker_sizes_mib=(1, 9, 10), worker_runs=1, coldstart_runs=1, api_requests=3, api_rounds=1,
                api_clients=3, single_job_runs=1, burst_jobs=2)
-"""bench-quick's code paths with the least work: two sizes (one below the multipart threshold, one above)."""
+"""bench-quick's code paths with the least work: three sizes (one below the multipart threshold)."""
 
 
 def test_figure_summarises_samples_against_the_median_of_the_baseline() -> None:
