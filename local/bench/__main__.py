@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from local.bench import api, coldstart, pipeline, throughput
-from local.bench.children import REPO_ROOT
+from local.bench.children import REPO_ROOT, ChildFailedError
 from local.bench.figures import Figure, Target, table
 from local.bench.picture import draw
 from local.bench.plan import BenchError, Plan, plan_for
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     began = time.monotonic()
     try:
         figures, targets = run(plan)
-    except BenchError as err:
+    except (BenchError, ChildFailedError) as err:
         print(f"make bench: {err}", file=sys.stderr)
         return 1
     report = results(plan, figures, targets, time.monotonic() - began)

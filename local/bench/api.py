@@ -21,7 +21,7 @@ from local.bench.children import run_child
 from local.bench.figures import Figure, Target, figure, percentile
 from local.bench.plan import Plan
 from local.bench.stacks import Stack, local_stack, remote_stack
-from local.client import ApiClient
+from local.client import ApiClient, access_token
 
 GROUP = "api"
 HEALTH = "GET /api/health"
@@ -34,11 +34,23 @@ def stack_for(plan: Plan) -> AbstractContextManager[Stack]:
     return remote_stack(plan.remote) if plan.remote else local_stack(launch=False)
 
 
-class Requests:
-    """The requests of each route; `POST /api/jobs` gets a fresh uploaded key each time (one upload, one job)."""
+def client_tokens(stack: Stack, clients: int) -> list[str]:
+    """One user per client on a local stack (many clients are many users; one user's submissions all update one
+    counter item, whose concurrent transactions moto's server answers with 500s); the one user of a deployed
+    stack for all."""
+    if stack.pipeline is None:
+        return [stack.token]
+    users = [stack.pipeline.create_user(f"bench-client-{i}@example.com") for i in range(1, clients)]
+    return [stack.token, *(access_token(stack.url, user.email, user.password) for user in users)]
 
-    def __init__(self, stack: Stack, with_jobs: bool) -> None:
-        self.client = ApiClient(stack.url, stack.token)
+
+class Requests:
+    """One user's requests of each route; `POST /api/jobs` gets a fresh uploaded key each time (one upload, one
+    job), `GET /api/jobs/{id}` reads a job of that user."""
+
+    def __init__(self, url: str, token: str, with_jobs: bool) -> None:
+        self.token = token
+        self.client = ApiClient(url, token)
         self.with_jobs = with_jobs
         listed = self.client.get("/api/jobs").json().get("jobs", [])
         self.job_id = listed[0]["id"] if listed else self.client.submit("bench.txt", b"bench", "bench")["id"]
@@ -60,12 +72,14 @@ class Requests:
         return {"method": "POST", "path": "/api/jobs", "json": {"input_text": "bench", "key": key}, "expect": 201}
 
 
-def run_round(stack: Stack, made: Requests, clients: int, per_client: int) -> dict[str, list[float]]:
-    phases = [{"route": route, "clients": [[made.make(route) for _ in range(per_client)] for _ in range(clients)]}
-              for route in made.routes()]
+def run_round(stack: Stack, users: Sequence[Requests], clients: int, per_client: int) -> dict[str, list[float]]:
+    mine = [users[i % len(users)] for i in range(clients)]
+    phases = [{"route": route, "clients": [{"token": made.token, "requests": [made.make(route) for _ in
+                                                                             range(per_client)]} for made in mine]}
+              for route in users[0].routes()]
     with tempfile.TemporaryDirectory() as scratch:
         spec = Path(scratch) / "spec.json"
-        spec.write_text(json.dumps({"url": stack.url, "token": stack.token, "phases": phases}), encoding="utf-8")
+        spec.write_text(json.dumps({"url": stack.url, "phases": phases}), encoding="utf-8")
         run = run_child([sys.executable, "-m", "local.bench.apiload", str(spec)])
     return {route: [float(ms) for ms in values] for route, values in json.loads(run.stdout).items()}
 
@@ -74,11 +88,13 @@ def measure(plan: Plan) -> tuple[list[Figure], list[Target]]:
     levels = (1, plan.api_clients)
     rounds: dict[int, list[dict[str, list[float]]]] = {level: [] for level in levels}
     with stack_for(plan) as stack:
-        made = Requests(stack, with_jobs=plan.remote is None)
+        users = [Requests(stack.url, token, with_jobs=plan.remote is None)
+                 for token in client_tokens(stack, plan.api_clients)]
         for _ in range(plan.api_rounds):
-            rounds[1].append(run_round(stack, made, 1, plan.api_requests))
-            rounds[plan.api_clients].append(run_round(stack, made, plan.api_clients, plan.requests_per_client))
-    return route_figures(made.routes(), rounds), targets(made.routes(), rounds, plan.api_clients)
+            rounds[1].append(run_round(stack, users, 1, plan.api_requests))
+            rounds[plan.api_clients].append(run_round(stack, users, plan.api_clients, plan.requests_per_client))
+    routes = users[0].routes()
+    return route_figures(routes, rounds), targets(routes, rounds, plan.api_clients)
 
 
 def per_round(rounds: Sequence[dict[str, list[float]]], route: str, p: int) -> list[float]:

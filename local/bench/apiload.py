@@ -3,8 +3,8 @@ local server's for one interpreter lock.
 
     python -m local.bench.apiload <spec.json>
 
-The spec: `{"url", "token", "phases": [{"route", "clients": [[request, ...], ...]}]}`, a request being
-`{"method", "path", "json"?, "expect"}`. Each phase runs its clients at once, one thread and HTTP session each,
+The spec: `{"url", "phases": [{"route", "clients": [{"token", "requests": [request, ...]}, ...]}]}`, a request
+being `{"method", "path", "json"?, "expect"}`. Each phase runs its clients at once, one thread and HTTP session each,
 every client sending its requests one after the other. Prints `{route: [milliseconds, ...]}`; exits 1 naming
 the first answer that was not the expected status.
 """
@@ -33,10 +33,10 @@ def run_client(url: str, token: str, requests_: list[dict[str, Any]], out: list[
             errors.append(f"{request['method']} {request['path']}: HTTP {answer.status_code} {answer.text[:200]}")
 
 
-def run_phase(url: str, token: str, phase: dict[str, Any], errors: list[str]) -> list[float]:
+def run_phase(url: str, phase: dict[str, Any], errors: list[str]) -> list[float]:
     latencies: list[list[float]] = [[] for _ in phase["clients"]]
-    threads = [threading.Thread(target=run_client, args=(url, token, reqs, out, errors))
-               for reqs, out in zip(phase["clients"], latencies, strict=True)]
+    threads = [threading.Thread(target=run_client, args=(url, client["token"], client["requests"], out, errors))
+               for client, out in zip(phase["clients"], latencies, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -47,7 +47,7 @@ def run_phase(url: str, token: str, phase: dict[str, Any], errors: list[str]) ->
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     errors: list[str] = []
-    result = {phase["route"]: run_phase(spec["url"], spec["token"], phase, errors) for phase in spec["phases"]}
+    result = {phase["route"]: run_phase(spec["url"], phase, errors) for phase in spec["phases"]}
     if errors:
         print(f"{len(errors)} unexpected answers, e.g. {errors[0]}", file=sys.stderr)
         return 1
