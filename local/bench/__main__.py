@@ -53,7 +53,8 @@ def import_targets(figures: Sequence[Figure]) -> list[Target]:
             for f in figures if f.params.get("kind") == "import"]
 
 
-def run(plan: Plan, progress: bool = True) -> tuple[list[Figure], list[Target]]:
+def run(plan: Plan, notes: list[str], progress: bool = True) -> tuple[list[Figure], list[Target]]:
+    """Every group of the plan; what went wrong without stopping the run (unexpected answers) goes to `notes`."""
     figures: list[Figure] = []
     targets: list[Target] = []
     for group in plan.groups:
@@ -67,7 +68,7 @@ def run(plan: Plan, progress: bool = True) -> tuple[list[Figure], list[Target]]:
             found = coldstart.measure(plan)
             targets += import_targets(found)
         elif group == "api":
-            found, api_targets = api.measure(plan)
+            found, api_targets = api.measure(plan, notes)
             targets += api_targets
         else:
             found = pipeline.measure(plan)
@@ -77,7 +78,8 @@ def run(plan: Plan, progress: bool = True) -> tuple[list[Figure], list[Target]]:
     return figures, targets
 
 
-def results(plan: Plan, figures: Sequence[Figure], targets: Sequence[Target], seconds: float) -> dict[str, Any]:
+def results(plan: Plan, figures: Sequence[Figure], targets: Sequence[Target], notes: Sequence[str],
+            seconds: float) -> dict[str, Any]:
     return {
         "plan": plan.name,
         "stack": plan.remote.url if plan.remote else "local",
@@ -86,6 +88,7 @@ def results(plan: Plan, figures: Sequence[Figure], targets: Sequence[Target], se
         "machine": machine(),
         "figures": [f.to_json() for f in figures],
         "targets": [t.to_json() for t in targets],
+        "notes": list(notes),
     }
 
 
@@ -123,13 +126,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     print(f"filepipe bench ({plan.name}) against {plan.remote.url if plan.remote else 'a local stack'}: "
           f"{', '.join(plan.groups)}", flush=True)
     began = time.monotonic()
+    notes: list[str] = []
     try:
-        figures, targets = run(plan)
+        figures, targets = run(plan, notes)
     except (BenchError, ChildFailedError) as err:
         print(f"make bench: {err}", file=sys.stderr)
         return 1
-    report = results(plan, figures, targets, time.monotonic() - began)
+    report = results(plan, figures, targets, notes, time.monotonic() - began)
     print(table(figures, targets))
+    for note in notes:
+        print(f"note: {note}")
     path = write(report, args.results, stamp)
     picture = args.picture or (PICTURE if plan.name == "full" and plan.remote is None else path.with_suffix(".png"))
     draw(figures, picture, f"filepipe bench ({plan.name}, {report['stack']}, {report['machine']['nproc']} cores)")

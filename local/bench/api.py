@@ -72,7 +72,9 @@ class Requests:
         return {"method": "POST", "path": "/api/jobs", "json": {"input_text": "bench", "key": key}, "expect": 201}
 
 
-def run_round(stack: Stack, users: Sequence[Requests], clients: int, per_client: int) -> dict[str, list[float]]:
+def run_round(stack: Stack, users: Sequence[Requests], clients: int, per_client: int,
+              notes: list[str]) -> dict[str, list[float]]:
+    """Latencies per route; an answer other than the expected one is counted in `notes`."""
     mine = [users[i % len(users)] for i in range(clients)]
     phases = [{"route": route, "clients": [{"token": made.token, "requests": [made.make(route) for _ in
                                                                              range(per_client)]} for made in mine]}
@@ -81,18 +83,24 @@ def run_round(stack: Stack, users: Sequence[Requests], clients: int, per_client:
         spec = Path(scratch) / "spec.json"
         spec.write_text(json.dumps({"url": stack.url, "phases": phases}), encoding="utf-8")
         run = run_child([sys.executable, "-m", "local.bench.apiload", str(spec)])
-    return {route: [float(ms) for ms in values] for route, values in json.loads(run.stdout).items()}
+    answered = json.loads(run.stdout)
+    for route, wrong in answered["unexpected"].items():
+        if wrong:
+            notes.append(f"{route}, {clients} client(s): {len(wrong)} of {clients * per_client} answers unexpected, "
+                         f"e.g. {wrong[0]}")
+    return {route: [float(ms) for ms in values] for route, values in answered["latencies"].items()}
 
 
-def measure(plan: Plan) -> tuple[list[Figure], list[Target]]:
+def measure(plan: Plan, notes: list[str]) -> tuple[list[Figure], list[Target]]:
     levels = (1, plan.api_clients)
     rounds: dict[int, list[dict[str, list[float]]]] = {level: [] for level in levels}
     with stack_for(plan) as stack:
         users = [Requests(stack.url, token, with_jobs=plan.remote is None)
                  for token in client_tokens(stack, plan.api_clients)]
         for _ in range(plan.api_rounds):
-            rounds[1].append(run_round(stack, users, 1, plan.api_requests))
-            rounds[plan.api_clients].append(run_round(stack, users, plan.api_clients, plan.requests_per_client))
+            rounds[1].append(run_round(stack, users, 1, plan.api_requests, notes))
+            rounds[plan.api_clients].append(run_round(stack, users, plan.api_clients, plan.requests_per_client,
+                                                      notes))
     routes = users[0].routes()
     return route_figures(routes, rounds), targets(routes, rounds, plan.api_clients)
 
