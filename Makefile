@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: dev test lint bench load lock clean
+.PHONY: dev test lint bench bench-quick load lock clean
 
 $(BIN)/activate: requirements-dev.txt requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,16 @@ test: $(BIN)/activate
 lint: $(BIN)/activate
 	$(BIN)/ruff check .
 
-# Figures, not assertions: a load run against a local stack (jobs, cap, lost/duplicated, VMs alive, latency).
+# Figures, not assertions, each beside its baseline (docs/benchmarks.md): a table, bench-results/<time>.json and
+# docs/bench.png. With BENCH_URL=https://<site> BENCH_EMAIL=<user> (password in BENCH_PASSWORD): the API and
+# pipeline figures of that deployed stack.
 bench: $(BIN)/activate
-	$(BIN)/python -m local.load --jobs 100 --cap 4
+	$(BIN)/python -m local.bench $(if $(BENCH_URL),--url "$(BENCH_URL)" --email "$(BENCH_EMAIL)")
 
+bench-quick: $(BIN)/activate
+	$(BIN)/python -m local.bench --quick $(if $(BENCH_URL),--url "$(BENCH_URL)" --email "$(BENCH_EMAIL)")
+
+# A load run against a local stack (jobs, cap, lost/duplicated, VMs alive, latency, VM CPU per job).
 load: $(BIN)/activate
 	$(BIN)/python -m local.load --jobs 500 --cap 4
 
@@ -38,4 +44,4 @@ lock: $(BIN)/activate
 	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements-dev.txt requirements-dev.in
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts bench-results

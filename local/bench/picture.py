@@ -1,0 +1,85 @@
+"""`docs/bench.png`: pipeline latency per phase, worker throughput and peak RSS against input size, API latency.
+
+Drawn from a run's figures (their `group` and `params`), so a saved JSON can be drawn again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from local.bench.figures import Figure
+
+
+def select(figures: Sequence[Figure], group: str, **params: Any) -> list[Figure]:
+    return [f for f in figures if f.group == group and all(f.params.get(k) == v for k, v in params.items())]
+
+
+def draw(figures: Sequence[Figure], path: Path, title: str) -> None:
+    import matplotlib  # noqa: PLC0415 (only the picture needs it, and it is slow to import)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    phases(axes[0][0], figures)
+    against_size(axes[0][1], figures, "throughput", "MiB/s", "Throughput (median)")
+    against_size(axes[1][0], figures, "rss", "MiB", "Peak RSS of the process (median)")
+    api(axes[1][1], figures)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def phases(ax: Any, figures: Sequence[Figure]) -> None:
+    """One horizontal bar per configuration, its median phases stacked in order."""
+    shown = [f for f in select(figures, "pipeline") if f.params.get("phase") not in (None, "total")]
+    labels = list(dict.fromkeys(str(f.params["label"]) for f in shown))
+    names = list(dict.fromkeys(str(f.params["phase"]) for f in shown))
+    for name in names:
+        lefts = [sum(f.median for f in shown if f.params["label"] == label and names.index(f.params["phase"]) <
+                     names.index(name)) for label in labels]
+        widths = [next((f.median for f in shown if f.params == {"label": label, "phase": name}), 0.0)
+                  for label in labels]
+        ax.barh(labels, widths, left=lefts, label=name)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds (median per phase)")
+    ax.set_title("Pipeline: submit → SUCCEEDED by phase")
+    ax.legend(fontsize="small")
+
+
+def against_size(ax: Any, figures: Sequence[Figure], kind: str, unit: str, title: str) -> None:
+    for who, label in (("worker", "worker (write_output)"), ("copy", "plain boto3 streaming copy")):
+        points = sorted(select(figures, "worker", kind=kind, who=who), key=lambda f: f.params["size_mib"])
+        ax.plot([f.params["size_mib"] for f in points], [f.median for f in points], marker="o", label=label)
+    floors = [f.baseline for f in select(figures, "worker", kind=kind, who="worker") if f.baseline]
+    if kind == "rss" and floors:
+        ax.axhline(floors[0], linestyle="--", color="grey", label="Python + boto3 + a client")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("input size (MiB)")
+    ax.set_ylabel(unit)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+
+
+def api(ax: Any, figures: Sequence[Figure]) -> None:
+    """p50 and p99 of each route, from 1 client and from many."""
+    shown = select(figures, "api")
+    routes = list(dict.fromkeys(str(f.params["route"]) for f in shown))
+    series = sorted({(int(f.params["clients"]), int(f.params["percentile"])) for f in shown
+                     if f.params["percentile"] in (50, 99)})
+    width = 0.8 / max(1, len(series))
+    for i, (clients, p) in enumerate(series):
+        values = [next((f.median for f in shown if f.params == {"route": r, "clients": clients, "percentile": p}),
+                       0.0) for r in routes]
+        ax.bar([x + i * width for x in range(len(routes))], values, width, label=f"p{p}, {clients} client(s)")
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(routes))], routes, rotation=20,
+                  fontsize="small")
+    ax.set_yscale("log")
+    ax.set_ylabel("ms")
+    ax.set_title("API latency per route")
+    ax.legend(fontsize="small")
