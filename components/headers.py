@@ -1,9 +1,10 @@
 """The site's security headers, defined once: CloudFront's response headers policy on AWS (`components.site`) and
 the local web server (`local.web`) both build theirs from here. Plain Python, no Pulumi: local mode imports it.
 
-Only `connect-src` differs between environments: besides the site itself the page talks to one other origin, the
-data bucket that receives the presigned POST (its S3 host on AWS, the emulator locally). HSTS is sent over HTTPS
-only (CloudFront); browsers ignore it on plain HTTP, so local mode leaves it out.
+Only `connect-src` differs between environments: besides the site itself the page talks to the data bucket that
+receives the presigned POST and to Cognito to sign in (on AWS the bucket's S3 hosts and the region's Cognito
+endpoint; locally the emulator, which serves both). HSTS is sent over HTTPS only (CloudFront); browsers ignore it
+on plain HTTP, so local mode leaves it out.
 """
 
 from __future__ import annotations

@@ -90,9 +90,11 @@ def release(ddb: Any, table: str, job_id: str, owner: str, expires_at: int | Non
             }},
         ])
     except ClientError as err:
-        if err.response["Error"]["Code"] == "TransactionCanceledException":
-            return False
-        raise
+        reasons = [r.get("Code") for r in err.response.get("CancellationReasons", [])]
+        cancelled = err.response["Error"]["Code"] == "TransactionCanceledException"
+        if cancelled and reasons[:1] == ["ConditionalCheckFailed"]:
+            return False  # the job no longer holds a place: released already (a redelivered record)
+        raise  # a conflict or a throttle: the stream record is retried
     return True
 
 

@@ -160,11 +160,55 @@ def exit_with_parent(pipe: IO[bytes]) -> threading.Thread:
     return watchdog
 
 
+def make_dynamodb_requests_atomic() -> None:
+    """DynamoDB applies each request, its condition and its writes (a whole transaction), atomically. moto's server
+    handles requests on several threads with no lock, so two concurrent conditional writes can both see the old item
+    and both succeed: ten simultaneous job submissions by one user all passed a limit of five. One lock around moto's
+    DynamoDB request handling restores DynamoDB's atomicity (other services are not serialised)."""
+    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415 (only the child imports moto)
+
+    lock = threading.Lock()
+    handle = DynamoHandler.call_action
+
+    def call_action(self: DynamoHandler) -> Any:
+        with lock:
+            return handle(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+def keep_streams_through_cancelled_transactions() -> None:
+    """moto rolls a cancelled TransactWriteItems back by putting a copy of the whole table in its place, stream shard
+    included, while stream readers keep the old shard: from then on they see no new record (local mode's launcher
+    stopped seeing finished jobs after one submission over the per-user limit). After a rollback, the live shard is
+    put back on the restored table, without the records of the writes that were rolled back."""
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415 (only the child imports moto)
+
+    transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        shards = {name: table.stream_shard for name, table in self.tables.items() if table.stream_shard is not None}
+        lengths = {name: len(shard.items) for name, shard in shards.items()}
+        try:
+            transact(self, transact_items)
+        finally:
+            for name, shard in shards.items():
+                table = self.tables.get(name)
+                if table is not None and table.stream_shard is not shard:  # rolled back to a copy
+                    del shard.items[lengths[name]:]
+                    shard.table = table
+                    table.stream_shard = shard
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str]) -> None:
     """`python -m local.emulator -H <host> -p <port>`: moto's server, for as long as the parent lives."""
     from moto.server import main as moto_server  # noqa: PLC0415 (1.7 s to import; only the child needs it)
 
     exit_with_parent(sys.stdin.buffer)
+    make_dynamodb_requests_atomic()
+    keep_streams_through_cancelled_transactions()
     moto_server(list(argv))
 
 

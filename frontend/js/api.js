@@ -40,23 +40,36 @@ async function errorFrom(response) {
   });
 }
 
+/** What the API's JWT authorizer answers when the token is missing, expired or not accepted. */
+const UNAUTHORIZED = 401;
+const SESSION_ENDED = "Your session has ended. Sign in again.";
+const AUTH_UNREACHABLE = "The sign-in service could not be reached to renew your session. Try again in a moment.";
+
 export class Api {
-  /** @param {string} base e.g. "/api" (relative, so the same files work behind CloudFront and locally) */
-  constructor(base) {
+  /**
+   * @param {string} base e.g. "/api" (relative, so the same files work behind CloudFront and locally)
+   * @param {{accessToken: string | null, refresh: () => Promise<void>, expire: () => void}} auth the session:
+   *   its access token goes with every request; on a 401 it is refreshed once, and if that fails it expires
+   */
+  constructor(base, auth) {
     this.base = base.replace(/\/+$/, "");
+    this.auth = auth;
   }
 
   async request(method, path, body) {
-    const init = { method, headers: { accept: "application/json" }, cache: "no-store" };
-    if (body !== undefined) {
-      init.headers["content-type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(`${this.base}${path}`, init);
-    } catch {
-      throw new ApiError(NETWORK_MESSAGE);
+    let response = await this.send(method, path, body);
+    if (response.status === UNAUTHORIZED) {
+      try {
+        await this.auth.refresh();
+        response = await this.send(method, path, body);
+      } catch (error) {
+        if (error instanceof ApiError) throw error; // the retry could not be sent
+        if (error.type === "NetworkError") throw new ApiError(AUTH_UNREACHABLE); // not signed out for that
+      }
+      if (response.status === UNAUTHORIZED) {
+        this.auth.expire();
+        throw new ApiError(SESSION_ENDED, { status: UNAUTHORIZED, code: "unauthorized" });
+      }
     }
     if (!response.ok) {
       throw await errorFrom(response);
@@ -68,6 +81,21 @@ export class Api {
         status: response.status,
         code: "bad_response",
       });
+    }
+  }
+
+  async send(method, path, body) {
+    const init = { method, headers: { accept: "application/json" }, cache: "no-store" };
+    const token = this.auth.accessToken;
+    if (token) init.headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) {
+      init.headers["content-type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    try {
+      return await fetch(`${this.base}${path}`, init);
+    } catch {
+      throw new ApiError(NETWORK_MESSAGE);
     }
   }
 

@@ -79,25 +79,32 @@ export class JobList {
     this.listTimer = null;
     this.ticker = null;
     this.loadedAt = 0;
+    /** Counts sign-outs: an answer that arrives after one belongs to the previous user and is dropped. */
+    this.generation = 0;
+    this.active = false;
     document.getElementById("refresh-button").addEventListener("click", () => this.load({ announceResult: true }));
     // Jobs submitted from another tab or device show up when the user comes back to this one.
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden && Date.now() - this.loadedAt > LIST_STALE_MS) this.load();
+      if (this.active && !document.hidden && Date.now() - this.loadedAt > LIST_STALE_MS) this.load();
     });
   }
 
   /** Load (or reload) the newest jobs; on failure say so and try again later with a growing delay. */
   async load({ announceResult = false } = {}) {
     clearTimeout(this.listTimer);
+    this.active = true;
+    const generation = this.generation;
     this.section.setAttribute("aria-busy", "true");
     try {
       const jobs = await this.api.listJobs();
+      if (generation !== this.generation) return;
       this.loadedAt = Date.now();
       this.listRetry = 0;
       this.errorEl.hidden = true;
       for (const job of [...jobs].reverse()) this.upsert(job, { announceChange: false });
       if (announceResult) this.announce(`Job list updated: ${this.summary()}.`);
     } catch (error) {
+      if (generation !== this.generation) return;
       const wait = LIST_RETRY_MS[Math.min(this.listRetry, LIST_RETRY_MS.length - 1)];
       this.listRetry += 1;
       this.errorEl.textContent = `Could not load the jobs: ${error.message} Trying again in ${Math.round(wait / 1000)} s.`;
@@ -107,6 +114,20 @@ export class JobList {
       this.section.setAttribute("aria-busy", "false");
       this.renderMeta();
     }
+  }
+
+  /** Forget every job and stop asking about them (the user signed out). */
+  clear() {
+    this.generation += 1;
+    this.active = false;
+    clearTimeout(this.listTimer);
+    this.listRetry = 0;
+    this.scheduler.clear();
+    this.entries.clear();
+    this.listEl.replaceChildren();
+    this.errorEl.hidden = true;
+    this.updateTicker();
+    this.renderMeta();
   }
 
   /** A job just created by the form: show it on top and start watching it. */
@@ -119,6 +140,7 @@ export class JobList {
 
   /** Ask the API about one job; resolves true when its status (or anything shown) changed. */
   async refreshJob(id) {
+    const generation = this.generation;
     let job;
     try {
       job = await this.api.getJob(id);
@@ -126,6 +148,7 @@ export class JobList {
       if (error.status === 404) this.scheduler.forget(id);
       throw error;
     }
+    if (generation !== this.generation) return false;
     return this.upsert(job, { announceChange: true });
   }
 

@@ -48,6 +48,12 @@ export class PollScheduler {
     this.arm();
   }
 
+  /** Stop polling every job (the user signed out). */
+  clear() {
+    this.entries.clear();
+    this.arm();
+  }
+
   /** Poll every watched job at once with a fresh short delay (e.g. when the tab becomes visible again). */
   pollAllSoon() {
     const now = this.now();

@@ -244,6 +244,12 @@ export class SubmitForm {
     this.progressText.textContent = `Uploaded ${size} (100%). Job created: follow it in the list.`;
     this.announce(`Job created for ${this.file ? this.file.name : "your file"}. Its status is shown in the job list.`);
     this.onJobCreated(job);
+    this.resetFields();
+    return this.text;
+  }
+
+  /** Empty fields, no field messages, the button back to Submit. */
+  resetFields() {
     this.form.reset();
     this.showErrors = { text: false, file: false };
     this.setFieldError("text", null);
@@ -251,7 +257,15 @@ export class SubmitForm {
     this.updateCounter();
     this.updateFileSummary();
     this.idleLabel = "Submit";
-    return this.text;
+  }
+
+  /** Empty the form for the next user: fields, messages, progress, and any upload kept for a retry. */
+  clear() {
+    this.stored = null;
+    this.resetFields();
+    this.hideAlert();
+    this.progress.hidden = true;
+    if (!this.busy) this.buttonLabel.textContent = this.idleLabel;
   }
 
   failed(error) {

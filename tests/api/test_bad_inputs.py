@@ -24,7 +24,7 @@ from local.client import ApiClient
 from tests import tokens
 from tests.api.conftest import SETTINGS, Snapshot
 from tests.api.openapi import check_response, component, document, schema_validator
-from tests.local.harness import CREDENTIALS, new_user, signed_in
+from tests.local.harness import CREDENTIALS, new_user, owner_of, signed_in
 
 MAX_BYTES = SETTINGS.max_file_bytes
 MAX_TEXT = SETTINGS.max_text_length
@@ -194,7 +194,8 @@ CASES: dict[str, Bad] = {
     "another user's job": Bad("GET", "/api/jobs/{other_job_id}", 404, "job_not_found"),
     "another user's upload key": Bad("POST", JOBS, 404, "upload_not_found", body=job(key=lambda g: g.other_key)),
     "another user's cursor": Bad("GET", "/api/jobs?limit=1&next={other_cursor}", 404, "cursor_not_found"),
-    "garbage cursor": Bad("GET", "/api/jobs?next=not-a-cursor", 400, "invalid_cursor"),
+    "garbage cursor": Bad("GET", "/api/jobs?next=not-a-cursor", 404, "cursor_not_found"),
+    "cursor with padding": Bad("GET", "/api/jobs?next=abcd%3D", 400, "invalid_cursor"),
     "cursor over the length": Bad("GET", "/api/jobs?next=" + "A" * 600, 400, "invalid_cursor"),
 }
 AUTH_CASES: dict[str, Bad] = {
@@ -227,11 +228,12 @@ def given(pipeline: LocalPipeline) -> Iterator[Given]:
     s3 = pipeline.client("s3")
     used = signed_in(pipeline).upload("used.txt", b"already a job's input")
     job_id = signed_in(pipeline).create_job(used, "first")["id"]
+    owner = {"owner": owner_of(signed_in(pipeline))}
     oversize = signed_in(pipeline).upload("big.bin", b"x")
     # moto does not enforce the presigned POST's size range: replace the object as a tampered client could
-    s3.put_object(Bucket=pipeline.stack.bucket, Key=oversize, Body=b"x" * (MAX_BYTES + 1))
+    s3.put_object(Bucket=pipeline.stack.bucket, Key=oversize, Body=b"x" * (MAX_BYTES + 1), Metadata=owner)
     empty = signed_in(pipeline).upload("empty.txt", b"x")
-    s3.put_object(Bucket=pipeline.stack.bucket, Key=empty, Body=b"")
+    s3.put_object(Bucket=pipeline.stack.bucket, Key=empty, Body=b"", Metadata=owner)
     user = signed_in(pipeline)
     assert user.token is not None
     other = new_user(pipeline, "other")

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from components.settings import StackSettings
-from local.app import LocalPipeline
+from local.app import Credentials, LocalPipeline
 from tests.local.harness import deleting_inputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -60,13 +60,25 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def site(browser: Any) -> Iterator[str]:
-    """The local stack (moto, web server, stream poller, VM host) on a free port; yields the site's URL.
+def pipeline(browser: Any) -> Iterator[LocalPipeline]:
+    """The local stack (moto with Cognito, web server, stream poller, VM host) on a free port.
 
     Depends on `browser` so that a machine without Chromium skips before paying for the stack.
     """
-    with LocalPipeline(port=0, settings=SETTINGS, wrap_launcher=deleting_inputs) as pipeline:
-        yield pipeline.url
+    with LocalPipeline(port=0, settings=SETTINGS, wrap_launcher=deleting_inputs) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def site(pipeline: LocalPipeline) -> str:
+    """The site's URL."""
+    return pipeline.url
+
+
+@pytest.fixture(scope="module")
+def user(pipeline: LocalPipeline) -> Credentials:
+    """A confirmed account of the module's stack, as an operator creates one; the `page` fixture signs in as it."""
+    return pipeline.create_user("browser-user@example.com")
 
 
 @pytest.fixture(scope="session")
@@ -101,17 +113,38 @@ def page_errors() -> PageErrors:
 
 
 @pytest.fixture
-def page(context: Any, site: str, page_errors: PageErrors) -> Iterator[Any]:
-    """The form, loaded and wired (main.js sets `data-ready` on <html>), with errors collected."""
+def signed_out_page(context: Any, site: str, page_errors: PageErrors) -> Iterator[Any]:
+    """The page, loaded and wired (main.js sets `data-ready` on <html>) and showing the sign-in view, with errors
+    collected."""
     opened = context.new_page()
-    opened.on("pageerror", lambda error: page_errors.append(f"uncaught: {error}"))
-    opened.on("console", lambda message: page_errors.append(f"console.{message.type}: {message.text}")
-              if message.type == "error" and not message.text.startswith(IGNORED_CONSOLE) else None)
+    watch_errors(opened, page_errors)
     open_form(opened, site)
     yield opened
     assert not page_errors, f"the page reported errors: {page_errors}"
 
 
+@pytest.fixture
+def page(signed_out_page: Any, user: Credentials) -> Any:
+    """The form and job list, signed in through the page as `user`."""
+    sign_in(signed_out_page, user)
+    return signed_out_page
+
+
+def watch_errors(page: Any, errors: list[str]) -> None:
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    page.on("console", lambda message: errors.append(f"console.{message.type}: {message.text}")
+            if message.type == "error" and not message.text.startswith(IGNORED_CONSOLE) else None)
+
+
 def open_form(page: Any, site: str) -> None:
     page.goto(site)
     page.wait_for_selector("html[data-ready='true']", state="attached")
+
+
+def sign_in(page: Any, credentials: Credentials) -> None:
+    """Type the email and password into the sign-in view; return once the form and job list show."""
+    page.fill("#signin-email", credentials.email)
+    page.fill("#signin-password", credentials.password)
+    page.click("[data-panel=sign-in] button[type=submit]")
+    expect(page.locator("#account-email")).to_have_text(credentials.email)
+    expect(page.locator("#app-view")).to_be_visible()

@@ -1,8 +1,8 @@
 """The web form in headless Chromium against the local stack: submit with progress, live list, download, refusals,
 retry without retyping, a 360 px phone, and the keyboard.
 
-Every test opens a fresh page on the module's stack; jobs created by one test may appear in another's list, so
-tests find their own job by its file name.
+Every test opens a fresh page on the module's stack, signed in as the module's user (the `page` fixture); jobs
+created by one test may appear in another's list, so tests find their own job by its file name.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from local.client import submit, wait_for_final
-from tests.browser.conftest import SETTINGS, open_form
+from local.app import Credentials
+from local.client import ApiClient, access_token
+from tests.browser.conftest import SETTINGS, open_form, sign_in
 from tests.local.harness import DELETE_INPUT_MARKER
 
 pytestmark = pytest.mark.browser
@@ -73,6 +74,16 @@ def job_row(page: Any, file_name: str) -> Any:
     return page.locator(".job", has=page.locator("[data-slot=file]", has_text=re.compile(f"^{re.escape(file_name)}$")))
 
 
+def assert_fits(page: Any, width: int, selectors: tuple[str, ...]) -> None:
+    """No horizontal scrolling, and each of `selectors` displayed within the viewport's width."""
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"the page is {scroll_width}px wide on a {width}px screen"
+    for selector in selectors:
+        box = page.locator(selector).bounding_box()
+        assert box is not None, f"{selector} is not displayed"
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, f"{selector} sticks out: {box}"
+
+
 def follow_download(page: Any, link: Any, timeout: float = 10) -> bytes:
     """Click the link; return the bytes the browser got, saved as a download or (for a type it shows) the page."""
     href = link.get_attribute("href")
@@ -101,7 +112,7 @@ def follow_download(page: Any, link: Any, timeout: float = 10) -> bytes:
     raise AssertionError(f"clicking the download link neither downloaded nor opened {href}")
 
 
-def test_a_failed_job_shows_the_workers_reason(page: Any) -> None:
+def test_a_failed_job_shows_the_workers_reason(page: Any, site: str, user: Credentials) -> None:
     """The input vanishes before the VM runs (see `deleting_inputs`): the list says FAILED and why, no download."""
     page.evaluate(WATCH_PROGRESS)
     page.fill("#input-text", DELETE_INPUT_MARKER)
@@ -109,7 +120,7 @@ def test_a_failed_job_shows_the_workers_reason(page: Any) -> None:
     page.click("#submit-button")
     row = job_row(page, "vanishing.csv")
     expect(row).to_have_attribute("data-status", "FAILED", timeout=JOB_TIMEOUT_MS)
-    job = page.evaluate("id => fetch(`/api/jobs/${id}`).then((r) => r.json())", row.get_attribute("data-job-id"))
+    job = ApiClient.signed_in(site, user.email, user.password).job(row.get_attribute("data-job-id"))
     assert job["error"], job
     expect(row.locator("[data-slot=status]")).to_have_text("Failed")
     expect(row.locator("[data-slot=error]")).to_have_text(job["error"])
@@ -202,11 +213,12 @@ def test_a_job_goes_from_submit_to_download(page: Any, artifacts: Path) -> None:
     assert follow_download(page, link) == data + b" : " + text.encode("utf-8")
 
 
-def test_a_job_loaded_with_the_page_downloads_through_a_fresh_link(page: Any, site: str) -> None:
+def test_a_job_loaded_with_the_page_downloads_through_a_fresh_link(page: Any, site: str, user: Credentials) -> None:
     """Rows loaded from the list carry no presigned URL (it would expire on a page left open): the click asks
     `GET /api/jobs/<id>` for a fresh one and follows it."""
-    job = submit(site, "earlier.txt", b"made before the page opened", "text")
-    assert wait_for_final(site, job["id"])["status"] == "SUCCEEDED"
+    client = ApiClient.signed_in(site, user.email, user.password)
+    job = client.submit("earlier.txt", b"made before the page opened", "text")
+    assert client.wait_for_final(job["id"])["status"] == "SUCCEEDED"
     page.reload()
     page.wait_for_selector("html[data-ready='true']", state="attached")
     link = job_row(page, "earlier.txt").locator("[data-slot=download]")
@@ -301,24 +313,26 @@ def test_the_servers_own_message_is_shown_with_the_failed_step(page: Any) -> Non
 
 
 def test_a_360px_phone_shows_the_whole_form_without_horizontal_scrolling(
-    browser: Any, site: str, artifacts: Path,
+    browser: Any, site: str, user: Credentials, artifacts: Path,
 ) -> None:
     phone = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2, is_mobile=True,
                                 has_touch=True, locale="en-GB", timezone_id="UTC")
     try:
         page = phone.new_page()
         open_form(page, site)
+        page.click("[data-panel=sign-in] button[type=submit]")  # signed out, with a message
+        expect(page.locator("#auth-message")).to_have_text("Type your email address.")
+        assert_fits(page, 360, ("#auth-view .card", "#signin-email", "#signin-password", "#auth-message",
+                                "[data-panel=sign-in] button[type=submit]", "#sign-up-link"))
+        page.screenshot(path=str(artifacts / "phone-signed-out.png"), full_page=True)
+
+        sign_in(page, user)
         page.click("#submit-button")  # the error messages take room too
         page.set_input_files("#input-file", files=[a_file("a-very-long-file-name-" * 8 + ".txt", b"")])
         expect(page.locator("#file-error")).to_be_visible()
 
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 360, f"the page is {width}px wide on a 360px screen"
-        for selector in ("#input-text", "#dropzone", "#file-summary", "#text-error", "#file-error",
-                         "#submit-button", ".jobs-card", "#jobs-heading"):
-            box = page.locator(selector).bounding_box()
-            assert box is not None, f"{selector} is not displayed"
-            assert box["x"] >= 0 and box["x"] + box["width"] <= 360, f"{selector} sticks out: {box}"
+        assert_fits(page, 360, ("#input-text", "#dropzone", "#file-summary", "#text-error", "#file-error",
+                                "#submit-button", ".jobs-card", "#jobs-heading", "#account-email", "#sign-out-button"))
         shot = artifacts / "phone.png"
         page.screenshot(path=str(shot), full_page=True)
         print(f"\nscreenshot at 360 px: {shot}")
@@ -327,13 +341,15 @@ def test_a_360px_phone_shows_the_whole_form_without_horizontal_scrolling(
 
 
 def test_the_form_is_usable_with_the_keyboard_and_shows_focus(page: Any) -> None:
+    page.reload()  # signed in by the stored session, focus at the top of the page
+    page.wait_for_selector("html[data-ready='true']", state="attached")
     page.keyboard.press("Tab")
     expect(page.locator(".skip-link")).to_be_focused()
     order = []
-    for _ in range(4):
+    for _ in range(5):
         page.keyboard.press("Tab")
         order.append(page.evaluate("document.activeElement.id || document.activeElement.className"))
-    assert order[1:] == ["input-text", "input-file", "submit-button"], order
+    assert order[1:] == ["sign-out-button", "input-text", "input-file", "submit-button"], order
 
     outline = page.evaluate("""() => {
       const seen = {};
@@ -369,15 +385,16 @@ def test_the_page_loads_nothing_from_other_sites(browser: Any, site: str) -> Non
         context.close()
 
 
-def test_checks_in_the_page_agree_with_the_api(page: Any, site: str) -> None:
+def test_checks_in_the_page_agree_with_the_api(page: Any, site: str, user: Credentials) -> None:
     """validate.js mirrors the API: for each text and size, the page accepts exactly what the server accepts."""
     texts = ["ok", "   ", "a" * 200, "a" * 201, "😀" * 200, "😀" * 201, "tab\tand\nnewline", "bell\x07",
              "carriage\r\nreturn", "\x7f", " " + "b" * 200 + " ", "zero\u200bwidth"]
     sizes = [0, 1, MAX_BYTES, MAX_BYTES + 1]
-    verdicts = page.evaluate("""async ([texts, sizes, maxText, maxBytes]) => {
+    verdicts = page.evaluate("""async ([texts, sizes, maxText, maxBytes, token]) => {
       const { checkText, checkFile } = await import("/js/validate.js");
       const post = (path, body) => fetch(path, {
-        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+        method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify(body),
       }).then(async (r) => [r.status, (await r.json()).error?.code ?? null]);
       const out = [];
       for (const text of texts) {
@@ -389,7 +406,7 @@ def test_checks_in_the_page_agree_with_the_api(page: Any, site: str) -> None:
         out.push({ size, page: checkFile({ size, name: "f.txt" }, maxBytes) === null, api: status === 201 });
       }
       return out;
-    }""", [texts, sizes, SETTINGS.max_text_length, MAX_BYTES])
+    }""", [texts, sizes, SETTINGS.max_text_length, MAX_BYTES, access_token(site, user.email, user.password)])
     disagreements = [v for v in verdicts if v["page"] != v["api"]]
     assert not disagreements, f"page and API disagree: {disagreements}"
     assert sum(v["api"] for v in verdicts) >= 6, "the table should hold accepted cases too"

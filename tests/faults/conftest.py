@@ -19,7 +19,8 @@ from local.load import VmSampler
 from tests.faults.harness import Deliveries, held_slots, settle
 from tests.local.harness import deleting_inputs
 
-SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=1, max_concurrent_vms=2)
+SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=1, max_concurrent_vms=2,
+                         max_active_jobs_per_user=50)
 CAP = SETTINGS.max_concurrent_vms
 
 

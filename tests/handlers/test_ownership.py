@@ -104,10 +104,13 @@ def test_another_users_cursor_is_not_found_and_a_forged_one_is_refused(stack: St
     reply = listing(USER, next=their_cursor)
     assert (reply.status, reply.error_code) == (404, "cursor_not_found")
     flat = json.loads(base64.urlsafe_b64decode(their_cursor + "=" * (-len(their_cursor) % 4)))
-    forged = base64.urlsafe_b64encode(json.dumps({**flat, "extra": "x"}).encode()).decode()
-    for bad in (forged, "%%%", base64.urlsafe_b64encode(b"[1, 2]").decode()):
-        reply = listing(USER, next=bad)
-        assert (reply.status, reply.error_code) == (400, "invalid_cursor"), bad
+    forged = base64.urlsafe_b64encode(json.dumps({**flat, "extra": "x"}).encode()).decode().rstrip("=")
+    for unknown in (forged, base64.urlsafe_b64encode(b"[1, 2]").decode().rstrip("="), "0"):
+        reply = listing(USER, next=unknown)
+        assert (reply.status, reply.error_code) == (404, "cursor_not_found"), unknown
+    for malformed in ("%%%", "a=", "x" * 513):
+        reply = listing(USER, next=malformed)
+        assert (reply.status, reply.error_code) == (400, "invalid_cursor"), malformed
 
 
 def test_an_upload_grant_is_bound_to_its_owner(stack: Stack) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import jwt
 import psutil
 
 from handlers import jobmodel
@@ -58,22 +60,30 @@ def gone(processes: list[psutil.Process], timeout: float = 5) -> bool:
     return False
 
 
-_clients: dict[int, ApiClient] = {}
+_clients: dict[tuple[int, str], ApiClient] = {}
+_clients_lock = threading.Lock()
 CREDENTIALS: dict[int, tuple[str, str]] = {}
 """id(ApiClient) -> (email, password) of the clients made here, for tests that sign in again another way."""
 
 
 def signed_in(pipeline: LocalPipeline) -> ApiClient:
-    """The pipeline's test user, signed in (one user and one sign-in per pipeline)."""
-    key = id(pipeline)
-    if key not in _clients or _clients[key].base_url != pipeline.url:
-        user = pipeline.create_user(f"tester-{key}@example.com")
-        _clients[key] = ApiClient.signed_in(pipeline.url, user.email, user.password)
-        CREDENTIALS[id(_clients[key])] = (user.email, user.password)
-    return _clients[key]
+    """The pipeline's test user, signed in (one user and one sign-in per pipeline, whatever thread asks first)."""
+    key = (id(pipeline), pipeline.url)
+    with _clients_lock:
+        if key not in _clients:
+            client = new_user(pipeline, "tester")
+            _clients[key] = client
+        return _clients[key]
+
+
+def owner_of(client: ApiClient) -> str:
+    """The user's id (`sub`), as the upload metadata and the job items carry it."""
+    return str(jwt.decode(client.token or "", options={"verify_signature": False})["sub"])
 
 
 def new_user(pipeline: LocalPipeline, name: str) -> ApiClient:
-    """Another user of the same stack, signed in."""
+    """A new user of the stack, signed in."""
     user = pipeline.create_user(f"{name}-{jobmodel.new_id().lower()}@example.com")
-    return ApiClient.signed_in(pipeline.url, user.email, user.password)
+    client = ApiClient.signed_in(pipeline.url, user.email, user.password)
+    CREDENTIALS[id(client)] = (user.email, user.password)
+    return client

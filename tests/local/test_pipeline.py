@@ -19,12 +19,21 @@ import requests
 from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.vmhost import Ending
-from tests.local.harness import DELETE_INPUT_MARKER, deleting_inputs, finished_run, gone, instance_state, signed_in
+from tests.local.harness import (
+    DELETE_INPUT_MARKER,
+    deleting_inputs,
+    finished_run,
+    gone,
+    instance_state,
+    owner_of,
+    signed_in,
+)
 from worker.userdata import render_user_data
 
 pytestmark = pytest.mark.e2e
 
-SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=15, max_concurrent_vms=4)
+SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=15, max_concurrent_vms=4,
+                         max_active_jobs_per_user=50)
 """With the cap below ten, "ten jobs at once" also proves that terminated VMs reach the launcher and free their
 slots."""
 MINUTE_SECONDS = 1.0
@@ -112,7 +121,8 @@ def test_a_job_whose_id_starts_with_a_dash_succeeds(pipeline: LocalPipeline) -> 
     """Ids come from the nanoid alphabet, '-' included (1 in 64 starts with it): argparse must not read the id as an
     option, so the user-data passes `--job-id=ID`. The upload key is made here so the id is known."""
     key = "inputs/-dash0123456789abcdef/dash.txt"
-    pipeline.client("s3").put_object(Bucket=pipeline.stack.bucket, Key=key, Body=b"dash")
+    pipeline.client("s3").put_object(Bucket=pipeline.stack.bucket, Key=key, Body=b"dash",
+                                     Metadata={"owner": owner_of(signed_in(pipeline))})
     job = signed_in(pipeline).create_job(key, "first")
     deadline = time.monotonic() + 20
     while "instance_id" not in job and time.monotonic() < deadline:

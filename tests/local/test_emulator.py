@@ -1,0 +1,72 @@
+"""The local emulator codes around two moto gaps that DynamoDB does not have (local/emulator.py): requests are
+atomic, and a cancelled transaction leaves the table's stream readable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from handlers import jobmodel, quota
+from local.emulator import EndpointSession, MotoServer
+
+TABLE = "emulator-test-jobs"
+
+
+@pytest.fixture(scope="module")
+def dynamodb() -> Iterator[EndpointSession]:
+    emulator = MotoServer()
+    emulator.start()
+    try:
+        session = EndpointSession(emulator.endpoint_url)
+        session.client("dynamodb").create_table(**jobmodel.table_definition(TABLE))
+        yield session
+    finally:
+        emulator.stop()
+
+
+def new_job(owner: str) -> dict[str, str]:
+    job_id = jobmodel.new_id()
+    return jobmodel.new_job(job_id, "t", f"b/inputs/{job_id}/a.txt", owner)
+
+
+def test_concurrent_conditional_writes_cannot_all_pass(dynamodb: EndpointSession) -> None:
+    """Twenty submissions at once against a limit of five: exactly five are saved, as DynamoDB guarantees."""
+    jobs = [new_job("burst-user") for _ in range(20)]
+    clients = [dynamodb.client("dynamodb") for _ in jobs]
+
+    def create(pair: tuple[Any, dict[str, str]]) -> bool:
+        client, job = pair
+        try:
+            quota.create_job(client, TABLE, job, max_active=5)
+        except quota.QuotaExceededError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        created = list(pool.map(create, zip(clients, jobs, strict=True)))
+    assert created.count(True) == 5
+    assert quota.active_jobs(dynamodb.client("dynamodb"), TABLE, "burst-user") == 5
+
+
+def test_a_cancelled_transaction_leaves_the_stream_readable(dynamodb: EndpointSession) -> None:
+    """Regression: after moto rolled a transaction back, a stream reader never saw another record."""
+    ddb, streams = dynamodb.client("dynamodb"), dynamodb.client("dynamodbstreams")
+    stream_arn = ddb.describe_table(TableName=TABLE)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard, ShardIteratorType="LATEST")
+    position = iterator["ShardIterator"]
+
+    quota.create_job(ddb, TABLE, new_job("one-place"), max_active=1)
+    refused = new_job("one-place")
+    with pytest.raises(quota.QuotaExceededError):
+        quota.create_job(ddb, TABLE, refused, max_active=1)
+    after = new_job("someone-else")
+    quota.create_job(ddb, TABLE, after, max_active=1)
+
+    records = streams.get_records(ShardIterator=position)["Records"]
+    inserted = [r["dynamodb"]["Keys"]["id"]["S"] for r in records if r["eventName"] == "INSERT"]
+    assert after["id"] in inserted, "the write after the rollback reaches the stream"
+    assert refused["id"] not in inserted, "the rolled-back write does not"
