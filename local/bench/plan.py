@@ -54,8 +54,8 @@ class Plan:
 
 FULL = Plan(name="full", worker_sizes_mib=(16, 256, 1024), worker_runs=3, coldstart_runs=10, api_requests=100,
             api_rounds=3, api_clients=20, single_job_runs=3, burst_jobs=20)
-QUICK = Plan(name="quick", worker_sizes_mib=(2, 16, 48), worker_runs=2, coldstart_runs=2, api_requests=10,
-             api_rounds=2, api_clients=20, single_job_runs=1, burst_jobs=8)
+QUICK = Plan(name="quick", worker_sizes_mib=(2, 16, 48), worker_runs=2, coldstart_runs=2, api_requests=6,
+             api_rounds=2, api_clients=20, single_job_runs=1, burst_jobs=6)
 
 
 def plan_for(quick: bool, url: str | None, email: str | None, env: Mapping[str, str]) -> Plan:
