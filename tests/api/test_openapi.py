@@ -12,8 +12,7 @@ from openapi_spec_validator import validate
 from components.settings import StackSettings
 from handlers import cursors, jobs, upload
 from handlers.routes import ROUTES
-from local.web import OPENAPI_PATH
-from tests.api.openapi import OPENAPI_FILE, component, document, route_keys, schema_validator
+from tests.api.openapi import component, document, route_keys, schema_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = StackSettings()
@@ -89,11 +88,6 @@ def test_error_codes_are_exactly_those_the_code_uses() -> None:
 @pytest.mark.parametrize("name", ["UploadGrant", "Job", "JobList", "Health", "Error", "UploadRequest", "JobRequest"])
 def test_every_object_schema_is_closed(name: str) -> None:
     assert component(name)["additionalProperties"] is False
-
-
-def test_local_mode_serves_the_file() -> None:
-    assert OPENAPI_PATH == "/api/openapi.json"
-    assert OPENAPI_FILE == ROOT / "docs" / "openapi.json"
 
 
 def test_the_human_docs_explain_every_error_code_with_its_status() -> None:
