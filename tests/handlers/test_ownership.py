@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
-from handlers import jobs, quota, upload
+from handlers import apigw, jobs, quota, upload
 from handlers.config import ApiConfig
 from handlers.jobmodel import Status
 from tests.handlers.conftest import OTHER_USER, USER, Reply, Stack, api_event, call, upload_key
@@ -187,3 +187,18 @@ def test_every_route_but_health_needs_a_caller(stack: Stack) -> None:
         reply = call(handler, event)
         assert (reply.status, reply.body) == (401, {"message": "Unauthorized"}), event["routeKey"]
     assert call(jobs.handler, api_event("GET /api/health", user=None)).status == 200
+
+
+def test_an_action_that_needs_the_caller_refuses_to_run_on_a_public_route() -> None:
+    """A route declared public by mistake still cannot act for nobody: `caller` raises (the platform answers 500)
+    instead of serving with an empty owner."""
+    router: apigw.Router[None] = apigw.Router("probe", aws_calls=0)
+
+    @router.route("GET", "/api/probe", public=True)
+    def probe(event: apigw.Event, services: None) -> apigw.Response:
+        return apigw.json_response(200, {"owner": apigw.caller(event)})
+
+    with pytest.raises(RuntimeError, match="public route"):
+        router.resolve(api_event("GET /api/probe", user=None), None)
+    signed_in = router.resolve(api_event("GET /api/probe"), None)
+    assert json.loads(signed_in["body"]) == {"owner": USER}
