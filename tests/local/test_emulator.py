@@ -1,4 +1,4 @@
-"""The local emulator codes around two moto gaps that DynamoDB does not have (local/emulator.py): requests are
+"""The local emulator codes around moto gaps that DynamoDB does not have (local/emulator.py): requests are
 atomic, and a cancelled transaction leaves the table's stream readable."""
 
 from __future__ import annotations
@@ -70,3 +70,24 @@ def test_a_cancelled_transaction_leaves_the_stream_readable(dynamodb: EndpointSe
     inserted = [r["dynamodb"]["Keys"]["id"]["S"] for r in records if r["eventName"] == "INSERT"]
     assert after["id"] in inserted, "the write after the rollback reaches the stream"
     assert refused["id"] not in inserted, "the rolled-back write does not"
+
+
+def test_a_cancelled_transaction_puts_back_exactly_the_items_it_touched(dynamodb: EndpointSession) -> None:
+    """The job put and the counter update of a refused submission are both undone; other items stay as they were."""
+    ddb = dynamodb.client("dynamodb")
+    kept = new_job("full-user")
+    quota.create_job(ddb, TABLE, kept, max_active=1)
+    bystander = new_job("bystander")
+    quota.create_job(ddb, TABLE, bystander, max_active=1)
+    before = ddb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+
+    refused = new_job("full-user")
+    with pytest.raises(quota.QuotaExceededError):
+        quota.create_job(ddb, TABLE, refused, max_active=1)
+    with pytest.raises(quota.JobExistsError):
+        quota.create_job(ddb, TABLE, {**kept, "owner": "bystander"}, max_active=5)
+
+    after = ddb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+    assert sorted(map(str, after)) == sorted(map(str, before))
+    assert quota.active_jobs(ddb, TABLE, "full-user") == 1
+    assert quota.active_jobs(ddb, TABLE, "bystander") == 1
