@@ -22,9 +22,10 @@ ClientFactory = Callable[..., Any]
 """`boto3.client`-like: `(service_name, config=...) -> client`."""
 
 PRESIGNING = Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
-"""SigV4 presigning (boto3 still presigns with SigV2 in older regions, which buckets made after June 2020 refuse) on
-the bucket's regional host (the global one answers 307 for up to a day after the bucket is created). An IP endpoint,
-as in local mode, stays path-style."""
+"""SigV4 presigning (boto3 still presigns with SigV2 in older regions, which buckets made after June 2020 refuse),
+virtual-hosted: on the bucket's regional host, where the global one answers 307 for up to a day after the bucket is
+created, and on the global `<bucket>.s3.amazonaws.com` in us-east-1, which that region serves itself
+(`Storage.upload_origins` lists both for the CSP). An IP endpoint, as in local mode, stays path-style."""
 
 
 BACKOFF_CAP_SECONDS = 20
