@@ -11,7 +11,6 @@ import pytest
 from handlers import jobs
 from handlers.config import ApiConfig
 from handlers.jobmodel import new_id
-from tests.conftest import TEST_SETTINGS
 from tests.handlers.conftest import USER, Reply, Stack, api_event, call, upload_key
 
 ROUTE = "POST /api/jobs"
@@ -24,10 +23,6 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 def post(body: Any = None, **kwargs: Any) -> Reply:
     return call(jobs.handler, api_event(ROUTE, body, **kwargs))
-
-
-def test_config_comes_from_the_stack_settings() -> None:
-    assert (TEST_SETTINGS.max_text_length, TEST_SETTINGS.max_file_bytes) == (MAX_TEXT, MAX_BYTES)
 
 
 def test_job_is_saved_pending(stack: Stack) -> None:

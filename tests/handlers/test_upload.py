@@ -13,7 +13,6 @@ from handlers import jobs, upload
 from handlers.apigw import MAX_BODY_BYTES
 from handlers.config import ApiConfig
 from handlers.jobmodel import ID_ALPHABET, ID_LENGTH, INPUT_PREFIX
-from tests.conftest import TEST_SETTINGS
 from tests.handlers.conftest import JSON, USER, Reply, Stack, api_event, call, factory_s3_in
 
 ROUTE = "POST /api/uploads"
@@ -41,12 +40,6 @@ def stored_name(key: str) -> str:
 
 def policy(reply_body: dict[str, Any]) -> dict[str, Any]:
     return json.loads(base64.b64decode(reply_body["fields"]["policy"]))
-
-
-def test_config_comes_from_the_stack_settings() -> None:
-    """The handler's limits are the ones the stack settings gave it, not defaults of its own."""
-    assert API_CONFIG.max_file_bytes == TEST_SETTINGS.max_file_bytes
-    assert API_CONFIG.upload_expiry_seconds == TEST_SETTINGS.upload_expiry_seconds
 
 
 def test_created_upload_has_the_contract_shape(stack: Stack) -> None:
