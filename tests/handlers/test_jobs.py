@@ -141,13 +141,6 @@ def test_keys_that_are_not_ours_are_refused(stack: Stack, key_for: Callable[[str
     stack.assert_nothing_written(inputs=before)
 
 
-def test_key_of_the_worker_script_is_refused(stack: Stack) -> None:
-    """The worker script lives in the same bucket: it must never become a job's input."""
-    reply = post({"input_text": "hi", "key": "worker/worker.py"})
-    assert (reply.status, reply.error_code) == (400, "invalid_key")
-    stack.assert_nothing_written()
-
-
 def test_missing_object_is_404(stack: Stack) -> None:
     reply = post({"input_text": "hi", "key": upload_key()})
     assert (reply.status, reply.error_code) == (404, "upload_not_found")
