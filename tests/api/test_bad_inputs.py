@@ -272,10 +272,6 @@ def send(pipeline: LocalPipeline, given: Given, bad: Bad) -> requests.Response:
     return requests.request(bad.method, pipeline.url + path, data=data, headers=headers, timeout=30)
 
 
-def test_there_are_at_least_thirty_cases() -> None:
-    assert len(CASES) >= 30
-
-
 @pytest.mark.parametrize("bad", AUTH_CASES.values(), ids=AUTH_CASES.keys())
 def test_a_request_without_a_valid_token_is_refused_before_any_handler(
     pipeline: LocalPipeline, given: Given, bad: Bad
@@ -318,16 +314,6 @@ def route_key(method: str, path: str) -> str | None:
         if route.method == method and re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", route.path), path):
             return route.key
     return None
-
-
-def test_the_fixtures_are_what_the_cases_assume(pipeline: LocalPipeline, given: Given) -> None:
-    """The uploads exist and the same stack accepts a good request, so each refusal above is for its own reason."""
-    s3 = pipeline.client("s3")
-    for key in (given.fresh_key, given.used_key, given.oversize_key, given.empty_key):
-        s3.head_object(Bucket=pipeline.stack.bucket, Key=key)
-    assert [case.path for case in CASES.values() if case.status == 409] == [JOBS]
-    ok = signed_in(pipeline).create_job(signed_in(pipeline).upload("good.txt", b"good"), "works \r\n twice\r\n")
-    assert ok["input_text"] == "works \n twice", "CRLF is stored as LF"
 
 
 def test_local_mode_serves_the_openapi_document(pipeline: LocalPipeline) -> None:

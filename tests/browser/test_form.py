@@ -463,5 +463,15 @@ def test_the_page_follows_the_systems_dark_mode(browser: Any, site: str, artifac
         finally:
             context.close()
     assert colours["light"] != colours["dark"], colours
-    (body_bg, body_fg), _ = colours["dark"]
-    assert body_bg == "rgb(14, 17, 22)" and body_fg == "rgb(231, 234, 240)", colours["dark"]
+    for scheme, light_on_dark in (("light", False), ("dark", True)):
+        for background, text in colours[scheme]:
+            lighter, darker = sorted((luminance(text), luminance(background)), reverse=True)
+            assert (luminance(text) > luminance(background)) is light_on_dark, (scheme, background, text)
+            assert (lighter + 0.05) / (darker + 0.05) >= 4.5, f"{scheme}: {text} on {background} is hard to read"
+
+
+def luminance(css_colour: str) -> float:
+    """WCAG 2's relative luminance of a computed `rgb(r, g, b)` colour (4.5:1 is its minimum contrast for text)."""
+    channels = [int(part) / 255 for part in re.findall(r"\d+", css_colour)[:3]]
+    red, green, blue = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue

@@ -11,7 +11,6 @@ import pytest
 from handlers import jobs
 from handlers.config import ApiConfig
 from handlers.jobmodel import new_id
-from tests.conftest import TEST_SETTINGS
 from tests.handlers.conftest import USER, Reply, Stack, api_event, call, upload_key
 
 ROUTE = "POST /api/jobs"
@@ -24,10 +23,6 @@ ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 def post(body: Any = None, **kwargs: Any) -> Reply:
     return call(jobs.handler, api_event(ROUTE, body, **kwargs))
-
-
-def test_config_comes_from_the_stack_settings() -> None:
-    assert (TEST_SETTINGS.max_text_length, TEST_SETTINGS.max_file_bytes) == (MAX_TEXT, MAX_BYTES)
 
 
 def test_job_is_saved_pending(stack: Stack) -> None:
@@ -144,13 +139,6 @@ def test_keys_that_are_not_ours_are_refused(stack: Stack, key_for: Callable[[str
     reply = post({"input_text": "hi", "key": bad})
     assert (reply.status, reply.error_code) == (400, "invalid_key")
     stack.assert_nothing_written(inputs=before)
-
-
-def test_key_of_the_worker_script_is_refused(stack: Stack) -> None:
-    """The worker script lives in the same bucket: it must never become a job's input."""
-    reply = post({"input_text": "hi", "key": "worker/worker.py"})
-    assert (reply.status, reply.error_code) == (400, "invalid_key")
-    stack.assert_nothing_written()
 
 
 def test_missing_object_is_404(stack: Stack) -> None:

@@ -104,14 +104,3 @@ def test_each_accepted_finding_is_explained_in_a_comment(issue: str, actions: li
     assert "# parliament" in source and issue in comments, f"no comment explains {issue}"
     for action in actions:
         assert action.split(":")[1] in comments.lower(), f"{issue}: the comment must name {action}"
-
-
-def test_the_linter_flags_a_broad_grant() -> None:
-    """The lint can fail: parliament reports a policy granting an action on a resource of the wrong type."""
-    bad = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bucket"},
-    ]})
-    assert ("RESOURCE_MISMATCH", frozenset({"s3:getobject"})) in {
-        finding_key(f, bad) for f in parliament.analyze_policy_string(bad).findings
-    }
-

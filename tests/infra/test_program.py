@@ -84,14 +84,6 @@ def test_no_hard_coded_names_regions_or_accounts_in_program_code() -> None:
             assert call not in text, f"{path.name} hard-codes a physical name ({call}...)"
 
 
-def test_dev_stack_settings(dev: Deployment) -> None:
-    """Regression: `Pulumi.dev.yaml`'s values not reaching the program (the defaults deployed instead)."""
-    assert dev.namespace["settings"] == StackSettings(
-        instance_type="t4g.micro", max_file_mb=10, max_concurrent_vms=2, job_timeout_minutes=15, log_retention_days=7,
-        protect_data=False, retention_days=7,
-    )
-
-
 def test_every_config_key_can_be_overridden(tuned: Deployment) -> None:
     """Regression: an override in `pulumi config set` that never reaches the program; and a key added to
     StackSettings without a `TUNED` value, whose effect on the resources no test would then see."""

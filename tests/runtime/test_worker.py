@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 
 from handlers.jobmodel import Status
 from tests.conftest import Aws
@@ -184,6 +185,6 @@ def test_the_worker_bounds_every_aws_call(aws: Aws, tmp_path: Path, monkeypatch:
 
     assert code == worker.EXIT_OK
     assert set(built) == {"s3", "dynamodb"} and all(config is worker.CLIENT_LIMITS for config in built.values())
-    limits = worker.CLIENT_LIMITS
-    assert (limits.connect_timeout, limits.read_timeout) == (5, 30)
-    assert limits.retries == {"mode": "standard", "total_max_attempts": 5}
+    limits, sdk_default = worker.CLIENT_LIMITS, Config()
+    assert limits.connect_timeout < sdk_default.connect_timeout and limits.read_timeout < sdk_default.read_timeout
+    assert limits.retries is not None and limits.retries["mode"] == "standard" and limits.retries["total_max_attempts"]

@@ -14,7 +14,7 @@ import pytest
 from handlers import jobmodel
 from handlers.jobmodel import Status
 from worker import worker
-from worker.userdata import PLACEHOLDER, TEMPLATE_PATH, WORKER_PATH, render_user_data
+from worker.userdata import PLACEHOLDER, WORKER_PATH, render_user_data
 
 NAMES = ["notes.txt", "README", "archive.tar.gz", ".hidden", "a.b.c.d", "x.out", "weird_name-1.JSON"]
 
@@ -129,4 +129,3 @@ def test_user_data_fits_the_launch_template_limit() -> None:
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout_minutes"):
         render_user_data(bucket="b", table="t", timeout_minutes=0)
-    assert TEMPLATE_PATH.exists()

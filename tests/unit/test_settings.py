@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import MIB, StackSettings, api_config, config_key, settings_from_mapping, site_config
+from components.settings import (
+    MIB,
+    StackSettings,
+    api_config,
+    config_key,
+    launcher_config,
+    settings_from_mapping,
+    site_config,
+)
+from handlers.config import ApiConfig, LauncherConfig
 
 
 def test_defaults_need_no_config() -> None:
@@ -53,6 +62,19 @@ def test_api_config_and_site_config_carry_the_same_limits() -> None:
     assert int(env["MAX_FILE_BYTES"]) == site["maxFileBytes"] == 3 * MIB
     assert int(env["MAX_TEXT_LENGTH"]) == site["maxTextLength"] == 99
     assert env["BUCKET_NAME"] == "bucket" and env["TABLE_NAME"] == "table"
+
+
+def test_each_function_reads_back_the_config_its_environment_was_written_from() -> None:
+    """Regression: a variable written under one name and read under another, or two fields swapped, reaches the
+    function as a KeyError on its first call or as the wrong limit. Every value differs, so a swap shows."""
+    settings = StackSettings(max_file_mb=3, max_text_length=99, upload_expiry_seconds=61, download_expiry_seconds=62,
+                             max_active_jobs_per_user=7, max_concurrent_vms=5, job_timeout_minutes=11, retention_days=8)
+    api = api_config("bucket", "table", settings)
+    launcher = launcher_config("table", "lt-1", ["subnet-a", "subnet-b"], stack_tag="tag", settings=settings)
+    for config, read_back in ((api, ApiConfig.from_env(api.to_env())),
+                              (launcher, LauncherConfig.from_env(launcher.to_env()))):
+        assert read_back == config
+        assert len(set(config.to_env().values())) == len(config.to_env()), "two variables hold the same value"
 
 
 def test_site_config_names_the_pool_and_client_and_an_endpoint_only_where_given() -> None:

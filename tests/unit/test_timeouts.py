@@ -13,7 +13,6 @@ from handlers.services import (
     DISPATCH_CALLS,
     DISPATCH_CONFIG,
     HEADROOM_SECONDS,
-    PRESIGNING,
     ApiServices,
     CallLimits,
     LauncherServices,
@@ -48,7 +47,6 @@ def test_the_clients_carry_the_limits_in_the_standard_retry_mode() -> None:
     for config, limits in ((API_CONFIG, API_CALLS), (API_S3_CONFIG, API_CALLS), (DISPATCH_CONFIG, DISPATCH_CALLS)):
         assert (config.connect_timeout, config.read_timeout) == (limits.connect_seconds, limits.read_seconds)
         assert config.retries == {"mode": "standard", "total_max_attempts": limits.attempts}
-    assert API_S3_CONFIG.s3 == PRESIGNING.s3 and API_S3_CONFIG.signature_version == PRESIGNING.signature_version
 
 
 def test_services_build_every_client_with_its_limits() -> None:
