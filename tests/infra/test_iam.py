@@ -260,7 +260,18 @@ class TestLauncherPolicy:
         }
         assert set(launcher) == {
             "ReadJobStream", "ListJobStreams", "MoveJobs", "FindQueuedJobs", "LaunchFromTemplate", "TagOnLaunchOnly",
-            "PassWorkerRole", "ResolveAmi", "RecordFailedBatches", "OwnLogGroup",
+            "PassWorkerRole", "ResolveAmi", "TerminateStackInstances", "RecordFailedBatches", "OwnLogGroup",
+        }
+
+    def test_terminates_only_this_stacks_instances_as_the_sweeper_does(
+        self, dev: Deployment, launcher: dict[str, dict[str, Any]]
+    ) -> None:
+        """A cancelled job's VM is terminated by the launcher: regression, without the tag condition a launcher bug
+        could terminate any instance of the account."""
+        assert launcher["TerminateStackInstances"] == {
+            "Sid": "TerminateStackInstances", "Effect": "Allow", "Action": ["ec2:TerminateInstances"],
+            "Resource": [_arn("ec2", "instance/*")],
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": WORKER_TAG}},
         }
 
 

@@ -23,12 +23,15 @@ import pytest
 
 from components.settings import STACK_TAG, StackSettings
 from handlers import capacity, jobmodel
+from handlers.jobmodel import Actor, Status
 from local.app import LocalPipeline
 from local.calls import WORKER, AwsCall, CallLog
 from local.streams import LambdaHandler
+from tests.faults.harness import hanging_worker_script, put_worker_script
 from tests.iam_calls import Names, allowed_by, authorizations, denied_and_unused
 from tests.infra.conftest import ACCOUNT, PARTITION, REGION, WORKER_TAG, Deployment
 from tests.local.harness import signed_in
+from worker.userdata import WORKER_PATH
 
 POLICIES = {
     "upload": "api-upload-policy", "jobs": "api-jobs-policy", "launcher": "compute-launcher-policy",
@@ -93,6 +96,7 @@ def exercise(pipeline: LocalPipeline) -> None:
     assert client.get("/api/jobs").status_code == 200
     assert "output_url" in client.job(jobs[0]["id"])
     wait_until(lambda: slots_held(pipeline) == 0, 30, "every VM's slot to be released")
+    cancel_a_running_job(pipeline)
     # A job whose stream record is lost, and a VM past the job timeout: the sweeper (its clock a day ahead)
     # terminates the VM and queues and starts the job.
     lost = client.submit("lost.txt", b"lost", LOST)
@@ -107,6 +111,20 @@ def exercise(pipeline: LocalPipeline) -> None:
     assert len(report.terminated) == 1 and report.queued == [lost["id"]] and report.started == 1, report
     assert report.slots_freed == [leaked], report
     assert client.wait_for_final(lost["id"], timeout=120)["status"] == "SUCCEEDED"
+
+
+def cancel_a_running_job(pipeline: LocalPipeline) -> None:
+    """Its owner cancels a RUNNING job (its worker hangs reading the input): the launcher terminates its VM, and the
+    VM's termination gives the slot back."""
+    put_worker_script(pipeline, hanging_worker_script())
+    try:
+        job = signed_in(pipeline).submit("hangs.txt", b"hangs", "hangs")
+        wait_until(lambda: signed_in(pipeline).job(job["id"])["status"] == "RUNNING", 60, "the job to run")
+        assert jobmodel.transition(pipeline.client("dynamodb"), pipeline.stack.table, job["id"], Status.CANCELLED,
+                                   expected=[Status.RUNNING], by=Actor.USER) is not None
+        wait_until(lambda: slots_held(pipeline) == 0, 30, "the cancelled job's VM to be terminated")
+    finally:
+        put_worker_script(pipeline, WORKER_PATH.read_bytes())
 
 
 def deployed_names(dev: Deployment, pipeline: LocalPipeline) -> Names:
