@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 
+from handlers.capacity import SLOT_PREFIX
 from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, OWNER_INDEX, STATUS_INDEX
 from handlers.quota import COUNTER_PREFIX
 
@@ -134,6 +135,33 @@ def jobs_function_policy(
             condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{COUNTER_PREFIX}*"]}},
         ),
         statement(["dynamodb:Query"], [pulumi.Output.concat(table_arn, "/index/", OWNER_INDEX)], sid="ListOwnJobs"),
+        log_statement(log_group_arn),
+    )
+
+
+def manage_function_policy(
+    bucket_arn: pulumi.Input[str], table_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """Cancel, retry and delete a user's jobs (`handlers.manage`): read jobs and the VM slots, move and delete job
+    items and count them per user, but never write a VM slot (items `slot#...`: freeing one would break the VM
+    cap); copy an input to a new job's key; delete a job's input, output and log.
+
+    `s3:ListBucket` makes S3 answer a copy of an input that is gone 404 (the handler's 409 `input_gone`) instead of
+    403, as for the jobs function.
+    """
+    return document(
+        statement(["s3:GetObject", "s3:PutObject"], [objects(bucket_arn, f"{INPUT_PREFIX}*")], sid="CopyInputs"),
+        statement(
+            ["s3:DeleteObject"],
+            [objects(bucket_arn, f"{INPUT_PREFIX}*"), objects(bucket_arn, f"{OUTPUT_PREFIX}*")],
+            sid="DeleteJobFiles",
+        ),
+        statement(["s3:ListBucket"], [bucket_arn], sid="NotFoundInsteadOfForbidden"),
+        statement(["dynamodb:GetItem", "dynamodb:BatchGetItem"], [table_arn], sid="ReadJobsAndSlots"),
+        statement(
+            ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], [table_arn], sid="ManageJobsNotSlots",
+            condition={"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": [f"{SLOT_PREFIX}*"]}},
+        ),
         log_statement(log_group_arn),
     )
 

@@ -188,11 +188,12 @@ def test_stack_outputs_name_every_log_group(dev: Deployment) -> None:
     """Regression: an operator following a job (docs/deploy.md's Logs Insights query) without the groups' names."""
     groups = {r.name: r.outputs["name"] for r in dev.of_type("aws:cloudwatch/logGroup:LogGroup")}
     assert dev.exports["logGroups"] == {
-        "upload": groups["api-upload-logs"], "jobs": groups["api-jobs-logs"],
+        "upload": groups["api-upload-logs"], "jobs": groups["api-jobs-logs"], "manage": groups["api-manage-logs"],
         "launcher": groups["compute-launcher-logs"], "release": groups["compute-release-logs"],
         "sweeper": groups["compute-sweeper-logs"],
         "apiAccess": groups["api-access-logs"],
     }
-    assert set(groups) == {"api-upload-logs", "api-jobs-logs", "compute-launcher-logs", "compute-release-logs",
+    assert set(groups) == {"api-upload-logs", "api-jobs-logs", "api-manage-logs", "compute-launcher-logs",
+                           "compute-release-logs",
                            "compute-sweeper-logs",
                            "api-access-logs"}
