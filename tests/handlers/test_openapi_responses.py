@@ -20,6 +20,9 @@ from tests.handlers.conftest import OTHER_USER, USER, Stack, api_event, call, en
 UPLOADS, JOBS, LIST, ONE, HEALTH = (
     "POST /api/uploads", "POST /api/jobs", "GET /api/jobs", "GET /api/jobs/{id}", "GET /api/health",
 )
+CANCEL, RETRY, DELETE = "POST /api/jobs/{id}/cancel", "POST /api/jobs/{id}/retry", "DELETE /api/jobs/{id}"
+TOO_LARGE = '{"x": "' + "a" * 20_000 + '"}'
+"""A body over the API's body limit (16 KiB at the test settings' text cap)."""
 LOCAL_ONLY = {(HEALTH, 503)}
 
 
@@ -35,6 +38,23 @@ def used_key(stack: Stack) -> str:
 
 def get(job_id: str) -> dict[str, Any]:
     return api_event(ONE, path_parameters={"id": job_id})
+
+
+def on(route: str, job_id: str, **kwargs: Any) -> dict[str, Any]:
+    return api_event(route, path_parameters={"id": job_id}, **kwargs)
+
+
+def with_input(stack: Stack, status: Status, **attrs: str) -> str:
+    """A job whose input object exists (a retry copies it)."""
+    job_id = saved(stack, status, **attrs)
+    stack.put_input(f"inputs/{job_id}/a.txt")
+    return job_id
+
+
+def retried(stack: Stack) -> str:
+    job_id = with_input(stack, Status.FAILED)
+    assert call(entry_point(RETRY), on(RETRY, job_id)).status == 201
+    return job_id
 
 
 def listing(query: dict[str, str]) -> dict[str, Any]:
@@ -58,6 +78,18 @@ def at_quota(stack: Stack) -> bool:
 
 
 Case = tuple[str, int, Callable[[Stack], dict[str, Any]]]
+
+
+def refusals(name: str, route: str, job: Callable[[Stack], str]) -> dict[str, Case]:
+    """What cancel, retry and delete refuse alike, for a job `job` makes: options in the body (400), signed out
+    (401), an unknown id (404), a body over the limit (413), a body that is not JSON (415)."""
+    return {
+        f"{name} a field": (route, 400, lambda s: on(route, job(s), body={"now": True})),
+        f"{name} signed out": (route, 401, lambda s: on(route, job(s), user=None)),
+        f"{name} unknown": (route, 404, lambda s: on(route, new_id())),
+        f"{name} body too large": (route, 413, lambda s: on(route, job(s), raw_body=TOO_LARGE)),
+        f"{name} not json": (route, 415, lambda s: on(route, new_id(), raw_body="x", headers={"content-type": "t/x"})),
+    }
 CASES: dict[str, Case] = {
     "upload granted": (UPLOADS, 201, lambda s: api_event(UPLOADS, {"filename": "a.txt", "size": 5})),
     "upload bad json": (UPLOADS, 400, lambda s: api_event(UPLOADS, raw_body="{")),
@@ -85,6 +117,17 @@ CASES: dict[str, Case] = {
     "one signed out": (ONE, 401, lambda s: api_event(ONE, path_parameters={"id": new_id()}, user=None)),
     "list another user's cursor": (LIST, 404, lambda s: listing({"next": cursors.encode(
         {"id": {"S": new_id()}, "owner": {"S": OTHER_USER}, "created_at": {"S": jobmodel.utc_now()}})})),
+    "cancel": (CANCEL, 200, lambda s: on(CANCEL, saved(s, Status.RUNNING))),
+    "cancel finished": (CANCEL, 409, lambda s: on(CANCEL, saved(s, Status.SUCCEEDED))),
+    **refusals("cancel", CANCEL, lambda s: saved(s, Status.RUNNING)),
+    "retry": (RETRY, 201, lambda s: on(RETRY, with_input(s, Status.CANCELLED))),
+    "retry again": (RETRY, 200, lambda s: on(RETRY, retried(s))),
+    "retry running": (RETRY, 409, lambda s: on(RETRY, with_input(s, Status.RUNNING))),
+    "retry over the user's quota": (RETRY, 429, lambda s: at_quota(s) and on(RETRY, with_input(s, Status.FAILED))),
+    **refusals("retry", RETRY, lambda s: with_input(s, Status.FAILED)),
+    "delete": (DELETE, 204, lambda s: on(DELETE, with_input(s, Status.SUCCEEDED))),
+    "delete running": (DELETE, 409, lambda s: on(DELETE, saved(s, Status.RUNNING))),
+    **refusals("delete", DELETE, lambda s: saved(s, Status.FAILED)),
     "health": (HEALTH, 200, lambda s: api_event(HEALTH)),
     "health unknown parameter": (HEALTH, 400, lambda s: {**api_event(HEALTH), "queryStringParameters": {"x": "1"}}),
 }
@@ -97,6 +140,8 @@ def test_handler_responses_match_the_document(
     reply = call(entry_point(route), event_for(stack))
     assert reply.status == status, reply.body
     check_response(route, reply.status, reply.body)
+    if status == 429:
+        assert reply.headers["retry-after"].isdigit(), "the document promises Retry-After"
     if route == ONE and reply.body.get("status") == "SUCCEEDED":
         assert "output_url" in reply.body, "the succeeded case must exercise output_url"
 
