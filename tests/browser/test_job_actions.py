@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 
 from local.app import Credentials, LocalPipeline
 from local.client import ApiClient
+from tests.browser.a11y import assert_accessible
 from tests.browser.test_form import JOB_TIMEOUT_MS, WATCH_PROGRESS, a_file, job_row, requests_to, was_announced
 from tests.faults.harness import put_worker_script
 from worker.userdata import WORKER_PATH
@@ -102,6 +103,7 @@ def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
         expect(cancel).to_have_accessible_name("Cancel job held.txt")
         expect(row.locator("[data-action=retry]")).to_be_hidden()
         expect(row.locator("[data-action=delete]")).to_be_hidden()
+        assert_accessible(page, "a running job with its Cancel button")
 
         page.focus("#refresh-button")
         tab_to(page, "held.txt/cancel")  # the newest job comes first, its only control
@@ -115,6 +117,7 @@ def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
     expect(cancel).to_be_hidden()
     expect(row.locator("[data-action=retry]")).to_have_accessible_name("Retry job held.txt")
     assert focused(page) == "held.txt/retry", "focus did not move to the next control when Cancel went away"
+    assert_accessible(page, "a cancelled job with its Retry and Delete buttons")
 
     page.keyboard.press("Enter")
     was_announced(page, "held.txt: retried as a new job.")
@@ -142,6 +145,7 @@ def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
     expect(dialog).to_be_visible()
     expect(dialog).to_have_accessible_name("Delete held.txt?")
     assert focused(page) == "BUTTON" and page.evaluate("document.activeElement.dataset.choice") == "keep"
+    assert_accessible(page, "the question before a delete")
     page.keyboard.press("Enter")  # keep the job
     expect(dialog).to_be_hidden()
     assert focused(page) == "held.txt/delete"
@@ -196,6 +200,7 @@ def test_a_refused_delete_keeps_the_row_and_says_why(page: Any, site: str, user:
     was_announced(page, f"vm-busy.txt: {VM_RUNNING}")
     expect(delete).to_be_enabled()
     expect(delete).to_be_focused()
+    assert_accessible(page, "a refused delete with its reason")
     expect(row).to_have_attribute("data-status", "SUCCEEDED")
     assert len(deletes) == 1, deletes
     assert client.get(f"/api/jobs/{job['id']}").status_code == 200
