@@ -99,6 +99,7 @@ def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
         row = job_row(page, "held.txt")
         expect(row).to_have_attribute("data-status", "RUNNING", timeout=JOB_TIMEOUT_MS)
         old_id = row.get_attribute("data-job-id")
+        row = page.locator(f"#job-{old_id}")  # the retry will make a second row for the same file
         cancel = row.locator("[data-action=cancel]")
         expect(cancel).to_have_accessible_name("Cancel job held.txt")
         expect(row.locator("[data-action=retry]")).to_be_hidden()
