@@ -24,14 +24,17 @@ class Status(StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
 
 class Actor(StrEnum):
-    """The code that moves jobs: `handlers/launcher.py`, `handlers/sweeper.py` and `worker/worker.py`."""
+    """The code that moves jobs: `handlers/launcher.py`, `handlers/sweeper.py`, `worker/worker.py`, and the API on
+    the job owner's request (`handlers/manage.py`)."""
 
     LAUNCHER = "launcher"
     SWEEPER = "sweeper"
     WORKER = "worker"
+    USER = "user"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(Status.RUNNING, Status.SUCCEEDED, frozenset({Actor.WORKER}), "the output is written"),
     Transition(Status.RUNNING, Status.FAILED, frozenset({Actor.WORKER, Actor.SWEEPER}),
                "the job failed with a reason, or its VM is gone or overdue"),
+    *(Transition(state, Status.CANCELLED, frozenset({Actor.USER}),
+                 "its owner cancelled it; the launcher terminates its VM, if it has one")
+      for state in (Status.PENDING, Status.QUEUED, Status.LAUNCHING, Status.RUNNING)),
 )
 """Every allowed move of a job, and the code allowed to make it. Each is a conditional write from `source`."""
 
@@ -65,6 +71,7 @@ PHASE_STARTED: Mapping[Status, str] = {
     Status.RUNNING: "started_at",
     Status.SUCCEEDED: "finished_at",
     Status.FAILED: "finished_at",
+    Status.CANCELLED: "finished_at",
 }
 """The attribute recording when a job last entered each state, written by the move itself (`created_at` by
 `new_job`), so wait and run times never depend on a caller remembering to stamp them."""
@@ -118,6 +125,9 @@ VM_ALIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 EXPIRES_AT = "expires_at"
 """A finished job's expiry (epoch seconds, a number) that the jobs table's TTL reads when the stack keeps records for
 a limited time."""
+RETRIED_AS = "retried_as"
+"""On a FAILED or CANCELLED job that its owner retried: the id of the new job made from it (`handlers/manage.py`),
+set in the same transaction that creates the new job, so a repeated retry finds it instead of making another."""
 OWNER_INDEX = "by-owner"
 """Global secondary index listing each user's jobs newest first: hash key `owner` (Cognito `sub`), range key
 `created_at`."""
@@ -195,12 +205,15 @@ def transition(
     expected: Iterable[Status],
     by: Actor,
     attrs: Mapping[str, str] | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any] | None:
-    """Move a job to `to` only if it is now in one of `expected`; return the new item, or None if it was not.
+    """Move a job to `to` only if it is now in one of `expected` (and, with `owner`, belongs to that user); return
+    the new item, or None if it was not.
 
     The condition makes every transition safe against duplicate deliveries and late writers: a job never moves
     backwards and two launchers cannot both move it out of PENDING. The move stamps `PHASE_STARTED[to]` with the
-    same time as `updated_at`.
+    same time as `updated_at`. `owner` is for moves on a user's request: another user's job is not moved, in the
+    same write.
     """
     expected = [Status(s) for s in expected]
     for state in expected:
@@ -218,12 +231,16 @@ def transition(
     for i, state in enumerate(expected):
         values[f":e{i}"] = {"S": state.value}
         allowed.append(f":e{i}")
+    condition = f"attribute_exists(id) AND #status IN ({', '.join(allowed)})"
+    if owner is not None:
+        names["#owner"], values[":owner"] = "owner", {"S": owner}
+        condition += " AND #owner = :owner"
     result = update_if(
         ddb,
         TableName=table,
         Key={"id": {"S": job_id}},
         UpdateExpression="SET " + ", ".join(sets),
-        ConditionExpression=f"attribute_exists(id) AND #status IN ({', '.join(allowed)})",
+        ConditionExpression=condition,
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=values,
         ReturnValues="ALL_NEW",
@@ -268,18 +285,22 @@ def read_job(ddb: Any, table: str, job_id: str) -> dict[str, str] | None:
     return from_dynamodb(found) if found else None
 
 
-def set_attributes(ddb: Any, table: str, job_id: str, attrs: Mapping[str, str]) -> None:
-    """Record facts about an existing job (e.g. its instance id) without touching its status."""
+def set_attributes(ddb: Any, table: str, job_id: str, attrs: Mapping[str, str]) -> dict[str, str] | None:
+    """Record facts about an existing job (e.g. its instance id) without touching its status; return the item as it
+    is after the write (its status may have moved meanwhile: a cancel), or None when the job no longer exists."""
     names = {f"#a{i}": name for i, name in enumerate(attrs)}
     values = {f":a{i}": {"S": value} for i, value in enumerate(attrs.values())}
-    ddb.update_item(
+    result = update_if(
+        ddb,
         TableName=table,
         Key={"id": {"S": job_id}},
         UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(attrs))),
         ConditionExpression="attribute_exists(id)",
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=values,
+        ReturnValues="ALL_NEW",
     )
+    return None if result is None else from_dynamodb(result["Attributes"])
 
 
 def from_dynamodb(item: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
@@ -360,7 +381,7 @@ def table_definition(table: str) -> dict[str, Any]:
 
 PUBLIC_FIELDS = (
     "id", "status", "input_text", "input_file_path", "created_at", "queued_at", "launching_at", "started_at",
-    "finished_at", "updated_at", "instance_id", "output_file_path", "error", "log_path",
+    "finished_at", "updated_at", "instance_id", "output_file_path", "error", "log_path", RETRIED_AS,
 )
 
 

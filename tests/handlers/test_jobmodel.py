@@ -22,6 +22,10 @@ ALLOWED = {
     (S.LAUNCHING, S.FAILED): {A.LAUNCHER, A.SWEEPER},
     (S.RUNNING, S.SUCCEEDED): {A.WORKER},
     (S.RUNNING, S.FAILED): {A.WORKER, A.SWEEPER},
+    (S.PENDING, S.CANCELLED): {A.USER},
+    (S.QUEUED, S.CANCELLED): {A.USER},
+    (S.LAUNCHING, S.CANCELLED): {A.USER},
+    (S.RUNNING, S.CANCELLED): {A.USER},
 }
 FORBIDDEN = [(a, b) for a in Status for b in Status if (a, b) not in ALLOWED]
 
@@ -46,6 +50,7 @@ def test_every_non_final_state_has_a_sweeper_deadline() -> None:
 
 @pytest.mark.parametrize(("move", "intruder"), [
     ((S.LAUNCHING, S.RUNNING), A.LAUNCHER), ((S.RUNNING, S.SUCCEEDED), A.SWEEPER), ((S.QUEUED, S.LAUNCHING), A.WORKER),
+    ((S.RUNNING, S.CANCELLED), A.SWEEPER), ((S.RUNNING, S.FAILED), A.USER), ((S.QUEUED, S.LAUNCHING), A.USER),
 ])
 def test_a_move_by_the_wrong_actor_is_refused_before_writing(
     stack: Stack, move: tuple[Status, Status], intruder: Actor
@@ -58,7 +63,7 @@ def test_a_move_by_the_wrong_actor_is_refused_before_writing(
 
 
 def test_final_states_have_no_way_out_and_nothing_returns_to_pending() -> None:
-    assert {S.SUCCEEDED, S.FAILED} == FINAL_STATES
+    assert {S.SUCCEEDED, S.FAILED, S.CANCELLED} == FINAL_STATES
     assert all(not ALLOWED_TRANSITIONS[state] for state in FINAL_STATES)
     assert all(S.PENDING not in targets for targets in ALLOWED_TRANSITIONS.values())
     assert all(state not in ALLOWED_TRANSITIONS[state] for state in Status)
@@ -166,6 +171,21 @@ def test_a_caller_cannot_write_the_phase_stamp_itself(stack: Stack) -> None:
 def test_every_state_has_a_phase_stamp_and_the_api_returns_them() -> None:
     assert set(jobmodel.PHASE_STARTED) == set(Status)
     assert set(jobmodel.PHASE_STARTED.values()) <= set(jobmodel.PUBLIC_FIELDS)
+
+
+def test_only_the_owner_named_moves_the_job(stack: Stack) -> None:
+    """A move on a user's request names the user: another user's job is left as it was, in the same write."""
+    job_id = save(stack, S.RUNNING)
+    stack.client("dynamodb").update_item(TableName=stack.table, Key={"id": {"S": job_id}},
+                                         UpdateExpression="SET #o = :o", ExpressionAttributeNames={"#o": "owner"},
+                                         ExpressionAttributeValues={":o": {"S": "ana"}})
+    before = stack.raw_item(job_id)
+    assert jobmodel.transition(ddb(stack), stack.table, job_id, S.CANCELLED, expected=[S.RUNNING], by=A.USER,
+                               owner="bob") is None
+    assert stack.raw_item(job_id) == before
+    moved = jobmodel.transition(ddb(stack), stack.table, job_id, S.CANCELLED, expected=[S.RUNNING], by=A.USER,
+                                owner="ana")
+    assert moved is not None and moved["status"] == "CANCELLED" and moved["finished_at"] == moved["updated_at"]
 
 
 def test_missing_job_is_not_created(stack: Stack) -> None:

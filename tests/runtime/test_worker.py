@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from handlers.jobmodel import Status
+from handlers import jobmodel
+from handlers.jobmodel import Actor, Status
 from tests.conftest import Aws
 from tests.runtime.jobs import get_item, put_job
 from worker import worker
@@ -124,7 +125,7 @@ def test_missing_item_exits_clearly_and_writes_nothing(aws: Aws, tmp_path: Path)
     assert get_item(ddb, aws.stack, "x" * 21) is None, "the worker created an item for an unknown job"
 
 
-@pytest.mark.parametrize("status", [Status.PENDING, Status.RUNNING, Status.SUCCEEDED, Status.FAILED])
+@pytest.mark.parametrize("status", [Status.PENDING, Status.RUNNING, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED])
 def test_a_job_not_launching_is_left_alone(aws: Aws, tmp_path: Path, status: Status) -> None:
     """A second VM for the same job (or a late one) must not run it again nor move it."""
     s3, ddb = aws.client("s3"), aws.client("dynamodb")
@@ -136,6 +137,43 @@ def test_a_job_not_launching_is_left_alone(aws: Aws, tmp_path: Path, status: Sta
     assert get_item(ddb, aws.stack, job_id) == before
     listed = s3.list_objects_v2(Bucket=aws.stack.bucket, Prefix=f"outputs/{job_id}/")
     assert listed["KeyCount"] == 0
+
+
+class CancelledWhileReading:
+    """An S3 client that lets the job's owner cancel it while the worker reads its input (`fail`: then the read
+    fails too)."""
+
+    def __init__(self, s3: Any, ddb: Any, aws: Aws, job_id: str, fail: bool = False) -> None:
+        self.s3, self.ddb, self.aws, self.job_id, self.fail = s3, ddb, aws, job_id, fail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.s3, name)
+
+    def get_object(self, **kwargs: Any) -> Any:
+        moved = jobmodel.transition(self.ddb, self.aws.stack.table, self.job_id, Status.CANCELLED,
+                                    expected=[Status.RUNNING], by=Actor.USER)
+        assert moved is not None
+        if self.fail:
+            kwargs["Key"] += ".gone"
+        return self.s3.get_object(**kwargs)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["succeeds", "fails"])
+def test_a_job_cancelled_mid_run_stays_cancelled(aws: Aws, tmp_path: Path, fail: bool) -> None:
+    """The worker's last write (RUNNING -> SUCCEEDED or FAILED) is conditional on RUNNING: a cancel that lands while
+    the worker runs is never overwritten, whatever the worker's outcome."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, _ = put_job(s3, ddb, aws.stack, content=b"a", text="b")
+    log_file = tmp_path / "worker.log"
+    log_file.write_text("")
+    run = worker.Run(s3=CancelledWhileReading(s3, ddb, aws, job_id, fail), ddb=ddb, table=aws.stack.table,
+                     bucket=aws.stack.bucket, job_id=job_id, log_file=log_file)
+
+    worker.run_job(run, "i-1")
+
+    item = get_item(ddb, aws.stack, job_id)
+    assert item is not None and item["status"] == Status.CANCELLED
+    assert "output_file_path" not in item and "error" not in item and "log_path" not in item
 
 
 def test_a_shutdown_mid_job_ends_it_failed_with_the_reason(aws: Aws, tmp_path: Path) -> None:
