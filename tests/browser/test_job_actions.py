@@ -169,7 +169,7 @@ def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
     expect(new_row).to_be_visible()
 
 
-VM_RUNNING = "The job's VM is still shutting down. Try again in a minute."
+VM_RUNNING = "The job's VM is still shutting down; try again in a minute."
 
 
 def test_a_refused_delete_keeps_the_row_and_says_why(page: Any, site: str, user: Credentials) -> None:
