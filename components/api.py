@@ -13,7 +13,6 @@ from components import iam
 from components.functions import python_function
 from components.settings import StackSettings, api_config
 from handlers.routes import HTTP_FUNCTIONS, ROUTERS, ROUTES, Route
-from handlers.services import API_CALLS, function_timeout_seconds
 
 PAYLOAD_FORMAT = "2.0"
 ACCESS_LOG_FORMAT = json.dumps({
@@ -40,7 +39,7 @@ class ApiArgs:
 
 
 class Api(pulumi.ComponentResource):
-    """HTTP API (payload 2.0, throttled `$default` stage) in front of the upload and jobs functions."""
+    """HTTP API (payload 2.0, throttled `$default` stage) in front of the upload, jobs and manage functions."""
 
     api: aws.apigatewayv2.Api
     endpoint: pulumi.Output[str]
@@ -62,6 +61,7 @@ class Api(pulumi.ComponentResource):
         policies = {
             "upload": lambda logs: iam.upload_function_policy(args.bucket_arn, logs),
             "jobs": lambda logs: iam.jobs_function_policy(args.bucket_arn, args.table_arn, logs),
+            "manage": lambda logs: iam.manage_function_policy(args.bucket_arn, args.table_arn, logs),
         }
         self.functions = {}
         self.log_groups = {}
@@ -75,7 +75,7 @@ class Api(pulumi.ComponentResource):
                 policy=policies[module],
                 log_retention_days=settings.log_retention_days,
                 reserved_concurrency=settings.api_reserved_concurrency,
-                timeout_seconds=function_timeout_seconds(API_CALLS, ROUTERS[module].aws_calls),
+                timeout_seconds=ROUTERS[module].timeout_seconds,
             )
             self.functions[module], self.log_groups[module] = function.function, function.log_group
             integrations[module] = aws.apigatewayv2.Integration(

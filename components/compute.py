@@ -238,14 +238,19 @@ class Compute(pulumi.ComponentResource):
             instance_role_arn=self.instance_role.arn,
             ami_parameter=args.settings.ami_parameter,
         )
-        self._launcher(args, environment, dispatch)
+        terminate = iam.terminate_stack_instances_statement(
+            self._partition, self._region, self._account, STACK_TAG, self.stack_tag
+        )
+        self._launcher(args, environment, dispatch, terminate)
         self._release(args, environment, dispatch)
-        self._sweeper(args, environment, dispatch)
+        self._sweeper(args, environment, dispatch, terminate)
 
     def _launcher(
-        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement]
+        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement],
+        terminate: iam.Statement,
     ) -> None:
-        """The launcher Lambda and the stream mapping that feeds it new jobs and finished ones."""
+        """The launcher Lambda and the stream mapping that feeds it new jobs and finished ones (a cancelled job's
+        VM is terminated by it)."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
         self.failure_queue = aws.sqs.Queue(
             f"{name}-launch-failures",
@@ -259,6 +264,7 @@ class Compute(pulumi.ComponentResource):
             environment,
             lambda logs: iam.launcher_function_policy(
                 dispatch=dispatch,
+                terminate=terminate,
                 stream_arn=args.stream_arn,
                 failure_queue_arn=self.failure_queue.arn,
                 log_group_arn=logs,
@@ -320,7 +326,8 @@ class Compute(pulumi.ComponentResource):
         )
 
     def _sweeper(
-        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement]
+        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement],
+        terminate: iam.Statement,
     ) -> None:
         """The sweeper Lambda, invoked by an EventBridge rule every `sweep_interval_minutes`."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
@@ -331,11 +338,7 @@ class Compute(pulumi.ComponentResource):
             environment,
             lambda logs: iam.sweeper_function_policy(
                 dispatch=dispatch,
-                partition=self._partition,
-                region=self._region,
-                account=self._account,
-                stack_tag_key=STACK_TAG,
-                stack_tag=self.stack_tag,
+                terminate=terminate,
                 table_arn=args.table_arn,
                 log_group_arn=logs,
             ),

@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 
+from handlers.capacity import SLOT_PREFIX
 from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, OWNER_INDEX, STATUS_INDEX
 from handlers.quota import COUNTER_PREFIX
 
@@ -138,6 +139,33 @@ def jobs_function_policy(
     )
 
 
+def manage_function_policy(
+    bucket_arn: pulumi.Input[str], table_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """Cancel, retry and delete a user's jobs (`handlers.manage`): read jobs and the VM slots, move and delete job
+    items and count them per user, but never write a VM slot (items `slot#...`: freeing one would break the VM
+    cap); copy an input to a new job's key; delete a job's input, output and log.
+
+    `s3:ListBucket` makes S3 answer a copy of an input that is gone 404 (the handler's 409 `input_gone`) instead of
+    403, as for the jobs function.
+    """
+    return document(
+        statement(["s3:GetObject", "s3:PutObject"], [objects(bucket_arn, f"{INPUT_PREFIX}*")], sid="CopyInputs"),
+        statement(
+            ["s3:DeleteObject"],
+            [objects(bucket_arn, f"{INPUT_PREFIX}*"), objects(bucket_arn, f"{OUTPUT_PREFIX}*")],
+            sid="DeleteJobFiles",
+        ),
+        statement(["s3:ListBucket"], [bucket_arn], sid="NotFoundInsteadOfForbidden"),
+        statement(["dynamodb:GetItem", "dynamodb:BatchGetItem"], [table_arn], sid="ReadJobsAndSlots"),
+        statement(
+            ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"], [table_arn], sid="ManageJobsNotSlots",
+            condition={"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": [f"{SLOT_PREFIX}*"]}},
+        ),
+        log_statement(log_group_arn),
+    )
+
+
 def worker_instance_policy(
     bucket_arn: pulumi.Input[str], worker_key: str, table_arn: pulumi.Input[str]
 ) -> pulumi.Output[str]:
@@ -237,14 +265,34 @@ def dispatch_statements(
     ]
 
 
+def terminate_stack_instances_statement(
+    partition: pulumi.Input[str],
+    region: pulumi.Input[str],
+    account: pulumi.Input[str],
+    stack_tag_key: str,
+    stack_tag: pulumi.Input[str],
+) -> Statement:
+    """TerminateInstances of instances in this region and account tagged `stack_tag_key=stack_tag` only (a value
+    unique per deployment), which every worker VM gets at launch (the launch template's tag specifications and the
+    launcher's RunInstances): never another stack's workers nor unrelated servers."""
+    return statement(
+        ["ec2:TerminateInstances"],
+        [ec2_arn(partition, region, account, "instance")],
+        sid="TerminateStackInstances",
+        condition={"StringEquals": {f"aws:ResourceTag/{stack_tag_key}": stack_tag}},
+    )
+
+
 def launcher_function_policy(
     *,
     dispatch: Sequence[Statement],
+    terminate: Statement,
     stream_arn: pulumi.Input[str],
     failure_queue_arn: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
 ) -> pulumi.Output[str]:
-    """Read the table's stream, record batches given up on, and dispatch (`dispatch_statements`)."""
+    """Read the table's stream, record batches given up on, dispatch (`dispatch_statements`), and terminate the VMs
+    of cancelled jobs (`terminate_stack_instances_statement`)."""
     return document(
         # parliament RESOURCE_MISMATCH (dynamodb:DescribeStream, GetRecords, GetShardIterator): a stream ARN ends in
         # its label, a timestamp with colons (`.../stream/2026-01-01T00:00:00.000`), which parliament's strict ARN
@@ -258,6 +306,7 @@ def launcher_function_policy(
         # so), so a statement scoped to stream ARNs would grant nothing: it lists stream ARNs, and reveals no data.
         statement(["dynamodb:ListStreams"], ["*"], sid="ListJobStreams"),
         *dispatch,
+        terminate,
         statement(["sqs:SendMessage"], [failure_queue_arn], sid="RecordFailedBatches"),
         log_statement(log_group_arn),
     )
@@ -280,31 +329,19 @@ def release_function_policy(
 def sweeper_function_policy(
     *,
     dispatch: Sequence[Statement],
-    partition: pulumi.Input[str],
-    region: pulumi.Input[str],
-    account: pulumi.Input[str],
-    stack_tag_key: str,
-    stack_tag: pulumi.Input[str],
+    terminate: Statement,
     table_arn: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
 ) -> pulumi.Output[str]:
-    """Find this stack's VMs, terminate only those, read the slots and their holders' jobs (leaked slots), and
-    dispatch (`dispatch_statements`).
+    """Find this stack's VMs, terminate only those (`terminate_stack_instances_statement`), read the slots and their
+    holders' jobs (leaked slots), and dispatch (`dispatch_statements`).
 
     `ec2:DescribeInstances` supports no resource-level permissions (AWS's service authorization reference lists
     no resource type for it), so it is the one Allow on `"*"`; it reveals, and changes, nothing.
-    TerminateInstances is limited to instances in this region and account tagged `stack_tag_key=stack_tag` (a value
-    unique per deployment), which every worker VM gets at launch (the launch template's tag specifications and the
-    launcher's RunInstances).
     """
     return document(
         statement(["ec2:DescribeInstances"], ["*"], sid="FindStackInstances"),
-        statement(
-            ["ec2:TerminateInstances"],
-            [ec2_arn(partition, region, account, "instance")],
-            sid="TerminateStackInstances",
-            condition={"StringEquals": {f"aws:ResourceTag/{stack_tag_key}": stack_tag}},
-        ),
+        terminate,
         read_slots_statement(table_arn, jobs_too=True),
         *dispatch,
         log_statement(log_group_arn),

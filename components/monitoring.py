@@ -4,15 +4,16 @@ Job metrics come from CloudWatch Logs metric filters, not a metrics pipeline: a 
 of a log group into a metric in this deployment's namespace. What each filter matches is below (`LOG_METRICS`):
 
 - jobs submitted: the API stage's access log, a `201` to `POST /api/jobs` (no handler change needed);
-- jobs succeeded / failed and the phase durations: the launcher's `job_finished` line, written once per job when
-  the finished job's stream record releases its owner's quota (`handlers.launcher.release_quota`), whoever
-  finished it (worker, launcher or sweeper);
+- jobs succeeded / failed / cancelled and the phase durations: the launcher's `job_finished` line, written once
+  per job when the finished job's stream record releases its owner's quota (`handlers.launcher.release_quota`),
+  whoever finished it (worker, launcher, sweeper or its owner);
 - VMs alive, queued jobs, the oldest VM's age: the sweeper's `sweep_report` line, once per sweep.
 
 The two handler lines are JSON log records (the Lambda JSON log format puts `logging`'s `extra` fields at the top
-level) with these fields: `event`, and for `job_finished` `job_id`, `status` (`SUCCEEDED` | `FAILED`) and, when the
-job got that far, `wait_seconds` (created -> started) and `run_seconds` (started -> finished); for `sweep_report`
-`vms_alive`, `jobs_queued`, `oldest_vm_seconds` (0 with no VM). A metric shows no data until its line is written.
+level) with these fields: `event`, and for `job_finished` `job_id`, `status` (`SUCCEEDED` | `FAILED` | `CANCELLED`)
+and, when the job got that far, `wait_seconds` (created -> started) and `run_seconds` (started -> finished); for
+`sweep_report` `vms_alive`, `jobs_queued`, `oldest_vm_seconds` (0 with no VM). A metric shows no data until its line
+is written.
 `tests/runtime/test_log_lines.py` runs the handlers and applies these patterns to the lines they write.
 """
 
@@ -61,7 +62,8 @@ def _field_of(event: str, field: str) -> str:
 
 LOG_METRICS: tuple[LogMetric, ...] = (
     LogMetric("JobsSubmitted", "access", f'{{ ($.routeKey = "{CREATE_JOB_ROUTE}") && ($.status = "201") }}'),
-    *(LogMetric(f"Jobs{status.title()}", "launcher", _finished(status)) for status in ("SUCCEEDED", "FAILED")),
+    *(LogMetric(f"Jobs{status.title()}", "launcher", _finished(status))
+      for status in ("SUCCEEDED", "FAILED", "CANCELLED")),
     *(LogMetric(metric, "launcher", _field_of(JOB_FINISHED, field), f"$.{field}", "Seconds")
       for metric, field in (("JobWaitSeconds", "wait_seconds"), ("JobRunSeconds", "run_seconds"))),
     *(LogMetric(metric, "sweeper", _field_of(SWEEP_REPORT, field), f"$.{field}", unit)
@@ -210,12 +212,14 @@ def _metric_widget(title: str, region: str, metrics: list[list[Any]], **properti
 def dashboard_body(
     region: str, namespace: str, names: dict[str, str], alarms: list[str], settings: StackSettings
 ) -> dict[str, Any]:
-    """Jobs submitted/succeeded/failed, queue depth, VMs alive, phase durations, the functions' errors, alarms."""
+    """Jobs submitted/succeeded/failed/cancelled, queue depth, VMs alive, phase durations, the functions' errors,
+    alarms."""
     stat = {"stat": "Sum"}
     return {"widgets": [
         {"type": "alarm", "width": 24, "height": 3, "properties": {"title": "Alarms", "alarms": alarms}},
         _metric_widget("Jobs", region, [
             [namespace, "JobsSubmitted", stat], [namespace, "JobsSucceeded", stat], [namespace, "JobsFailed", stat],
+            [namespace, "JobsCancelled", stat],
         ]),
         _metric_widget("Queue depth", region, [
             [namespace, "JobsQueued", {"stat": "Maximum", "label": "jobs QUEUED (per sweep)"}],

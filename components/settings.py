@@ -69,8 +69,8 @@ class StackSettings:
     api_throttle_rate: int = 20
     api_throttle_burst: int = 40
     api_reserved_concurrency: int = NO_RESERVATION
-    """Reserved (guaranteed and maximum) concurrency of each API function (upload, jobs); `NO_RESERVATION` (-1)
-    by default, as any reservation must leave 100 of the account's Lambda concurrency unreserved and a new
+    """Reserved (guaranteed and maximum) concurrency of each API function (upload, jobs, manage); `NO_RESERVATION`
+    (-1) by default, as any reservation must leave 100 of the account's Lambda concurrency unreserved and a new
     account's quota is 10, so a default reservation would make a first deploy fail. Set it (e.g. 20: at the
     stage's default 20 requests/s and well under a second each, a handful run at once) in an account with a
     quota of 1000, so a flood of API requests cannot take the account's whole concurrency."""
@@ -177,7 +177,7 @@ def _parse(name: str, raw: str, kind: type) -> Any:
 
 
 def api_config(bucket: str, table: str, settings: StackSettings) -> ApiConfig:
-    """Config of the upload and jobs handlers (their Lambda environment is its `to_env()`)."""
+    """Config of the API handlers (their Lambda environment is its `to_env()`)."""
     return ApiConfig(
         bucket=bucket,
         table=table,
@@ -186,6 +186,7 @@ def api_config(bucket: str, table: str, settings: StackSettings) -> ApiConfig:
         upload_expiry_seconds=settings.upload_expiry_seconds,
         download_expiry_seconds=settings.download_expiry_seconds,
         max_active_jobs=settings.max_active_jobs_per_user,
+        max_concurrent_vms=settings.max_concurrent_vms,
     )
 
 

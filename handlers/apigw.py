@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from handlers.services import API_CALLS, CallLimits, function_timeout_seconds
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
@@ -56,6 +58,11 @@ def json_response(status: int, body: Any, headers: Mapping[str, str] | None = No
         "headers": {"content-type": "application/json", "cache-control": "no-store", **(headers or {})},
         "body": json.dumps(body),
     }
+
+
+def no_content_response() -> Response:
+    """204: done, nothing to say (no body, so no content type)."""
+    return {"statusCode": 204, "headers": {"cache-control": "no-store"}, "body": ""}
 
 
 def error_response(error: ApiError) -> Response:
@@ -157,6 +164,14 @@ def json_body(
     return body
 
 
+def no_body(event: Event) -> None:
+    """A route that takes no body: a request with none, or with an empty JSON object (what a client that always
+    sends JSON sends), passes; any other body is refused as `json_body` refuses it (an unknown field, bad JSON, not
+    JSON), so a client that thinks it can send options learns it cannot."""
+    if event.get("body"):
+        json_body(event, allowed=frozenset())
+
+
 def query_parameters(event: Event, *, allowed: frozenset[str] = frozenset()) -> dict[str, str]:
     """The query string as API Gateway gives it (repeated names joined by commas); undeclared names are refused."""
     params = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
@@ -198,12 +213,19 @@ class Router(Generic[S]):
     OpenAPI checks read.
     """
 
-    def __init__(self, function: str, *, aws_calls: int) -> None:
-        """`aws_calls`: the most AWS calls one request to this function makes one after another; its Lambda timeout
-        is sized from it (`handlers.services.function_timeout_seconds`)."""
+    def __init__(self, function: str, *, aws_calls: int, call_limits: CallLimits = API_CALLS) -> None:
+        """`aws_calls`: the most AWS calls one request to this function makes one after another, each bounded by
+        `call_limits` (its clients' timeouts and attempts); its Lambda timeout is sized from both
+        (`timeout_seconds`)."""
         self.function = function
         self.aws_calls = aws_calls
+        self.call_limits = call_limits
         self.routes: list[Route[S]] = []
+
+    @property
+    def timeout_seconds(self) -> int:
+        """The function's Lambda timeout: its slowest request path with every call at its worst."""
+        return function_timeout_seconds(self.call_limits, self.aws_calls)
 
     def route(
         self, method: str, path: str, *, query: frozenset[str] = frozenset(), public: bool = False

@@ -29,7 +29,7 @@ ENV_RETENTION_DAYS = "RETENTION_DAYS"
 
 @dataclass(frozen=True)
 class ApiConfig:
-    """What the upload and jobs handlers need to know about their stack."""
+    """What the API handlers (upload, jobs, manage) need to know about their stack."""
 
     bucket: str
     table: str
@@ -38,6 +38,8 @@ class ApiConfig:
     upload_expiry_seconds: int
     download_expiry_seconds: int
     max_active_jobs: int
+    max_concurrent_vms: int
+    """How many VM slots there are: deleting a job reads them, to refuse while the job's VM still holds one."""
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -48,6 +50,7 @@ class ApiConfig:
             ENV_UPLOAD_EXPIRY: str(self.upload_expiry_seconds),
             ENV_DOWNLOAD_EXPIRY: str(self.download_expiry_seconds),
             ENV_MAX_ACTIVE_JOBS: str(self.max_active_jobs),
+            ENV_MAX_CONCURRENT_VMS: str(self.max_concurrent_vms),
         }
 
     @classmethod
@@ -61,6 +64,7 @@ class ApiConfig:
             upload_expiry_seconds=int(env[ENV_UPLOAD_EXPIRY]),
             download_expiry_seconds=int(env[ENV_DOWNLOAD_EXPIRY]),
             max_active_jobs=int(env[ENV_MAX_ACTIVE_JOBS]),
+            max_concurrent_vms=int(env[ENV_MAX_CONCURRENT_VMS]),
         )
 
 

@@ -112,13 +112,18 @@ def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any], ow
     except quota.JobExistsError:
         raise ApiError(409, "key_in_use", "This upload already belongs to a job: upload the file again.") from None
     except quota.QuotaExceededError:
-        raise ApiError(
-            429, "too_many_jobs",
-            f"You have {config.max_active_jobs} jobs that have not finished; submit more when one of them ends.",
-            headers={"retry-after": str(RETRY_AFTER_SECONDS)},
-        ) from None
+        raise too_many_jobs(config.max_active_jobs) from None
     log.info("job created", extra={"job_id": job_id, "bytes": size})
     return jobmodel.to_public(item)
+
+
+def too_many_jobs(max_active: int) -> ApiError:
+    """429 for a job (new, or a retry) over the owner's quota, with when to try again."""
+    return ApiError(
+        429, "too_many_jobs",
+        f"You have {max_active} jobs that have not finished; submit more when one of them ends.",
+        headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def content_disposition(filename: str) -> str:
@@ -143,17 +148,32 @@ def download_url(s3: Any, output_path: str, expires_in: int) -> str:
     ))
 
 
-def get_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object, owner: str) -> dict[str, str]:
-    """The caller's job; another user's is `job_not_found`, exactly like a missing one."""
+def job_not_found() -> ApiError:
+    return ApiError(404, "job_not_found", "No job has this id.")
+
+
+def owned_job(ddb: Any, table: str, job_id: object, owner: str) -> dict[str, str]:
+    """The caller's job item, read strongly consistent; a malformed id, a missing job and another user's job are
+    all `job_not_found`, the same answer (no existence leak)."""
     if not jobmodel.is_id(job_id):
-        raise ApiError(404, "job_not_found", "No job has this id.")
-    found = jobmodel.read_job(ddb, config.table, job_id)
+        raise job_not_found()
+    found = jobmodel.read_job(ddb, table, job_id)
     if not found or found.get("owner") != owner:
-        raise ApiError(404, "job_not_found", "No job has this id.")
-    job = jobmodel.to_public(found)
+        raise job_not_found()
+    return found
+
+
+def job_view(s3: Any, config: ApiConfig, item: dict[str, str]) -> dict[str, str]:
+    """A job as `GET /api/jobs/{id}` shows it: its public fields, and a download link once SUCCEEDED."""
+    job = jobmodel.to_public(item)
     if job.get("status") == Status.SUCCEEDED.value and job.get("output_file_path"):
         job["output_url"] = download_url(s3, job["output_file_path"], config.download_expiry_seconds)
     return job
+
+
+def get_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object, owner: str) -> dict[str, str]:
+    """The caller's job; another user's is `job_not_found`, exactly like a missing one."""
+    return job_view(s3, config, owned_job(ddb, config.table, job_id, owner))
 
 
 def list_jobs(

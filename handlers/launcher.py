@@ -1,6 +1,7 @@
 """DynamoDB stream -> one new EC2 VM per job, from the stack's launch template, never more than the cap at once.
 
-The stream also brings finished jobs that still count against their owner's active-job quota (`handlers.quota`).
+The stream also brings finished jobs that still count against their owner's active-job quota (`handlers.quota`);
+a CANCELLED one that has a VM also gets its VM terminated here (the API never calls EC2).
 
 Every new job goes PENDING -> QUEUED, then the oldest queued jobs are started while VM slots are free
 (`handlers.capacity`). Starting a job claims it with a conditional QUEUED -> LAUNCHING write *before* RunInstances,
@@ -8,6 +9,12 @@ so a duplicate delivery or a second launcher finds it LAUNCHING and starts nothi
 job id as ClientToken, which makes a retried call idempotent on AWS. When a VM is terminated, EC2's state-change
 event (an EventBridge rule) brings its instance id to `handlers.release`, which gives its slot back and moves the
 queue with `dispatch_logged`.
+
+A cancel can land at any point of a job start. Before the claim, the claim (conditional on QUEUED) skips the job.
+Between the claim and RunInstances, recording the slot returns the job, and a job no longer LAUNCHING is not
+started. After RunInstances, recording the instance id returns the job: if it is CANCELLED (or gone) by then, the
+VM is terminated at once; if the cancel comes after that write, the cancel's stream record carries the instance id
+and `stop_cancelled_vm` terminates it. Either way one of the two sees the VM (both may: termination is idempotent).
 """
 
 from __future__ import annotations
@@ -55,9 +62,9 @@ LAUNCH_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
 LAUNCH_BACKOFF_SECONDS = sum(BACKOFF_BASE_SECONDS * 2**k for k in range(LAUNCH_ATTEMPTS - 1))
 """The longest `launch` sleeps between its attempts."""
-JOB_START_SLOW_CALLS = 4
+JOB_START_SLOW_CALLS = 5
 """The steps of a job start, each one AWS call that may be slow: claim the job, take a slot, RunInstances, record
-the VM."""
+the VM, and terminate it when the job was cancelled meanwhile."""
 JOB_START_SECONDS = JOB_START_SLOW_CALLS * DISPATCH_CALLS.worst_call_seconds() + LAUNCH_BACKOFF_SECONDS
 """What `dispatch` keeps in hand before it starts another job: one job start with every step at its slowest."""
 TIMEOUT_SECONDS = function_timeout_seconds(DISPATCH_CALLS, 1 + JOB_START_SLOW_CALLS, LAUNCH_BACKOFF_SECONDS)
@@ -71,6 +78,7 @@ class Outcome(Enum):
     RETRY_LATER = "queued again after transient launch errors"
     FAILED = "failed"
     SKIPPED = "not queued (duplicate or late)"
+    WITHDRAWN = "cancelled or deleted by its owner while it was being started"
 
 
 @dataclass(frozen=True)
@@ -175,7 +183,10 @@ def start_queued_job(services: LauncherServices, job_id: str) -> Outcome:
             if lease.slot is None:
                 transition(services, job_id, Status.QUEUED, Status.LAUNCHING)
                 return Outcome.NO_SLOT
-            jobmodel.set_attributes(ddb, config.table, job_id, {"slot": str(lease.slot)})
+            claimed = jobmodel.set_attributes(ddb, config.table, job_id, {"slot": str(lease.slot)})
+            if claimed is None or claimed["status"] != Status.LAUNCHING:
+                log.info("job cancelled before its VM started: not launched", extra={"job_id": job_id})
+                return Outcome.WITHDRAWN
             result = launch(lambda: run_in_any_subnet(services.ec2, config, job_id))
             launched = result.instance_id
             if launched is not None:
@@ -185,9 +196,7 @@ def start_queued_job(services: LauncherServices, job_id: str) -> Outcome:
             transition(services, job_id, Status.QUEUED, Status.LAUNCHING)
         raise
     if launched is not None:
-        jobmodel.set_attributes(ddb, config.table, job_id, {"instance_id": launched})
-        log.info("VM started", extra={"job_id": job_id, "instance_id": launched, "slot": lease.slot})
-        return Outcome.LAUNCHED
+        return record_vm(services, job_id, launched, lease.slot)
     if result.retry_later:
         log.warning("launch failed; job back in the queue", extra={"job_id": job_id, "reason": result.reason})
         transition(services, job_id, Status.QUEUED, Status.LAUNCHING)
@@ -196,6 +205,28 @@ def start_queued_job(services: LauncherServices, job_id: str) -> Outcome:
     transition(services, job_id, Status.FAILED, Status.LAUNCHING,
                attrs={"error": result.reason})
     return Outcome.FAILED
+
+
+def record_vm(services: LauncherServices, job_id: str, instance_id: str, slot: int | None) -> Outcome:
+    """Record the job's new VM; terminate it at once when the job was cancelled (or deleted) meanwhile, since the
+    cancel's stream record, written before this, did not carry the instance id."""
+    job = jobmodel.set_attributes(services.ddb, services.config.table, job_id, {"instance_id": instance_id})
+    if job is None or job["status"] == Status.CANCELLED:
+        terminate_vm(services, job_id, instance_id, "the job was cancelled while its VM started")
+        return Outcome.WITHDRAWN
+    log.info("VM started", extra={"job_id": job_id, "instance_id": instance_id, "slot": slot})
+    return Outcome.LAUNCHED
+
+
+def terminate_vm(services: LauncherServices, job_id: str, instance_id: str, reason: str) -> None:
+    """Terminate a cancelled job's VM (idempotent: a VM already terminated, or long gone, is left as it is). Its
+    slot is given back by its termination event (`handlers.release`), as for every VM."""
+    try:
+        services.ec2.terminate_instances(InstanceIds=[instance_id])
+    except ClientError as err:
+        if error_code(err) != "InvalidInstanceID.NotFound":
+            raise
+    log.info("VM terminated", extra={"job_id": job_id, "instance_id": instance_id, "reason": reason})
 
 
 def transition(
@@ -276,9 +307,20 @@ def release_quota(services: LauncherServices, record: Mapping[str, Any]) -> None
         log.info("job finished", extra=jobmodel.finished_fields(image))
 
 
+def stop_cancelled_vm(services: LauncherServices, record: Mapping[str, Any]) -> None:
+    """A CANCELLED job whose record names its VM: terminate the VM (before the quota release, so a failed call
+    retries the whole record)."""
+    job_id = job_id_of(record)
+    image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
+    if job_id is not None and image.get("status") == Status.CANCELLED and image.get("instance_id"):
+        terminate_vm(services, job_id, image["instance_id"], "the job was cancelled")
+
+
 def handle_record(services: LauncherServices, record: Mapping[str, Any], fresh: dict[str, str]) -> None:
-    """New jobs are queued; finished jobs that still count against their owner's quota are released."""
+    """New jobs are queued; finished jobs that still count against their owner's quota are released (and a
+    cancelled one's VM terminated)."""
     if record.get("eventName") == "MODIFY":
+        stop_cancelled_vm(services, record)
         release_quota(services, record)
     else:
         queue_new_job(services, record, fresh)

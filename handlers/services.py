@@ -59,13 +59,24 @@ class CallLimits:
 API_CALLS = CallLimits(connect_seconds=1, read_seconds=2, attempts=2)
 """The API functions' S3 and DynamoDB calls (milliseconds when healthy): tight, so the slowest request path still
 answers within API Gateway's 30 s integration limit."""
+MANAGE_CALLS = CallLimits(connect_seconds=1, read_seconds=2, attempts=1)
+"""The job management function's calls (cancel, retry, delete): as tight as `API_CALLS` per attempt but with no SDK
+retry, because its slowest paths make up to seven calls one after another and must still end within API
+Gateway's 30 s. Each of its operations is idempotent, so a client repeats one that failed on a throttle or a
+timeout (500)."""
 DISPATCH_CALLS = CallLimits(connect_seconds=2, read_seconds=5, attempts=3)
 """The launcher's, release's and sweeper's calls (RunInstances answers in a second or two)."""
-API_CONFIG = API_CALLS.config()
 DISPATCH_CONFIG = DISPATCH_CALLS.config()
 
 
-API_S3_CONFIG = API_CONFIG.merge(PRESIGNING)
+@functools.cache
+def api_client_configs(calls: CallLimits) -> tuple[Config, Config]:
+    """(DynamoDB, S3) client configs of an API function whose calls are bounded by `calls`; S3's also presigns."""
+    config = calls.config()
+    return config, config.merge(PRESIGNING)
+
+
+API_CONFIG, API_S3_CONFIG = api_client_configs(API_CALLS)
 
 
 def function_timeout_seconds(limits: CallLimits, slow_calls: int, extra_seconds: float = 0.0) -> int:
@@ -82,15 +93,19 @@ def seconds_left(context: object) -> float | None:
 
 @dataclass(frozen=True)
 class ApiServices:
-    """Config and clients of the upload and jobs handlers."""
+    """Config and clients of the API handlers (upload, jobs, manage)."""
 
     config: ApiConfig
     ddb: Any
     s3: Any
 
     @classmethod
-    def create(cls, config: ApiConfig, client: ClientFactory = boto3.client) -> ApiServices:
-        return cls(config=config, ddb=client("dynamodb", config=API_CONFIG), s3=client("s3", config=API_S3_CONFIG))
+    def create(
+        cls, config: ApiConfig, client: ClientFactory = boto3.client, calls: CallLimits = API_CALLS
+    ) -> ApiServices:
+        """Clients whose every call is bounded by `calls` (the function's router says which)."""
+        ddb_config, s3_config = api_client_configs(calls)
+        return cls(config=config, ddb=client("dynamodb", config=ddb_config), s3=client("s3", config=s3_config))
 
 
 @dataclass(frozen=True)
@@ -108,9 +123,9 @@ class LauncherServices:
 
 
 @functools.cache
-def api_services() -> ApiServices:
+def api_services(calls: CallLimits = API_CALLS) -> ApiServices:
     """The Lambda's services, from its environment; a missing variable fails the first invocation, naming it."""
-    return ApiServices.create(ApiConfig.from_env())
+    return ApiServices.create(ApiConfig.from_env(), calls=calls)
 
 
 @functools.cache

@@ -141,14 +141,16 @@ class Sweep:
     def free_leaked_slots(self, instances: Mapping[str, dict[str, Any]]) -> None:
         """Give back slots whose holder can no longer need them (a VM's termination event may have been lost).
 
-        A holder that is missing or back in the queue, or a finished holder with no VM alive, needs no slot; a
-        LAUNCHING or RUNNING holder keeps it (its VM may not be visible yet; `fail_orphans` deals with it).
+        A holder back in the queue, or a finished or missing holder with no VM alive, needs no slot; a LAUNCHING or
+        RUNNING holder keeps it (its VM may not be visible yet; `fail_orphans` deals with it). A missing holder whose
+        VM is still alive keeps it too: the API deletes only jobs whose VM is gone, but should a job's item vanish
+        while its VM lives, the slot is that VM's, and freeing it would let one VM too many run.
         """
         table = self.config.table
         for lease in capacity.leases(self.ddb, table, self.config.max_concurrent_vms):
             status = (jobmodel.read_job(self.ddb, table, lease.job_id) or {}).get("status")
-            finished_without_vm = status in jobmodel.FINAL_STATES and lease.job_id not in instances
-            leaked = status in (None, Status.PENDING, Status.QUEUED) or finished_without_vm
+            over = status is None or status in jobmodel.FINAL_STATES
+            leaked = status in (Status.PENDING, Status.QUEUED) or (over and lease.job_id not in instances)
             if leaked and capacity.release(self.ddb, table, lease.job_id, lease.slot):
                 self.report.slots_freed.append(lease.slot)
 

@@ -85,8 +85,23 @@ class ApiClient:
                content_type: str = "application/octet-stream") -> dict[str, Any]:
         return self.create_job(self.upload(filename, data, content_type), text)
 
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.delete(f"{self.base_url}{path}", timeout=kwargs.pop("timeout", 30), **kwargs)
+
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.get(f"/api/jobs/{job_id}").json())
+
+    def cancel(self, job_id: str) -> requests.Response:
+        """POST /api/jobs/<id>/cancel (no body): 200 with the job, now CANCELLED."""
+        return self.post(f"/api/jobs/{job_id}/cancel")
+
+    def retry(self, job_id: str) -> requests.Response:
+        """POST /api/jobs/<id>/retry (no body): 201 with the new job, or 200 with the one an earlier retry made."""
+        return self.post(f"/api/jobs/{job_id}/retry")
+
+    def delete_job(self, job_id: str) -> requests.Response:
+        """DELETE /api/jobs/<id>: 204 once the job, its files and its place are gone."""
+        return self.delete(f"/api/jobs/{job_id}")
 
     def wait_for_final(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
         """Poll GET /api/jobs/<id> until the job is final or `timeout` passes; return the last answer."""

@@ -127,7 +127,8 @@ def to_response(result: Mapping[str, Any]) -> Response:
         response.headers[name] = str(value)
     for cookie in result.get("cookies") or []:
         response.headers.add("Set-Cookie", cookie)
-    response.headers.setdefault("Content-Type", "application/json")
+    if data:  # a 204 carries no body, so no content type
+        response.headers.setdefault("Content-Type", "application/json")
     return response
 
 

@@ -110,14 +110,25 @@ def _streams(call: AwsCall, names: Names) -> list[Check]:
 S3_ACTIONS = {
     "GetObject": "s3:GetObject", "HeadObject": "s3:GetObject", "PutObject": "s3:PutObject",
     "CreateMultipartUpload": "s3:PutObject", "UploadPart": "s3:PutObject", "CompleteMultipartUpload": "s3:PutObject",
-    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload", "DeleteObject": "s3:DeleteObject",
 }
 
 
 def _s3(call: AwsCall, names: Names) -> list[Check]:
+    """Object operations on their object's ARN; CopyObject reads its source (s3:GetObject) and writes its target
+    (s3:PutObject); DeleteObjects deletes each key it names (s3:DeleteObject), as AWS's CopyObject and DeleteObjects
+    references say."""
+    p = call.params
+    if call.operation == "CopyObject":
+        source = p["CopySource"]
+        bucket, key = (source["Bucket"], source["Key"]) if isinstance(source, dict) else source.split("/", 1)
+        return [Check("s3:GetObject", names.object_arn(bucket, key)),
+                Check("s3:PutObject", names.object_arn(p["Bucket"], p["Key"]))]
+    if call.operation == "DeleteObjects":
+        return [Check("s3:DeleteObject", names.object_arn(p["Bucket"], o["Key"])) for o in p["Delete"]["Objects"]]
     if call.operation not in S3_ACTIONS:
         raise AssertionError(f"no IAM model for s3 {call.operation}")
-    return [Check(S3_ACTIONS[call.operation], names.object_arn(call.params["Bucket"], call.params["Key"]))]
+    return [Check(S3_ACTIONS[call.operation], names.object_arn(p["Bucket"], p["Key"]))]
 
 
 def _run_instances(call: AwsCall, names: Names) -> list[Check]:
@@ -190,6 +201,8 @@ def condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mapping
                 ok = isinstance(value, str) and any(_like(w, value) for w in allowed)
             elif operator == "ForAllValues:StringLike":  # true for a missing key, as IAM has it
                 ok = value is None or all(any(_like(w, v) for w in allowed) for v in _as_list(value))
+            elif operator == "ForAllValues:StringNotLike":  # true for a missing key too
+                ok = value is None or not any(_like(w, v) for w in allowed for v in _as_list(value))
             elif operator == "Bool":
                 ok = value is not None and str(value).lower() in {str(w).lower() for w in allowed}
             else:

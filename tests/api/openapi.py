@@ -33,10 +33,14 @@ def component(name: str) -> dict[str, Any]:
 
 
 def check_response(route_key: str, status: int, body: Any) -> None:
-    """Assert the status is documented for the route and the body matches its schema."""
+    """Assert the status is documented for the route and the body matches its schema (None: no body, which a
+    status documented without content requires)."""
     method, path = route_key.split(" ", 1)
     responses = document()["paths"][path][method.lower()]["responses"]
     assert str(status) in responses, f"{route_key} answered {status}, which the document does not list"
+    if "content" not in responses[str(status)]:
+        assert body is None, f"{route_key} {status} documents no body, yet answered {body!r}"
+        return
     schema = responses[str(status)]["content"]["application/json"]["schema"]
     errors = sorted(schema_validator(schema).iter_errors(body), key=str)
     assert not errors, f"{route_key} {status}: {errors[0].message} at {list(errors[0].absolute_path)}"

@@ -85,7 +85,8 @@ def test_error_codes_are_exactly_those_the_code_uses() -> None:
     assert documented == error_codes_in_code()
 
 
-@pytest.mark.parametrize("name", ["UploadGrant", "Job", "JobList", "Health", "Error", "UploadRequest", "JobRequest"])
+@pytest.mark.parametrize("name", ["UploadGrant", "Job", "JobList", "Health", "Error", "UploadRequest", "JobRequest",
+                                  "NoOptions"])
 def test_every_object_schema_is_closed(name: str) -> None:
     assert component(name)["additionalProperties"] is False
 

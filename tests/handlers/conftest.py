@@ -146,9 +146,13 @@ def entry_point(route_key: str) -> Handler:
 
 
 def call(handler: Handler, event: dict[str, Any]) -> Reply:
-    """Invoke a handler as Lambda does and check the response is a JSON payload-2.0 response."""
+    """Invoke a handler as Lambda does and check the response is a JSON payload-2.0 response (or a 204 with no
+    body at all)."""
     response = handler(event, None)
     assert set(response) == {"statusCode", "headers", "body"}, response
+    if response["statusCode"] == 204:
+        assert response["body"] == "" and "content-type" not in response["headers"], response
+        return Reply(204, None, response["headers"])
     assert response["headers"]["content-type"] == "application/json"
     return Reply(response["statusCode"], json.loads(response["body"]), response["headers"])
 
@@ -178,6 +182,11 @@ class Stack:
     def input_keys(self) -> set[str]:
         listing = self.client("s3").list_objects_v2(Bucket=self.bucket, Prefix=jobmodel.INPUT_PREFIX)
         return {obj["Key"] for obj in listing.get("Contents", [])}
+
+    def object_keys(self) -> set[str]:
+        """Every object in the data bucket but the worker script."""
+        listing = self.client("s3").list_objects_v2(Bucket=self.bucket)
+        return {obj["Key"] for obj in listing.get("Contents", [])} - {WORKER_SCRIPT_KEY}
 
     def items(self) -> list[dict[str, str]]:
         """Every job item (not the per-user counters or VM slots)."""

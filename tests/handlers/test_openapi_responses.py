@@ -20,6 +20,9 @@ from tests.handlers.conftest import OTHER_USER, USER, Stack, api_event, call, en
 UPLOADS, JOBS, LIST, ONE, HEALTH = (
     "POST /api/uploads", "POST /api/jobs", "GET /api/jobs", "GET /api/jobs/{id}", "GET /api/health",
 )
+CANCEL, RETRY, DELETE = "POST /api/jobs/{id}/cancel", "POST /api/jobs/{id}/retry", "DELETE /api/jobs/{id}"
+TOO_LARGE = '{"x": "' + "a" * 20_000 + '"}'
+"""A body over the API's body limit (16 KiB at the test settings' text cap)."""
 LOCAL_ONLY = {(HEALTH, 503)}
 
 
@@ -35,6 +38,23 @@ def used_key(stack: Stack) -> str:
 
 def get(job_id: str) -> dict[str, Any]:
     return api_event(ONE, path_parameters={"id": job_id})
+
+
+def on(route: str, job_id: str, **kwargs: Any) -> dict[str, Any]:
+    return api_event(route, path_parameters={"id": job_id}, **kwargs)
+
+
+def with_input(stack: Stack, status: Status, **attrs: str) -> str:
+    """A job whose input object exists (a retry copies it)."""
+    job_id = saved(stack, status, **attrs)
+    stack.put_input(f"inputs/{job_id}/a.txt")
+    return job_id
+
+
+def retried(stack: Stack) -> str:
+    job_id = with_input(stack, Status.FAILED)
+    assert call(entry_point(RETRY), on(RETRY, job_id)).status == 201
+    return job_id
 
 
 def listing(query: dict[str, str]) -> dict[str, Any]:
@@ -85,6 +105,29 @@ CASES: dict[str, Case] = {
     "one signed out": (ONE, 401, lambda s: api_event(ONE, path_parameters={"id": new_id()}, user=None)),
     "list another user's cursor": (LIST, 404, lambda s: listing({"next": cursors.encode(
         {"id": {"S": new_id()}, "owner": {"S": OTHER_USER}, "created_at": {"S": jobmodel.utc_now()}})})),
+    "cancel": (CANCEL, 200, lambda s: on(CANCEL, saved(s, Status.RUNNING))),
+    "cancel a field": (CANCEL, 400, lambda s: on(CANCEL, saved(s, Status.RUNNING), body={"now": True})),
+    "cancel signed out": (CANCEL, 401, lambda s: on(CANCEL, saved(s, Status.RUNNING), user=None)),
+    "cancel unknown": (CANCEL, 404, lambda s: on(CANCEL, new_id())),
+    "cancel finished": (CANCEL, 409, lambda s: on(CANCEL, saved(s, Status.SUCCEEDED))),
+    "cancel body too large": (CANCEL, 413, lambda s: on(CANCEL, saved(s, Status.RUNNING), raw_body=TOO_LARGE)),
+    "cancel not json": (CANCEL, 415, lambda s: on(CANCEL, new_id(), raw_body="x", headers={"content-type": "text/x"})),
+    "retry": (RETRY, 201, lambda s: on(RETRY, with_input(s, Status.CANCELLED))),
+    "retry again": (RETRY, 200, lambda s: on(RETRY, retried(s))),
+    "retry a field": (RETRY, 400, lambda s: on(RETRY, with_input(s, Status.FAILED), body={"text": "x"})),
+    "retry signed out": (RETRY, 401, lambda s: on(RETRY, with_input(s, Status.FAILED), user=None)),
+    "retry unknown": (RETRY, 404, lambda s: on(RETRY, new_id())),
+    "retry running": (RETRY, 409, lambda s: on(RETRY, with_input(s, Status.RUNNING))),
+    "retry body too large": (RETRY, 413, lambda s: on(RETRY, with_input(s, Status.FAILED), raw_body=TOO_LARGE)),
+    "retry not json": (RETRY, 415, lambda s: on(RETRY, new_id(), raw_body="x", headers={"content-type": "text/x"})),
+    "retry over the user's quota": (RETRY, 429, lambda s: at_quota(s) and on(RETRY, with_input(s, Status.FAILED))),
+    "delete": (DELETE, 204, lambda s: on(DELETE, with_input(s, Status.SUCCEEDED))),
+    "delete a field": (DELETE, 400, lambda s: on(DELETE, saved(s, Status.FAILED), body={"files": False})),
+    "delete signed out": (DELETE, 401, lambda s: on(DELETE, saved(s, Status.FAILED), user=None)),
+    "delete unknown": (DELETE, 404, lambda s: on(DELETE, new_id())),
+    "delete running": (DELETE, 409, lambda s: on(DELETE, saved(s, Status.RUNNING))),
+    "delete body too large": (DELETE, 413, lambda s: on(DELETE, saved(s, Status.FAILED), raw_body=TOO_LARGE)),
+    "delete not json": (DELETE, 415, lambda s: on(DELETE, new_id(), raw_body="x", headers={"content-type": "text/x"})),
     "health": (HEALTH, 200, lambda s: api_event(HEALTH)),
     "health unknown parameter": (HEALTH, 400, lambda s: {**api_event(HEALTH), "queryStringParameters": {"x": "1"}}),
 }
@@ -97,6 +140,8 @@ def test_handler_responses_match_the_document(
     reply = call(entry_point(route), event_for(stack))
     assert reply.status == status, reply.body
     check_response(route, reply.status, reply.body)
+    if status == 429:
+        assert reply.headers["retry-after"].isdigit(), "the document promises Retry-After"
     if route == ONE and reply.body.get("status") == "SUCCEEDED":
         assert "output_url" in reply.body, "the succeeded case must exercise output_url"
 

@@ -14,12 +14,12 @@ from components.functions import HANDLERS_DIR
 from components.settings import NO_RESERVATION, StackSettings, api_config, launcher_config
 from handlers import launcher, sweeper
 from handlers.routes import HTTP_FUNCTIONS, ROUTERS, ROUTES
-from handlers.services import API_CALLS, function_timeout_seconds
+from handlers.services import function_timeout_seconds
 from tests.infra.conftest import API_ID, TUNED, WORKER_TAG, Deployment
 
-FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "compute-launcher": "launcher", "compute-release": "release",
-             "compute-sweeper": "sweeper"}
-API_FUNCTIONS = ("api-upload", "api-jobs")
+FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "api-manage": "manage", "compute-launcher": "launcher",
+             "compute-release": "release", "compute-sweeper": "sweeper"}
+API_FUNCTIONS = ("api-upload", "api-jobs", "api-manage")
 DISPATCHERS = ("compute-launcher", "compute-release", "compute-sweeper")
 """The three functions that start VMs."""
 
@@ -186,7 +186,8 @@ def test_overridden_limits_reach_every_functions_environment(tuned: Deployment) 
 
 
 DERIVED_TIMEOUTS = {
-    **{f"api-{module}": function_timeout_seconds(API_CALLS, router.aws_calls) for module, router in ROUTERS.items()},
+    **{f"api-{module}": function_timeout_seconds(router.call_limits, router.aws_calls)
+       for module, router in ROUTERS.items()},
     "compute-launcher": launcher.TIMEOUT_SECONDS, "compute-release": launcher.TIMEOUT_SECONDS,
     "compute-sweeper": sweeper.TIMEOUT_SECONDS,
 }
@@ -220,5 +221,5 @@ def test_reserved_concurrency_comes_from_config(tuned: Deployment) -> None:
     """Regression: `pulumi config set apiReservedConcurrency ...` that never reaches the functions (so one abusive
     client on the API could starve everything else in an account that set it)."""
     api, dispatchers = int(TUNED["apiReservedConcurrency"]), int(TUNED["launcherReservedConcurrency"])
-    assert reserved(tuned) == {"api-upload": api, "api-jobs": api, "compute-launcher": dispatchers,
+    assert reserved(tuned) == {"api-upload": api, "api-jobs": api, "api-manage": api, "compute-launcher": dispatchers,
                                "compute-release": NO_RESERVATION, "compute-sweeper": dispatchers}

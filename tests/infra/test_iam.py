@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from components.settings import STACK_TAG, StackSettings
-from handlers import launcher, quota
+from handlers import capacity, launcher, quota
 from handlers.config import LauncherConfig
 from handlers.jobmodel import STATUS_INDEX
 from tests.infra.conftest import ACCOUNT, PARTITION, REGION, STACK, TUNED, WORKER_TAG, Deployment
@@ -79,8 +79,9 @@ def test_every_policy_is_json_with_exact_actions_and_scoped_resources(dev: Deplo
     """Regression: a wildcard action (`s3:*`, `*`) or resource `"*"` in an Allow hands out far more than needed."""
     policies = all_policies(dev)
     assert {name for name, _ in policies} == {
-        "api-upload-role", "api-jobs-role", "compute-launcher-role", "compute-release-role", "compute-sweeper-role",
-        "compute-worker-role", "api-upload-policy", "api-jobs-policy", "compute-launcher-policy",
+        "api-upload-role", "api-jobs-role", "api-manage-role", "compute-launcher-role", "compute-release-role",
+        "compute-sweeper-role", "compute-worker-role", "api-upload-policy", "api-jobs-policy", "api-manage-policy",
+        "compute-launcher-policy",
         "compute-release-policy", "compute-sweeper-policy",
         "compute-worker-policy", "storage-data-policy", "site-files-policy", "compute-s3", "compute-dynamodb",
     }
@@ -124,6 +125,7 @@ def test_roles_trust_only_their_service(dev: Deployment) -> None:
     assert trusted == {
         "api-upload-role": {"Service": "lambda.amazonaws.com"},
         "api-jobs-role": {"Service": "lambda.amazonaws.com"},
+        "api-manage-role": {"Service": "lambda.amazonaws.com"},
         "compute-launcher-role": {"Service": "lambda.amazonaws.com"},
         "compute-release-role": {"Service": "lambda.amazonaws.com"},
         "compute-sweeper-role": {"Service": "lambda.amazonaws.com"},
@@ -134,7 +136,7 @@ def test_roles_trust_only_their_service(dev: Deployment) -> None:
 def test_each_function_has_its_own_role(dev: Deployment) -> None:
     """Regression: functions sharing a role share each other's permissions (the API could launch VMs)."""
     roles = {f.name: f.inputs["role"] for f in dev.of_type("aws:lambda/function:Function")}
-    assert len(set(roles.values())) == len(roles) == 5, roles
+    assert len(set(roles.values())) == len(roles) == 6, roles
     for function, role_arn in roles.items():
         assert role_arn.endswith(f"role/{function}-role-1a2b3c4"), (function, role_arn)
 
@@ -179,6 +181,34 @@ def test_the_jobs_function_updates_only_the_per_user_counters(dev: Deployment) -
     statements = role_policy(dev, "api-jobs-policy").values()
     [update] = [s for s in statements if "dynamodb:UpdateItem" in as_list(s["Action"])]
     assert update["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{quota.COUNTER_PREFIX}*"]}}
+
+
+def test_manage_function_copies_inputs_deletes_job_files_and_manages_job_items(dev: Deployment) -> None:
+    """Regression: the manage handler copies an input within inputs/ (GetObject + PutObject), deletes a job's
+    input, output and log, reads jobs and the VM slots, and writes job items and counters in transactions; no
+    outputs read, no index, no other prefix (the worker script). Missing one is a 5xx, more is needless exposure."""
+    assert granted(dev, "api-manage-policy") == {
+        ("s3:GetObject", f"{BUCKET}/inputs/*"),
+        ("s3:PutObject", f"{BUCKET}/inputs/*"),
+        ("s3:DeleteObject", f"{BUCKET}/inputs/*"),
+        ("s3:DeleteObject", f"{BUCKET}/outputs/*"),
+        ("s3:ListBucket", BUCKET),
+        ("dynamodb:GetItem", TABLE),
+        ("dynamodb:BatchGetItem", TABLE),
+        ("dynamodb:PutItem", TABLE),
+        ("dynamodb:UpdateItem", TABLE),
+        ("dynamodb:DeleteItem", TABLE),
+    } | _logs("api-manage")
+
+
+def test_the_manage_function_never_writes_a_vm_slot(dev: Deployment) -> None:
+    """Regression: a write to a `slot#` item (freeing a slot while its VM lives) breaks the VM cap; the manage
+    function reads the slots but every write of its is conditioned away from them."""
+    statements = role_policy(dev, "api-manage-policy").values()
+    [write] = [s for s in statements if "dynamodb:UpdateItem" in as_list(s["Action"])]
+    assert set(write["Action"]) == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    assert write["Condition"] == {
+        "ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": [f"{capacity.SLOT_PREFIX}*"]}}
 
 
 def test_worker_instance_role_is_limited_to_its_prefixes_and_the_table(dev: Deployment) -> None:
@@ -260,7 +290,18 @@ class TestLauncherPolicy:
         }
         assert set(launcher) == {
             "ReadJobStream", "ListJobStreams", "MoveJobs", "FindQueuedJobs", "LaunchFromTemplate", "TagOnLaunchOnly",
-            "PassWorkerRole", "ResolveAmi", "RecordFailedBatches", "OwnLogGroup",
+            "PassWorkerRole", "ResolveAmi", "TerminateStackInstances", "RecordFailedBatches", "OwnLogGroup",
+        }
+
+    def test_terminates_only_this_stacks_instances_as_the_sweeper_does(
+        self, dev: Deployment, launcher: dict[str, dict[str, Any]]
+    ) -> None:
+        """A cancelled job's VM is terminated by the launcher: regression, without the tag condition a launcher bug
+        could terminate any instance of the account."""
+        assert launcher["TerminateStackInstances"] == {
+            "Sid": "TerminateStackInstances", "Effect": "Allow", "Action": ["ec2:TerminateInstances"],
+            "Resource": [_arn("ec2", "instance/*")],
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": WORKER_TAG}},
         }
 
 

@@ -2,8 +2,9 @@
 writes for the function (or VM) that made it.
 
 One local pipeline runs what each component does on AWS: an upload (presigned POST), jobs created, listed and read
-(a presigned GET), the launcher starting VMs and releasing quotas (and reading the stream, as its event source
-mapping does with its role), the release function freeing slots and starting a queued job, the sweeper terminating
+(a presigned GET), a job cancelled while it runs (the launcher terminates its VM), retried and deleted, the launcher
+starting VMs and releasing quotas (and reading the stream, as its event source mapping does with its role), the
+release function freeing slots and starting a queued job, the sweeper terminating
 an overdue VM and starting a job whose stream record was lost, and the worker VMs (their Python processes record
 their calls through `local/callhook`). `local.calls.CallLog` records each call with the function that made it;
 `tests/iam_calls.py` turns it into the authorisations AWS makes (action, ARN in the deployed stack's names,
@@ -26,12 +27,15 @@ from handlers import capacity, jobmodel
 from local.app import LocalPipeline
 from local.calls import WORKER, AwsCall, CallLog
 from local.streams import LambdaHandler
+from tests.faults.harness import hanging_worker_script, put_worker_script
 from tests.iam_calls import Names, allowed_by, authorizations, denied_and_unused
 from tests.infra.conftest import ACCOUNT, PARTITION, REGION, WORKER_TAG, Deployment
 from tests.local.harness import signed_in
+from worker.userdata import WORKER_PATH
 
 POLICIES = {
-    "upload": "api-upload-policy", "jobs": "api-jobs-policy", "launcher": "compute-launcher-policy",
+    "upload": "api-upload-policy", "jobs": "api-jobs-policy", "manage": "api-manage-policy",
+    "launcher": "compute-launcher-policy",
     "release": "compute-release-policy", "sweeper": "compute-sweeper-policy", WORKER: "compute-worker-policy",
 }
 """The role policy each component's calls are made with."""
@@ -93,6 +97,7 @@ def exercise(pipeline: LocalPipeline) -> None:
     assert client.get("/api/jobs").status_code == 200
     assert "output_url" in client.job(jobs[0]["id"])
     wait_until(lambda: slots_held(pipeline) == 0, 30, "every VM's slot to be released")
+    manage_jobs(pipeline)
     # A job whose stream record is lost, and a VM past the job timeout: the sweeper (its clock a day ahead)
     # terminates the VM and queues and starts the job.
     lost = client.submit("lost.txt", b"lost", LOST)
@@ -107,6 +112,27 @@ def exercise(pipeline: LocalPipeline) -> None:
     assert len(report.terminated) == 1 and report.queued == [lost["id"]] and report.started == 1, report
     assert report.slots_freed == [leaked], report
     assert client.wait_for_final(lost["id"], timeout=120)["status"] == "SUCCEEDED"
+
+
+def manage_jobs(pipeline: LocalPipeline) -> None:
+    """Its owner cancels a RUNNING job (its worker hangs reading the input): the launcher terminates its VM, and the
+    VM's termination gives the slot back. The job is retried (its input copied), and both are deleted with their
+    files."""
+    client = signed_in(pipeline)
+    put_worker_script(pipeline, hanging_worker_script())
+    try:
+        job = client.submit("hangs.txt", b"hangs", "hangs")
+        wait_until(lambda: client.job(job["id"])["status"] == "RUNNING", 60, "the job to run")
+        assert client.cancel(job["id"]).status_code == 200
+        wait_until(lambda: slots_held(pipeline) == 0, 30, "the cancelled job's VM to be terminated")
+    finally:
+        put_worker_script(pipeline, WORKER_PATH.read_bytes())
+    again = client.retry(job["id"])
+    assert again.status_code == 201, again.text
+    assert client.wait_for_final(again.json()["id"], timeout=120)["status"] == "SUCCEEDED"
+    wait_until(lambda: slots_held(pipeline) == 0, 30, "the retried job's VM to be gone")
+    for job_id in (job["id"], again.json()["id"]):
+        assert client.delete_job(job_id).status_code == 204
 
 
 def deployed_names(dev: Deployment, pipeline: LocalPipeline) -> Names:

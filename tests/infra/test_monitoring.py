@@ -123,7 +123,7 @@ def test_every_custom_metric_an_alarm_or_the_dashboard_reads_has_a_filter(dev: D
             if metric[0] == NAMESPACE:
                 read.add(metric[1])
     assert read <= published, read - published
-    assert {"JobsSubmitted", "JobsSucceeded", "JobsFailed", "JobsQueued", "VmsAlive", "JobWaitSeconds",
+    assert {"JobsSubmitted", "JobsSucceeded", "JobsFailed", "JobsCancelled", "JobsQueued", "VmsAlive", "JobWaitSeconds",
             "JobRunSeconds", "OldestVmSeconds"} <= published
 
 
@@ -144,6 +144,8 @@ def test_metric_filters_read_the_log_groups_that_write_the_lines(dev: Deployment
 SUCCEEDED_LINE = {"level": "INFO", "message": "job finished", EVENT: JOB_FINISHED, "job_id": "V1StGXR8_Z5jdHi6B-myT",
                   "status": "SUCCEEDED", "wait_seconds": 12.5, "run_seconds": 30.1}
 FAILED_AT_LAUNCH = {"level": "ERROR", "message": "job finished", EVENT: JOB_FINISHED, "job_id": "x", "status": "FAILED"}
+CANCELLED_QUEUED = {"level": "INFO", "message": "job finished", EVENT: JOB_FINISHED, "job_id": "x",
+                    "status": "CANCELLED"}
 SWEEP_LINE = {"level": "INFO", "message": "sweep", EVENT: SWEEP_REPORT, "vms_alive": 2, "jobs_queued": 5,
               "oldest_vm_seconds": 301}
 CREATED_ACCESS = {"routeKey": "POST /api/jobs", "status": "201", "latencyMs": "80"}
@@ -152,6 +154,7 @@ CREATED_ACCESS = {"routeKey": "POST /api/jobs", "status": "201", "latencyMs": "8
 @pytest.mark.parametrize(("line", "metrics"), [
     (SUCCEEDED_LINE, {"JobsSucceeded", "JobWaitSeconds", "JobRunSeconds"}),
     (FAILED_AT_LAUNCH, {"JobsFailed"}),
+    (CANCELLED_QUEUED, {"JobsCancelled"}),
     (SWEEP_LINE, {"VmsAlive", "JobsQueued", "OldestVmSeconds"}),
     (CREATED_ACCESS, {"JobsSubmitted"}),
     ({**CREATED_ACCESS, "status": "400"}, set()),
@@ -185,11 +188,12 @@ def test_stack_outputs_name_every_log_group(dev: Deployment) -> None:
     """Regression: an operator following a job (docs/deploy.md's Logs Insights query) without the groups' names."""
     groups = {r.name: r.outputs["name"] for r in dev.of_type("aws:cloudwatch/logGroup:LogGroup")}
     assert dev.exports["logGroups"] == {
-        "upload": groups["api-upload-logs"], "jobs": groups["api-jobs-logs"],
+        "upload": groups["api-upload-logs"], "jobs": groups["api-jobs-logs"], "manage": groups["api-manage-logs"],
         "launcher": groups["compute-launcher-logs"], "release": groups["compute-release-logs"],
         "sweeper": groups["compute-sweeper-logs"],
         "apiAccess": groups["api-access-logs"],
     }
-    assert set(groups) == {"api-upload-logs", "api-jobs-logs", "compute-launcher-logs", "compute-release-logs",
+    assert set(groups) == {"api-upload-logs", "api-jobs-logs", "api-manage-logs", "compute-launcher-logs",
+                           "compute-release-logs",
                            "compute-sweeper-logs",
                            "api-access-logs"}

@@ -52,6 +52,16 @@ def test_rule_paths_follow_the_route_table() -> None:
     assert rule_path("/api/jobs") == "/api/jobs"
 
 
+def test_a_bodiless_answer_goes_back_without_body_or_content_type(site: Path) -> None:
+    """`DELETE /api/jobs/{id}` answers 204: no body, so no `Content-Type` claiming one (a JSON one would make a
+    client try to parse nothing)."""
+    manage = Recorder({"statusCode": 204, "headers": {"cache-control": "no-store"}, "body": ""})
+    answer = make_app(site, {"manage": manage}).delete("/api/jobs/" + "a" * 21)
+    assert manage.events[0]["routeKey"] == "DELETE /api/jobs/{id}"
+    assert (answer.status_code, answer.data, answer.headers.get("Content-Type")) == (204, b"", None)
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
 def test_post_becomes_a_payload_2_event_for_the_routes_handler(site: Path) -> None:
     jobs, upload = Recorder(), Recorder()
     client = make_app(site, {"jobs": jobs, "upload": upload})
@@ -194,7 +204,7 @@ def test_static_files_never_leave_the_frontend_folder(site: Path, path: str) -> 
 
 
 def test_every_route_reaches_its_handler(site: Path) -> None:
-    recorders = {"jobs": Recorder(), "upload": Recorder()}
+    recorders = {function: Recorder() for function in {route.function for route in ROUTES}}
     client = make_app(site, recorders)
     for route in ROUTES:
         path = route.path.replace("{id}", "x" * 21)

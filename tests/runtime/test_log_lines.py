@@ -110,6 +110,20 @@ def test_a_job_refused_at_launch_counts_as_failed_with_no_durations(aws: Aws, wr
     assert fed_metrics("launcher", line) == {"JobsFailed": 1.0}
 
 
+def test_a_cancelled_running_job_counts_as_cancelled_with_its_durations(aws: Aws, written: JsonLines) -> None:
+    """The CANCELLED record releases the owner's place like any final one: one line, fed into JobsCancelled."""
+    ddb, table = aws.client("dynamodb"), aws.stack.table
+    job_id = new_job(aws)
+    deliver_new_and_finished(aws)
+    jobmodel.transition(ddb, table, job_id, Status.RUNNING, expected=[Status.LAUNCHING], by=Actor.WORKER)
+    jobmodel.transition(ddb, table, job_id, Status.CANCELLED, expected=[Status.RUNNING], by=Actor.USER)
+    deliver_new_and_finished(aws)
+
+    [line] = written.events("job_finished")
+    assert line["job_id"] == job_id and line["status"] == "CANCELLED"
+    assert set(fed_metrics("launcher", line)) == {"JobsCancelled", "JobWaitSeconds", "JobRunSeconds"}
+
+
 def test_a_launch_names_job_instance_and_slot_as_fields(aws: Aws, written: JsonLines) -> None:
     job_id = new_job(aws)
     deliver_new_and_finished(aws)

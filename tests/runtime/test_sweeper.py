@@ -139,6 +139,19 @@ def test_a_slot_held_for_a_missing_or_queued_job_is_freed(aws: Aws) -> None:
     assert held_slots(ddb, table, cap) == {int(item(aws, queued)["slot"]): queued}
 
 
+def test_a_missing_holders_slot_is_kept_while_its_vm_is_alive(aws: Aws) -> None:
+    """Defence in depth for deleted jobs: a slot is the VM's, not the item's. Freed while the VM lives, one VM too
+    many could run; once the VM is gone (its termination event lost), the slot is freed."""
+    (job_id,) = launched_jobs(aws, 1)
+    instance_id = item(aws, job_id)["instance_id"]
+    aws.client("dynamodb").delete_item(TableName=aws.stack.table, Key={"id": {"S": job_id}})
+
+    assert sweep(aws).slots_freed == []
+    aws.client("ec2").terminate_instances(InstanceIds=[instance_id])
+    assert len(sweep(aws).slots_freed) == 1
+    assert held_slots(aws.client("dynamodb"), aws.stack.table, config_of(aws).max_concurrent_vms) == {}
+
+
 def test_sweeping_again_changes_nothing_more(aws: Aws) -> None:
     (job_id,) = launched_jobs(aws, 1)
     to_running(aws, job_id)

@@ -76,3 +76,30 @@ def test_wildcards_match_like_iam_and_unknown_operators_are_refused() -> None:
     assert condition_holds({"ForAllValues:StringLike": {"k": ["a*"]}}, {}), "IAM: true when the key is absent"
     with pytest.raises(AssertionError, match="NumericLessThan"):
         condition_holds({"NumericLessThan": {"k": "1"}}, {"k": "0"})
+
+
+def test_a_copy_reads_its_source_and_writes_its_target() -> None:
+    copy = AwsCall("manage", "s3", "CopyObject", {"Bucket": "local-data", "Key": "inputs/b/n.txt",
+                                                 "CopySource": {"Bucket": "local-data", "Key": "inputs/a/n.txt"}})
+    inputs = "arn:aws:s3:::data-1/inputs/*"
+    read_only = policy({"Sid": "R", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [inputs]})
+    both = policy({"Sid": "RW", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": [inputs]})
+    assert [c.action for c in authorizations(copy, NAMES)] == ["s3:GetObject", "s3:PutObject"]
+    assert len(denied_and_unused(read_only, [copy], NAMES)[0]) == 1, "the target needs s3:PutObject"
+    assert denied_and_unused(both, [copy], NAMES) == ([], set())
+
+
+def test_a_batch_delete_needs_each_key() -> None:
+    batch = AwsCall("manage", "s3", "DeleteObjects", {"Bucket": "local-data", "Delete": {"Objects": [
+        {"Key": "inputs/a/n.txt"}, {"Key": "outputs/a/worker.log"}]}})
+    inputs_only = policy({"Sid": "D", "Effect": "Allow", "Action": ["s3:DeleteObject"],
+                          "Resource": ["arn:aws:s3:::data-1/inputs/*"]})
+    denied, _ = denied_and_unused(inputs_only, [batch], NAMES)
+    assert denied == ["s3 DeleteObjects: s3:DeleteObject on arn:aws:s3:::data-1/outputs/a/worker.log with {}"]
+
+
+def test_not_like_keeps_the_named_keys_out() -> None:
+    condition = {"ForAllValues:StringNotLike": {"dynamodb:LeadingKeys": ["slot#*"]}}
+    assert condition_holds(condition, {"dynamodb:LeadingKeys": ["V1StGXR8_Z5jdHi6B-myT"]})
+    assert condition_holds(condition, {"dynamodb:LeadingKeys": ["user#u1"]})
+    assert not condition_holds(condition, {"dynamodb:LeadingKeys": ["slot#0"]})

@@ -13,6 +13,7 @@ from handlers.services import (
     DISPATCH_CALLS,
     DISPATCH_CONFIG,
     HEADROOM_SECONDS,
+    MANAGE_CALLS,
     PRESIGNING,
     ApiServices,
     CallLimits,
@@ -69,8 +70,22 @@ def test_services_build_every_client_with_its_limits() -> None:
 def test_api_functions_answer_before_api_gateway_gives_up(module: str) -> None:
     """The slowest request path, every call at its worst, still ends (with the SDK's error, a 500) inside API
     Gateway's limit: the client never sees a 503 while the function runs on."""
-    timeout = function_timeout_seconds(API_CALLS, ROUTERS[module].aws_calls)
-    assert ROUTERS[module].aws_calls * API_CALLS.worst_call_seconds() < timeout < API_GATEWAY_LIMIT_SECONDS
+    router = ROUTERS[module]
+    assert router.timeout_seconds == function_timeout_seconds(router.call_limits, router.aws_calls)
+    assert router.aws_calls * router.call_limits.worst_call_seconds() < router.timeout_seconds
+    assert router.timeout_seconds < API_GATEWAY_LIMIT_SECONDS
+
+
+def test_the_manage_function_trades_sdk_retries_for_its_longer_paths() -> None:
+    """Its seven calls in a row fit API Gateway's 30 s only with one attempt each (the others keep two)."""
+    assert ROUTERS["manage"].call_limits == MANAGE_CALLS and MANAGE_CALLS.attempts == 1
+    assert {ROUTERS[m].call_limits for m in ("upload", "jobs")} == {API_CALLS}
+    built: list[tuple[str, object]] = []
+    ApiServices.create(_names.api_config(), client=lambda service, config=None: built.append((service, config)),
+                       calls=MANAGE_CALLS)
+    ddb_config, s3_config = (config for _, config in built)
+    assert (ddb_config.read_timeout, ddb_config.retries) == (2, {"mode": "standard", "total_max_attempts": 1})
+    assert s3_config.retries == ddb_config.retries and s3_config.signature_version == PRESIGNING.signature_version
 
 
 def test_dispatch_timeouts_leave_room_for_one_slowest_job_start() -> None:
