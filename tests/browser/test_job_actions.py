@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from handlers import jobmodel
+from handlers import jobmodel, manage
 from local.app import Credentials, LocalPipeline
 from local.client import ApiClient
 from tests.browser.a11y import assert_accessible
@@ -210,14 +210,16 @@ def test_a_refused_delete_keeps_the_row_and_says_why(page: Any, site: str, user:
 
 def test_the_page_knows_every_job_state_and_what_each_allows(page: Any) -> None:
     """states.js agrees with the job model: a label for every state (a new one would show raw), the same final
-    states (a final job polled forever, or one under way never polled again) and Cancel exactly where the model lets
-    the user cancel."""
+    states (a final job polled forever, or one under way never polled again), Cancel exactly where the model lets
+    the user cancel and Retry exactly where the API retries."""
     states = page.evaluate("""async () => {
-      const { STATUS, FINAL_STATES, CANCELLABLE_STATES } = await import("/js/states.js");
-      return { labelled: Object.keys(STATUS), final: [...FINAL_STATES], cancellable: [...CANCELLABLE_STATES] };
+      const { STATUS, FINAL_STATES, CANCELLABLE_STATES, RETRYABLE_STATES } = await import("/js/states.js");
+      return { labelled: Object.keys(STATUS), final: [...FINAL_STATES], cancellable: [...CANCELLABLE_STATES],
+               retryable: [...RETRYABLE_STATES] };
     }""")
     assert set(states["labelled"]) == set(jobmodel.Status)
     assert set(states["final"]) == jobmodel.FINAL_STATES
     cancellable = {t.source for t in jobmodel.TRANSITIONS
                    if t.target == jobmodel.Status.CANCELLED and jobmodel.Actor.USER in t.by}
     assert set(states["cancellable"]) == cancellable
+    assert set(states["retryable"]) == set(manage.RETRYABLE)
