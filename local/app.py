@@ -210,6 +210,7 @@ class LocalPipeline:
             metadata_url=lambda: self.metadata.url if self.metadata else "", minute_seconds=self.minute_seconds,
             on_terminated=vm_terminated,
         )
+        self.vmhost.watch_terminations(self.launcher_services.ec2)
         self.metadata = BackgroundServer(MetadataApp(self.vmhost, REGION), self.host, 0, name="imds")
         self.metadata.start()
         self.vmhost.start()

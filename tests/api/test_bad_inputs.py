@@ -17,6 +17,7 @@ import jwt
 import pytest
 import requests
 
+from handlers import capacity, jobmodel, quota
 from handlers.jobmodel import new_id
 from handlers.routes import ROUTES
 from local.app import LocalPipeline
@@ -51,6 +52,15 @@ class Given:
     other_key: str
     other_cursor: str
     """Another user's job, unused upload, and listing cursor."""
+    succeeded_id: str
+    """The user's SUCCEEDED job."""
+    input_gone_id: str
+    """The user's FAILED job whose input object was deleted."""
+    vm_alive_id: str
+    """The user's CANCELLED job whose VM still holds a slot (shutting down)."""
+    full_token: str
+    full_failed_id: str
+    """A user with `max_active_jobs_per_user` unfinished jobs counted, one of them FAILED (not released yet)."""
 
 
 @dataclass(frozen=True)
@@ -181,15 +191,42 @@ CASES: dict[str, Bad] = {
     "limit not a number": Bad("GET", "/api/jobs?limit=all", 400, "invalid_limit"),
     "repeated limit": Bad("GET", "/api/jobs?limit=1&limit=2", 400, "invalid_limit"),
     "paging by offset": Bad("GET", "/api/jobs?offset=50", 400, "unknown_parameter"),
+    # cancel, retry, delete
+    "cancel a finished job": Bad("POST", "/api/jobs/{succeeded_id}/cancel", 409, "job_finished"),
+    "cancel an unknown job": Bad("POST", "/api/jobs/" + "Z" * 21 + "/cancel", 404, "job_not_found"),
+    "cancel a short id": Bad("POST", "/api/jobs/abc/cancel", 404, "job_not_found"),
+    "cancel another user's job": Bad("POST", "/api/jobs/{other_job_id}/cancel", 404, "job_not_found"),
+    "cancel with options": Bad("POST", "/api/jobs/{job_id}/cancel", 400, "unknown_field", body=lambda g: {"force": 1}),
+    "cancel with a text body": Bad("POST", "/api/jobs/{job_id}/cancel", 415, "unsupported_media_type", raw=b"now",
+                                   headers={"content-type": "text/plain"}),
+    "cancel with bad JSON": Bad("POST", "/api/jobs/{job_id}/cancel", 400, "invalid_json", raw=b"{"),
+    "retry a pending job": Bad("POST", "/api/jobs/{job_id}/retry", 409, "job_not_retryable"),
+    "retry a succeeded job": Bad("POST", "/api/jobs/{succeeded_id}/retry", 409, "job_not_retryable"),
+    "retry a job whose input is gone": Bad("POST", "/api/jobs/{input_gone_id}/retry", 409, "input_gone"),
+    "retry over the quota": Bad("POST", "/api/jobs/{full_failed_id}/retry", 429, "too_many_jobs",
+                                authorization=lambda g: f"Bearer {g.full_token}"),
+    "retry an unknown job": Bad("POST", "/api/jobs/" + "Z" * 21 + "/retry", 404, "job_not_found"),
+    "retry another user's job": Bad("POST", "/api/jobs/{other_job_id}/retry", 404, "job_not_found"),
+    "retry with a new text": Bad("POST", "/api/jobs/{input_gone_id}/retry", 400, "unknown_field",
+                                 body=lambda g: {"input_text": "other"}),
+    "delete a pending job": Bad("DELETE", "/api/jobs/{job_id}", 409, "job_not_final"),
+    "delete while the VM shuts down": Bad("DELETE", "/api/jobs/{vm_alive_id}", 409, "job_vm_running"),
+    "delete an unknown job": Bad("DELETE", "/api/jobs/" + "Z" * 21, 404, "job_not_found"),
+    "delete another user's job": Bad("DELETE", "/api/jobs/{other_job_id}", 404, "job_not_found"),
+    "delete another user's finished job": Bad("DELETE", "/api/jobs/{full_failed_id}", 404, "job_not_found"),
+    "delete with options": Bad("DELETE", "/api/jobs/{succeeded_id}", 400, "unknown_field",
+                               body=lambda g: {"keep_files": True}),
+    "delete with a query": Bad("DELETE", "/api/jobs/{succeeded_id}?force=1", 400, "unknown_parameter"),
     # routes and methods
-    "DELETE a job": Bad("DELETE", "/api/jobs/{job_id}", 405, "method_not_allowed"),
+    "GET a cancel": Bad("GET", "/api/jobs/{job_id}/cancel", 405, "method_not_allowed"),
+    "PUT a job": Bad("PUT", "/api/jobs/{job_id}", 405, "method_not_allowed", body=lambda g: {"status": "CANCELLED"}),
     "PUT jobs": Bad("PUT", JOBS, 405, "method_not_allowed", body=job()),
     "GET uploads": Bad("GET", UPLOADS, 405, "method_not_allowed"),
     "PATCH a job": Bad("PATCH", "/api/jobs/{job_id}", 405, "method_not_allowed", body=lambda g: {"status": "FAILED"}),
     "POST health": Bad("POST", "/api/health", 405, "method_not_allowed", body=lambda g: {}),
     "POST the OpenAPI document": Bad("POST", "/api/openapi.json", 405, "method_not_allowed", body=lambda g: {}),
     "unknown route": Bad("GET", "/api/admin", 404, "not_found"),
-    "nested unknown route": Bad("POST", "/api/jobs/{job_id}/retry", 404, "not_found", body=lambda g: {}),
+    "nested unknown route": Bad("POST", "/api/jobs/{job_id}/pause", 404, "not_found", body=lambda g: {}),
     # other users' things: as unknown as missing ones
     "another user's job": Bad("GET", "/api/jobs/{other_job_id}", 404, "job_not_found"),
     "another user's upload key": Bad("POST", JOBS, 404, "upload_not_found", body=job(key=lambda g: g.other_key)),
@@ -239,12 +276,34 @@ def given(pipeline: LocalPipeline) -> Iterator[Given]:
     other = new_user(pipeline, "other")
     other_job = other.create_job(other.upload("theirs.txt", b"theirs"), "not yours")["id"]
     other.create_job(other.upload("theirs2.txt", b"theirs"), "not yours either")
+    succeeded = ended(pipeline, user, "SUCCEEDED")
+    input_gone = ended(pipeline, user, "FAILED")
+    s3.delete_object(Bucket=pipeline.stack.bucket, Key=f"inputs/{input_gone}/job.txt")
+    vm_alive = ended(pipeline, user, "CANCELLED")
+    assert capacity.acquire(pipeline.client("dynamodb"), pipeline.stack.table, vm_alive, SETTINGS.max_concurrent_vms)
+    full = new_user(pipeline, "full")
+    assert full.token is not None
+    full_failed = ended(pipeline, full, "FAILED")
+    for i in range(SETTINGS.max_active_jobs_per_user - 1):
+        full.submit(f"f{i}.txt", b"x", "fills the quota")
     yield Given(fresh_key=user.upload("fresh.txt", b"fresh"), used_key=used, job_id=job_id,
                 oversize_key=oversize, empty_key=empty, token=user.token,
                 claims=jwt.decode(user.token, options={"verify_signature": False}),
                 other_client_token=token_of_another_client(pipeline, user),
                 other_job_id=other_job, other_key=other.upload("unused.txt", b"theirs"),
-                other_cursor=other.get("/api/jobs?limit=1").json()["next"])
+                other_cursor=other.get("/api/jobs?limit=1").json()["next"],
+                succeeded_id=succeeded, input_gone_id=input_gone, vm_alive_id=vm_alive, full_token=full.token,
+                full_failed_id=full_failed)
+
+
+def ended(pipeline: LocalPipeline, user: ApiClient, status: str) -> str:
+    """A job of `user` that ended `status` (set in the table, as no VM runs here); still counted, as until the
+    launcher reads its final record."""
+    job_id = str(user.submit("job.txt", b"a job", "ends")["id"])
+    pipeline.client("dynamodb").update_item(
+        TableName=pipeline.stack.table, Key={"id": {"S": job_id}}, UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": {"S": status}})
+    return job_id
 
 
 def token_of_another_client(pipeline: LocalPipeline, user: ApiClient) -> str:
@@ -260,8 +319,10 @@ def token_of_another_client(pipeline: LocalPipeline, user: ApiClient) -> str:
 
 
 def send(pipeline: LocalPipeline, given: Given, bad: Bad) -> requests.Response:
-    path = (bad.path.replace("{job_id}", given.job_id).replace("{other_job_id}", given.other_job_id)
-            .replace("{other_cursor}", given.other_cursor))
+    path = bad.path
+    for name in ("job_id", "other_job_id", "other_cursor", "succeeded_id", "input_gone_id", "vm_alive_id",
+                 "full_failed_id"):
+        path = path.replace("{" + name + "}", getattr(given, name))
     authorization = bad.authorization(given) if bad.authorization else f"Bearer {given.token}"
     headers = {**({"authorization": authorization} if authorization is not None else {}), **bad.headers}
     data = bad.raw
@@ -325,7 +386,13 @@ def test_the_fixtures_are_what_the_cases_assume(pipeline: LocalPipeline, given: 
     s3 = pipeline.client("s3")
     for key in (given.fresh_key, given.used_key, given.oversize_key, given.empty_key):
         s3.head_object(Bucket=pipeline.stack.bucket, Key=key)
-    assert [case.path for case in CASES.values() if case.status == 409] == [JOBS]
+    assert {case.code for case in CASES.values() if case.status == 409} == {
+        "key_in_use", "job_finished", "job_not_retryable", "input_gone", "job_not_final", "job_vm_running"}
+    ddb, table = pipeline.client("dynamodb"), pipeline.stack.table
+    assert {j: jobmodel.read_job(ddb, table, j)["status"] for j in (given.succeeded_id, given.vm_alive_id)} == {
+        given.succeeded_id: "SUCCEEDED", given.vm_alive_id: "CANCELLED"}
+    assert quota.active_jobs(ddb, table, owner_of(ApiClient(pipeline.url, given.full_token))) == \
+        SETTINGS.max_active_jobs_per_user, "the full user is at the quota, so the retry's 429 is for that reason"
     ok = signed_in(pipeline).create_job(signed_in(pipeline).upload("good.txt", b"good"), "works \r\n twice\r\n")
     assert ok["input_text"] == "works \n twice", "CRLF is stored as LF"
 

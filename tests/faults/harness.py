@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from components.settings import WORKER_SCRIPT_KEY
@@ -25,6 +26,7 @@ from handlers.jobmodel import JOB_ID_TAG
 from local.app import LocalPipeline
 from local.load import alive_instances
 from local.streams import LambdaHandler
+from local.vmhost import VmRun
 from tests.local.harness import signed_in
 from tests.runtime import jobs
 from worker.userdata import WORKER_PATH
@@ -46,6 +48,13 @@ class Deliveries:
 
     copies: int = 1
     replay_previous: bool = False
+    hold_finished: threading.Event | None = None
+    """When set to an event, a batch with a finished job's record (MODIFY) waits for it before it reaches the
+    launcher: the job stays counted against its owner until the test lets the release through."""
+    held_delivered: int = 0
+    """Held batches the launcher has handled since."""
+    drop_new: bool = False
+    """New jobs' records (INSERT) are lost on the way: the jobs stay PENDING until a sweep queues them."""
     handler: LambdaHandler | None = None
     batches: list[dict[str, Any]] = field(default_factory=list)
     calls: int = 0
@@ -56,12 +65,26 @@ class Deliveries:
         return self.deliver
 
     def reset(self) -> None:
-        self.copies, self.replay_previous = 1, False
+        if self.hold_finished is not None:
+            self.hold_finished.set()  # never leave the stream poller waiting
+        self.copies, self.replay_previous, self.hold_finished, self.held_delivered = 1, False, None, 0
+        self.drop_new = False
         with self._lock:
             self.batches.clear()
             self.calls = 0
 
     def deliver(self, event: Mapping[str, Any], context: object) -> Any:
+        if self.drop_new:
+            event = {**event, "Records": [r for r in event.get("Records", []) if r.get("eventName") != "INSERT"]}
+        hold = self.hold_finished
+        if hold is not None and any(r.get("eventName") == "MODIFY" for r in event.get("Records", [])):
+            assert hold.wait(HOLD_LIMIT_SECONDS), "a held stream batch was never let through"
+            answer = self.deliver_now(event, context)
+            self.held_delivered += 1
+            return answer
+        return self.deliver_now(event, context)
+
+    def deliver_now(self, event: Mapping[str, Any], context: object) -> Any:
         with self._lock:
             previous = self.batches[-1] if self.batches else None
             self.batches.append(copy.deepcopy(dict(event)))
@@ -87,6 +110,9 @@ class Deliveries:
         with self._lock:
             self.calls += 1
         return self.handler(copy.deepcopy(dict(event)), context)
+
+
+HOLD_LIMIT_SECONDS = 120
 
 
 def merged_failures(responses: Iterable[Any]) -> dict[str, list[dict[str, str]]]:
@@ -124,6 +150,42 @@ def hanging_worker_script() -> bytes:
     return f"WORKER_SOURCE = {source!r}\nMARKER = {HANG_MARKER!r}\n{HANGING_WORKER}".encode()
 
 
+# -- a worker that waits at its last write ---------------------------------------------------------------------------
+GATE_MARKER = "fault injection: the worker waits before its last write"
+GATED_WORKER = '''
+import os
+import sys
+import time
+
+import botocore.client
+
+_call = botocore.client.BaseClient._make_api_call
+
+
+def _gate(self, operation, params):
+    to = params.get("ExpressionAttributeValues", {}).get(":to", {}).get("S")
+    if operation == "UpdateItem" and to in ("SUCCEEDED", "FAILED"):
+        print(MARKER, file=sys.stderr, flush=True)
+        gate = os.path.join(GATE_DIR, params["Key"]["id"]["S"])
+        deadline = time.monotonic() + 120
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    return _call(self, operation, params)
+
+
+botocore.client.BaseClient._make_api_call = _gate
+exec(compile(WORKER_SOURCE, "worker.py", "exec"), {"__name__": "__main__", "__file__": __file__})
+'''
+
+
+def gated_worker_script(gates: Path) -> bytes:
+    """The real worker, made to wait before its last write (RUNNING -> SUCCEEDED or FAILED) until the file
+    `<gates>/<job id>` exists: its output and log are written, the job still RUNNING."""
+    source = WORKER_PATH.read_text(encoding="utf-8")
+    return (f"WORKER_SOURCE = {source!r}\nMARKER = {GATE_MARKER!r}\nGATE_DIR = {str(gates)!r}\n"
+            f"{GATED_WORKER}").encode()
+
+
 def put_worker_script(pipeline: LocalPipeline, body: bytes) -> None:
     """Replace the worker object every VM downloads at boot."""
     pipeline.client("s3").put_object(Bucket=pipeline.stack.bucket, Key=WORKER_SCRIPT_KEY, Body=body,
@@ -131,6 +193,12 @@ def put_worker_script(pipeline: LocalPipeline, body: bytes) -> None:
 
 
 # -- observing the emulator ------------------------------------------------------------------------------------------
+def live_console(run: VmRun) -> str:
+    """The console so far (the VM host writes it to `<scratch>/console.log` and keeps it once the VM is gone)."""
+    path = run.scratch / "console.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def instances_per_job(pipeline: LocalPipeline, job_ids: Iterable[str]) -> Counter[str]:
     """How many instances (in any state, terminated included) carry each job's JobId tag."""
     ids = list(job_ids)

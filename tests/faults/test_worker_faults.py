@@ -21,6 +21,7 @@ from tests.faults.harness import (
     assert_readable_sentence,
     get_job,
     hanging_worker_script,
+    live_console,
     put_worker_script,
     sweep,
     wait_for,
@@ -42,12 +43,6 @@ def hanging_worker(pipeline: LocalPipeline) -> Iterator[None]:
     put_worker_script(pipeline, hanging_worker_script())
     yield
     put_worker_script(pipeline, WORKER_PATH.read_bytes())
-
-
-def live_console(run: VmRun) -> str:
-    """The console so far (the VM host writes it to `<scratch>/console.log` and keeps it once the VM is gone)."""
-    path = run.scratch / "console.log"
-    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def hung_job(pipeline: LocalPipeline, name: str) -> tuple[dict[str, str], VmRun]:

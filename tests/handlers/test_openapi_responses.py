@@ -78,6 +78,18 @@ def at_quota(stack: Stack) -> bool:
 
 
 Case = tuple[str, int, Callable[[Stack], dict[str, Any]]]
+
+
+def refusals(name: str, route: str, job: Callable[[Stack], str]) -> dict[str, Case]:
+    """What cancel, retry and delete refuse alike, for a job `job` makes: options in the body (400), signed out
+    (401), an unknown id (404), a body over the limit (413), a body that is not JSON (415)."""
+    return {
+        f"{name} a field": (route, 400, lambda s: on(route, job(s), body={"now": True})),
+        f"{name} signed out": (route, 401, lambda s: on(route, job(s), user=None)),
+        f"{name} unknown": (route, 404, lambda s: on(route, new_id())),
+        f"{name} body too large": (route, 413, lambda s: on(route, job(s), raw_body=TOO_LARGE)),
+        f"{name} not json": (route, 415, lambda s: on(route, new_id(), raw_body="x", headers={"content-type": "t/x"})),
+    }
 CASES: dict[str, Case] = {
     "upload granted": (UPLOADS, 201, lambda s: api_event(UPLOADS, {"filename": "a.txt", "size": 5})),
     "upload bad json": (UPLOADS, 400, lambda s: api_event(UPLOADS, raw_body="{")),
@@ -106,28 +118,16 @@ CASES: dict[str, Case] = {
     "list another user's cursor": (LIST, 404, lambda s: listing({"next": cursors.encode(
         {"id": {"S": new_id()}, "owner": {"S": OTHER_USER}, "created_at": {"S": jobmodel.utc_now()}})})),
     "cancel": (CANCEL, 200, lambda s: on(CANCEL, saved(s, Status.RUNNING))),
-    "cancel a field": (CANCEL, 400, lambda s: on(CANCEL, saved(s, Status.RUNNING), body={"now": True})),
-    "cancel signed out": (CANCEL, 401, lambda s: on(CANCEL, saved(s, Status.RUNNING), user=None)),
-    "cancel unknown": (CANCEL, 404, lambda s: on(CANCEL, new_id())),
     "cancel finished": (CANCEL, 409, lambda s: on(CANCEL, saved(s, Status.SUCCEEDED))),
-    "cancel body too large": (CANCEL, 413, lambda s: on(CANCEL, saved(s, Status.RUNNING), raw_body=TOO_LARGE)),
-    "cancel not json": (CANCEL, 415, lambda s: on(CANCEL, new_id(), raw_body="x", headers={"content-type": "text/x"})),
+    **refusals("cancel", CANCEL, lambda s: saved(s, Status.RUNNING)),
     "retry": (RETRY, 201, lambda s: on(RETRY, with_input(s, Status.CANCELLED))),
     "retry again": (RETRY, 200, lambda s: on(RETRY, retried(s))),
-    "retry a field": (RETRY, 400, lambda s: on(RETRY, with_input(s, Status.FAILED), body={"text": "x"})),
-    "retry signed out": (RETRY, 401, lambda s: on(RETRY, with_input(s, Status.FAILED), user=None)),
-    "retry unknown": (RETRY, 404, lambda s: on(RETRY, new_id())),
     "retry running": (RETRY, 409, lambda s: on(RETRY, with_input(s, Status.RUNNING))),
-    "retry body too large": (RETRY, 413, lambda s: on(RETRY, with_input(s, Status.FAILED), raw_body=TOO_LARGE)),
-    "retry not json": (RETRY, 415, lambda s: on(RETRY, new_id(), raw_body="x", headers={"content-type": "text/x"})),
     "retry over the user's quota": (RETRY, 429, lambda s: at_quota(s) and on(RETRY, with_input(s, Status.FAILED))),
+    **refusals("retry", RETRY, lambda s: with_input(s, Status.FAILED)),
     "delete": (DELETE, 204, lambda s: on(DELETE, with_input(s, Status.SUCCEEDED))),
-    "delete a field": (DELETE, 400, lambda s: on(DELETE, saved(s, Status.FAILED), body={"files": False})),
-    "delete signed out": (DELETE, 401, lambda s: on(DELETE, saved(s, Status.FAILED), user=None)),
-    "delete unknown": (DELETE, 404, lambda s: on(DELETE, new_id())),
     "delete running": (DELETE, 409, lambda s: on(DELETE, saved(s, Status.RUNNING))),
-    "delete body too large": (DELETE, 413, lambda s: on(DELETE, saved(s, Status.FAILED), raw_body=TOO_LARGE)),
-    "delete not json": (DELETE, 415, lambda s: on(DELETE, new_id(), raw_body="x", headers={"content-type": "text/x"})),
+    **refusals("delete", DELETE, lambda s: saved(s, Status.FAILED)),
     "health": (HEALTH, 200, lambda s: api_event(HEALTH)),
     "health unknown parameter": (HEALTH, 400, lambda s: {**api_event(HEALTH), "queryStringParameters": {"x": "1"}}),
 }

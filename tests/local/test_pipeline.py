@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
@@ -17,8 +17,10 @@ import pytest
 import requests
 
 from components.settings import StackSettings
+from handlers import capacity, jobmodel, quota
 from local.app import LocalPipeline
 from local.vmhost import Ending
+from tests.faults.harness import hanging_worker_script, put_worker_script
 from tests.local.harness import (
     DELETE_INPUT_MARKER,
     deleting_inputs,
@@ -28,7 +30,7 @@ from tests.local.harness import (
     owner_of,
     signed_in,
 )
-from worker.userdata import render_user_data
+from worker.userdata import WORKER_PATH, render_user_data
 
 pytestmark = pytest.mark.e2e
 
@@ -166,6 +168,65 @@ def test_a_job_whose_input_is_gone_fails_with_a_reason_and_its_vm_is_terminated(
     assert pipeline.vmhost.console_output(final["instance_id"]) == run.console
     shown = [r.getMessage() for r in caplog.records if f"job {job['id']} ended FAILED" in r.getMessage()]
     assert shown and run.console.strip().splitlines()[-1] in shown[0]  # the console is printed for failed jobs
+
+
+def test_a_running_job_is_cancelled_then_retried_then_deleted_with_its_files(pipeline: LocalPipeline) -> None:
+    """What a user does with a job that was a mistake, end to end: its worker hangs reading the input (so it is
+    RUNNING when cancelled, and only a termination ends its VM), the cancel is seen at once, the launcher terminates
+    the VM, its slot and the owner's place come back; the retry runs the same input and text to SUCCEEDED; the
+    deletes leave neither items nor objects of either job."""
+    client, ddb, table = signed_in(pipeline), pipeline.client("dynamodb"), pipeline.stack.table
+    owner = owner_of(client)
+    counted = quota.active_jobs(ddb, table, owner)
+    put_worker_script(pipeline, hanging_worker_script())
+    try:
+        job = client.submit("cancel.txt", b"cancel me", "then retry")
+        deadline = time.monotonic() + 30
+        while (running := client.job(job["id"]))["status"] != "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        cancelled = client.cancel(job["id"])
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+        assert client.job(job["id"])["status"] == "CANCELLED"
+        run = finished_run(pipeline, running["instance_id"], timeout=10)
+    finally:
+        put_worker_script(pipeline, WORKER_PATH.read_bytes())
+    assert run.ending == Ending.TERMINATED, "the launcher terminated the VM (its worker would hang for an hour)"
+    assert instance_state(pipeline, running["instance_id"]) == "terminated"
+    wait_until(lambda: job["id"] not in slot_holders(pipeline), "the VM's slot to be given back")
+    wait_until(lambda: quota.active_jobs(ddb, table, owner) == counted, "the owner's place to be given back")
+
+    retried = client.retry(job["id"])
+    assert retried.status_code == 201, retried.text
+    again = client.wait_for_final(retried.json()["id"])
+    assert again["status"] == "SUCCEEDED", again
+    assert requests.get(again["output_url"], timeout=10).content == b"cancel me : then retry"
+    assert client.job(job["id"])["retried_as"] == again["id"]
+    wait_until(lambda: again["id"] not in slot_holders(pipeline), "the retried job's VM to be gone")
+
+    for job_id in (job["id"], again["id"]):
+        assert client.delete_job(job_id).status_code == 204
+        assert client.get(f"/api/jobs/{job_id}").status_code == 404
+        assert jobmodel.read_job(ddb, table, job_id) is None
+        assert objects_of(pipeline, job_id) == []
+    assert quota.active_jobs(ddb, table, owner) == counted
+
+
+def slot_holders(pipeline: LocalPipeline) -> set[str]:
+    leases = capacity.leases(pipeline.client("dynamodb"), pipeline.stack.table, SETTINGS.max_concurrent_vms)
+    return {lease.job_id for lease in leases}
+
+
+def objects_of(pipeline: LocalPipeline, job_id: str) -> list[str]:
+    s3 = pipeline.client("s3")
+    return [o["Key"] for prefix in (f"inputs/{job_id}/", f"outputs/{job_id}/")
+            for o in s3.list_objects_v2(Bucket=pipeline.stack.bucket, Prefix=prefix).get("Contents", [])]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
 
 
 def start_instance(pipeline: LocalPipeline, user_data: str) -> str:
