@@ -1,15 +1,14 @@
 """Cancel, retry and delete from the job list in headless Chromium against the local stack: a running job cancelled,
 retried and deleted with the keyboard alone, and a refused delete that keeps its row.
 
-The VMs of this module's stack run the real worker, which waits before reading its input while a hold object
-exists in the bucket (`inputs_held`): that keeps a job RUNNING for as long as a test needs.
+The VMs of this module's stack run the real worker held before its last write until the test opens the job's gate
+(`tests.faults.harness.gated_worker_script`): that keeps a job RUNNING for as long as a test needs.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,52 +19,21 @@ from local.app import Credentials, LocalPipeline
 from local.client import ApiClient
 from tests.browser.a11y import assert_accessible
 from tests.browser.test_form import JOB_TIMEOUT_MS, WATCH_PROGRESS, a_file, job_row, requests_to, was_announced
-from tests.faults.harness import put_worker_script
-from worker.userdata import WORKER_PATH
+from tests.faults.harness import gated_worker_script, put_worker_script
 
 pytestmark = pytest.mark.browser
 
-HOLD_KEY = "test-holds/inputs"
-HOLDING_WORKER = '''
-import time
-
-import botocore.client
-import botocore.exceptions
-
-_call = botocore.client.BaseClient._make_api_call
-
-
-def _held(self, operation, params):
-    """Wait to read an input while the hold object exists."""
-    while operation == "GetObject" and params.get("Key", "").startswith("inputs/"):
-        try:
-            _call(self, "HeadObject", {"Bucket": params["Bucket"], "Key": HOLD_KEY})
-        except botocore.exceptions.ClientError:
-            break
-        time.sleep(0.2)
-    return _call(self, operation, params)
+@pytest.fixture(scope="module")
+def gates(pipeline: LocalPipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every VM of the module's stack runs the real worker, held RUNNING before its last write until the test
+    opens the job's gate (`open_gate`)."""
+    directory = tmp_path_factory.mktemp("gates")
+    put_worker_script(pipeline, gated_worker_script(directory))
+    return directory
 
 
-botocore.client.BaseClient._make_api_call = _held
-exec(compile(WORKER_SOURCE, "worker.py", "exec"), {"__name__": "__main__", "__file__": __file__})
-'''
-
-
-@pytest.fixture(scope="module", autouse=True)
-def holding_worker(pipeline: LocalPipeline) -> None:
-    """Every VM of the module's stack runs the real worker, held at its input read while `inputs_held` lasts."""
-    source = WORKER_PATH.read_text(encoding="utf-8")
-    put_worker_script(pipeline, f"WORKER_SOURCE = {source!r}\nHOLD_KEY = {HOLD_KEY!r}\n{HOLDING_WORKER}".encode())
-
-
-@contextmanager
-def inputs_held(pipeline: LocalPipeline) -> Iterator[None]:
-    s3 = pipeline.client("s3")
-    s3.put_object(Bucket=pipeline.stack.bucket, Key=HOLD_KEY, Body=b"")
-    try:
-        yield
-    finally:
-        s3.delete_object(Bucket=pipeline.stack.bucket, Key=HOLD_KEY)
+def open_gate(gates: Path, job_id: str) -> None:
+    (gates / job_id).touch()
 
 
 def focused(page: Any) -> str:
@@ -86,32 +54,31 @@ def tab_to(page: Any, expected: str) -> None:
 
 
 def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
-    page: Any, site: str, user: Credentials, pipeline: LocalPipeline,
+    page: Any, site: str, user: Credentials, gates: Path,
 ) -> None:
     """The whole path with the keyboard alone: Cancel on a RUNNING job, Retry once it is CANCELLED (the new job runs
     to the end), then Delete after the confirmation: kept once, deleted the second time."""
     client = ApiClient.signed_in(site, user.email, user.password)
     page.evaluate(WATCH_PROGRESS)
-    with inputs_held(pipeline):
-        page.fill("#input-text", "stop me")
-        page.set_input_files("#input-file", files=[a_file("held.txt", b"held bytes")])
-        page.focus("#submit-button")
-        page.keyboard.press("Enter")
-        row = job_row(page, "held.txt")
-        expect(row).to_have_attribute("data-status", "RUNNING", timeout=JOB_TIMEOUT_MS)
-        old_id = row.get_attribute("data-job-id")
-        row = page.locator(f"#job-{old_id}")  # the retry will make a second row for the same file
-        cancel = row.locator("[data-action=cancel]")
-        expect(cancel).to_have_accessible_name("Cancel job held.txt")
-        expect(row.locator("[data-action=retry]")).to_be_hidden()
-        expect(row.locator("[data-action=delete]")).to_be_hidden()
-        assert_accessible(page, "a running job with its Cancel button")
+    page.fill("#input-text", "stop me")
+    page.set_input_files("#input-file", files=[a_file("held.txt", b"held bytes")])
+    page.focus("#submit-button")
+    page.keyboard.press("Enter")
+    row = job_row(page, "held.txt")
+    expect(row).to_have_attribute("data-status", "RUNNING", timeout=JOB_TIMEOUT_MS)
+    old_id = row.get_attribute("data-job-id")
+    row = page.locator(f"#job-{old_id}")  # the retry will make a second row for the same file
+    cancel = row.locator("[data-action=cancel]")
+    expect(cancel).to_have_accessible_name("Cancel job held.txt")
+    expect(row.locator("[data-action=retry]")).to_be_hidden()
+    expect(row.locator("[data-action=delete]")).to_be_hidden()
+    assert_accessible(page, "a running job with its Cancel button")
 
-        page.focus("#refresh-button")
-        tab_to(page, "held.txt/cancel")  # the newest job comes first, its only control
-        page.keyboard.press("Enter")
-        expect(row).to_have_attribute("data-status", "CANCELLED")
-        was_announced(page, "held.txt: cancelled.")
+    page.focus("#refresh-button")
+    tab_to(page, "held.txt/cancel")  # the newest job comes first, its only control
+    page.keyboard.press("Enter")
+    expect(row).to_have_attribute("data-status", "CANCELLED")
+    was_announced(page, "held.txt: cancelled.")
     assert client.job(old_id)["status"] == "CANCELLED"
     expect(row.locator("[data-slot=status]")).to_have_text("Cancelled")
     expect(row.locator("[data-slot=detail]")).to_have_text("Stopped at your request.")
@@ -125,6 +92,7 @@ def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
     was_announced(page, "held.txt: retried as a new job.")
     new_id = client.job(old_id).get("retried_as")
     assert new_id and new_id != old_id, client.job(old_id)
+    open_gate(gates, new_id)
     rows = page.locator(".job")
     expect(rows.first).to_have_attribute("data-job-id", new_id)  # on top, without a reload
     new_row = rows.first
@@ -172,12 +140,13 @@ def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
 VM_RUNNING = "The job's VM is still shutting down; try again in a minute."
 
 
-def test_a_refused_delete_keeps_the_row_and_says_why(page: Any, site: str, user: Credentials) -> None:
+def test_a_refused_delete_keeps_the_row_and_says_why(page: Any, site: str, user: Credentials, gates: Path) -> None:
     """A delete answered 409 `job_vm_running` (forced here, it only lasts while a VM shuts down): the sentence shows
     under the job and is announced, the row stays, and the button is usable again; while the request is in flight
     the button is disabled, so nothing is sent twice."""
     client = ApiClient.signed_in(site, user.email, user.password)
     job = client.submit("vm-busy.txt", b"busy", "text")
+    open_gate(gates, job["id"])
     assert client.wait_for_final(job["id"])["status"] == "SUCCEEDED"
     page.reload()
     page.wait_for_selector("html[data-ready='true']", state="attached")
