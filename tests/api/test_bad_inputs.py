@@ -280,7 +280,8 @@ def given(pipeline: LocalPipeline) -> Iterator[Given]:
     input_gone = ended(pipeline, user, "FAILED")
     s3.delete_object(Bucket=pipeline.stack.bucket, Key=f"inputs/{input_gone}/job.txt")
     vm_alive = ended(pipeline, user, "CANCELLED")
-    assert capacity.acquire(pipeline.client("dynamodb"), pipeline.stack.table, vm_alive, SETTINGS.max_concurrent_vms)
+    assert capacity.acquire(pipeline.client("dynamodb"), pipeline.stack.table, vm_alive,
+                            SETTINGS.max_concurrent_vms) is not None
     full = new_user(pipeline, "full")
     assert full.token is not None
     full_failed = ended(pipeline, full, "FAILED")
