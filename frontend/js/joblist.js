@@ -5,7 +5,7 @@
  * `GET /api/jobs/<id>` with a backoff, and finished jobs are never asked about again.
  */
 
-import { baseName, formatDuration, jobName, formatWhen, parseTime } from "./format.js";
+import { baseName, formatDuration, formatWhen, jobName, parseTime } from "./format.js";
 import { renderActions } from "./jobactions.js";
 import { PollScheduler } from "./poller.js";
 import { FINAL_STATES, statusInfo } from "./states.js";
