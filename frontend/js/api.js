@@ -42,6 +42,8 @@ async function errorFrom(response) {
 
 /** What the API's JWT authorizer answers when the token is missing, expired or not accepted. */
 const UNAUTHORIZED = 401;
+/** A success with no body (`DELETE /api/jobs/<id>`). */
+const NO_CONTENT = 204;
 const SESSION_ENDED = "Your session has ended. Sign in again.";
 const AUTH_UNREACHABLE = "The sign-in service could not be reached to renew your session. Try again in a moment.";
 
@@ -74,6 +76,7 @@ export class Api {
     if (!response.ok) {
       throw await errorFrom(response);
     }
+    if (response.status === NO_CONTENT) return null;
     try {
       return await response.json();
     } catch {
@@ -118,6 +121,21 @@ export class Api {
   /** `GET /api/jobs/<id>` → the job, with `output_url` once SUCCEEDED */
   getJob(id) {
     return this.request("GET", `/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** `POST /api/jobs/<id>/cancel` → the job, now CANCELLED (the same answer again when it already was) */
+  cancelJob(id) {
+    return this.request("POST", `/jobs/${encodeURIComponent(id)}/cancel`);
+  }
+
+  /** `POST /api/jobs/<id>/retry` → the new job made from a FAILED or CANCELLED one (the same one when asked twice) */
+  retryJob(id) {
+    return this.request("POST", `/jobs/${encodeURIComponent(id)}/retry`);
+  }
+
+  /** `DELETE /api/jobs/<id>` → null; the finished job is gone with its input, output and log */
+  deleteJob(id) {
+    return this.request("DELETE", `/jobs/${encodeURIComponent(id)}`);
   }
 }
 

@@ -50,3 +50,15 @@ export function formatWhen(iso, now = new Date()) {
 export function parseTime(iso) {
   return iso ? Date.parse(iso) : Number.NaN;
 }
+
+/** Last part of `<bucket>/<key>`: the file's name. */
+export function baseName(path) {
+  if (!path) return "";
+  const parts = String(path).split("/");
+  return parts[parts.length - 1];
+}
+
+/** What the page calls a job when it speaks of it: its file's name. */
+export function jobName(job) {
+  return baseName(job.input_file_path) || "Job";
+}

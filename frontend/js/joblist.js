@@ -5,30 +5,14 @@
  * `GET /api/jobs/<id>` with a backoff, and finished jobs are never asked about again.
  */
 
-import { formatDuration, formatWhen, parseTime } from "./format.js";
+import { baseName, formatDuration, formatWhen, jobName, parseTime } from "./format.js";
+import { renderActions } from "./jobactions.js";
 import { PollScheduler } from "./poller.js";
-
-export const FINAL_STATES = new Set(["SUCCEEDED", "FAILED"]);
-
-const STATUS = {
-  PENDING: { label: "Pending", detail: "Saved. A VM will be launched for it shortly." },
-  QUEUED: { label: "Queued", detail: "Waiting for a free VM slot." },
-  LAUNCHING: { label: "Launching", detail: "Starting a VM for this job." },
-  RUNNING: { label: "Running", detail: "Processing on its VM." },
-  SUCCEEDED: { label: "Succeeded", detail: "" },
-  FAILED: { label: "Failed", detail: "" },
-};
+import { FINAL_STATES, statusInfo } from "./states.js";
 
 const DOWNLOAD_URL_MARGIN_MS = 30_000;
 const LIST_RETRY_MS = [2000, 5000, 10000, 30000];
 const LIST_STALE_MS = 30_000;
-
-/** Last part of `<bucket>/<key>`. */
-export function baseName(path) {
-  if (!path) return "";
-  const parts = String(path).split("/");
-  return parts[parts.length - 1];
-}
 
 /** How long a presigned URL stays valid, from its query (SigV4 `X-Amz-Expires`, or SigV2 `Expires` epoch). */
 export function urlLifetimeMs(url, fetchedAt) {
@@ -42,10 +26,6 @@ export function urlLifetimeMs(url, fetchedAt) {
     // Not a URL we can read: treat it as short-lived.
   }
   return 60_000;
-}
-
-function statusInfo(status) {
-  return STATUS[status] || { label: status || "Unknown", detail: "" };
 }
 
 /** Elapsed time of a job: until now while it runs, until it finished once it is final. */
@@ -147,6 +127,22 @@ export class JobList {
     entry.el.addEventListener("animationend", () => entry.el.classList.remove("job--new"), { once: true });
   }
 
+  /** The row of a job shown in the list, or undefined. */
+  row(id) {
+    return this.entries.get(id)?.el;
+  }
+
+  /** Take a job off the list (it was deleted) and stop asking about it. */
+  remove(id) {
+    const entry = this.entries.get(id);
+    if (!entry) return;
+    this.entries.delete(id);
+    this.scheduler.forget(id);
+    entry.el.remove();
+    this.updateTicker();
+    this.renderMeta();
+  }
+
   /** Ask the API about one job; resolves true when its status (or anything shown) changed. */
   async refreshJob(id) {
     const generation = this.generation;
@@ -199,6 +195,7 @@ export class JobList {
   createRow(id) {
     const el = this.template.content.firstElementChild.cloneNode(true);
     el.dataset.jobId = id;
+    el.id = `job-${id}`; // the target of a "retried as" link
     el.querySelector('[data-slot="download"]').addEventListener("click", (event) => this.download(event, id));
     return el;
   }
@@ -234,6 +231,7 @@ export class JobList {
     } else {
       link.hidden = true;
     }
+    renderActions(el, job, fileName);
     this.renderElapsed(entry);
   }
 
@@ -270,12 +268,12 @@ export class JobList {
   summary() {
     const jobs = [...this.entries.values()].map((entry) => entry.job);
     const active = jobs.filter((job) => !FINAL_STATES.has(job.status)).length;
-    const failed = jobs.filter((job) => job.status === "FAILED").length;
-    const done = jobs.length - active - failed;
     const parts = [];
     if (active) parts.push(`${active} in progress`);
-    if (done) parts.push(`${done} succeeded`);
-    if (failed) parts.push(`${failed} failed`);
+    for (const status of FINAL_STATES) {
+      const count = jobs.filter((job) => job.status === status).length;
+      if (count) parts.push(`${count} ${statusInfo(status).label.toLowerCase()}`);
+    }
     return parts.length ? parts.join(", ") : "no jobs";
   }
 
@@ -285,7 +283,7 @@ export class JobList {
   }
 
   announceStatus(job) {
-    const name = baseName(job.input_file_path) || "Job";
+    const name = jobName(job);
     const info = statusInfo(job.status);
     if (job.status === "SUCCEEDED") this.announce(`${name}: succeeded. The output is ready to download.`);
     else if (job.status === "FAILED") this.announce(`${name}: failed. ${job.error || ""}`.trim());

@@ -4,6 +4,7 @@ import { Api } from "./api.js";
 import { createAnnouncer } from "./announce.js";
 import { AuthView, PASSWORD_RULE } from "./authview.js";
 import { CognitoClient, authMessage } from "./cognito.js";
+import { JobActions } from "./jobactions.js";
 import { JobList } from "./joblist.js";
 import { EXPIRED, Session } from "./session.js";
 import { SubmitForm } from "./submit.js";
@@ -43,10 +44,11 @@ async function loadConfig() {
 
 /** Which of the two views shows, the header's account line, and where the skip link leads. */
 class Shell {
-  constructor({ session, auth, jobs, form }) {
+  constructor({ session, auth, jobs, actions, form }) {
     this.session = session;
     this.auth = auth;
     this.jobs = jobs;
+    this.actions = actions;
     this.form = form;
     this.app = document.getElementById("app-view");
     this.account = document.getElementById("account");
@@ -79,6 +81,7 @@ class Shell {
     this.app.hidden = true;
     this.account.hidden = true;
     this.email.textContent = "";
+    this.actions.clear();
     this.jobs.clear();
     this.form.clear();
     this.skip.href = "#auth-heading";
@@ -120,6 +123,7 @@ async function start() {
   const session = new Session(cognito);
   const api = new Api(config.apiBase, session);
   const jobs = new JobList({ api, announce });
+  const actions = new JobActions({ api, announce, jobs });
   const form = new SubmitForm({
     api,
     limits: { maxFileBytes: config.maxFileBytes, maxTextLength: config.maxTextLength },
@@ -127,7 +131,7 @@ async function start() {
     onJobCreated: (job) => jobs.add(job),
   });
   const auth = new AuthView({ session, cognito, selfSignUp: config.selfSignUp });
-  const shell = new Shell({ session, auth, jobs, form });
+  const shell = new Shell({ session, auth, jobs, actions, form });
   let restored = false;
   let message = "";
   try {

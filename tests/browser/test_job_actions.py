@@ -1,0 +1,194 @@
+"""Cancel, retry and delete from the job list in headless Chromium against the local stack: a running job cancelled,
+retried and deleted with the keyboard alone, and a refused delete that keeps its row.
+
+The VMs of this module's stack run the real worker held before its last write until the test opens the job's gate
+(`tests.faults.harness.gated_worker_script`): that keeps a job RUNNING for as long as a test needs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from handlers import jobmodel, manage
+from local.app import Credentials, LocalPipeline
+from local.client import ApiClient
+from tests.browser.a11y import assert_accessible
+from tests.browser.test_form import JOB_TIMEOUT_MS, WATCH_PROGRESS, a_file, job_row, requests_to, was_announced
+from tests.faults.harness import gated_worker_script, put_worker_script
+
+pytestmark = pytest.mark.browser
+
+@pytest.fixture(scope="module")
+def gates(pipeline: LocalPipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every VM of the module's stack runs the real worker, held RUNNING before its last write until the test
+    opens the job's gate (`open_gate`)."""
+    directory = tmp_path_factory.mktemp("gates")
+    put_worker_script(pipeline, gated_worker_script(directory))
+    return directory
+
+
+def open_gate(gates: Path, job_id: str) -> None:
+    (gates / job_id).touch()
+
+
+def focused(page: Any) -> str:
+    """What has focus, as a test names it: `<job file>/<data-action or data-slot>`, a row `<job file>`, or an id."""
+    return str(page.evaluate("""() => {
+      const el = document.activeElement;
+      const row = el.closest(".job");
+      if (!row) return el.id || el.tagName;
+      const file = row.querySelector('[data-slot="file"]').textContent;
+      if (el === row) return file;
+      return `${file}/${el.dataset.action || el.dataset.slot || el.dataset.choice}`;
+    }"""))
+
+
+def tab_to(page: Any, expected: str) -> None:
+    page.keyboard.press("Tab")
+    assert focused(page) == expected, f"Tab went to {focused(page)!r}, not {expected!r}"
+
+
+def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
+    page: Any, site: str, user: Credentials, gates: Path,
+) -> None:
+    """The whole path with the keyboard alone: Cancel on a RUNNING job, Retry once it is CANCELLED (the new job runs
+    to the end), then Delete after the confirmation: kept once, deleted the second time."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    page.evaluate(WATCH_PROGRESS)
+    page.fill("#input-text", "stop me")
+    page.set_input_files("#input-file", files=[a_file("held.txt", b"held bytes")])
+    page.focus("#submit-button")
+    page.keyboard.press("Enter")
+    row = job_row(page, "held.txt")
+    expect(row).to_have_attribute("data-status", "RUNNING", timeout=JOB_TIMEOUT_MS)
+    old_id = row.get_attribute("data-job-id")
+    row = page.locator(f"#job-{old_id}")  # the retry will make a second row for the same file
+    cancel = row.locator("[data-action=cancel]")
+    expect(cancel).to_have_accessible_name("Cancel job held.txt")
+    expect(row.locator("[data-action=retry]")).to_be_hidden()
+    expect(row.locator("[data-action=delete]")).to_be_hidden()
+    assert_accessible(page, "a running job with its Cancel button")
+
+    page.focus("#refresh-button")
+    tab_to(page, "held.txt/cancel")  # the newest job comes first, its only control
+    page.keyboard.press("Enter")
+    expect(row).to_have_attribute("data-status", "CANCELLED")
+    was_announced(page, "held.txt: cancelled.")
+    assert client.job(old_id)["status"] == "CANCELLED"
+    expect(row.locator("[data-slot=status]")).to_have_text("Cancelled")
+    expect(row.locator("[data-slot=detail]")).to_have_text("Stopped at your request.")
+    expect(page.locator("#jobs-meta")).to_contain_text("1 cancelled")
+    expect(cancel).to_be_hidden()
+    expect(row.locator("[data-action=retry]")).to_have_accessible_name("Retry job held.txt")
+    assert focused(page) == "held.txt/retry", "focus did not move to the next control when Cancel went away"
+    assert_accessible(page, "a cancelled job with its Retry and Delete buttons")
+
+    page.keyboard.press("Enter")
+    was_announced(page, "held.txt: retried as a new job.")
+    new_id = client.job(old_id).get("retried_as")
+    assert new_id and new_id != old_id, client.job(old_id)
+    open_gate(gates, new_id)
+    rows = page.locator(".job")
+    expect(rows.first).to_have_attribute("data-job-id", new_id)  # on top, without a reload
+    new_row = rows.first
+    retried = row.locator("[data-slot=retried]")
+    expect(retried).to_have_text(f"Retried as job {new_id[:8]}")
+    expect(row.locator("[data-action=retry]")).to_be_hidden()
+    assert focused(page) == "held.txt/retried"
+    page.keyboard.press("Enter")  # the link leads to the new job's row
+    expect(new_row).to_be_focused()
+    expect(new_row).to_have_attribute("data-status", "SUCCEEDED", timeout=JOB_TIMEOUT_MS)
+    assert client.job(new_id)["input_text"] == "stop me"
+
+    tab_to(page, "held.txt/download")  # the new job's controls, then the old one's
+    tab_to(page, "held.txt/delete")
+    tab_to(page, "held.txt/retried")
+    tab_to(page, "held.txt/delete")
+    assert page.evaluate("document.activeElement.closest('.job').dataset.jobId") == old_id
+    page.keyboard.press("Enter")
+    dialog = page.locator("#delete-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_have_accessible_name("Delete held.txt?")
+    assert focused(page) == "BUTTON" and page.evaluate("document.activeElement.dataset.choice") == "keep"
+    assert_accessible(page, "the question before a delete")
+    page.keyboard.press("Enter")  # keep the job
+    expect(dialog).to_be_hidden()
+    assert focused(page) == "held.txt/delete"
+    assert client.get(f"/api/jobs/{old_id}").status_code == 200, "keeping the job deleted it"
+    expect(row).to_be_visible()
+
+    following = row.evaluate("el => el.nextElementSibling && el.nextElementSibling.dataset.jobId")
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # Delete
+    expect(row).to_have_count(0)
+    was_announced(page, "held.txt: deleted.")
+    assert client.get(f"/api/jobs/{old_id}").status_code == 404
+    if following:
+        assert page.evaluate("document.activeElement.closest('.job')?.dataset.jobId") == following
+    else:
+        expect(page.locator("#jobs-heading")).to_be_focused()
+    expect(new_row).to_be_visible()
+
+
+VM_RUNNING = "The job's VM is still shutting down; try again in a minute."
+
+
+def test_a_refused_delete_keeps_the_row_and_says_why(page: Any, site: str, user: Credentials, gates: Path) -> None:
+    """A delete answered 409 `job_vm_running` (forced here, it only lasts while a VM shuts down): the sentence shows
+    under the job and is announced, the row stays, and the button is usable again; while the request is in flight
+    the button is disabled, so nothing is sent twice."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    job = client.submit("vm-busy.txt", b"busy", "text")
+    open_gate(gates, job["id"])
+    assert client.wait_for_final(job["id"])["status"] == "SUCCEEDED"
+    page.reload()
+    page.wait_for_selector("html[data-ready='true']", state="attached")
+    page.evaluate(WATCH_PROGRESS)
+    held: list[Any] = []
+    page.route(f"**/api/jobs/{job['id']}", lambda route: held.append(route)
+               if route.request.method == "DELETE" else route.continue_())
+    deletes = requests_to(page, "DELETE", re.escape(job["id"]))
+
+    row = job_row(page, "vm-busy.txt")
+    delete = row.locator("[data-action=delete]")
+    delete.click()
+    page.locator("#delete-dialog [data-choice=confirm]").click()
+    expect(delete).to_be_disabled()
+    expect(page.locator("#delete-dialog")).to_be_hidden()
+    delete.click(force=True)  # a second click while the first is in flight: no second question, no second request
+    expect(page.locator("#delete-dialog")).to_be_hidden()
+    assert len(held) == 1
+    held[0].fulfill(status=409, json={"error": {"code": "job_vm_running", "message": VM_RUNNING}})
+
+    expect(row.locator("[data-slot=action-error]")).to_have_text(VM_RUNNING)
+    was_announced(page, f"vm-busy.txt: {VM_RUNNING}")
+    expect(delete).to_be_enabled()
+    expect(delete).to_be_focused()
+    assert_accessible(page, "a refused delete with its reason")
+    expect(row).to_have_attribute("data-status", "SUCCEEDED")
+    assert len(deletes) == 1, deletes
+    assert client.get(f"/api/jobs/{job['id']}").status_code == 200
+
+
+def test_the_page_knows_every_job_state_and_what_each_allows(page: Any) -> None:
+    """states.js agrees with the job model: a label for every state (a new one would show raw), the same final
+    states (a final job polled forever, or one under way never polled again), Cancel exactly where the model lets
+    the user cancel and Retry exactly where the API retries."""
+    states = page.evaluate("""async () => {
+      const { STATUS, FINAL_STATES, CANCELLABLE_STATES, RETRYABLE_STATES } = await import("/js/states.js");
+      return { labelled: Object.keys(STATUS), final: [...FINAL_STATES], cancellable: [...CANCELLABLE_STATES],
+               retryable: [...RETRYABLE_STATES] };
+    }""")
+    assert set(states["labelled"]) == set(jobmodel.Status)
+    assert set(states["final"]) == jobmodel.FINAL_STATES
+    cancellable = {t.source for t in jobmodel.TRANSITIONS
+                   if t.target == jobmodel.Status.CANCELLED and jobmodel.Actor.USER in t.by}
+    assert set(states["cancellable"]) == cancellable
+    assert set(states["retryable"]) == set(manage.RETRYABLE)
