@@ -49,6 +49,15 @@ def gates(pipeline: LocalPipeline, tmp_path: Path) -> Iterator[Path]:
     put_worker_script(pipeline, WORKER_PATH.read_bytes())
 
 
+@pytest.fixture
+def idle_worker(pipeline: LocalPipeline) -> Iterator[None]:
+    """VMs run a "worker" that only sleeps: a VM ends only when something terminates it from outside (the real
+    worker would find its job CANCELLED and power the VM off itself, sooner or later than the launcher's call)."""
+    put_worker_script(pipeline, b"import time\ntime.sleep(3600)\n")
+    yield
+    put_worker_script(pipeline, WORKER_PATH.read_bytes())
+
+
 def counted(pipeline: LocalPipeline) -> int:
     return quota.active_jobs(pipeline.client("dynamodb"), pipeline.stack.table, owner_of(signed_in(pipeline)))
 
@@ -129,7 +138,7 @@ class CancellingEc2:
 
 
 def test_a_cancel_while_the_vm_starts_terminates_it_and_frees_its_slot(
-    pipeline: LocalPipeline, deliveries: Deliveries
+    pipeline: LocalPipeline, deliveries: Deliveries, idle_worker: None
 ) -> None:
     """The job is started by a sweep (its stream record was lost), so the stream launcher is free to handle the
     cancel's record meanwhile: that record had no instance id yet, and the later write of the instance id no longer
