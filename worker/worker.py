@@ -43,7 +43,10 @@ SEPARATOR = b" : "
 READ_CHUNK_BYTES = 1024 * 1024
 
 
-def transfer_config(part_bytes: int = 8 * 1024 * 1024, parts_in_memory: int = 4) -> TransferConfig:
+PART_BYTES = 8 * 1024 * 1024
+
+
+def transfer_config(part_bytes: int = PART_BYTES, parts_in_memory: int = 4) -> TransferConfig:
     """Multipart settings bounding memory to about `part_bytes * parts_in_memory` for any input size.
 
     boto3's TransferConfig does not take `max_in_memory_upload_chunks` as an argument, but s3transfer reads the
@@ -54,7 +57,19 @@ def transfer_config(part_bytes: int = 8 * 1024 * 1024, parts_in_memory: int = 4)
     return config
 
 
-TRANSFER = transfer_config()
+def even_parts(total_bytes: int, part_bytes: int = PART_BYTES) -> TransferConfig:
+    """Multipart settings for an output of `total_bytes`: parts of about `part_bytes` that split it evenly.
+
+    The output is the input plus a few bytes (separator and text), so parts of exactly `part_bytes` would send those
+    bytes as a last part of their own whenever the input is a whole number of parts (a 16 MiB input: 8 MiB, 8 MiB
+    and 9 bytes): one more request for almost nothing. Outputs under `part_bytes` stay a single PutObject; a part is
+    under twice `part_bytes` (an output of one to two parts' size) and at most 1.5 times it from two parts on, so
+    memory stays bounded whatever the size.
+    """
+    parts = max(1, total_bytes // part_bytes)
+    config = transfer_config(part_bytes=-(-total_bytes // parts))  # ceiling: `parts` parts cover the whole output
+    config.multipart_threshold = part_bytes
+    return config
 
 CLIENT_LIMITS = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "total_max_attempts": 5})
 """Each AWS call of the worker: 5 s to connect, 30 s for an answer (an 8 MiB part upload's), 5 attempts in the
@@ -196,8 +211,10 @@ def describe(err: Exception, action: str) -> str:
 
 
 def write_output(s3: Any, job: Dict[str, str], job_id: str, bucket: str,
-                 transfer: TransferConfig = TRANSFER) -> str:
-    """Stream input + separator + text into the output object; return `<bucket>/<key>`."""
+                 transfer: Optional[TransferConfig] = None) -> str:
+    """Stream input + separator + text into the output object; return `<bucket>/<key>`.
+
+    `transfer` defaults to `even_parts` for the output's size."""
     in_bucket, in_key = split_s3_path(job["input_file_path"])
     try:
         source = s3.get_object(Bucket=in_bucket, Key=in_key)
@@ -207,6 +224,8 @@ def write_output(s3: Any, job: Dict[str, str], job_id: str, bucket: str,
     reader = ChainedReader([source["Body"], io.BytesIO(SEPARATOR + text)])
     out_key = output_key(job_id, in_key)
     content_type = source.get("ContentType") or "application/octet-stream"
+    if transfer is None:
+        transfer = even_parts(int(source.get("ContentLength", 0)) + len(SEPARATOR) + len(text))
     try:
         s3.upload_fileobj(reader, bucket, out_key, ExtraArgs={"ContentType": content_type}, Config=transfer)
     except (ClientError, BotoCoreError) as err:
@@ -237,7 +256,8 @@ class Run:
     bucket: str
     job_id: str
     log_file: Path
-    transfer: TransferConfig = TRANSFER
+    transfer: Optional[TransferConfig] = None
+    """Multipart settings; None: `even_parts` for each output's size."""
 
 
 def run_job(run: Run, instance_id: str) -> int:

@@ -21,7 +21,7 @@ from worker import worker
 SMALL_PARTS = worker.transfer_config(part_bytes=5 * 1024 * 1024, parts_in_memory=2)
 
 
-def run(aws: Aws, job_id: str, tmp_path: Path, transfer: TransferConfig = worker.TRANSFER) -> int:
+def run(aws: Aws, job_id: str, tmp_path: Path, transfer: TransferConfig | None = None) -> int:
     log_file = tmp_path / "worker.log"
     log_file.write_text("")
     context = worker.Run(s3=aws.client("s3"), ddb=aws.client("dynamodb"), table=aws.stack.table,
@@ -95,6 +95,40 @@ def test_large_input_is_streamed_in_bounded_reads(aws: Aws, tmp_path: Path) -> N
     assert output_bytes(aws, item) == content + b" : big"
     assert max(reads) <= SMALL_PARTS.multipart_chunksize, "the worker read more than one part at a time"
     assert len([r for r in reads if r]) >= 3, "the input was not read in parts"
+
+
+def test_an_input_of_whole_parts_makes_no_tiny_last_part(aws: Aws, tmp_path: Path) -> None:
+    """A 16 MiB input: the output (16 MiB + " : text") goes up in two parts, not 8 MiB + 8 MiB + 9 bytes."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    content = os.urandom(1024) * (16 * 1024)
+    job_id, _ = put_job(s3, ddb, aws.stack, content=content, text="whole", filename="whole.bin")
+    uploaded: list[int] = []
+    worker_s3 = aws.client("s3")
+    worker_s3.meta.events.register("before-call.s3.UploadPart", lambda params, **_: uploaded.append(
+        len(params["body"]) if isinstance(params.get("body"), bytes) else -1))
+    log_file = tmp_path / "worker.log"
+    log_file.write_text("")
+    context = worker.Run(s3=worker_s3, ddb=ddb, table=aws.stack.table, bucket=aws.stack.bucket, job_id=job_id,
+                         log_file=log_file)
+    assert worker.run_job(context, "i-0123456789abcdef0") == worker.EXIT_OK
+
+    assert output_bytes(aws, get_item(ddb, aws.stack, job_id) or {}) == content + b" : whole"
+    assert len(uploaded) == 2, uploaded
+
+
+@pytest.mark.parametrize("total", [1, worker.PART_BYTES - 1, worker.PART_BYTES, worker.PART_BYTES + 9,
+                                   2 * worker.PART_BYTES + 9, 3 * worker.PART_BYTES - 1, 1024 * worker.PART_BYTES + 9])
+def test_even_parts_cover_the_output_in_parts_s3_accepts(total: int) -> None:
+    """Every part but the last at least S3's 5 MiB, at most 10,000 parts, none beyond the output, memory bounded."""
+    config = worker.even_parts(total)
+    if total < worker.PART_BYTES:
+        assert config.multipart_threshold > total, "a small output is one PutObject"
+        return
+    size = config.multipart_chunksize
+    parts = -(-total // size)
+    assert 5 * 1024 * 1024 <= size < 2 * worker.PART_BYTES
+    assert parts == max(1, total // worker.PART_BYTES) and parts <= 10_000
+    assert total - (parts - 1) * size > 0, "no empty last part"
 
 
 def test_chained_reader_fills_each_read_across_parts() -> None:
