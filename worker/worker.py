@@ -72,7 +72,7 @@ def even_parts(total_bytes: int, part_bytes: int = PART_BYTES) -> TransferConfig
     return config
 
 CLIENT_LIMITS = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "total_max_attempts": 5})
-"""Each AWS call of the worker: 5 s to connect, 30 s for an answer (an 8 MiB part upload's), 5 attempts in the
+"""Each AWS call of the worker: 5 s to connect, 30 s for an answer (a part upload's: 8 to 16 MiB), 5 attempts in the
 standard retry mode (backoff with jitter, throttling aware); so a stalled connection fails the job with a reason
 long before the in-VM watchdog powers the VM off (the SDK defaults wait 60 s per read, with legacy retries)."""
 
