@@ -12,8 +12,9 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,6 +191,17 @@ def put_worker_script(pipeline: LocalPipeline, body: bytes) -> None:
     """Replace the worker object every VM downloads at boot."""
     pipeline.client("s3").put_object(Bucket=pipeline.stack.bucket, Key=WORKER_SCRIPT_KEY, Body=body,
                                      ContentType="text/x-python")
+
+
+@contextmanager
+def worker_script(pipeline: LocalPipeline, body: bytes) -> Iterator[None]:
+    """VMs booted inside the block run `body` as their worker; the real worker is put back after, whatever
+    happened."""
+    put_worker_script(pipeline, body)
+    try:
+        yield
+    finally:
+        put_worker_script(pipeline, WORKER_PATH.read_bytes())
 
 
 # -- observing the emulator ------------------------------------------------------------------------------------------

@@ -28,15 +28,14 @@ from tests.faults.harness import (
     instances_per_job,
     live_console,
     output_keys,
-    put_worker_script,
     settle,
     sweep,
     wait_for,
     wait_for_status,
+    worker_script,
 )
 from tests.local.harness import instance_state, owner_of, signed_in
 from tests.streams import lambda_records
-from worker.userdata import WORKER_PATH
 
 pytestmark = pytest.mark.e2e
 
@@ -44,18 +43,16 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def gates(pipeline: LocalPipeline, tmp_path: Path) -> Iterator[Path]:
     """VMs run a worker that waits before its last write until `<gates>/<job id>` exists."""
-    put_worker_script(pipeline, gated_worker_script(tmp_path))
-    yield tmp_path
-    put_worker_script(pipeline, WORKER_PATH.read_bytes())
+    with worker_script(pipeline, gated_worker_script(tmp_path)):
+        yield tmp_path
 
 
 @pytest.fixture
 def idle_worker(pipeline: LocalPipeline) -> Iterator[None]:
     """VMs run a "worker" that only sleeps: a VM ends only when something terminates it from outside (the real
     worker would find its job CANCELLED and power the VM off itself, sooner or later than the launcher's call)."""
-    put_worker_script(pipeline, b"import time\ntime.sleep(3600)\n")
-    yield
-    put_worker_script(pipeline, WORKER_PATH.read_bytes())
+    with worker_script(pipeline, b"import time\ntime.sleep(3600)\n"):
+        yield
 
 
 def counted(pipeline: LocalPipeline) -> int:

@@ -22,13 +22,13 @@ from tests.faults.harness import (
     get_job,
     hanging_worker_script,
     live_console,
-    put_worker_script,
     sweep,
     wait_for,
     wait_for_status,
+    worker_script,
 )
 from tests.local.harness import finished_run, gone, instance_state, signed_in
-from worker.userdata import WORKER_PATH, render_user_data
+from worker.userdata import render_user_data
 
 pytestmark = pytest.mark.e2e
 
@@ -40,9 +40,8 @@ VANISHED = jobmodel.VANISHED_GRACE + timedelta(seconds=1)
 
 @pytest.fixture
 def hanging_worker(pipeline: LocalPipeline) -> Iterator[None]:
-    put_worker_script(pipeline, hanging_worker_script())
-    yield
-    put_worker_script(pipeline, WORKER_PATH.read_bytes())
+    with worker_script(pipeline, hanging_worker_script()):
+        yield
 
 
 def hung_job(pipeline: LocalPipeline, name: str) -> tuple[dict[str, str], VmRun]:

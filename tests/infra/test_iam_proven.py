@@ -27,11 +27,10 @@ from handlers import capacity, jobmodel
 from local.app import LocalPipeline
 from local.calls import WORKER, AwsCall, CallLog
 from local.streams import LambdaHandler
-from tests.faults.harness import hanging_worker_script, put_worker_script
+from tests.faults.harness import hanging_worker_script, worker_script
 from tests.iam_calls import Names, allowed_by, authorizations, denied_and_unused
 from tests.infra.conftest import ACCOUNT, PARTITION, REGION, WORKER_TAG, Deployment
 from tests.local.harness import signed_in
-from worker.userdata import WORKER_PATH
 
 POLICIES = {
     "upload": "api-upload-policy", "jobs": "api-jobs-policy", "manage": "api-manage-policy",
@@ -119,14 +118,11 @@ def manage_jobs(pipeline: LocalPipeline) -> None:
     VM's termination gives the slot back. The job is retried (its input copied), and both are deleted with their
     files."""
     client = signed_in(pipeline)
-    put_worker_script(pipeline, hanging_worker_script())
-    try:
+    with worker_script(pipeline, hanging_worker_script()):
         job = client.submit("hangs.txt", b"hangs", "hangs")
         wait_until(lambda: client.job(job["id"])["status"] == "RUNNING", 60, "the job to run")
         assert client.cancel(job["id"]).status_code == 200
         wait_until(lambda: slots_held(pipeline) == 0, 30, "the cancelled job's VM to be terminated")
-    finally:
-        put_worker_script(pipeline, WORKER_PATH.read_bytes())
     again = client.retry(job["id"])
     assert again.status_code == 201, again.text
     assert client.wait_for_final(again.json()["id"], timeout=120)["status"] == "SUCCEEDED"

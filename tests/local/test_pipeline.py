@@ -20,7 +20,7 @@ from components.settings import StackSettings
 from handlers import capacity, jobmodel, quota
 from local.app import LocalPipeline
 from local.vmhost import Ending
-from tests.faults.harness import hanging_worker_script, put_worker_script
+from tests.faults.harness import hanging_worker_script, worker_script
 from tests.local.harness import (
     DELETE_INPUT_MARKER,
     deleting_inputs,
@@ -30,7 +30,7 @@ from tests.local.harness import (
     owner_of,
     signed_in,
 )
-from worker.userdata import WORKER_PATH, render_user_data
+from worker.userdata import render_user_data
 
 pytestmark = pytest.mark.e2e
 
@@ -178,8 +178,7 @@ def test_a_running_job_is_cancelled_then_retried_then_deleted_with_its_files(pip
     client, ddb, table = signed_in(pipeline), pipeline.client("dynamodb"), pipeline.stack.table
     owner = owner_of(client)
     counted = quota.active_jobs(ddb, table, owner)
-    put_worker_script(pipeline, hanging_worker_script())
-    try:
+    with worker_script(pipeline, hanging_worker_script()):
         job = client.submit("cancel.txt", b"cancel me", "then retry")
         deadline = time.monotonic() + 30
         while (running := client.job(job["id"]))["status"] != "RUNNING" and time.monotonic() < deadline:
@@ -188,8 +187,6 @@ def test_a_running_job_is_cancelled_then_retried_then_deleted_with_its_files(pip
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
         assert client.job(job["id"])["status"] == "CANCELLED"
         run = finished_run(pipeline, running["instance_id"], timeout=10)
-    finally:
-        put_worker_script(pipeline, WORKER_PATH.read_bytes())
     assert run.ending == Ending.TERMINATED, "the launcher terminated the VM (its worker would hang for an hour)"
     assert instance_state(pipeline, running["instance_id"]) == "terminated"
     wait_until(lambda: job["id"] not in slot_holders(pipeline), "the VM's slot to be given back")
