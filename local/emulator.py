@@ -39,7 +39,13 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "loca
 START_TIMEOUT_SECONDS = 20.0
 LOG_TAIL_BYTES = 4000
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"})
+POOL_CONNECTIONS = 50
+"""Connections each local client keeps to the emulator. One client serves every thread of the local web server (a
+thread a request); with botocore's default of 10, twenty concurrent requests found the pool full, and each answer
+beyond the tenth closed its connection for the next request to open a new one. On AWS one Lambda environment serves
+one request at a time, so the handlers keep the default."""
+CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
+                       max_pool_connections=POOL_CONNECTIONS)
 
 
 def free_port(host: str = HOST) -> int:
