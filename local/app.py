@@ -138,6 +138,13 @@ class LocalPipeline:
         return self.moto.endpoint_url
 
     @property
+    def emulator_pid(self) -> int:
+        """The emulator's process (the benchmarks read its CPU time)."""
+        if self.moto.process is None:
+            raise RuntimeError("the pipeline is not started")
+        return self.moto.process.pid
+
+    @property
     def stack(self) -> LocalStack:
         if self._stack is None:
             raise RuntimeError("the pipeline is not started")

@@ -6,7 +6,8 @@ local server's for one interpreter lock.
 The spec: `{"url", "phases": [{"route", "clients": [{"token", "requests": [request, ...]}, ...]}]}`, a request
 being `{"method", "path", "json"?, "expect"}`. Each phase runs its clients at once, one thread and HTTP session each,
 every client sending its requests one after the other. Prints `{"latencies": {route: [milliseconds, ...]},
-"unexpected": {route: [answer, ...]}}`: an answer that was not the expected status is timed and also listed.
+"unexpected": {route: [answer, ...]}, "cpu_seconds": {route: seconds}}`: an answer that was not the expected status
+is timed and also listed; `cpu_seconds` is this process's CPU time over the phase (its start-up left out).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from local.bench.cpu import own_cpu_seconds
 
 
 def run_client(url: str, token: str, requests_: list[dict[str, Any]], out: list[float], errors: list[str]) -> None:
@@ -48,10 +51,14 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     latencies: dict[str, list[float]] = {}
     unexpected: dict[str, list[str]] = {}
+    cpu_seconds: dict[str, float] = {}
     for phase in spec["phases"]:
-        unexpected[phase["route"]] = []
-        latencies[phase["route"]] = run_phase(spec["url"], phase, unexpected[phase["route"]])
-    print(json.dumps({"latencies": latencies, "unexpected": unexpected}))
+        route = phase["route"]
+        unexpected[route] = []
+        began = own_cpu_seconds()
+        latencies[route] = run_phase(spec["url"], phase, unexpected[route])
+        cpu_seconds[route] = own_cpu_seconds() - began
+    print(json.dumps({"latencies": latencies, "unexpected": unexpected, "cpu_seconds": cpu_seconds}))
     return 0
 
 

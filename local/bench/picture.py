@@ -67,8 +67,8 @@ def against_size(ax: Any, figures: Sequence[Figure], kind: str, unit: str, title
 
 
 def api(ax: Any, figures: Sequence[Figure]) -> None:
-    """p50 and p99 of each route, from 1 client and from many."""
-    shown = select(figures, "api")
+    """p50 and p99 of each route, from 1 client and from many; on a local stack, the queueing floor at many."""
+    shown = [f for f in select(figures, "api") if "percentile" in f.params]
     routes = list(dict.fromkeys(str(f.params["route"]) for f in shown))
     series = sorted({(int(f.params["clients"]), int(f.params["percentile"])) for f in shown
                      if f.params["percentile"] in (50, 99)})
@@ -77,6 +77,13 @@ def api(ax: Any, figures: Sequence[Figure]) -> None:
         values = [next((f.median for f in shown if f.params == {"route": r, "clients": clients, "percentile": p}),
                        0.0) for r in routes]
         ax.bar([x + i * width for x in range(len(routes))], values, width, label=f"p{p}, {clients} client(s)")
+    floors = {str(f.params["route"]): f for f in select(figures, "api", kind="floor")}
+    if floors:
+        many = max(clients for clients, _ in series)
+        first = series.index((many, min(p for clients, p in series if clients == many)))
+        ax.scatter([x + first * width for x, r in enumerate(routes) if r in floors],
+                   [floors[r].median for r in routes if r in floors], marker="_", s=600, color="black", zorder=3,
+                   label=f"queueing floor, {many} clients (CPU per request x clients / cores)")
     ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(routes))], routes, rotation=20,
                   fontsize="small")
     ax.set_yscale("log")

@@ -86,6 +86,10 @@ def test_every_figure_group_runs_and_writes_well_formed_json(tmp_path: Path,
             assert f["ratio"] == pytest.approx(f["median"] / f["baseline"]), f
     names = {f["name"] for f in figures}
     assert {"worker throughput, 9 MiB", "upload handler import", "POST /api/jobs p99, 3 clients",
-            "2 jobs at once, cap 7: submit → SUCCEEDED", "VM CPU per job (user-data + worker)"} <= names
+            "POST /api/jobs CPU per request, 3 clients", "GET /api/jobs queueing floor, 3 clients "
+            f"({report['machine']['nproc']} cores)", "2 jobs at once, cap 7: submit → SUCCEEDED",
+            "VM CPU per job (user-data + worker)"} <= names
     assert report["targets"] and all(isinstance(t["met"], bool) for t in report["targets"])
+    assert "POST /api/jobs: CPU per request at 3 clients / at 1 client" in {t["name"] for t in report["targets"]}
+    assert any(note.startswith("GET /api/health: p99 at 3 clients") for note in report["notes"])
     assert report["machine"]["nproc"] >= 1 and isinstance(report["notes"], list)
