@@ -290,16 +290,14 @@ def queue_new_job(services: LauncherServices, record: Mapping[str, Any], fresh: 
     fresh[job_id] = image.get("created_at", "")
 
 
-def release_quota(services: LauncherServices, record: Mapping[str, Any]) -> None:
+def release_quota(services: LauncherServices, job_id: str, image: Mapping[str, Any]) -> None:
     """A job reached a final state: it no longer counts against its owner's active jobs.
 
     The release is conditional on the job's quota marker, so it succeeds once per job whoever finished it (worker,
     launcher or sweeper) and however often the record is delivered: that is when the job's `job_finished` line is
     written, which the monitoring component's metric filters count.
     """
-    job_id = job_id_of(record)
-    image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
-    if job_id is None or "owner" not in image:
+    if "owner" not in image:
         return
     retention = services.config.retention_days
     expires_at = int(time.time()) + retention * SECONDS_PER_DAY if retention > 0 else None
@@ -307,23 +305,25 @@ def release_quota(services: LauncherServices, record: Mapping[str, Any]) -> None
         log.info("job finished", extra=jobmodel.finished_fields(image))
 
 
-def stop_cancelled_vm(services: LauncherServices, record: Mapping[str, Any]) -> None:
+def stop_cancelled_vm(services: LauncherServices, job_id: str, image: Mapping[str, Any]) -> None:
     """A CANCELLED job whose record names its VM: terminate the VM (before the quota release, so a failed call
     retries the whole record)."""
-    job_id = job_id_of(record)
-    image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
-    if job_id is not None and image.get("status") == Status.CANCELLED and image.get("instance_id"):
+    if image.get("status") == Status.CANCELLED and image.get("instance_id"):
         terminate_vm(services, job_id, image["instance_id"], "the job was cancelled")
 
 
 def handle_record(services: LauncherServices, record: Mapping[str, Any], fresh: dict[str, str]) -> None:
     """New jobs are queued; finished jobs that still count against their owner's quota are released (and a
     cancelled one's VM terminated)."""
-    if record.get("eventName") == "MODIFY":
-        stop_cancelled_vm(services, record)
-        release_quota(services, record)
-    else:
+    if record.get("eventName") != "MODIFY":
         queue_new_job(services, record, fresh)
+        return
+    job_id = job_id_of(record)
+    if job_id is None:
+        return
+    image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
+    stop_cancelled_vm(services, job_id, image)
+    release_quota(services, job_id, image)
 
 
 def deadline_of(context: object) -> float | None:

@@ -136,12 +136,13 @@ def delete_finished(ddb: Any, table: str, job: Mapping[str, str]) -> bool:
     holding a place or not. Return whether it stopped counting the job; raise JobChangedError when the job changed
     meanwhile (the launcher released it: read it again and retry)."""
     holds = HOLDS_QUOTA in job
-    values = {**final_values(), ":owner": {"S": job["owner"]}}
+    finals = final_values()
+    values = {**finals, ":owner": {"S": job["owner"]}}
     held = "attribute_exists(#holds)" if holds else "attribute_not_exists(#holds)"
     delete = {"Delete": {
         "TableName": table,
         "Key": {"id": {"S": job["id"]}},
-        "ConditionExpression": f"#owner = :owner AND #status IN ({', '.join(final_values())}) AND {held}",
+        "ConditionExpression": f"#owner = :owner AND #status IN ({', '.join(finals)}) AND {held}",
         "ExpressionAttributeNames": {"#owner": "owner", "#status": "status", "#holds": HOLDS_QUOTA},
         "ExpressionAttributeValues": values,
     }}
