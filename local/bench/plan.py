@@ -10,6 +10,7 @@ from components.settings import StackSettings
 PASSWORD_VARIABLE = "BENCH_PASSWORD"
 ALL_GROUPS = ("worker", "coldstart", "api", "pipeline")
 REMOTE_GROUPS = ("api", "pipeline")
+MAX_WORKER_RUNS = 15
 """Against a deployed stack only what goes over HTTP: the worker and the handlers run inside AWS there."""
 
 
@@ -31,6 +32,7 @@ class Plan:
     name: str
     worker_sizes_mib: tuple[int, ...]
     worker_runs: int
+    """Runs of each copy at every input size; more for small inputs (`worker_mib_per_size`)."""
     coldstart_runs: int
     api_requests: int
     """Requests per route and round from one client; from `api_clients` clients, twice as many in all."""
@@ -38,6 +40,9 @@ class Plan:
     api_clients: int
     single_job_runs: int
     burst_jobs: int
+    worker_mib_per_size: int = 0
+    """At least this many MiB copied per size and kind of copy: a copy of a quarter of a second is at the mercy of
+    the machine's noise, so a small input gets more runs (up to `MAX_WORKER_RUNS`)."""
     default_cap: int = StackSettings().max_concurrent_vms
     groups: tuple[str, ...] = ALL_GROUPS
     remote: Remote | None = None
@@ -47,13 +52,16 @@ class Plan:
         """A cap above the burst (every job gets a VM at once) and the default cap (jobs queue for a place)."""
         return (self.burst_jobs + 5, self.default_cap)
 
+    def worker_runs_for(self, size_mib: int) -> int:
+        return max(self.worker_runs, min(MAX_WORKER_RUNS, -(-self.worker_mib_per_size // size_mib)))
+
     @property
     def requests_per_client(self) -> int:
         return max(2, self.api_requests // self.api_clients * 2)
 
 
-FULL = Plan(name="full", worker_sizes_mib=(16, 256, 1024), worker_runs=3, coldstart_runs=10, api_requests=100,
-            api_rounds=3, api_clients=20, single_job_runs=3, burst_jobs=20)
+FULL = Plan(name="full", worker_sizes_mib=(16, 256, 1024), worker_runs=3, worker_mib_per_size=256, coldstart_runs=10,
+            api_requests=100, api_rounds=3, api_clients=20, single_job_runs=3, burst_jobs=20)
 QUICK = Plan(name="quick", worker_sizes_mib=(2, 16, 48), worker_runs=2, coldstart_runs=2, api_requests=6,
              api_rounds=2, api_clients=20, single_job_runs=1, burst_jobs=6)
 

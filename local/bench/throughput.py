@@ -74,7 +74,7 @@ def measure(plan: Plan) -> list[Figure]:
             key = f"inputs/bench-{size}.bin"
             s3.upload_fileobj(PatternReader(size * MIB), INPUT_BUCKET, key)
             runs: dict[str, list[tuple[float, float]]] = {"worker": [], "copy": []}
-            for _ in range(plan.worker_runs):
+            for _ in range(plan.worker_runs_for(size)):
                 for mode, done in runs.items():
                     done.append(copy_once(mode, key, s3, env))
             s3.delete_object(Bucket=INPUT_BUCKET, Key=key)

@@ -12,7 +12,7 @@ import pytest
 from local.bench import __main__ as runner
 from local.bench.figures import FIELDS, figure, percentile
 from local.bench.pipeline import job_phases
-from local.bench.plan import PASSWORD_VARIABLE, QUICK, REMOTE_GROUPS, BenchError, plan_for
+from local.bench.plan import MAX_WORKER_RUNS, PASSWORD_VARIABLE, QUICK, REMOTE_GROUPS, BenchError, plan_for
 
 TINY = replace(QUICK, worker_sizes_mib=(1, 9, 10), worker_runs=1, coldstart_runs=1, api_requests=3, api_rounds=1,
                api_clients=3, single_job_runs=1, burst_jobs=2)
@@ -93,3 +93,9 @@ def test_every_figure_group_runs_and_writes_well_formed_json(tmp_path: Path,
     assert "POST /api/jobs: CPU per request at 3 clients / at 1 client" in {t["name"] for t in report["targets"]}
     assert any(note.startswith("GET /api/health: p99 at 3 clients") for note in report["notes"])
     assert report["machine"]["nproc"] >= 1 and isinstance(report["notes"], list)
+
+
+def test_a_small_input_gets_more_copies_up_to_a_bound() -> None:
+    plan = replace(QUICK, worker_runs=3, worker_mib_per_size=256)
+    assert [plan.worker_runs_for(size) for size in (1, 16, 64, 256, 1024)] == [MAX_WORKER_RUNS, 15, 4, 3, 3]
+    assert replace(plan, worker_mib_per_size=0).worker_runs_for(1) == 3
