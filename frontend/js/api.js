@@ -40,6 +40,9 @@ async function errorFrom(response) {
   });
 }
 
+/** The refusal for a job the caller does not have (any more): deleted, or never theirs. */
+export const JOB_NOT_FOUND = "job_not_found";
+
 /** What the API's JWT authorizer answers when the token is missing, expired or not accepted. */
 const UNAUTHORIZED = 401;
 /** A success with no body (`DELETE /api/jobs/<id>`). */
