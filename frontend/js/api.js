@@ -115,10 +115,10 @@ export class Api {
     return this.request("POST", "/jobs", { input_text: text, key });
   }
 
-  /** `GET /api/jobs` → jobs, newest first */
+  /** `GET /api/jobs` → the newest jobs, newest first; `more` when older ones did not fit in the answer */
   async listJobs() {
     const body = await this.request("GET", "/jobs");
-    return Array.isArray(body.jobs) ? body.jobs : [];
+    return { jobs: Array.isArray(body.jobs) ? body.jobs : [], more: Boolean(body.next) };
   }
 
   /** `GET /api/jobs/<id>` → the job, with `output_url` once SUCCEEDED */

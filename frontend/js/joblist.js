@@ -81,19 +81,25 @@ export class JobList {
     });
   }
 
-  /** Load (or reload) the newest jobs; on failure say so and try again later with a growing delay. */
+  /**
+   * Load (or reload) the newest jobs, and check the rows the answer should have held but did not; on failure say so
+   * and try again later with a growing delay.
+   */
   async load({ announceResult = false } = {}) {
     clearTimeout(this.listTimer);
     this.active = true;
     const generation = this.generation;
+    const shown = [...this.entries.keys()]; // a row added while the request is out is not judged by its answer
     this.section.setAttribute("aria-busy", "true");
     try {
-      const jobs = await this.api.listJobs();
+      const { jobs, more } = await this.api.listJobs();
       if (generation !== this.generation) return;
       this.loadedAt = Date.now();
       this.listRetry = 0;
       this.errorEl.hidden = true;
       for (const job of [...jobs].reverse()) this.upsert(job, { announceChange: false });
+      await this.refreshJobs(this.missing(shown, jobs, more));
+      if (generation !== this.generation) return;
       if (announceResult) this.announce(`Job list updated: ${this.summary()}.`);
     } catch (error) {
       if (generation !== this.generation) return;
@@ -163,8 +169,19 @@ export class JobList {
   }
 
   /**
-   * Ask the API about each job; rows show the answers, and the jobs answered `job_not_found` leave together.
-   * Resolves true when anything shown changed.
+   * Rows a list answer should have held but did not: those shown before it was asked for and, when it is only the
+   * newest page, created no earlier than its oldest job.
+   */
+  missing(shown, jobs, more) {
+    const listed = new Set(jobs.map((job) => job.id));
+    const oldest = more && jobs.length ? jobs[jobs.length - 1].created_at || "" : "";
+    return shown.filter((id) => this.entries.has(id) && !listed.has(id)
+      && (this.entries.get(id).job.created_at || "") >= oldest);
+  }
+
+  /**
+   * Ask the API about each job (strongly consistent, unlike the list, which may lag a write); rows show the answers,
+   * and the jobs answered `job_not_found` leave together. Resolves true when anything shown changed.
    */
   async refreshJobs(ids) {
     const generation = this.generation;

@@ -1,6 +1,6 @@
 """Cancel, retry and delete from the job list in headless Chromium against the local stack: a running job cancelled,
 retried and deleted with the keyboard alone, a refused delete that keeps its row, and jobs deleted elsewhere (another
-tab or device) leaving the list when a cancel, a retry or a poll finds them gone.
+tab or device) leaving the list when a cancel, a retry, a poll or a reload finds them gone.
 
 The VMs of this module's stack run the real worker held before its last write until the test opens the job's gate
 (`tests.faults.harness.gated_worker_script`): that keeps a job RUNNING for as long as a test needs.
@@ -35,6 +35,18 @@ def gates(pipeline: LocalPipeline, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def open_gate(gates: Path, job_id: str) -> None:
     (gates / job_id).touch()
+
+
+def finished_jobs(client: ApiClient, gates: Path, *names: str) -> list[str]:
+    """Submit a job per file name, oldest first, let each run to SUCCEEDED; their ids in the same order."""
+    ids = []
+    for name in names:
+        job = client.submit(name, name.encode(), "text")
+        open_gate(gates, job["id"])
+        ids.append(job["id"])
+    for job_id in ids:
+        assert client.wait_for_final(job_id)["status"] == "SUCCEEDED"
+    return ids
 
 
 def delete_elsewhere(client: ApiClient, job_id: str) -> None:
@@ -296,3 +308,68 @@ def test_a_polled_job_deleted_elsewhere_leaves_the_list(page: Any, site: str, us
     page.wait_for_timeout(2500)  # longer than the first poll delays: a job still watched would be asked about again
     assert polls == [], f"the deleted job was polled again: {polls}"
 
+
+def test_refresh_takes_off_finished_jobs_deleted_elsewhere_and_keeps_the_others(
+    page: Any, site: str, user: Credentials, gates: Path,
+) -> None:
+    """Finished jobs are not polled, so only a reload of the list can find them deleted elsewhere: Refresh takes their
+    rows off with one sentence for both, said before the list's summary; the jobs still there keep their rows."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    kept_old, deleted, also_deleted, kept_new = finished_jobs(
+        client, gates, "kept-old.txt", "deleted-there.txt", "also-deleted.txt", "kept-new.txt")
+    reload_list(page)
+    for job_id in (kept_old, deleted, also_deleted, kept_new):
+        expect(page.locator(f"#job-{job_id}")).to_be_visible()
+    delete_elsewhere(client, deleted)
+    delete_elsewhere(client, also_deleted)
+    page.click("#refresh-button")
+
+    for job_id in (deleted, also_deleted):
+        expect(page.locator(f"#job-{job_id}")).to_have_count(0)
+    was_announced(page, "Job list updated:")
+    announced = page.evaluate("window.__announced")
+    gone = [m for m in announced if "deleted elsewhere" in m]
+    assert gone == ["2 jobs deleted elsewhere."], announced
+    assert announced.index(gone[0]) < next(i for i, m in enumerate(announced) if m.startswith("Job list updated"))
+    for job_id in (kept_old, kept_new):
+        expect(page.locator(f"#job-{job_id}")).to_be_visible()
+    expect(page.locator("#refresh-button")).to_be_focused()
+
+
+def test_a_list_answer_that_lags_or_is_one_page_takes_off_no_job_that_exists(
+    page: Any, site: str, user: Credentials, gates: Path,
+) -> None:
+    """The list is read from an eventually consistent index, so it may lack a job that exists: a row missing from
+    it is asked about on its own and stays when the job is there. A page of the newest jobs (`next` set) says
+    nothing about older rows: they are not even asked about."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    older, lagging, newest = finished_jobs(client, gates, "page-older.txt", "page-lagging.txt", "page-newest.txt")
+    reload_list(page)
+    answer: dict[str, Any] = {}
+
+    def shaped(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        listed = [job for job in body["jobs"] if job["id"] in answer["keep"]]
+        route.fulfill(response=response, json={"jobs": listed, **answer.get("extra", {})})
+
+    page.route("**/api/jobs", lambda route: shaped(route) if route.request.method == "GET" else route.continue_())
+    asked = requests_to(page, "GET", "/api/jobs/[^/]+$")
+
+    answer["keep"] = {older, newest}  # complete, but behind: without the lagging job
+    page.click("#refresh-button")
+    was_announced(page, "Job list updated:")
+    assert any(url.endswith(f"/api/jobs/{lagging}") for url in asked), asked
+    for job_id in (older, lagging, newest):
+        expect(page.locator(f"#job-{job_id}")).to_be_visible()
+
+    asked.clear()
+    page.evaluate("window.__announced = []")
+    answer["keep"], answer["extra"] = {newest}, {"next": "more-pages"}
+    page.click("#refresh-button")
+    was_announced(page, "Job list updated:")
+    older_asked = [url for url in asked if url.endswith((older, lagging))]  # finished: only the check asks
+    assert older_asked == [], f"rows older than the page were asked about: {older_asked}"
+    for job_id in (older, lagging, newest):
+        expect(page.locator(f"#job-{job_id}")).to_be_visible()
+    assert not [m for m in page.evaluate("window.__announced") if "deleted elsewhere" in m]
