@@ -40,6 +40,9 @@ async function errorFrom(response) {
   });
 }
 
+/** The refusal for a job the caller does not have (any more): deleted, or never theirs. */
+export const JOB_NOT_FOUND = "job_not_found";
+
 /** What the API's JWT authorizer answers when the token is missing, expired or not accepted. */
 const UNAUTHORIZED = 401;
 /** A success with no body (`DELETE /api/jobs/<id>`). */
@@ -112,10 +115,10 @@ export class Api {
     return this.request("POST", "/jobs", { input_text: text, key });
   }
 
-  /** `GET /api/jobs` → jobs, newest first */
+  /** `GET /api/jobs` → the newest jobs, newest first; `more` when older ones did not fit in the answer */
   async listJobs() {
     const body = await this.request("GET", "/jobs");
-    return Array.isArray(body.jobs) ? body.jobs : [];
+    return { jobs: Array.isArray(body.jobs) ? body.jobs : [], more: Boolean(body.next) };
   }
 
   /** `GET /api/jobs/<id>` → the job, with `output_url` once SUCCEEDED */

@@ -1,9 +1,11 @@
 /**
  * What a user can do with each job in the list: cancel one under way, retry a failed or cancelled one, delete a
  * finished one (after a confirmation). Each button asks the API, announces the outcome in the live region and updates
- * the list in place; an API refusal is shown under the job with the server's own sentence.
+ * the list in place; an API refusal is shown under the job with the server's own sentence, except "no such job": the
+ * job was deleted elsewhere, and leaves the list.
  */
 
+import { JOB_NOT_FOUND } from "./api.js";
 import { ConfirmDialog } from "./confirm.js";
 import { jobName } from "./format.js";
 import { CANCELLABLE_STATES, FINAL_STATES, RETRYABLE_STATES } from "./states.js";
@@ -31,7 +33,7 @@ export function renderActions(row, job, fileName) {
 }
 
 /** The first control a keyboard user can reach in a row, if any. */
-function firstControl(row) {
+export function firstControl(row) {
   return [...row.querySelectorAll("a[href], button")]
     .find((control) => !control.disabled && control.getClientRects().length > 0);
 }
@@ -45,7 +47,6 @@ export class JobActions {
     this.api = api;
     this.announce = announce;
     this.jobs = jobs;
-    this.heading = document.getElementById("jobs-heading");
     this.confirm = new ConfirmDialog(document.getElementById("delete-dialog"));
     document.getElementById("jobs").addEventListener("click", (event) => this.onClick(event));
   }
@@ -105,17 +106,14 @@ export class JobActions {
     const deleted = () => this.api.deleteJob(id).catch((error) => {
       if (error.status !== NOT_FOUND) throw error; // 404: already gone, which is what the user asked for
     });
-    await this.send(id, row, button, deleted, () => this.dropRow(id, row));
+    await this.send(id, row, button, deleted, () => this.dropRow(id));
   }
 
-  /** Take the job off the list; focus goes to the next job's first control, or to the list's heading. */
-  dropRow(id, row) {
+  /** Take the deleted job off the list (focus in its row, or lost while the button was disabled, moves on). */
+  dropRow(id) {
     const name = jobName(this.jobs.entries.get(id).job);
-    const next = row.nextElementSibling;
-    const hadFocus = row.contains(document.activeElement) || document.activeElement === document.body;
-    this.jobs.remove(id);
+    this.jobs.remove(id, { orphanedFocus: true });
     this.announce(`${name}: deleted.`);
-    if (hadFocus) (next && firstControl(next) || this.heading).focus();
   }
 
   /**
@@ -139,14 +137,21 @@ export class JobActions {
     else done(answer);
   }
 
-  /** Say why the API refused, under the job and in the live region, and show the job as the server now has it. */
+  /**
+   * Say why the API refused, under the job and in the live region, and show the job as the server now has it; a job
+   * the server no longer has (deleted in another tab or on another device) leaves the list.
+   */
   async refused(id, row, control, error) {
+    if (error.code === JOB_NOT_FOUND) {
+      this.jobs.gone([id], { orphanedFocus: true });
+      return;
+    }
     const name = jobName(this.jobs.entries.get(id).job);
     this.showError(row, error.message);
     this.announce(`${name}: ${error.message}`);
     if (error.status === CONFLICT) {
       // The job is not in the state the row showed (it finished, or its VM is still going away).
-      await this.jobs.refreshJob(id).catch(() => false);
+      await this.jobs.refreshJobs([id]);
     }
     if (this.jobs.row(id) === row) this.focusIn(row, control);
   }

@@ -2,11 +2,13 @@
  * The live list of jobs: newest first, status badges, elapsed time, failure reasons and download links.
  *
  * The list is loaded once (and again on demand); after that each unfinished job is polled on its own through
- * `GET /api/jobs/<id>` with a backoff, and finished jobs are never asked about again.
+ * `GET /api/jobs/<id>` with a backoff, and finished jobs are never asked about again. A job the server no longer has
+ * (deleted in another tab or on another device) leaves the list as soon as an answer says so.
  */
 
+import { JOB_NOT_FOUND } from "./api.js";
 import { baseName, formatDuration, formatWhen, jobName, parseTime } from "./format.js";
-import { renderActions } from "./jobactions.js";
+import { firstControl, renderActions } from "./jobactions.js";
 import { PollScheduler } from "./poller.js";
 import { FINAL_STATES, statusInfo } from "./states.js";
 
@@ -60,10 +62,11 @@ export class JobList {
     this.emptyEl = document.getElementById("jobs-empty");
     this.errorEl = document.getElementById("jobs-error");
     this.metaEl = document.getElementById("jobs-meta");
+    this.heading = document.getElementById("jobs-heading");
     this.template = document.getElementById("job-template");
     /** @type {Map<string, {job: object, el: HTMLElement, outputUrl?: string, urlFetchedAt?: number}>} */
     this.entries = new Map();
-    this.scheduler = new PollScheduler((id) => this.refreshJob(id));
+    this.scheduler = new PollScheduler((id) => this.refreshJobs([id]));
     this.listRetry = 0;
     this.listTimer = null;
     this.ticker = null;
@@ -78,19 +81,25 @@ export class JobList {
     });
   }
 
-  /** Load (or reload) the newest jobs; on failure say so and try again later with a growing delay. */
+  /**
+   * Load (or reload) the newest jobs, and check the rows the answer should have held but did not; on failure say so
+   * and try again later with a growing delay.
+   */
   async load({ announceResult = false } = {}) {
     clearTimeout(this.listTimer);
     this.active = true;
     const generation = this.generation;
+    const shown = [...this.entries.keys()]; // a row added while the request is out is not judged by its answer
     this.section.setAttribute("aria-busy", "true");
     try {
-      const jobs = await this.api.listJobs();
+      const { jobs, more } = await this.api.listJobs();
       if (generation !== this.generation) return;
       this.loadedAt = Date.now();
       this.listRetry = 0;
       this.errorEl.hidden = true;
       for (const job of [...jobs].reverse()) this.upsert(job, { announceChange: false });
+      await this.refreshJobs(this.missing(shown, jobs, more));
+      if (generation !== this.generation) return;
       if (announceResult) this.announce(`Job list updated: ${this.summary()}.`);
     } catch (error) {
       if (generation !== this.generation) return;
@@ -132,29 +141,62 @@ export class JobList {
     return this.entries.get(id)?.el;
   }
 
-  /** Take a job off the list (it was deleted) and stop asking about it. */
-  remove(id) {
+  /**
+   * Take a job off the list (it was deleted) and stop asking about it. Focus in its row (or on the page, when
+   * `orphanedFocus` says the row's own request left it there) goes to the next job's first control, or to the
+   * list's heading.
+   */
+  remove(id, { orphanedFocus = false } = {}) {
     const entry = this.entries.get(id);
     if (!entry) return;
+    const next = entry.el.nextElementSibling;
+    const focus = document.activeElement;
+    const hadFocus = entry.el.contains(focus) || (orphanedFocus && focus === document.body);
     this.entries.delete(id);
     this.scheduler.forget(id);
     entry.el.remove();
     this.updateTicker();
     this.renderMeta();
+    if (hadFocus) (next && firstControl(next) || this.heading).focus();
   }
 
-  /** Ask the API about one job; resolves true when its status (or anything shown) changed. */
-  async refreshJob(id) {
+  /** Jobs the server no longer has leave the list, said once: the job's name, or how many went together. */
+  gone(ids, options) {
+    const names = ids.filter((id) => this.entries.has(id)).map((id) => jobName(this.entries.get(id).job));
+    for (const id of ids) this.remove(id, options);
+    if (names.length > 1) this.announce(`${names.length} jobs deleted elsewhere.`);
+    else if (names.length === 1) this.announce(`${names[0]}: deleted elsewhere.`);
+  }
+
+  /**
+   * Rows a list answer should have held but did not: those shown before it was asked for and, when it is only the
+   * newest page, created no earlier than its oldest job.
+   */
+  missing(shown, jobs, more) {
+    const listed = new Set(jobs.map((job) => job.id));
+    const oldest = more && jobs.length ? jobs[jobs.length - 1].created_at || "" : "";
+    return shown.filter((id) => this.entries.has(id) && !listed.has(id)
+      && (this.entries.get(id).job.created_at || "") >= oldest);
+  }
+
+  /**
+   * Ask the API about each job (strongly consistent, unlike the list, which may lag a write); rows show the answers,
+   * and the jobs answered `job_not_found` leave together. Resolves true when anything shown changed.
+   */
+  async refreshJobs(ids) {
     const generation = this.generation;
-    let job;
-    try {
-      job = await this.api.getJob(id);
-    } catch (error) {
-      if (error.status === 404) this.scheduler.forget(id);
-      throw error;
-    }
+    const answers = await Promise.allSettled(ids.map((id) => this.api.getJob(id)));
     if (generation !== this.generation) return false;
-    return this.upsert(job, { announceChange: true });
+    const gone = ids.filter((id, i) => answers[i].reason?.code === JOB_NOT_FOUND);
+    let changed = gone.length > 0;
+    answers.forEach((answer, i) => {
+      // A row taken off meanwhile (deleted here) does not come back with a late answer.
+      if (answer.status === "fulfilled" && this.entries.has(ids[i])) {
+        changed = this.upsert(answer.value, { announceChange: true }) || changed;
+      }
+    });
+    this.gone(gone);
+    return changed;
   }
 
   /** Insert or update a job's row; returns true when the job changed. */
@@ -310,7 +352,8 @@ export class JobList {
       if (job.output_url) window.location.assign(job.output_url);
       else this.announce("The output is not available for download.");
     } catch (error) {
-      this.announce(`The download link could not be fetched: ${error.message}`);
+      if (error.code === JOB_NOT_FOUND) this.gone([id]);
+      else this.announce(`The download link could not be fetched: ${error.message}`);
     } finally {
       link.removeAttribute("aria-busy");
     }

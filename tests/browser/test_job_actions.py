@@ -1,5 +1,6 @@
 """Cancel, retry and delete from the job list in headless Chromium against the local stack: a running job cancelled,
-retried and deleted with the keyboard alone, and a refused delete that keeps its row.
+retried and deleted with the keyboard alone, a refused delete that keeps its row, and jobs deleted elsewhere (another
+tab or device) leaving the list when a cancel, a retry, a poll or a reload finds them gone.
 
 The VMs of this module's stack run the real worker held before its last write until the test opens the job's gate
 (`tests.faults.harness.gated_worker_script`): that keeps a job RUNNING for as long as a test needs.
@@ -19,7 +20,7 @@ from local.app import Credentials, LocalPipeline
 from local.client import ApiClient
 from tests.browser.a11y import assert_accessible
 from tests.browser.test_form import JOB_TIMEOUT_MS, WATCH_PROGRESS, a_file, job_row, requests_to, was_announced
-from tests.faults.harness import gated_worker_script, put_worker_script
+from tests.faults.harness import gated_worker_script, put_worker_script, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -34,6 +35,44 @@ def gates(pipeline: LocalPipeline, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def open_gate(gates: Path, job_id: str) -> None:
     (gates / job_id).touch()
+
+
+def finished_jobs(client: ApiClient, gates: Path, *names: str) -> list[str]:
+    """Submit a job per file name, oldest first, let each run to SUCCEEDED; their ids in the same order."""
+    ids = []
+    for name in names:
+        job = client.submit(name, name.encode(), "text")
+        open_gate(gates, job["id"])
+        ids.append(job["id"])
+    for job_id in ids:
+        assert client.wait_for_final(job_id)["status"] == "SUCCEEDED"
+    return ids
+
+
+def delete_elsewhere(client: ApiClient, job_id: str) -> None:
+    """Delete a job through the API, as another tab would, once its VM is gone (until then: 409 job_vm_running)."""
+    wait_for(lambda: client.delete_job(job_id).status_code in (204, 404), timeout=30, what=f"{job_id} deleted")
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404
+
+
+def reload_list(page: Any) -> None:
+    """Reload the page; return once its first list answer is shown (`aria-busy` ends) and announcements are watched."""
+    page.reload()
+    page.wait_for_selector("html[data-ready='true']", state="attached")
+    expect(page.locator(".jobs-card")).to_have_attribute("aria-busy", "false")
+    page.evaluate(WATCH_PROGRESS)
+
+
+def next_row_id(row: Any) -> str | None:
+    return str(row.evaluate("el => el.nextElementSibling ? el.nextElementSibling.dataset.jobId : ''")) or None
+
+
+def assert_focus_moved_on(page: Any, following: str | None) -> None:
+    """Focus left the removed row for the next row's first control, or for the list's heading when it was last."""
+    if following:
+        assert page.evaluate("document.activeElement.closest('.job')?.dataset.jobId") == following, focused(page)
+    else:
+        expect(page.locator("#jobs-heading")).to_be_focused()
 
 
 def focused(page: Any) -> str:
@@ -192,3 +231,145 @@ def test_the_page_knows_every_job_state_and_what_each_allows(page: Any) -> None:
                    if t.target == jobmodel.Status.CANCELLED and jobmodel.Actor.USER in t.by}
     assert set(states["cancellable"]) == cancellable
     assert set(states["retryable"]) == set(manage.RETRYABLE)
+
+
+def test_a_cancel_answered_job_not_found_takes_the_row_off(
+    page: Any, site: str, user: Credentials, gates: Path,
+) -> None:
+    """Cancel on a job deleted elsewhere is answered 404 `job_not_found` (the API's own answer for an id it does not
+    have, forced here on a job still running so that no poll can be the one that notices): the row leaves, the live
+    region says so once, no error is shown, and focus goes on to the next row."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    not_found = client.cancel(jobmodel.new_id())
+    assert not_found.status_code == 404 and not_found.json()["error"]["code"] == "job_not_found"
+    job = client.submit("cancel-gone.txt", b"bytes", "text")
+    page.route(f"**/api/jobs/{job['id']}/cancel",
+               lambda route: route.fulfill(status=404, json=not_found.json()))
+    reload_list(page)
+    row = page.locator(f"#job-{job['id']}")
+    following = next_row_id(row)
+    cancel = row.locator("[data-action=cancel]")
+    cancel.focus()
+    page.keyboard.press("Enter")
+
+    expect(row).to_have_count(0)
+    was_announced(page, "cancel-gone.txt: deleted elsewhere.")
+    assert_focus_moved_on(page, following)
+    assert not [m for m in page.evaluate("window.__announced") if "No job has this id" in m]
+    open_gate(gates, job["id"])  # it was not really deleted: let its VM finish
+
+
+def test_a_retry_of_a_job_deleted_elsewhere_takes_the_row_off(
+    page: Any, site: str, user: Credentials, gates: Path,
+) -> None:
+    """A cancelled job deleted in another tab still shows Retry here (finished jobs are not polled); Retry is
+    answered 404 `job_not_found`: the row leaves, once announced, and focus goes on to the next row."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    job = client.submit("retry-gone.txt", b"bytes", "text")
+    assert client.cancel(job["id"]).status_code == 200
+    reload_list(page)
+    row = page.locator(f"#job-{job['id']}")
+    expect(row).to_have_attribute("data-status", "CANCELLED")
+    following = next_row_id(row)
+    delete_elsewhere(client, job["id"])
+    retries = requests_to(page, "POST", re.escape(f"/api/jobs/{job['id']}/retry"))
+    row.locator("[data-action=retry]").focus()
+    page.keyboard.press("Enter")
+
+    expect(row).to_have_count(0)
+    was_announced(page, "retry-gone.txt: deleted elsewhere.")
+    assert_focus_moved_on(page, following)
+    assert len(retries) == 1
+    assert not [m for m in page.evaluate("window.__announced") if m.startswith("retry-gone.txt: retried")]
+
+
+def test_a_polled_job_deleted_elsewhere_leaves_the_list(page: Any, site: str, user: Credentials) -> None:
+    """A running job is cancelled and deleted elsewhere between two polls (the page's poll is held until then): the
+    poll's 404 takes the row off and announces it, polling stops, and focus, which was not in the row, stays."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    job = client.submit("polled-gone.txt", b"bytes", "text")
+    held: list[Any] = []
+    page.route(f"**/api/jobs/{job['id']}", lambda route: held.append(route)
+               if route.request.method == "GET" and not held else route.continue_())
+    reload_list(page)
+    row = page.locator(f"#job-{job['id']}")
+    expect(row).to_be_visible()
+    page.focus("#input-text")
+    while not held:
+        page.wait_for_timeout(100)
+    assert client.cancel(job["id"]).status_code == 200
+    delete_elsewhere(client, job["id"])
+    polls = requests_to(page, "GET", re.escape(f"/api/jobs/{job['id']}") + "$")
+    held[0].continue_()
+
+    expect(row).to_have_count(0)
+    was_announced(page, "polled-gone.txt: deleted elsewhere.")
+    expect(page.locator("#input-text")).to_be_focused()
+    page.wait_for_timeout(2500)  # longer than the first poll delays: a job still watched would be asked about again
+    assert polls == [], f"the deleted job was polled again: {polls}"
+
+
+def test_refresh_takes_off_finished_jobs_deleted_elsewhere_and_keeps_the_others(
+    page: Any, site: str, user: Credentials, gates: Path,
+) -> None:
+    """Finished jobs are not polled, so only a reload of the list can find them deleted elsewhere: Refresh takes their
+    rows off with one sentence for both, said before the list's summary; the jobs still there keep their rows."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    kept_old, deleted, also_deleted, kept_new = finished_jobs(
+        client, gates, "kept-old.txt", "deleted-there.txt", "also-deleted.txt", "kept-new.txt")
+    reload_list(page)
+    for job_id in (kept_old, deleted, also_deleted, kept_new):
+        expect(page.locator(f"#job-{job_id}")).to_be_visible()
+    delete_elsewhere(client, deleted)
+    delete_elsewhere(client, also_deleted)
+    page.click("#refresh-button")
+
+    for job_id in (deleted, also_deleted):
+        expect(page.locator(f"#job-{job_id}")).to_have_count(0)
+    was_announced(page, "Job list updated:")
+    announced = page.evaluate("window.__announced")
+    gone = [m for m in announced if "deleted elsewhere" in m]
+    assert gone == ["2 jobs deleted elsewhere."], announced
+    assert announced.index(gone[0]) < next(i for i, m in enumerate(announced) if m.startswith("Job list updated"))
+    for job_id in (kept_old, kept_new):
+        expect(page.locator(f"#job-{job_id}")).to_be_visible()
+    expect(page.locator("#refresh-button")).to_be_focused()
+
+
+def test_a_list_answer_that_lags_or_is_one_page_takes_off_no_job_that_exists(
+    page: Any, site: str, user: Credentials, gates: Path,
+) -> None:
+    """The list is read from an eventually consistent index, so it may lack a job that exists: a row missing from
+    it is asked about on its own and stays when the job is there. A page of the newest jobs (`next` set) says
+    nothing about older rows: they are not even asked about."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    older, lagging, newest = finished_jobs(client, gates, "page-older.txt", "page-lagging.txt", "page-newest.txt")
+    reload_list(page)
+    answer: dict[str, Any] = {}
+
+    def shaped(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        listed = [job for job in body["jobs"] if job["id"] in answer["keep"]]
+        route.fulfill(response=response, json={"jobs": listed, **answer.get("extra", {})})
+
+    page.route("**/api/jobs", lambda route: shaped(route) if route.request.method == "GET" else route.continue_())
+    asked = requests_to(page, "GET", "/api/jobs/[^/]+$")
+
+    answer["keep"] = {older, newest}  # complete, but behind: without the lagging job
+    page.click("#refresh-button")
+    was_announced(page, "Job list updated:")
+    assert any(url.endswith(f"/api/jobs/{lagging}") for url in asked), asked
+    for job_id in (older, lagging, newest):
+        expect(page.locator(f"#job-{job_id}")).to_be_visible()
+
+    asked.clear()
+    page.evaluate("window.__announced = []")
+    answer["keep"], answer["extra"] = {newest}, {"next": "more-pages"}
+    page.click("#refresh-button")
+    was_announced(page, "Job list updated:")
+    older_asked = [url for url in asked if url.endswith((older, lagging))]  # finished: only the check asks
+    assert older_asked == [], f"rows older than the page were asked about: {older_asked}"
+    for job_id in (older, lagging, newest):
+        expect(page.locator(f"#job-{job_id}")).to_be_visible()
+    assert not [m for m in page.evaluate("window.__announced") if "deleted elsewhere" in m]
