@@ -35,8 +35,9 @@ def run_worker(aws: Aws, job_id: str, instance_id: str) -> subprocess.CompletedP
         **os.environ, "AWS_ENDPOINT_URL": aws.endpoint_url or "", "AWS_DEFAULT_REGION": "us-east-1",
     }
     return subprocess.run(
-        [sys.executable, str(WORKER_PATH), "--job-id", job_id, "--instance-id", instance_id,
-         "--table", aws.stack.table, "--bucket", aws.stack.bucket],
+        # `--job-id=<id>` as user-data passes it: a nanoid may start with "-", which argparse would take for an option
+        [sys.executable, str(WORKER_PATH), f"--job-id={job_id}", f"--instance-id={instance_id}",
+         f"--table={aws.stack.table}", f"--bucket={aws.stack.bucket}"],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )
 
@@ -135,8 +136,8 @@ def worker_peak_rss_kb(aws: Aws, size: int) -> int:
     aws.client("dynamodb").put_item(TableName=aws.stack.table, Item={k: {"S": v} for k, v in item.items()})
     env = {**os.environ, "AWS_ENDPOINT_URL": aws.endpoint_url or "", "AWS_DEFAULT_REGION": "us-east-1"}
     result = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS_PROBE, str(WORKER_PATH), "--job-id", job_id, "--instance-id", "i-1",
-         "--table", aws.stack.table, "--bucket", aws.stack.bucket],
+        [sys.executable, "-c", PEAK_RSS_PROBE, str(WORKER_PATH), f"--job-id={job_id}", "--instance-id=i-1",
+         f"--table={aws.stack.table}", f"--bucket={aws.stack.bucket}"],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -119,6 +119,15 @@ def test_user_data_does_the_job_steps_in_order() -> None:
     assert script.count("python3 ") == 1, "one Python interpreter runs the fetch and the worker"
 
 
+def test_a_job_id_starting_with_a_dash_reaches_the_worker_in_the_form_user_data_passes() -> None:
+    """Nanoids use `-` and `_`: `--job-id <id>` would make argparse take `-abc` for an option."""
+    job_id = "-" + jobmodel.new_id()[1:]
+    args = worker.parse_args([f"--job-id={job_id}", "--instance-id=i-1", "--table=t", "--bucket=b"])
+    assert args.job_id == job_id
+    with pytest.raises(SystemExit):
+        worker.parse_args(["--job-id", job_id, "--instance-id=i-1", "--table=t", "--bucket=b"])
+
+
 def test_user_data_fits_the_launch_template_limit() -> None:
     """EC2 refuses user-data over 16 KB (before base64)."""
     script = render_user_data(bucket="b" * 63, table="t" * 255, timeout_minutes=60)
