@@ -40,7 +40,6 @@ PHASE_STARTED = {RUNNING: "started_at", SUCCEEDED: "finished_at", FAILED: "finis
 # --- end of copy ---
 
 SEPARATOR = b" : "
-READ_CHUNK_BYTES = 1024 * 1024
 
 
 PART_BYTES = 8 * 1024 * 1024
@@ -67,8 +66,12 @@ def even_parts(total_bytes: int, part_bytes: int = PART_BYTES) -> TransferConfig
     memory stays bounded whatever the size.
     """
     parts = max(1, total_bytes // part_bytes)
-    config = transfer_config(part_bytes=-(-total_bytes // parts))  # ceiling: `parts` parts cover the whole output
-    config.multipart_threshold = part_bytes
+    size = -(-total_bytes // parts)  # ceiling: `parts` parts cover the whole output
+    config = transfer_config(part_bytes=size)
+    # From a stream of unknown length s3transfer first reads `multipart_threshold` bytes to choose between one
+    # PutObject and a multipart upload; at exactly a part's size that read is the first part, where a smaller one
+    # would have to be topped up and copied into a new buffer before the first part can go.
+    config.multipart_threshold = max(size, part_bytes)
     return config
 
 CLIENT_LIMITS = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "total_max_attempts": 5})
@@ -121,7 +124,9 @@ class ChainedReader(io.RawIOBase):
     """A read-only stream over several streams in turn: the input body, then the separator and text.
 
     `read(n)` returns exactly n bytes until the end, because multipart upload parts (except the last) must be at
-    least 5 MiB and s3transfer takes a short read for the end of the stream.
+    least 5 MiB and s3transfer takes a short read for the end of the stream. It asks the underlying stream for all it
+    still wants at once (a part's size: s3transfer reads part by part, so memory stays bounded by the parts): one
+    8 MiB read of the input body, where eight 1 MiB reads joined afterwards took about half as long again.
     """
 
     def __init__(self, parts: Sequence[Any]) -> None:
@@ -139,7 +144,7 @@ class ChainedReader(io.RawIOBase):
         chunks = []
         wanted = size
         while wanted > 0 and self._parts:
-            chunk = self._parts[0].read(min(wanted, READ_CHUNK_BYTES))
+            chunk = self._parts[0].read(wanted)
             if not chunk:
                 self._parts.pop(0)
                 continue

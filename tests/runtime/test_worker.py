@@ -129,15 +129,32 @@ def test_even_parts_cover_the_output_in_parts_s3_accepts(total: int) -> None:
     assert 5 * 1024 * 1024 <= size < 2 * worker.PART_BYTES
     assert parts == max(1, total // worker.PART_BYTES) and parts <= 10_000
     assert total - (parts - 1) * size > 0, "no empty last part"
+    assert config.multipart_threshold == size, "s3transfer's first read (the threshold) is the whole first part"
+
+
+class RecordingStream(io.BytesIO):
+    """Remembers how much each read asked for."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int | None] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.asked.append(size)
+        return super().read(size)
 
 
 def test_chained_reader_fills_each_read_across_parts() -> None:
     """Multipart parts must be full-size until the end; short reads between streams would make S3 refuse them."""
-    reader = worker.ChainedReader([io.BytesIO(b"abc"), io.BytesIO(b""), io.BytesIO(b"defgh")])
+    streams = [RecordingStream(b"abc"), RecordingStream(b""), RecordingStream(b"defgh")]
+    reader = worker.ChainedReader(streams)
     assert reader.read(4) == b"abcd"
     assert reader.read(10) == b"efgh"
     assert reader.read(10) == b""
-    assert reader.largest_read <= worker.READ_CHUNK_BYTES
+    asked = [size for stream in streams for size in stream.asked]
+    assert all(size is not None and 0 < size <= 10 for size in asked), f"an unbounded or oversized read: {asked}"
+    assert streams[0].asked[0] == 4, "one read for what the caller wants, not many small ones"
+    assert reader.largest_read == 4 and reader.bytes_read == 8
 
 
 def test_missing_input_ends_failed_with_a_reason(aws: Aws, tmp_path: Path) -> None:
