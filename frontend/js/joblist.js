@@ -66,6 +66,8 @@ export class JobList {
     this.template = document.getElementById("job-template");
     /** @type {Map<string, {job: object, el: HTMLElement, outputUrl?: string, urlFetchedAt?: number}>} */
     this.entries = new Map();
+    /** Jobs this page took off as deleted: a list answer that still has one (the index lags) does not bring it back. */
+    this.removed = new Set();
     this.scheduler = new PollScheduler((id) => this.refreshJobs([id]));
     this.listRetry = 0;
     this.listTimer = null;
@@ -97,7 +99,8 @@ export class JobList {
       this.loadedAt = Date.now();
       this.listRetry = 0;
       this.errorEl.hidden = true;
-      for (const job of [...jobs].reverse()) this.upsert(job, { announceChange: false });
+      const current = jobs.filter((job) => !this.removed.has(job.id));
+      for (const job of [...current].reverse()) this.upsert(job, { announceChange: false });
       await this.refreshJobs(this.missing(shown, jobs, more));
       if (generation !== this.generation) return;
       if (announceResult) this.announce(`Job list updated: ${this.summary()}.`);
@@ -122,6 +125,7 @@ export class JobList {
     this.listRetry = 0;
     this.scheduler.clear();
     this.entries.clear();
+    this.removed.clear();
     this.listEl.replaceChildren();
     this.errorEl.hidden = true;
     this.updateTicker();
@@ -153,6 +157,7 @@ export class JobList {
     const focus = document.activeElement;
     const hadFocus = entry.el.contains(focus) || (orphanedFocus && focus === document.body);
     this.entries.delete(id);
+    this.removed.add(id);
     this.scheduler.forget(id);
     entry.el.remove();
     this.updateTicker();

@@ -1,6 +1,7 @@
 """Cancel, retry and delete from the job list in headless Chromium against the local stack: a running job cancelled,
 retried and deleted with the keyboard alone, a refused delete that keeps its row, and jobs deleted elsewhere (another
-tab or device) leaving the list when a cancel, a retry, a poll or a reload finds them gone.
+tab or device) leaving the list when a cancel, a retry, a poll or a reload finds them gone, and a job deleted on the
+page that a lagging list answer still holds staying off the list.
 
 The VMs of this module's stack run the real worker held before its last write until the test opens the job's gate
 (`tests.faults.harness.gated_worker_script`): that keeps a job RUNNING for as long as a test needs.
@@ -373,3 +374,31 @@ def test_a_list_answer_that_lags_or_is_one_page_takes_off_no_job_that_exists(
     for job_id in (older, lagging, newest):
         expect(page.locator(f"#job-{job_id}")).to_be_visible()
     assert not [m for m in page.evaluate("window.__announced") if "deleted elsewhere" in m]
+
+
+def test_a_job_deleted_here_stays_off_the_list_when_a_lagging_list_still_has_it(
+    page: Any, site: str, user: Credentials, gates: Path,
+) -> None:
+    """The list is read from an eventually consistent index: right after a delete it may still hold the job. Refresh
+    must not bring back a row the user has just deleted (nor say anything about it)."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    [deleted] = finished_jobs(client, gates, "deleted-here.txt")
+    reload_list(page)
+    stale = client.job(deleted)
+    row = page.locator(f"#job-{deleted}")
+    row.locator("[data-action=delete]").click()
+    page.locator("#delete-dialog [data-choice=confirm]").click()
+    was_announced(page, "deleted-here.txt: deleted.")
+    expect(row).to_have_count(0)
+
+    def lagging(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        route.fulfill(response=response, json={**body, "jobs": [stale, *body["jobs"]]})
+
+    page.route("**/api/jobs", lambda route: lagging(route) if route.request.method == "GET" else route.continue_())
+    page.evaluate("window.__announced = []")
+    page.click("#refresh-button")
+    was_announced(page, "Job list updated:")
+    expect(row).to_have_count(0)
+    assert not [m for m in page.evaluate("window.__announced") if "deleted" in m]
