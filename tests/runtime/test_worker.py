@@ -153,8 +153,16 @@ def test_chained_reader_fills_each_read_across_parts() -> None:
     assert reader.read(10) == b""
     asked = [size for stream in streams for size in stream.asked]
     assert all(size is not None and 0 < size <= 10 for size in asked), f"an unbounded or oversized read: {asked}"
-    assert streams[0].asked[0] == 4, "one read for what the caller wants, not many small ones"
     assert reader.largest_read == 4 and reader.bytes_read == 8
+
+
+def test_chained_reader_asks_for_a_whole_part_in_one_read() -> None:
+    """s3transfer reads a part at a time: one read of the input per part, not a series of small reads joined."""
+    part = 8 * 1024 * 1024
+    body = RecordingStream(bytes(2 * part))
+    reader = worker.ChainedReader([body, io.BytesIO(b" : text")])
+    assert len(reader.read(part)) == part
+    assert body.asked == [part]
 
 
 def test_missing_input_ends_failed_with_a_reason(aws: Aws, tmp_path: Path) -> None:
