@@ -100,7 +100,7 @@ export class JobList {
       this.listRetry = 0;
       this.errorEl.hidden = true;
       const current = jobs.filter((job) => !this.removed.has(job.id));
-      for (const job of [...current].reverse()) this.upsert(job, { announceChange: false });
+      for (const job of current.reverse()) this.upsert(job, { announceChange: false });
       await this.refreshJobs(this.missing(shown, jobs, more));
       if (generation !== this.generation) return;
       if (announceResult) this.announce(`Job list updated: ${this.summary()}.`);

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -31,8 +31,8 @@ class StackCpu:
 
     emulator_pid: int
     idle_per_second: float = 0.0
-    _cpu: float = 0.0
-    _wall: float = 0.0
+    _cpu: float = field(default=0.0, init=False, repr=False)
+    _wall: float = field(default=0.0, init=False, repr=False)
 
     def total(self) -> float:
         return own_cpu_seconds() + process_cpu_seconds(self.emulator_pid)

@@ -10,8 +10,9 @@ from components.settings import StackSettings
 PASSWORD_VARIABLE = "BENCH_PASSWORD"
 ALL_GROUPS = ("worker", "coldstart", "api", "pipeline")
 REMOTE_GROUPS = ("api", "pipeline")
-MAX_WORKER_RUNS = 15
 """Against a deployed stack only what goes over HTTP: the worker and the handlers run inside AWS there."""
+MAX_WORKER_RUNS = 15
+"""The most copies of each kind a small input gets (`Plan.worker_mib_per_size`)."""
 
 
 class BenchError(Exception):
