@@ -10,6 +10,7 @@ The VMs of this module's stack run the real worker held before its last write un
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,16 @@ def reload_list(page: Any) -> None:
     page.wait_for_selector("html[data-ready='true']", state="attached")
     expect(page.locator(".jobs-card")).to_have_attribute("aria-busy", "false")
     page.evaluate(WATCH_PROGRESS)
+
+
+def rewrite_list_answers(page: Any, rewrite: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> None:
+    """Every `GET /api/jobs` answer from now on is the real one with its body replaced by `rewrite(its jobs)`: a
+    list that lags behind the table, or a page of it."""
+    def answer(route: Any) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json=rewrite(response.json()["jobs"]))
+
+    page.route("**/api/jobs", lambda route: answer(route) if route.request.method == "GET" else route.continue_())
 
 
 def next_row_id(row: Any) -> str | None:
@@ -347,14 +358,8 @@ def test_a_list_answer_that_lags_or_is_one_page_takes_off_no_job_that_exists(
     older, lagging, newest = finished_jobs(client, gates, "page-older.txt", "page-lagging.txt", "page-newest.txt")
     reload_list(page)
     answer: dict[str, Any] = {}
-
-    def shaped(route: Any) -> None:
-        response = route.fetch()
-        body = response.json()
-        listed = [job for job in body["jobs"] if job["id"] in answer["keep"]]
-        route.fulfill(response=response, json={"jobs": listed, **answer.get("extra", {})})
-
-    page.route("**/api/jobs", lambda route: shaped(route) if route.request.method == "GET" else route.continue_())
+    rewrite_list_answers(page, lambda jobs: {"jobs": [job for job in jobs if job["id"] in answer["keep"]],
+                                             **answer.get("extra", {})})
     asked = requests_to(page, "GET", "/api/jobs/[^/]+$")
 
     answer["keep"] = {older, newest}  # complete, but behind: without the lagging job
@@ -391,12 +396,7 @@ def test_a_job_deleted_here_stays_off_the_list_when_a_lagging_list_still_has_it(
     was_announced(page, "deleted-here.txt: deleted.")
     expect(row).to_have_count(0)
 
-    def lagging(route: Any) -> None:
-        response = route.fetch()
-        body = response.json()
-        route.fulfill(response=response, json={**body, "jobs": [stale, *body["jobs"]]})
-
-    page.route("**/api/jobs", lambda route: lagging(route) if route.request.method == "GET" else route.continue_())
+    rewrite_list_answers(page, lambda jobs: {"jobs": [stale, *jobs]})
     page.evaluate("window.__announced = []")
     page.click("#refresh-button")
     was_announced(page, "Job list updated:")
