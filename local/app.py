@@ -194,17 +194,6 @@ class LocalPipeline:
                                 stack=self.stack_name, site_origin=self.url)
         self._stack = dataclasses.replace(provisioned, settings=self.settings)
 
-        self._health_s3 = self.session.client("s3")
-        self.api_services = ApiServices.create(self._stack.api_config(), client=self.session.client)
-        self.launcher_services = LauncherServices.create(self._stack.launcher_config(), client=self.session.client)
-        if self.call_log is not None:
-            for client in (self.api_services.ddb, self.api_services.s3, self.launcher_services.ec2,
-                           self.launcher_services.ddb):
-                self.call_log.watch(client)
-        handlers = {name: self._api_handler(router) for name, router in ROUTERS.items()}
-        unwrapped: LambdaHandler = self._launcher_handler
-        launcher_handler = self.wrap_launcher(unwrapped, self) if self.wrap_launcher is not None else unwrapped
-
         def vm_terminated(instance_id: str) -> None:
             """The EventBridge rule's delivery: EC2 state-change event -> slot release function."""
             self._release_handler(instance_state_change(instance_id, "terminated", REGION), None)
@@ -217,7 +206,19 @@ class LocalPipeline:
             metadata_url=lambda: self.metadata.url if self.metadata else "", minute_seconds=self.minute_seconds,
             on_terminated=vm_terminated,
         )
-        self.vmhost.watch_terminations(self.launcher_services.ec2)
+        self.vmhost.watch_terminations(self.session.events)  # before any stack client is made: each one copies it
+
+        self._health_s3 = self.session.client("s3")
+        self.api_services = ApiServices.create(self._stack.api_config(), client=self.session.client)
+        self.launcher_services = LauncherServices.create(self._stack.launcher_config(), client=self.session.client)
+        if self.call_log is not None:
+            for client in (self.api_services.ddb, self.api_services.s3, self.launcher_services.ec2,
+                           self.launcher_services.ddb):
+                self.call_log.watch(client)
+        handlers = {name: self._api_handler(router) for name, router in ROUTERS.items()}
+        unwrapped: LambdaHandler = self._launcher_handler
+        launcher_handler = self.wrap_launcher(unwrapped, self) if self.wrap_launcher is not None else unwrapped
+
         self.metadata = BackgroundServer(MetadataApp(self.vmhost, REGION), self.host, 0, name="imds")
         self.metadata.start()
         self.vmhost.start()

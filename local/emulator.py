@@ -147,6 +147,11 @@ class EndpointSession:
             region_name=region,
         )
 
+    @property
+    def events(self) -> Any:
+        """The session's event emitter: a handler registered here is copied into every client made afterwards."""
+        return self._session.events
+
     def client(self, service: str, config: Config | None = None) -> Any:
         """A client for the endpoint, with `config`'s settings (e.g. presigning) but the local timeouts and retries:
         the handlers' AWS limits (`handlers.services.CallLimits`) are too tight for moto on a busy machine."""

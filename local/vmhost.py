@@ -7,9 +7,9 @@ user-data and the worker are the very ones the launch template carries on AWS: n
 
 Power-off works as on EC2 with shutdown behaviour `terminate`: when the VM runs `shutdown -h now` (its exit trap),
 or its watchdog (`shutdown -h +N`) fires, the host kills the VM's process group and terminates the instance in the
-emulator. An instance terminated from outside (a sweeper, a user) has its VM killed too, and one terminated by the
-stack's functions before it booted still has its termination announced (`watch_terminations`). The console output of
-each VM is kept (like EC2's GetConsoleOutput) and printed when its job did not succeed.
+emulator. An instance terminated from outside (a sweeper, a user) has its VM killed too, and one terminated by any
+client of the local stack's session before it booted still has its termination announced (`watch_terminations`).
+The console output of each VM is kept (like EC2's GetConsoleOutput) and printed when its job did not succeed.
 """
 
 from __future__ import annotations
@@ -187,13 +187,16 @@ class VmHost:
     def start(self) -> None:
         self._loop.start()
 
-    def watch_terminations(self, ec2: Any) -> None:
-        """Announce the termination of instances this host never booted when `ec2` terminates them.
+    def watch_terminations(self, events: Any) -> None:
+        """Announce the termination of instances this host never booted when a client with `events` (a boto3
+        session's or a client's event emitter) terminates them.
 
-        On AWS every instance's termination raises EC2's state-change event. Here the host announces the VMs it
-        runs; an instance terminated before the host saw it running (the launcher terminating the VM of a job
-        cancelled while it started) would otherwise never free its slot. A VM the host runs is announced by the
-        host as before (should both announce one, the slot release is conditional: at-least-once, as on AWS).
+        On AWS every instance's termination raises EC2's state-change event, whoever terminated it. Here the host
+        announces the VMs it runs; an instance terminated before the host saw it running (the launcher, a sweep or
+        a user's cancel terminating the VM of a job cancelled while it started) would otherwise never free its
+        slot. Registered on the session every stack client comes from, it sees each of their terminations. A VM
+        the host runs is announced by the host as before (should both announce one, the slot release is
+        conditional: at-least-once, as on AWS).
         """
         def announce(parsed: Mapping[str, Any], **_: Any) -> None:
             for change in parsed.get("TerminatingInstances", []):
@@ -205,7 +208,7 @@ class VmHost:
                     except Exception:
                         log.exception("VM %s: delivering its termination event failed", instance_id)
 
-        ec2.meta.events.register("after-call.ec2.TerminateInstances", announce)
+        events.register("after-call.ec2.TerminateInstances", announce)
 
     def stop(self) -> None:
         """Kill every VM (process groups included) and stop watching; the instances are left as they are."""

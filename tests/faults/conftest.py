@@ -16,7 +16,7 @@ import pytest
 from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.load import VmSampler
-from tests.faults.harness import Deliveries, held_slots, settle
+from tests.faults.harness import Deliveries, free_held_slots, settle
 from tests.local.harness import deleting_inputs
 
 SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=1, max_concurrent_vms=2,
@@ -50,5 +50,5 @@ def quiet_pipeline(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         settle(pipeline)
     deliveries.reset()
-    assert held_slots(pipeline) == {}, "a VM slot is still held with no VM alive"
+    assert free_held_slots(pipeline) == {}, "a VM slot is still held with no VM alive"
     assert sampler.maximum <= CAP, f"{sampler.maximum} VMs alive at once (cap {CAP}): {sampler.worst}"

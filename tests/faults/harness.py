@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.settings import WORKER_SCRIPT_KEY
-from handlers import sweeper
+from handlers import capacity, sweeper
 from handlers.instances import describe_instances
 from handlers.jobmodel import JOB_ID_TAG
 from local.app import LocalPipeline
@@ -230,6 +230,14 @@ def output_keys(pipeline: LocalPipeline, job_id: str) -> list[str]:
 def held_slots(pipeline: LocalPipeline) -> dict[int, str]:
     return jobs.held_slots(pipeline.client("dynamodb"), pipeline.stack.table,
                            pipeline.stack.settings.max_concurrent_vms)
+
+
+def free_held_slots(pipeline: LocalPipeline) -> dict[int, str]:
+    """Give back every held slot; return what was held (a test that left one fails alone, not every later test)."""
+    held = held_slots(pipeline)
+    for slot, job_id in held.items():
+        capacity.release(pipeline.client("dynamodb"), pipeline.stack.table, job_id, slot)
+    return held
 
 
 def sweep(pipeline: LocalPipeline, later: timedelta = timedelta(0), ec2: Any = None) -> sweeper.SweepReport:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -118,10 +118,11 @@ def test_a_cancel_racing_the_workers_last_write_ends_in_one_final_state(
 class CancellingEc2:
     """An EC2 client whose RunInstances starts the VM, then lets the job's owner cancel it over the API and waits
     until the launcher has read the CANCELLED record (the owner's place given back), all before the caller hears
-    back: so the caller records the instance id after the cancel's record was handled, without it."""
+    back: so the caller records the instance id after the cancel's record was handled, without it. With `booted`,
+    the cancel waits until the VM host runs the VM first."""
 
-    def __init__(self, real: Any, pipeline: LocalPipeline) -> None:
-        self.real, self.pipeline = real, pipeline
+    def __init__(self, real: Any, pipeline: LocalPipeline, booted: bool) -> None:
+        self.real, self.pipeline, self.booted = real, pipeline, booted
         self.answers: list[requests.Response] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -129,21 +130,43 @@ class CancellingEc2:
 
     def run_instances(self, **kwargs: Any) -> Any:
         started = self.real.run_instances(**kwargs)
+        if self.booted:
+            instance_id = started["Instances"][0]["InstanceId"]
+            assert self.pipeline.vmhost is not None
+            wait_for(lambda: instance_id in self.pipeline.vmhost.runs, 20, "the VM host to boot the VM")
         self.answers.append(signed_in(self.pipeline).cancel(kwargs["ClientToken"]))
         wait_for(lambda: counted(self.pipeline) == 0, 20, "the launcher to read the CANCELLED record")
         return started
 
 
+def hide_from_vmhost(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch, job_id: str) -> None:
+    """The VM host never sees the job's instance: it is terminated before it boots (EC2 terminating a pending
+    instance), so only the termination event can give its slot back."""
+    vmhost = pipeline.vmhost
+    assert vmhost is not None
+    seen = vmhost.live_instances
+    monkeypatch.setattr(vmhost, "live_instances", lambda: [i for i in seen() if job_of(i) != job_id])
+
+
+def job_of(instance: Mapping[str, Any]) -> str | None:
+    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == jobmodel.JOB_ID_TAG), None)
+
+
+@pytest.mark.parametrize("booted", [True, False], ids=["VM booted", "VM not booted yet"])
 def test_a_cancel_while_the_vm_starts_terminates_it_and_frees_its_slot(
-    pipeline: LocalPipeline, deliveries: Deliveries, idle_worker: None
+    pipeline: LocalPipeline, deliveries: Deliveries, idle_worker: None, monkeypatch: pytest.MonkeyPatch,
+    booted: bool,
 ) -> None:
     """The job is started by a sweep (its stream record was lost), so the stream launcher is free to handle the
     cancel's record meanwhile: that record had no instance id yet, and the later write of the instance id no longer
     passes the launcher's filter (the job holds no place any more). What terminates the VM is the starter's own
-    write of the instance id, which returns the job CANCELLED; the VM's termination gives the slot back."""
+    write of the instance id, which returns the job CANCELLED; the VM's termination gives the slot back, whether
+    the VM host had booted the VM or not (then the sweep's own client's termination is the announcement)."""
     deliveries.drop_new = True  # for the whole test (the poller may read the record at any time); reset after it
     job = signed_in(pipeline).submit("starting.txt", b"starting", "cancelled while starting")
-    ec2 = CancellingEc2(pipeline.client("ec2"), pipeline)
+    if not booted:
+        hide_from_vmhost(pipeline, monkeypatch, job["id"])
+    ec2 = CancellingEc2(pipeline.client("ec2"), pipeline, booted)
 
     report = sweep(pipeline, later=jobmodel.DEADLINES[Status.PENDING].after + timedelta(seconds=1), ec2=ec2)
 
@@ -155,7 +178,10 @@ def test_a_cancel_while_the_vm_starts_terminates_it_and_frees_its_slot(
     assert instance_state(pipeline, final["instance_id"]) == "terminated"
     assert pipeline.vmhost is not None
     run = pipeline.vmhost.runs.get(final["instance_id"])
-    assert run is None or run.ending == Ending.TERMINATED, "terminated from outside, not powered off by its user-data"
+    if booted:
+        assert run is not None and run.ending == Ending.TERMINATED, "terminated from outside, not by its user-data"
+    else:
+        assert run is None, "the VM host never booted it"
     assert output_keys(pipeline, job["id"]) == []
     wait_for(lambda: held_slots(pipeline) == {}, 20, "the slot to be given back")
     assert counted(pipeline) == 0

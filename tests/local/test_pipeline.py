@@ -270,6 +270,24 @@ def test_an_instance_terminated_in_the_emulator_loses_its_vm(pipeline: LocalPipe
     assert gone(processes)
 
 
+def test_an_instance_terminated_before_the_host_booted_it_is_announced_whichever_client_terminated_it(
+    pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2 raises its state-change event for every termination; locally any client of the pipeline's session
+    announces it (a cancel's, a sweep's, a test's), not only the launcher's. No JobId tag: the host never boots it."""
+    assert pipeline.vmhost is not None
+    announced: list[str] = []
+    monkeypatch.setattr(pipeline.vmhost, "on_terminated", announced.append)
+    started = pipeline.client("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
+                                                   SubnetId=pipeline.stack.subnet_ids[0])
+    instance_id = started["Instances"][0]["InstanceId"]
+
+    pipeline.client("ec2").terminate_instances(InstanceIds=[instance_id])
+
+    assert announced == [instance_id]
+    assert instance_id not in pipeline.vmhost.runs
+
+
 def test_the_vm_sees_only_the_shims_and_the_emulator(pipeline: LocalPipeline) -> None:
     script = "\n".join([
         "#!/bin/bash",
