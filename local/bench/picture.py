@@ -11,27 +11,40 @@ from typing import Any
 
 from local.bench.figures import Figure
 
+DPI = 90
+LEGEND_SHARE = 0.35
+"""The top share of the API panel kept free of bars for its legend (five entries in small type)."""
+
 
 def select(figures: Sequence[Figure], group: str, **params: Any) -> list[Figure]:
     return [f for f in figures if f.group == group and all(f.params.get(k) == v for k, v in params.items())]
 
 
 def draw(figures: Sequence[Figure], path: Path, title: str) -> None:
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (only the picture needs it, and it is slow to import)
+
+    fig = render(figures, title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+
+def render(figures: Sequence[Figure], title: str) -> Any:
+    """The picture's matplotlib figure (four panels), not yet saved."""
     import matplotlib  # noqa: PLC0415 (only the picture needs it, and it is slow to import)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9), dpi=DPI)
     phases(axes[0][0], figures)
     against_size(axes[0][1], figures, "throughput", "MiB/s", "Throughput (median)")
     against_size(axes[1][0], figures, "rss", "MiB", "Peak RSS of the process (median)")
     api(axes[1][1], figures)
     fig.suptitle(title)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
 
 
 def phases(ax: Any, figures: Sequence[Figure]) -> None:
@@ -89,4 +102,11 @@ def api(ax: Any, figures: Sequence[Figure]) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("ms")
     ax.set_title("API latency per route")
-    ax.legend(fontsize="small")
+    leave_room_above(ax, LEGEND_SHARE)
+    ax.legend(fontsize="small", loc="upper left")
+
+
+def leave_room_above(ax: Any, share: float) -> None:
+    """Raise a log axis' top so that its data stay in the bottom `1 - share` of the panel."""
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top * (top / bottom) ** (share / (1 - share)))
