@@ -1,7 +1,7 @@
 /**
  * A yes/no question in the native modal `<dialog>`: the browser moves focus into it (to the `autofocus` button, the
  * safe choice), keeps Tab inside it, makes the page behind it inert and closes it on Escape. When it closes, focus
- * goes back to the control that opened it.
+ * goes back to the control that opened it, or, when that control left the page meanwhile, to a fallback.
  */
 
 export class ConfirmDialog {
@@ -19,9 +19,10 @@ export class ConfirmDialog {
 
   /**
    * Ask; resolves true when the user confirms, false when they keep things as they are (the other button or Escape).
-   * @param {{title: string, text: string, confirmLabel: string, returnTo: HTMLElement}} question
+   * @param {{title: string, text: string, confirmLabel: string, returnTo: HTMLElement,
+   *          fallback: HTMLElement}} question
    */
-  ask({ title, text, confirmLabel, returnTo }) {
+  ask({ title, text, confirmLabel, returnTo, fallback }) {
     this.dismiss();
     this.title.textContent = title;
     this.text.textContent = text;
@@ -29,7 +30,7 @@ export class ConfirmDialog {
     this.dialog.returnValue = "";
     return new Promise((resolve) => {
       this.dialog.addEventListener("close", () => {
-        if (returnTo.isConnected) returnTo.focus();
+        (returnTo.isConnected ? returnTo : fallback).focus();
         resolve(this.dialog.returnValue === "confirm");
       }, { once: true });
       this.dialog.showModal();

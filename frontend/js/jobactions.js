@@ -10,7 +10,6 @@ import { ConfirmDialog } from "./confirm.js";
 import { jobName } from "./format.js";
 import { CANCELLABLE_STATES, FINAL_STATES, RETRYABLE_STATES } from "./states.js";
 
-const NOT_FOUND = 404;
 const CONFLICT = 409;
 
 /** Show the buttons that apply to the job's state, each named with the job, or where a retry of it went. */
@@ -101,10 +100,13 @@ export class JobActions {
       text: "The job, its file, its output and its log are deleted for good.",
       confirmLabel: "Delete",
       returnTo: button,
+      fallback: this.jobs.heading, // the row left while the question was open (deleted elsewhere)
     });
     if (!confirmed || this.jobs.row(id) !== row) return;
     const deleted = () => this.api.deleteJob(id).catch((error) => {
-      if (error.status !== NOT_FOUND) throw error; // 404: already gone, which is what the user asked for
+      // No such job: already gone, which is what the user asked for. Any other refusal (a 404 for a missing route
+      // included) is shown under the job, which stays.
+      if (error.code !== JOB_NOT_FOUND) throw error;
     });
     await this.send(id, row, button, deleted, () => this.dropRow(id));
   }

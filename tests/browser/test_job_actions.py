@@ -1,7 +1,7 @@
 """Cancel, retry and delete from the job list in headless Chromium against the local stack: a running job cancelled,
 retried and deleted with the keyboard alone, a refused delete that keeps its row, and jobs deleted elsewhere (another
-tab or device) leaving the list when a cancel, a retry, a poll or a reload finds them gone, and a job deleted on the
-page that a lagging list answer still holds staying off the list.
+tab or device) leaving the list when a cancel, a retry, a poll or a reload finds them gone (also while the job's
+delete question is open), and a job deleted on the page that a lagging list answer still holds staying off the list.
 
 The VMs of this module's stack run the real worker held before its last write until the test opens the job's gate
 (`tests.faults.harness.gated_worker_script`): that keeps a job RUNNING for as long as a test needs.
@@ -189,14 +189,25 @@ def test_a_running_job_is_cancelled_retried_and_deleted_with_the_keyboard(
 
 
 VM_RUNNING = "The job's VM is still shutting down; try again in a minute."
+NO_ROUTE = "No route for DELETE /api/jobs/{id}."
+REFUSALS = {
+    "409 job_vm_running": (409, "job_vm_running", VM_RUNNING),
+    "404 of no job (a missing route)": (404, "not_found", NO_ROUTE),
+}
 
 
-def test_a_refused_delete_keeps_the_row_and_says_why(page: Any, site: str, user: Credentials, gates: Path) -> None:
-    """A delete answered 409 `job_vm_running` (forced here, it only lasts while a VM shuts down): the sentence shows
-    under the job and is announced, the row stays, and the button is usable again; while the request is in flight
-    the button is disabled, so nothing is sent twice."""
+@pytest.mark.parametrize("refusal", REFUSALS.values(), ids=REFUSALS.keys())
+def test_a_refused_delete_keeps_the_row_and_says_why(
+    page: Any, site: str, user: Credentials, gates: Path, refusal: tuple[int, str, str],
+) -> None:
+    """A delete answered 409 `job_vm_running` (forced here, it only lasts while a VM shuts down), or 404 with
+    another code than `job_not_found` (the job was not found gone: the request missed the API's route): the
+    sentence shows under the job and is announced, the row stays, and the button is usable again; while the request
+    is in flight the button is disabled, so nothing is sent twice."""
+    status, code, reason = refusal
+    name = f"refused-{status}.txt"
     client = ApiClient.signed_in(site, user.email, user.password)
-    job = client.submit("vm-busy.txt", b"busy", "text")
+    job = client.submit(name, b"busy", "text")
     open_gate(gates, job["id"])
     assert client.wait_for_final(job["id"])["status"] == "SUCCEEDED"
     page.reload()
@@ -207,7 +218,7 @@ def test_a_refused_delete_keeps_the_row_and_says_why(page: Any, site: str, user:
                if route.request.method == "DELETE" else route.continue_())
     deletes = requests_to(page, "DELETE", re.escape(job["id"]))
 
-    row = job_row(page, "vm-busy.txt")
+    row = job_row(page, name)
     delete = row.locator("[data-action=delete]")
     delete.click()
     page.locator("#delete-dialog [data-choice=confirm]").click()
@@ -216,10 +227,10 @@ def test_a_refused_delete_keeps_the_row_and_says_why(page: Any, site: str, user:
     delete.click(force=True)  # a second click while the first is in flight: no second question, no second request
     expect(page.locator("#delete-dialog")).to_be_hidden()
     assert len(held) == 1
-    held[0].fulfill(status=409, json={"error": {"code": "job_vm_running", "message": VM_RUNNING}})
+    held[0].fulfill(status=status, json={"error": {"code": code, "message": reason}})
 
-    expect(row.locator("[data-slot=action-error]")).to_have_text(VM_RUNNING)
-    was_announced(page, f"vm-busy.txt: {VM_RUNNING}")
+    expect(row.locator("[data-slot=action-error]")).to_have_text(reason)
+    was_announced(page, f"{name}: {reason}")
     expect(delete).to_be_enabled()
     expect(delete).to_be_focused()
     assert_accessible(page, "a refused delete with its reason")
@@ -402,3 +413,32 @@ def test_a_job_deleted_here_stays_off_the_list_when_a_lagging_list_still_has_it(
     was_announced(page, "Job list updated:")
     expect(row).to_have_count(0)
     assert not [m for m in page.evaluate("window.__announced") if "deleted" in m]
+
+
+def test_a_job_deleted_elsewhere_while_its_delete_question_is_open_leaves_focus_on_the_list(
+    page: Any, site: str, user: Credentials, gates: Path,
+) -> None:
+    """The delete question is open when the page comes back after a long absence and its reload finds the job gone
+    (deleted in another tab): the row leaves behind the dialog; when the user closes the dialog, focus goes to the
+    list's heading (the button that opened it has left the page), not to the page's body."""
+    client = ApiClient.signed_in(site, user.email, user.password)
+    [job_id] = finished_jobs(client, gates, "asked-about.txt")
+    reload_list(page)
+    row = page.locator(f"#job-{job_id}")
+    row.locator("[data-action=delete]").click()
+    dialog = page.locator("#delete-dialog")
+    expect(dialog).to_be_visible()
+    delete_elsewhere(client, job_id)
+
+    page.evaluate("""() => {  // the tab comes back after more than the list's staleness limit
+      const now = Date.now.bind(Date);
+      Date.now = () => now() + 10 * 60 * 1000;
+      document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    expect(row).to_have_count(0)
+    was_announced(page, "asked-about.txt: deleted elsewhere.")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#jobs-heading")).to_be_focused()
