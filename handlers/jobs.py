@@ -82,13 +82,18 @@ def checked_key(key: object) -> tuple[str, str]:
     return match["id"], key
 
 
+def object_missing(err: ClientError) -> bool:
+    """S3 answered that the object does not exist (HEAD says 404 or NotFound, GET and copy say NoSuchKey)."""
+    return err.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}
+
+
 def uploaded_size(s3: Any, bucket: str, key: str, owner: str) -> int:
     """Size of the caller's upload; another user's upload is as unknown as a missing one (no existence leak)."""
     not_found = ApiError(404, "upload_not_found", "No uploaded file has this key: upload the file first.")
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as err:
-        if err.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+        if object_missing(err):
             raise not_found from None
         raise
     if head.get("Metadata", {}).get(OWNER_METADATA) != owner:
@@ -103,7 +108,7 @@ def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any], ow
     job_id, key = checked_key(request.get("key"))
     size = uploaded_size(s3, config.bucket, key, owner)
     if size > config.max_file_bytes:
-        raise ApiError(413, "file_too_large", f"The file is {size} bytes; the limit is {config.max_file_bytes} bytes.")
+        raise file_too_large(size, config.max_file_bytes)
     if size == 0:
         raise ApiError(400, "empty_file", "The uploaded file is empty.")
     item = jobmodel.new_job(job_id, text, f"{config.bucket}/{key}", owner)
@@ -146,6 +151,10 @@ def download_url(s3: Any, output_path: str, expires_in: int) -> str:
         },
         ExpiresIn=expires_in,
     ))
+
+
+def file_too_large(size: int, limit: int) -> ApiError:
+    return ApiError(413, "file_too_large", f"The file is {size} bytes; the limit is {limit} bytes.")
 
 
 def job_not_found() -> ApiError:

@@ -7,7 +7,8 @@ job, copy and delete inputs, delete outputs and job items, which the jobs functi
   calls EC2: the CANCELLED job's stream record reaches the launcher, which terminates its VM if it has one (see
   `handlers.launcher` for a cancel that lands while the VM starts) and gives the owner's place back.
 - Retry of a FAILED or CANCELLED job: a new job (new id) with the same text, its input copied server-side to the new
-  job's key (each job owns exactly one input). The new job, its count and the mark `retried_as` on the old job are
+  job's key (each job owns exactly one input), once the input is found within today's `maxFileMb` (it may have
+  been lowered since the upload). The new job, its count and the mark `retried_as` on the old job are
   one transaction conditional on the old job not being retried yet (or only into a job since deleted), so a
   repeated or concurrent retry makes one job and answers it.
 - Delete of a final job: its input, output and log objects, then its item (and its count, if the launcher has not
@@ -30,7 +31,7 @@ from handlers import capacity, jobmodel, quota
 from handlers.apigw import ApiError, Event, Response, Router, caller, json_response, no_body, no_content_response
 from handlers.config import ApiConfig
 from handlers.jobmodel import RETRIED_AS, Actor, Status
-from handlers.jobs import job_not_found, job_view, owned_job, too_many_jobs
+from handlers.jobs import file_too_large, job_not_found, job_view, object_missing, owned_job, too_many_jobs
 from handlers.services import MANAGE_CALLS, ApiServices, api_services
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,21 @@ def cancel_job(ddb: Any, config: ApiConfig, job_id: object, owner: str) -> dict[
 
 
 # -- retry ------------------------------------------------------------------------------------------------------------
+def input_gone() -> ApiError:
+    return ApiError(409, "input_gone", "The job's input file no longer exists: upload it again for a new job.")
+
+
+def input_size(s3: Any, source: str) -> int:
+    """The size of the job's input (`<bucket>/<key>`)."""
+    source_bucket, source_key = jobmodel.split_s3_path(source)
+    try:
+        return int(s3.head_object(Bucket=source_bucket, Key=source_key)["ContentLength"])
+    except ClientError as err:
+        if object_missing(err):
+            raise input_gone() from None
+        raise
+
+
 def copy_input(s3: Any, source: str, bucket: str, key: str) -> None:
     """Copy the job's input (`<bucket>/<key>`) to `key`, server-side, with its metadata (the owner's)."""
     source_bucket, source_key = jobmodel.split_s3_path(source)
@@ -68,9 +84,8 @@ def copy_input(s3: Any, source: str, bucket: str, key: str) -> None:
         s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key},
                        MetadataDirective="COPY")
     except ClientError as err:
-        if err.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
-            raise ApiError(409, "input_gone", "The job's input file no longer exists: upload it again for a new "
-                                              "job.") from None
+        if object_missing(err):  # deleted since it was measured
+            raise input_gone() from None
         raise
 
 
@@ -115,6 +130,9 @@ def retry_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object, owner: str) 
     if old["status"] not in RETRYABLE:
         raise ApiError(409, "job_not_retryable",
                        f"The job is {old['status']}: only a FAILED or CANCELLED job can be retried.")
+    size = input_size(s3, old["input_file_path"])
+    if size > config.max_file_bytes:  # the limit was lowered since the upload
+        raise file_too_large(size, config.max_file_bytes)
     new_id = jobmodel.new_id()
     key = f"{jobmodel.INPUT_PREFIX}{new_id}/{PurePosixPath(old['input_file_path']).name}"
     copy_input(s3, old["input_file_path"], config.bucket, key)
@@ -182,11 +200,11 @@ def delete_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object, owner: str)
 
 
 # -- routes -----------------------------------------------------------------------------------------------------------
-router: Router[ApiServices] = Router("manage", aws_calls=7, call_limits=MANAGE_CALLS)
-"""Seven calls at most, each with no SDK retry (`MANAGE_CALLS`): a retry reads the job and the job it was once
-retried into, copies the input, writes the transaction, and when that is refused deletes the copy and reads both
-jobs again; a delete reads the job and the slots, deletes the files, writes the transaction, and when the launcher
-released the job meanwhile reads and writes once more."""
+router: Router[ApiServices] = Router("manage", aws_calls=8, call_limits=MANAGE_CALLS)
+"""Eight calls at most, each with no SDK retry (`MANAGE_CALLS`): a retry reads the job and the job it was once
+retried into, measures and copies the input, writes the transaction, and when that is refused deletes the copy and
+reads both jobs again; a delete reads the job and the slots, deletes the files, writes the transaction, and when
+the launcher released the job meanwhile reads and writes once more."""
 
 
 @router.route("POST", "/api/jobs/{id}/cancel")

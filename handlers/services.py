@@ -62,7 +62,7 @@ API_CALLS = CallLimits(connect_seconds=1, read_seconds=2, attempts=2)
 answers within API Gateway's 30 s integration limit."""
 MANAGE_CALLS = CallLimits(connect_seconds=1, read_seconds=2, attempts=1)
 """The job management function's calls (cancel, retry, delete): as tight as `API_CALLS` per attempt but with no SDK
-retry, because its slowest paths make up to seven calls one after another and must still end within API
+retry, because its slowest paths make up to eight calls one after another and must still end within API
 Gateway's 30 s. Each of its operations is idempotent, so a client repeats one that failed on a throttle or a
 timeout (500)."""
 DISPATCH_CALLS = CallLimits(connect_seconds=2, read_seconds=5, attempts=3)

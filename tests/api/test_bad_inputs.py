@@ -56,6 +56,8 @@ class Given:
     """The user's SUCCEEDED job."""
     input_gone_id: str
     """The user's FAILED job whose input object was deleted."""
+    oversize_failed_id: str
+    """The user's FAILED job whose input is over today's size limit (lowered since its upload)."""
     vm_alive_id: str
     """The user's CANCELLED job whose VM still holds a slot (shutting down)."""
     full_token: str
@@ -203,6 +205,8 @@ CASES: dict[str, Bad] = {
     "retry a pending job": Bad("POST", "/api/jobs/{job_id}/retry", 409, "job_not_retryable"),
     "retry a succeeded job": Bad("POST", "/api/jobs/{succeeded_id}/retry", 409, "job_not_retryable"),
     "retry a job whose input is gone": Bad("POST", "/api/jobs/{input_gone_id}/retry", 409, "input_gone"),
+    "retry a job whose file is over today's limit": Bad("POST", "/api/jobs/{oversize_failed_id}/retry", 413,
+                                                        "file_too_large"),
     "retry over the quota": Bad("POST", "/api/jobs/{full_failed_id}/retry", 429, "too_many_jobs",
                                 authorization=lambda g: f"Bearer {g.full_token}"),
     "retry an unknown job": Bad("POST", "/api/jobs/" + "Z" * 21 + "/retry", 404, "job_not_found"),
@@ -279,6 +283,9 @@ def given(pipeline: LocalPipeline) -> Iterator[Given]:
     succeeded = ended(pipeline, user, "SUCCEEDED")
     input_gone = ended(pipeline, user, "FAILED")
     s3.delete_object(Bucket=pipeline.stack.bucket, Key=f"inputs/{input_gone}/job.txt")
+    oversize_failed = ended(pipeline, user, "FAILED")  # its file as a higher maxFileMb let it be uploaded
+    s3.put_object(Bucket=pipeline.stack.bucket, Key=f"inputs/{oversize_failed}/job.txt", Body=b"x" * (MAX_BYTES + 1),
+                  Metadata=owner)
     vm_alive = ended(pipeline, user, "CANCELLED")
     assert capacity.acquire(pipeline.client("dynamodb"), pipeline.stack.table, vm_alive,
                             SETTINGS.max_concurrent_vms) is not None
@@ -293,8 +300,8 @@ def given(pipeline: LocalPipeline) -> Iterator[Given]:
                 other_client_token=token_of_another_client(pipeline, user),
                 other_job_id=other_job, other_key=other.upload("unused.txt", b"theirs"),
                 other_cursor=other.get("/api/jobs?limit=1").json()["next"],
-                succeeded_id=succeeded, input_gone_id=input_gone, vm_alive_id=vm_alive, full_token=full.token,
-                full_failed_id=full_failed)
+                succeeded_id=succeeded, input_gone_id=input_gone, oversize_failed_id=oversize_failed,
+                vm_alive_id=vm_alive, full_token=full.token, full_failed_id=full_failed)
 
 
 def ended(pipeline: LocalPipeline, user: ApiClient, status: str) -> str:
@@ -321,8 +328,8 @@ def token_of_another_client(pipeline: LocalPipeline, user: ApiClient) -> str:
 
 def send(pipeline: LocalPipeline, given: Given, bad: Bad) -> requests.Response:
     path = bad.path
-    for name in ("job_id", "other_job_id", "other_cursor", "succeeded_id", "input_gone_id", "vm_alive_id",
-                 "full_failed_id"):
+    for name in ("job_id", "other_job_id", "other_cursor", "succeeded_id", "input_gone_id", "oversize_failed_id",
+                 "vm_alive_id", "full_failed_id"):
         path = path.replace("{" + name + "}", getattr(given, name))
     authorization = bad.authorization(given) if bad.authorization else f"Bearer {given.token}"
     headers = {**({"authorization": authorization} if authorization is not None else {}), **bad.headers}

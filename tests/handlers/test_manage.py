@@ -85,9 +85,10 @@ class Proxy:
         return wrapped
 
 
-def resolve(stack: Stack, route: str, job_id: str, *, ddb: Any = None, s3: Any = None) -> Reply:
-    """The route through the manage router with these clients (fault injection)."""
-    services = ApiServices(config=CONFIG, ddb=ddb or stack.client("dynamodb"), s3=s3 or stack.client("s3"))
+def resolve(stack: Stack, route: str, job_id: str, *, ddb: Any = None, s3: Any = None,
+            config: ApiConfig = CONFIG) -> Reply:
+    """The route through the manage router with these clients (fault injection) and this configuration."""
+    services = ApiServices(config=config, ddb=ddb or stack.client("dynamodb"), s3=s3 or stack.client("s3"))
     return call(lambda event, context: manage.router.resolve(event, services),
                 api_event(route, path_parameters={"id": job_id}))
 
@@ -211,6 +212,35 @@ def test_a_job_whose_input_is_gone_is_not_retried(stack: Stack) -> None:
     old = counted_job(stack, Status.FAILED)
     stack.client("s3").delete_object(Bucket=stack.bucket, Key=f"inputs/{old}/notes.txt")
     refused(stack, RETRY, old, 409, "input_gone")
+
+
+def test_a_job_whose_input_goes_between_its_measure_and_its_copy_is_not_retried(stack: Stack) -> None:
+    old = counted_job(stack, Status.FAILED)
+    before = everything(stack)
+    gone = {"copy_object": lambda **kwargs: stack.client("s3").delete_object(
+        Bucket=stack.bucket, Key=kwargs["CopySource"]["Key"])}
+
+    reply = resolve(stack, RETRY, old, s3=Proxy(stack.client("s3"), before=gone))
+
+    assert (reply.status, reply.error_code) == (409, "input_gone"), reply.body
+    assert everything(stack)[0] == before[0], "no item written"
+    assert everything(stack)[1] == before[1] - {f"inputs/{old}/notes.txt"}, "no copy made"
+
+
+@pytest.mark.parametrize(("limit", "status"), [(4, 413), (5, 201)], ids=["one byte under the file", "the file's size"])
+def test_a_retry_checks_the_file_against_todays_size_limit(stack: Stack, limit: int, status: int) -> None:
+    """`maxFileMb` may have been lowered since the upload: a retry of a larger file is refused as its upload
+    would be today (413 `file_too_large`, nothing written); a file at the limit is retried."""
+    old = counted_job(stack, Status.FAILED)  # its input is 5 bytes
+    before = everything(stack)
+
+    reply = resolve(stack, RETRY, old, config=replace(CONFIG, max_file_bytes=limit))
+
+    assert reply.status == status, reply.body
+    if status == 413:
+        assert reply.error_code == "file_too_large"
+        assert reply.body["error"]["message"] == "The file is 5 bytes; the limit is 4 bytes."
+        assert everything(stack) == before, "a refused retry changed something"
 
 
 def test_a_retry_over_the_quota_is_429_and_leaves_no_copy(stack: Stack) -> None:

@@ -76,7 +76,7 @@ def test_api_functions_answer_before_api_gateway_gives_up(module: str) -> None:
 
 
 def test_the_manage_function_trades_sdk_retries_for_its_longer_paths() -> None:
-    """Its seven calls in a row fit API Gateway's 30 s only with one attempt each (the others keep two)."""
+    """Its eight calls in a row fit API Gateway's 30 s only with one attempt each (the others keep two)."""
     assert ROUTERS["manage"].call_limits == MANAGE_CALLS and MANAGE_CALLS.attempts == 1
     assert {ROUTERS[m].call_limits for m in ("upload", "jobs")} == {API_CALLS}
     built: list[tuple[str, object]] = []
