@@ -25,9 +25,8 @@ def draw(figures: Sequence[Figure], path: Path, title: str) -> None:
 
     fig = render(figures, title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path)  # at the figure's own DPI
     plt.close(fig)
-
 
 
 def render(figures: Sequence[Figure], title: str) -> Any:

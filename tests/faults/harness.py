@@ -235,8 +235,9 @@ def held_slots(pipeline: LocalPipeline) -> dict[int, str]:
 def free_held_slots(pipeline: LocalPipeline) -> dict[int, str]:
     """Give back every held slot; return what was held (a test that left one fails alone, not every later test)."""
     held = held_slots(pipeline)
+    ddb = pipeline.client("dynamodb")
     for slot, job_id in held.items():
-        capacity.release(pipeline.client("dynamodb"), pipeline.stack.table, job_id, slot)
+        capacity.release(ddb, pipeline.stack.table, job_id, slot)
     return held
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from handlers import jobmodel, quota
-from handlers.jobmodel import Status
+from handlers.instances import tags
+from handlers.jobmodel import JOB_ID_TAG, Status
 from local.app import LocalPipeline
 from local.vmhost import Ending
 from tests.faults.harness import (
@@ -145,11 +146,7 @@ def hide_from_vmhost(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch, j
     vmhost = pipeline.vmhost
     assert vmhost is not None
     seen = vmhost.live_instances
-    monkeypatch.setattr(vmhost, "live_instances", lambda: [i for i in seen() if job_of(i) != job_id])
-
-
-def job_of(instance: Mapping[str, Any]) -> str | None:
-    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == jobmodel.JOB_ID_TAG), None)
+    monkeypatch.setattr(vmhost, "live_instances", lambda: [i for i in seen() if tags(i).get(JOB_ID_TAG) != job_id])
 
 
 @pytest.mark.parametrize("booted", [True, False], ids=["VM booted", "VM not booted yet"])
