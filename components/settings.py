@@ -212,7 +212,8 @@ def launcher_config(
 def site_config(
     settings: StackSettings, *, region: str, user_pool_id: str, client_id: str, auth_endpoint: str | None = None
 ) -> dict[str, Any]:
-    """The form's `config.json`: the limits it checks before asking the API, and where it signs in.
+    """The form's `config.json`: the limits it checks before asking the API, where it signs in, and the job states
+    (what each is called and allows), so that the page copies none of them.
 
     `auth_endpoint` is Cognito's endpoint only where it is not AWS's default for `region` (local mode's emulator).
     """
@@ -226,6 +227,7 @@ def site_config(
         "selfSignUp": settings.allow_self_sign_up,
         "auth": auth,
         "retentionDays": settings.retention_days,
+        "jobStates": jobmodel.public_states(),
     }
 
 

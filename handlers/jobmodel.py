@@ -77,6 +77,12 @@ PHASE_STARTED: Mapping[Status, str] = {
 `new_job`), so wait and run times never depend on a caller remembering to stamp them."""
 
 FINAL_STATES = frozenset(Status) - {t.source for t in TRANSITIONS}
+CANCELLABLE_STATES: tuple[Status, ...] = tuple(
+    state for state in Status
+    if any(t.source == state and t.target == Status.CANCELLED and Actor.USER in t.by for t in TRANSITIONS))
+"""The states its owner may cancel a job from (`POST /api/jobs/<id>/cancel`), in the model's order."""
+RETRYABLE_STATES: tuple[Status, ...] = (Status.FAILED, Status.CANCELLED)
+"""The states from which its owner may retry a job (`POST /api/jobs/<id>/retry`): it ended without an output."""
 ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     state: frozenset(t.target for t in TRANSITIONS if t.source == state) for state in Status
 }
@@ -388,3 +394,30 @@ PUBLIC_FIELDS = (
 def to_public(item: Mapping[str, str]) -> dict[str, str]:
     """The job as the API returns it: known fields only, in a stable order."""
     return {name: item[name] for name in PUBLIC_FIELDS if name in item}
+
+
+STATE_DETAIL: Mapping[Status, str] = {
+    Status.PENDING: "Saved. A VM will be launched for it shortly.",
+    Status.QUEUED: "Waiting for a free VM slot.",
+    Status.LAUNCHING: "Starting a VM for this job.",
+    Status.RUNNING: "Processing on its VM.",
+    Status.CANCELLED: "Stopped at your request.",
+}
+"""The sentence the page shows under a job in each state; none for SUCCEEDED and FAILED, whose rows show the output
+or the reason instead."""
+
+
+def public_states() -> list[dict[str, Any]]:
+    """Every state as the page learns it from `config.json`, in the model's order: its name and label, the sentence
+    shown under a job in it, and whether a job in it is final (never polled again), cancellable and retryable."""
+    return [
+        {
+            "name": state.value,
+            "label": state.value.capitalize(),
+            "detail": STATE_DETAIL.get(state, ""),
+            "final": state in FINAL_STATES,
+            "cancellable": state in CANCELLABLE_STATES,
+            "retryable": state in RETRYABLE_STATES,
+        }
+        for state in Status
+    ]

@@ -36,7 +36,7 @@ from handlers.services import MANAGE_CALLS, ApiServices, api_services
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = (Status.FAILED, Status.CANCELLED)
+RETRYABLE = jobmodel.RETRYABLE_STATES
 
 
 def path_id(event: Event) -> object:
@@ -49,7 +49,7 @@ def cancel_job(ddb: Any, config: ApiConfig, job_id: object, owner: str) -> dict[
     if not jobmodel.is_id(job_id):
         raise job_not_found()
     moved = jobmodel.transition(ddb, config.table, job_id, Status.CANCELLED, by=Actor.USER, owner=owner,
-                                expected=[Status.PENDING, Status.QUEUED, Status.LAUNCHING, Status.RUNNING])
+                                expected=jobmodel.CANCELLABLE_STATES)
     if moved is not None:
         log.info("job cancelled", extra={"job_id": job_id})
         return jobmodel.to_public(moved)

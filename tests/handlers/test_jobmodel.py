@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 
@@ -67,6 +68,31 @@ def test_final_states_have_no_way_out_and_nothing_returns_to_pending() -> None:
     assert all(not ALLOWED_TRANSITIONS[state] for state in FINAL_STATES)
     assert all(S.PENDING not in targets for targets in ALLOWED_TRANSITIONS.values())
     assert all(state not in ALLOWED_TRANSITIONS[state] for state in Status)
+
+
+def test_the_states_a_user_may_cancel_or_retry_from_follow_the_model() -> None:
+    """Regression: the cancellable states listed by hand beside the transition table, which lets the user cancel from
+    exactly the states not final; retry is for a job that ended without an output."""
+    assert set(jobmodel.CANCELLABLE_STATES) == {s for s in Status if s not in FINAL_STATES}
+    cancels = {t.source for t in TRANSITIONS if t.target == S.CANCELLED and A.USER in t.by}
+    assert set(jobmodel.CANCELLABLE_STATES) == cancels
+    assert set(jobmodel.RETRYABLE_STATES) == FINAL_STATES - {S.SUCCEEDED}
+
+
+def test_public_states_describe_every_state_as_the_model_has_it() -> None:
+    """The page's only source of the job states (config.json's `jobStates`): every state once, in the model's order,
+    each flag as the model says, a label, and a sentence under way (a state added to the model without one would show
+    a bare badge on a job still moving)."""
+    states = jobmodel.public_states()
+    assert [state["name"] for state in states] == [s.value for s in Status]
+    for state in states:
+        status = Status(state["name"])
+        assert state["final"] == (status in FINAL_STATES), status
+        assert state["cancellable"] == (status in jobmodel.CANCELLABLE_STATES), status
+        assert state["retryable"] == (status in jobmodel.RETRYABLE_STATES), status
+        assert state["label"] == status.value.capitalize(), status
+        assert bool(state["detail"]) == (status not in (S.SUCCEEDED, S.FAILED)), status
+    assert json.loads(json.dumps(states)) == states, "not plain JSON"
 
 
 def test_every_state_is_reachable_from_pending() -> None:

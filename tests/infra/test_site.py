@@ -18,6 +18,7 @@ from components.site import (
     frontend_files,
     host_of,
 )
+from handlers.jobmodel import CANCELLABLE_STATES, FINAL_STATES, RETRYABLE_STATES, Status
 from tests.infra.conftest import API_ID, REGION, Deployment
 
 
@@ -87,6 +88,16 @@ def test_config_json_carries_the_stacks_limits(tuned: Deployment) -> None:
         deployment.namespace["settings"], region=REGION, user_pool_id="auth-users-id", client_id="auth-web-id")
     assert json.loads(config["content"])["maxFileBytes"] == 25 * 1024 * 1024
     assert config["contentType"] == "application/json"
+
+
+def test_config_json_carries_the_job_states_of_the_model(dev: Deployment) -> None:
+    """Regression: the page copied the job states (which are final, cancellable, retryable) instead of reading them
+    from the deployed config.json."""
+    states = {state["name"]: state for state in json.loads(objects(dev)["config.json"]["content"])["jobStates"]}
+    assert list(states) == [s.value for s in Status]
+    assert {name for name, state in states.items() if state["final"]} == FINAL_STATES
+    assert {name for name, state in states.items() if state["cancellable"]} == set(CANCELLABLE_STATES)
+    assert {name for name, state in states.items() if state["retryable"]} == set(RETRYABLE_STATES)
 
 
 def test_site_files_are_revalidated_after_each_deploy(dev: Deployment) -> None:

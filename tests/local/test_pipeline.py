@@ -83,6 +83,14 @@ def test_site_config_comes_from_the_stack_settings(pipeline: LocalPipeline) -> N
     assert config["maxTextLength"] == SETTINGS.max_text_length
 
 
+def test_config_json_serves_the_job_states_of_the_model(pipeline: LocalPipeline) -> None:
+    """Regression: the page kept its own copy of the job states; locally, as on AWS, it reads them from the
+    server's model through `/config.json`."""
+    config = requests.get(f"{pipeline.url}/config.json", timeout=10).json()
+    assert config["jobStates"] == jobmodel.public_states()
+    assert {s["name"] for s in config["jobStates"] if s["cancellable"]} == set(jobmodel.CANCELLABLE_STATES)
+
+
 def test_a_job_runs_on_a_local_vm_and_its_output_is_exact(pipeline: LocalPipeline) -> None:
     data = bytes(range(256)) + b"\r\nlast line without newline"
     text = "naïve café ☕ — done"

@@ -13,6 +13,7 @@ from components.settings import (
     settings_from_mapping,
     site_config,
 )
+from handlers import jobmodel
 from handlers.config import ApiConfig, LauncherConfig
 
 
@@ -122,3 +123,10 @@ def test_site_config_tells_the_form_the_retention() -> None:
     """Regression: the form promising to keep files forever while the stack deletes them after N days."""
     config = site_config(settings_from_mapping({"retentionDays": "9"}), region="r", user_pool_id="p", client_id="c")
     assert config["retentionDays"] == 9
+
+
+def test_site_config_tells_the_page_the_job_states_from_the_model() -> None:
+    """Regression: the page kept its own copy of the job states (states.js), which a new state or a change of what a
+    state allows left behind."""
+    config = site_config(StackSettings(), region="r", user_pool_id="p", client_id="c")
+    assert config["jobStates"] == jobmodel.public_states()
