@@ -1,7 +1,7 @@
 /**
  * What a user can do with each job in the list: cancel one under way, retry a failed or cancelled one, delete a
- * finished one (after a confirmation). Each button asks the API, announces the outcome in the live region and updates
- * the list in place; an API refusal is shown under the job with the server's own sentence, except "no such job": the
+ * finished one (after a confirmation). Each button asks the API and writes the answer to the job store (the list shows
+ * it, and says what changed in the live region); an API refusal is shown under the job with the server's own sentence, except "no such job": the
  * job was deleted elsewhere, and leaves the list.
  */
 
@@ -40,12 +40,16 @@ export function firstControl(row) {
 export class JobActions {
   /**
    * @param {{api: import("./api.js").Api, announce: (message: string) => void,
-   *          jobs: import("./joblist.js").JobList}} deps
+   *          store: import("./jobstore.js").JobStore, sync: import("./jobsync.js").JobSync,
+   *          list: import("./joblist.js").JobListView}} deps `list` finds a job's row
    */
-  constructor({ api, announce, jobs }) {
+  constructor({ api, announce, store, sync, list }) {
     this.api = api;
     this.announce = announce;
-    this.jobs = jobs;
+    this.store = store;
+    this.sync = sync;
+    this.list = list;
+    this.heading = document.getElementById("jobs-heading");
     this.confirm = new ConfirmDialog(document.getElementById("delete-dialog"));
     document.getElementById("jobs").addEventListener("click", (event) => this.onClick(event));
   }
@@ -68,7 +72,7 @@ export class JobActions {
 
   /** Follow a "Retried as" link to the new job's row when it is in the list. */
   showRetry(event, row) {
-    const target = this.jobs.row(this.jobs.entries.get(row.dataset.jobId)?.job.retried_as);
+    const target = this.list.row(this.store.job(row.dataset.jobId)?.retried_as);
     if (!target) return; // not loaded here: the link changes the address and nothing else
     event.preventDefault();
     target.scrollIntoView({ block: "nearest" });
@@ -78,31 +82,31 @@ export class JobActions {
   cancel(id, row, button) {
     return this.send(id, row, button, () => this.api.cancelJob(id), (job) => {
       // Announces "<file>: cancelled." unless a poll already saw the change (and said so).
-      this.jobs.upsert(job, { announceChange: true });
+      this.store.put(job, { announce: true });
       this.focusIn(row, button);
     });
   }
 
   retry(id, row, button) {
     return this.send(id, row, button, () => this.api.retryJob(id), (created) => {
-      const old = this.jobs.entries.get(id).job;
-      this.jobs.add(created);
-      this.jobs.upsert({ ...old, retried_as: created.id }, { announceChange: false });
+      const old = this.store.job(id);
+      this.store.put(created, { highlight: true });
+      this.store.put({ ...old, retried_as: created.id });
       this.announce(`${jobName(old)}: retried as a new job.`);
       this.focusIn(row, button);
     });
   }
 
   async remove(id, row, button) {
-    const name = jobName(this.jobs.entries.get(id).job);
+    const name = jobName(this.store.job(id));
     const confirmed = await this.confirm.ask({
       title: `Delete ${name}?`,
       text: "The job, its file, its output and its log are deleted for good.",
       confirmLabel: "Delete",
       returnTo: button,
-      fallback: this.jobs.heading, // the row left while the question was open (deleted elsewhere)
+      fallback: this.heading, // the row left while the question was open (deleted elsewhere)
     });
-    if (!confirmed || this.jobs.row(id) !== row) return;
+    if (!confirmed || this.list.row(id) !== row) return;
     const deleted = () => this.api.deleteJob(id).catch((error) => {
       // No such job: already gone, which is what the user asked for. Any other refusal (a 404 for a missing route
       // included) is shown under the job, which stays.
@@ -113,9 +117,7 @@ export class JobActions {
 
   /** Take the deleted job off the list (focus in its row, or lost while the button was disabled, moves on). */
   dropRow(id) {
-    const name = jobName(this.jobs.entries.get(id).job);
-    this.jobs.remove(id, { orphanedFocus: true });
-    this.announce(`${name}: deleted.`);
+    this.store.remove([id], { reason: "deleted", orphanedFocus: true });
   }
 
   /**
@@ -134,7 +136,7 @@ export class JobActions {
       failure = error;
     }
     for (const button of buttons) button.disabled = false;
-    if (this.jobs.row(id) !== row) return; // signed out, or the job left the list meanwhile
+    if (this.list.row(id) !== row) return; // signed out, or the job left the list meanwhile
     if (failure) await this.refused(id, row, control, failure);
     else done(answer);
   }
@@ -145,17 +147,17 @@ export class JobActions {
    */
   async refused(id, row, control, error) {
     if (error.code === JOB_NOT_FOUND) {
-      this.jobs.gone([id], { orphanedFocus: true });
+      this.store.remove([id], { reason: "elsewhere", orphanedFocus: true });
       return;
     }
-    const name = jobName(this.jobs.entries.get(id).job);
+    const name = jobName(this.store.job(id));
     this.showError(row, error.message);
     this.announce(`${name}: ${error.message}`);
     if (error.status === CONFLICT) {
       // The job is not in the state the row showed (it finished, or its VM is still going away).
-      await this.jobs.refreshJobs([id]);
+      await this.sync.refresh([id]);
     }
-    if (this.jobs.row(id) === row) this.focusIn(row, control);
+    if (this.list.row(id) === row) this.focusIn(row, control);
   }
 
   showError(row, message) {

@@ -1,20 +1,15 @@
 /**
- * The live list of jobs: newest first, status badges, elapsed time, failure reasons and download links.
- *
- * The list is loaded once (and again on demand); after that each unfinished job is polled on its own through
- * `GET /api/jobs/<id>` with a backoff, and finished jobs are never asked about again. A job the server no longer has
- * (deleted in another tab or on another device) leaves the list as soon as an answer says so.
+ * The list of jobs as the page shows it: newest first, status badges, elapsed time, failure reasons and download
+ * links. It renders what the job store announces (and says what changed in the live region), keeps focus in place
+ * when a row leaves, and forwards the user's requests: the Refresh button, and a download whose link is stale.
  */
 
 import { JOB_NOT_FOUND } from "./api.js";
 import { baseName, formatDuration, formatWhen, jobName, parseTime } from "./format.js";
 import { firstControl, renderActions } from "./jobactions.js";
-import { PollScheduler } from "./poller.js";
-import { FINAL_STATES, statusInfo } from "./states.js";
+import { FINAL_STATES, statusInfo, summarize } from "./states.js";
 
 const DOWNLOAD_URL_MARGIN_MS = 30_000;
-const LIST_RETRY_MS = [2000, 5000, 10000, 30000];
-const LIST_STALE_MS = 30_000;
 
 /** How long a presigned URL stays valid, from its query (SigV4 `X-Amz-Expires`, or SigV2 `Expires` epoch). */
 export function urlLifetimeMs(url, fetchedAt) {
@@ -50,13 +45,17 @@ export function phaseDurationsMs(job) {
   return { waited: started - created, ran: finished - started };
 }
 
-export class JobList {
+
+export class JobListView {
   /**
-   * @param {{api: import("./api.js").Api, announce: (message: string) => void}} deps
+   * @param {{store: import("./jobstore.js").JobStore, announce: (message: string) => void,
+   *          refresh: () => void, fetchJob: (id: string) => Promise<object>}} deps `refresh` reloads the list (the
+   *          Refresh button); `fetchJob` asks the API about one job again (a download whose link is stale)
    */
-  constructor({ api, announce }) {
-    this.api = api;
+  constructor({ store, announce, refresh, fetchJob }) {
+    this.store = store;
     this.announce = announce;
+    this.fetchJob = fetchJob;
     this.section = document.querySelector(".jobs-card");
     this.listEl = document.getElementById("jobs");
     this.emptyEl = document.getElementById("jobs-empty");
@@ -64,178 +63,100 @@ export class JobList {
     this.metaEl = document.getElementById("jobs-meta");
     this.heading = document.getElementById("jobs-heading");
     this.template = document.getElementById("job-template");
-    /** @type {Map<string, {job: object, el: HTMLElement, outputUrl?: string, urlFetchedAt?: number}>} */
-    this.entries = new Map();
-    /** Jobs this page took off as deleted: a list answer that still has one (the index lags) does not bring it back. */
-    this.removed = new Set();
-    this.scheduler = new PollScheduler((id) => this.refreshJobs([id]));
-    this.listRetry = 0;
-    this.listTimer = null;
+    /** @type {Map<string, HTMLElement>} each shown job's row */
+    this.rows = new Map();
+    this.shownFailure = null;
     this.ticker = null;
-    this.loadedAt = 0;
-    /** Counts sign-outs: an answer that arrives after one belongs to the previous user and is dropped. */
-    this.generation = 0;
-    this.active = false;
-    document.getElementById("refresh-button").addEventListener("click", () => this.load({ announceResult: true }));
-    // Jobs submitted from another tab or device show up when the user comes back to this one.
-    document.addEventListener("visibilitychange", () => {
-      if (this.active && !document.hidden && Date.now() - this.loadedAt > LIST_STALE_MS) this.load();
-    });
-  }
-
-  /**
-   * Load (or reload) the newest jobs, and check the rows the answer should have held but did not; on failure say so
-   * and try again later with a growing delay.
-   */
-  async load({ announceResult = false } = {}) {
-    clearTimeout(this.listTimer);
-    this.active = true;
-    const generation = this.generation;
-    const shown = [...this.entries.keys()]; // a row added while the request is out is not judged by its answer
-    this.section.setAttribute("aria-busy", "true");
-    try {
-      const { jobs, more } = await this.api.listJobs();
-      if (generation !== this.generation) return;
-      this.loadedAt = Date.now();
-      this.listRetry = 0;
-      this.errorEl.hidden = true;
-      const current = jobs.filter((job) => !this.removed.has(job.id));
-      for (const job of current.reverse()) this.upsert(job, { announceChange: false });
-      await this.refreshJobs(this.missing(shown, jobs, more));
-      if (generation !== this.generation) return;
-      if (announceResult) this.announce(`Job list updated: ${this.summary()}.`);
-    } catch (error) {
-      if (generation !== this.generation) return;
-      const wait = LIST_RETRY_MS[Math.min(this.listRetry, LIST_RETRY_MS.length - 1)];
-      this.listRetry += 1;
-      this.errorEl.textContent = `Could not load the jobs: ${error.message} Trying again in ${Math.round(wait / 1000)} s.`;
-      this.errorEl.hidden = false;
-      this.listTimer = setTimeout(() => this.load(), wait);
-    } finally {
-      this.section.setAttribute("aria-busy", "false");
-      this.renderMeta();
-    }
-  }
-
-  /** Forget every job and stop asking about them (the user signed out). */
-  clear() {
-    this.generation += 1;
-    this.active = false;
-    clearTimeout(this.listTimer);
-    this.listRetry = 0;
-    this.scheduler.clear();
-    this.entries.clear();
-    this.removed.clear();
-    this.listEl.replaceChildren();
-    this.errorEl.hidden = true;
-    this.updateTicker();
-    this.renderMeta();
-  }
-
-  /** A job just created by the form: show it on top and start watching it. */
-  add(job) {
-    this.upsert(job, { announceChange: false });
-    const entry = this.entries.get(job.id);
-    entry.el.classList.add("job--new");
-    entry.el.addEventListener("animationend", () => entry.el.classList.remove("job--new"), { once: true });
+    document.getElementById("refresh-button").addEventListener("click", () => refresh());
+    store.addEventListener("change", (event) => this.show(event.detail));
   }
 
   /** The row of a job shown in the list, or undefined. */
   row(id) {
-    return this.entries.get(id)?.el;
+    return this.rows.get(id);
   }
 
-  /**
-   * Take a job off the list (it was deleted) and stop asking about it. Focus in its row (or on the page, when
-   * `orphanedFocus` says the row's own request left it there) goes to the next job's first control, or to the
-   * list's heading.
-   */
-  remove(id, { orphanedFocus = false } = {}) {
-    const entry = this.entries.get(id);
-    if (!entry) return;
-    const next = entry.el.nextElementSibling;
-    const focus = document.activeElement;
-    const hadFocus = entry.el.contains(focus) || (orphanedFocus && focus === document.body);
-    this.entries.delete(id);
-    this.removed.add(id);
-    this.scheduler.forget(id);
-    entry.el.remove();
-    this.updateTicker();
-    this.renderMeta();
-    if (hadFocus) (next && firstControl(next) || this.heading).focus();
+  /** Show one change of the store. */
+  show(change) {
+    if (change.kind === "put") this.showJob(change);
+    else if (change.kind === "remove") this.removeRows(change);
+    else if (change.kind === "clear") this.clear();
+    else if (change.kind === "list") this.showListStatus(this.store.listStatus);
   }
 
-  /** Jobs the server no longer has leave the list, said once: the job's name, or how many went together. */
-  gone(ids, options) {
-    const names = ids.filter((id) => this.entries.has(id)).map((id) => jobName(this.entries.get(id).job));
-    for (const id of ids) this.remove(id, options);
-    if (names.length > 1) this.announce(`${names.length} jobs deleted elsewhere.`);
-    else if (names.length === 1) this.announce(`${names[0]}: deleted elsewhere.`);
-  }
-
-  /**
-   * Rows a list answer should have held but did not: those shown before it was asked for and, when it is only the
-   * newest page, created no earlier than its oldest job.
-   */
-  missing(shown, jobs, more) {
-    const listed = new Set(jobs.map((job) => job.id));
-    const oldest = more && jobs.length ? jobs[jobs.length - 1].created_at || "" : "";
-    return shown.filter((id) => this.entries.has(id) && !listed.has(id)
-      && (this.entries.get(id).job.created_at || "") >= oldest);
-  }
-
-  /**
-   * Ask the API about each job (strongly consistent, unlike the list, which may lag a write); rows show the answers,
-   * and the jobs answered `job_not_found` leave together. Resolves true when anything shown changed.
-   */
-  async refreshJobs(ids) {
-    const generation = this.generation;
-    const answers = await Promise.allSettled(ids.map((id) => this.api.getJob(id)));
-    if (generation !== this.generation) return false;
-    const gone = ids.filter((id, i) => answers[i].reason?.code === JOB_NOT_FOUND);
-    let changed = gone.length > 0;
-    answers.forEach((answer, i) => {
-      // A row taken off meanwhile (deleted here) does not come back with a late answer.
-      if (answer.status === "fulfilled" && this.entries.has(ids[i])) {
-        changed = this.upsert(answer.value, { announceChange: true }) || changed;
-      }
-    });
-    this.gone(gone);
-    return changed;
-  }
-
-  /** Insert or update a job's row; returns true when the job changed. */
-  upsert(job, { announceChange }) {
-    let entry = this.entries.get(job.id);
-    const before = entry ? entry.job : null;
-    if (!entry) {
-      entry = { job, el: this.createRow(job.id) };
-      this.entries.set(job.id, entry);
-      this.insertInOrder(entry);
+  /** Insert or update a job's row, and say a change of its state when asked to. */
+  showJob({ job, before, changed, announce, highlight }) {
+    let el = this.rows.get(job.id);
+    if (!el) {
+      el = this.createRow(job.id);
+      this.rows.set(job.id, el);
+      this.insertInOrder(el, job);
     }
-    const changed = !before || before.status !== job.status || before.updated_at !== job.updated_at;
-    entry.job = job;
-    if (job.output_url) {
-      entry.outputUrl = job.output_url;
-      entry.urlFetchedAt = Date.now();
-    }
-    this.render(entry);
-    if (before && before.status !== job.status && announceChange) this.announceStatus(job);
-    if (FINAL_STATES.has(job.status)) this.scheduler.forget(job.id);
-    else this.scheduler.watch(job.id);
+    this.render(el, job);
+    if (before && before.status !== job.status && announce) this.announceStatus(job);
     if (changed) this.renderMeta();
     this.updateTicker();
-    return changed;
+    if (highlight) {
+      el.classList.add("job--new");
+      el.addEventListener("animationend", () => el.classList.remove("job--new"), { once: true });
+    }
+  }
+
+  /**
+   * Take the jobs' rows off, then say so. Focus in a row (or on the page, when `orphanedFocus` says the row's own
+   * request left it there) goes to the next job's first control, or to the list's heading.
+   */
+  removeRows({ jobs, reason, orphanedFocus }) {
+    for (const job of jobs) {
+      const el = this.rows.get(job.id);
+      if (!el) continue;
+      const next = el.nextElementSibling;
+      const focus = document.activeElement;
+      const hadFocus = el.contains(focus) || (orphanedFocus && focus === document.body);
+      this.rows.delete(job.id);
+      el.remove();
+      this.updateTicker();
+      this.renderMeta();
+      if (hadFocus) (next && firstControl(next) || this.heading).focus();
+    }
+    const names = jobs.map(jobName);
+    if (reason === "deleted") for (const name of names) this.announce(`${name}: deleted.`);
+    else if (names.length > 1) this.announce(`${names.length} jobs deleted elsewhere.`);
+    else this.announce(`${names[0]}: deleted elsewhere.`);
+  }
+
+  /** Forget every row (the user signed out). */
+  clear() {
+    this.rows.clear();
+    this.listEl.replaceChildren();
+    this.errorEl.hidden = true;
+    this.shownFailure = null;
+    this.updateTicker();
+    this.renderMeta();
+  }
+
+  /** Busy while the list loads; why it failed, and when it is tried again, until a load succeeds. */
+  showListStatus({ loading, failure }) {
+    this.section.setAttribute("aria-busy", String(loading));
+    if (failure !== this.shownFailure) {
+      this.shownFailure = failure;
+      if (failure) {
+        const seconds = Math.round(failure.retryInMs / 1000);
+        this.errorEl.textContent = `Could not load the jobs: ${failure.message} Trying again in ${seconds} s.`;
+      }
+      this.errorEl.hidden = !failure;
+    }
+    this.renderMeta();
   }
 
   /** Newest first: before the first row (in page order) that was created earlier. */
-  insertInOrder(entry) {
-    const created = entry.job.created_at || "";
+  insertInOrder(el, job) {
+    const created = job.created_at || "";
     const next = [...this.listEl.children].find((row) => {
-      const other = this.entries.get(row.dataset.jobId);
-      return other && other !== entry && (other.job.created_at || "") < created;
+      const other = this.store.job(row.dataset.jobId);
+      return row !== el && other && (other.created_at || "") < created;
     });
-    this.listEl.insertBefore(entry.el, next || null);
+    this.listEl.insertBefore(el, next || null);
     this.emptyEl.hidden = true;
   }
 
@@ -247,8 +168,7 @@ export class JobList {
     return el;
   }
 
-  render(entry) {
-    const { job, el } = entry;
+  render(el, job) {
     const slot = (name) => el.querySelector(`[data-slot="${name}"]`);
     const info = statusInfo(job.status);
     const fileName = baseName(job.input_file_path) || "(no file)";
@@ -271,7 +191,7 @@ export class JobList {
     if (job.status === "SUCCEEDED") {
       const outputName = baseName(job.output_file_path) || "output";
       link.hidden = false;
-      link.href = entry.outputUrl || `#job-${job.id}`;
+      link.href = this.store.outputUrl(job.id)?.url || `#job-${job.id}`;
       link.setAttribute("download", outputName);
       link.setAttribute("aria-label", `Download ${outputName}`);
       link.title = outputName;
@@ -279,18 +199,18 @@ export class JobList {
       link.hidden = true;
     }
     renderActions(el, job, fileName);
-    this.renderElapsed(entry);
+    this.renderElapsed(el, job);
   }
 
-  renderElapsed(entry, now = Date.now()) {
-    const slot = entry.el.querySelector('[data-slot="elapsed"]');
-    const ms = elapsedMs(entry.job, now);
+  renderElapsed(el, job, now = Date.now()) {
+    const slot = el.querySelector('[data-slot="elapsed"]');
+    const ms = elapsedMs(job, now);
     if (Number.isNaN(ms)) {
       slot.textContent = "";
       return;
     }
-    const final = FINAL_STATES.has(entry.job.status);
-    const { waited, ran } = phaseDurationsMs(entry.job);
+    const final = FINAL_STATES.has(job.status);
+    const { waited, ran } = phaseDurationsMs(job);
     const phases = final && !Number.isNaN(ran) ? ` (waited ${formatDuration(waited)}, ran ${formatDuration(ran)})` : "";
     slot.textContent = final ? `took ${formatDuration(ms)}${phases}` : formatDuration(ms);
     slot.title = final ? "Time from submission to the end of the job; waited: until its VM started it" : "Time since submission";
@@ -298,12 +218,13 @@ export class JobList {
 
   /** Tick elapsed times once a second while any job is unfinished; stop when all are final. */
   updateTicker() {
-    const active = [...this.entries.values()].some((entry) => !FINAL_STATES.has(entry.job.status));
+    const active = this.store.jobs().some((job) => !FINAL_STATES.has(job.status));
     if (active && !this.ticker) {
       this.ticker = setInterval(() => {
         const now = Date.now();
-        for (const entry of this.entries.values()) {
-          if (!FINAL_STATES.has(entry.job.status)) this.renderElapsed(entry, now);
+        for (const [id, el] of this.rows) {
+          const job = this.store.job(id);
+          if (job && !FINAL_STATES.has(job.status)) this.renderElapsed(el, job, now);
         }
       }, 1000);
     } else if (!active && this.ticker) {
@@ -312,21 +233,9 @@ export class JobList {
     }
   }
 
-  summary() {
-    const jobs = [...this.entries.values()].map((entry) => entry.job);
-    const active = jobs.filter((job) => !FINAL_STATES.has(job.status)).length;
-    const parts = [];
-    if (active) parts.push(`${active} in progress`);
-    for (const status of FINAL_STATES) {
-      const count = jobs.filter((job) => job.status === status).length;
-      if (count) parts.push(`${count} ${statusInfo(status).label.toLowerCase()}`);
-    }
-    return parts.length ? parts.join(", ") : "no jobs";
-  }
-
   renderMeta() {
-    this.metaEl.textContent = this.entries.size ? this.summary() : "";
-    this.emptyEl.hidden = this.entries.size > 0 || !this.errorEl.hidden;
+    this.metaEl.textContent = this.store.size ? summarize(this.store.jobs()) : "";
+    this.emptyEl.hidden = this.store.size > 0 || !this.errorEl.hidden;
   }
 
   announceStatus(job) {
@@ -338,27 +247,24 @@ export class JobList {
   }
 
   /**
-   * Follow the output link, fetching a fresh presigned URL first when the one we hold is missing or about to
-   * expire (links on a page left open would otherwise fail with S3's "Request has expired").
+   * Follow the output link, fetching a fresh presigned URL first when the one held is missing or about to expire
+   * (links on a page left open would otherwise fail with S3's "Request has expired").
    */
   async download(event, id) {
-    const entry = this.entries.get(id);
-    if (!entry) return;
-    const fetchedAt = entry.urlFetchedAt || 0;
-    const fresh = entry.outputUrl
-      && Date.now() < fetchedAt + urlLifetimeMs(entry.outputUrl, fetchedAt) - DOWNLOAD_URL_MARGIN_MS;
+    if (!this.store.has(id)) return;
+    const held = this.store.outputUrl(id);
+    const fresh = held && Date.now() < held.fetchedAt + urlLifetimeMs(held.url, held.fetchedAt) - DOWNLOAD_URL_MARGIN_MS;
     if (fresh) return; // let the browser follow the link
     event.preventDefault();
     const link = event.currentTarget;
     link.setAttribute("aria-busy", "true");
     try {
-      const job = await this.api.getJob(id);
-      this.upsert(job, { announceChange: true });
+      const job = await this.fetchJob(id);
       if (job.output_url) window.location.assign(job.output_url);
       else this.announce("The output is not available for download.");
     } catch (error) {
-      if (error.code === JOB_NOT_FOUND) this.gone([id]);
-      else this.announce(`The download link could not be fetched: ${error.message}`);
+      // A job the server no longer has left the list already (and was announced).
+      if (error.code !== JOB_NOT_FOUND) this.announce(`The download link could not be fetched: ${error.message}`);
     } finally {
       link.removeAttribute("aria-busy");
     }

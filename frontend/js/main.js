@@ -5,12 +5,12 @@ import { createAnnouncer } from "./announce.js";
 import { AuthView, PASSWORD_RULE } from "./authview.js";
 import { CognitoClient, authMessage } from "./cognito.js";
 import { JobActions } from "./jobactions.js";
-import { JobList } from "./joblist.js";
+import { JobListView } from "./joblist.js";
+import { JobStore } from "./jobstore.js";
+import { JobSync } from "./jobsync.js";
 import { EXPIRED, Session } from "./session.js";
+import { readJobStates, useJobStates } from "./states.js";
 import { SubmitForm } from "./submit.js";
-
-/** Used when config.json cannot be read; the API still enforces its own limits and says so. */
-const DEFAULTS = { apiBase: "/api", maxFileBytes: 10 * 1024 * 1024, maxTextLength: 2000, retentionDays: 0 };
 
 const SIGNED_OUT_MESSAGES = {
   [EXPIRED]: "Your session has ended. Sign in again.",
@@ -23,31 +23,44 @@ function authConfig(auth) {
   return { region: auth.region, clientId: auth.clientId, userPoolId: auth.userPoolId, endpoint };
 }
 
+function positive(value) {
+  return Number(value) > 0 ? Number(value) : null;
+}
+
+/**
+ * The site's config.json: where the API and the sign-in service are, the limits the API enforces, and the job states;
+ * null when it cannot be read or lacks any of them (the page copies none: the server is their one source).
+ */
 async function loadConfig() {
   try {
     const response = await fetch("config.json", { cache: "no-store" });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const config = await response.json();
-    return {
-      apiBase: typeof config.apiBase === "string" && config.apiBase ? config.apiBase : DEFAULTS.apiBase,
-      maxFileBytes: Number(config.maxFileBytes) > 0 ? Number(config.maxFileBytes) : DEFAULTS.maxFileBytes,
-      maxTextLength: Number(config.maxTextLength) > 0 ? Number(config.maxTextLength) : DEFAULTS.maxTextLength,
+    const loaded = {
+      apiBase: typeof config.apiBase === "string" && config.apiBase ? config.apiBase : null,
+      maxFileBytes: positive(config.maxFileBytes),
+      maxTextLength: positive(config.maxTextLength),
       retentionDays: Number.isInteger(config.retentionDays) && config.retentionDays > 0 ? config.retentionDays : 0,
       selfSignUp: config.selfSignUp !== false,
       auth: authConfig(config.auth),
+      jobStates: readJobStates(config.jobStates),
     };
+    const missing = Object.keys(loaded).filter((key) => loaded[key] === null);
+    if (missing.length) throw new Error(`missing or invalid: ${missing.join(", ")}`);
+    return loaded;
   } catch (error) {
-    console.warn("config.json unavailable, using defaults:", error);
-    return { ...DEFAULTS, selfSignUp: false, auth: null };
+    console.warn("config.json unusable:", error);
+    return null;
   }
 }
 
 /** Which of the two views shows, the header's account line, and where the skip link leads. */
 class Shell {
-  constructor({ session, auth, jobs, actions, form }) {
+  constructor({ session, auth, store, sync, actions, form }) {
     this.session = session;
     this.auth = auth;
-    this.jobs = jobs;
+    this.store = store;
+    this.sync = sync;
     this.actions = actions;
     this.form = form;
     this.app = document.getElementById("app-view");
@@ -74,7 +87,7 @@ class Shell {
     this.skip.href = "#jobs-heading";
     this.skip.textContent = "Skip to jobs";
     if (focus) document.getElementById("input-text").focus();
-    this.jobs.load();
+    this.sync.load();
   }
 
   showSignIn({ message = "", tone = "error", focus = false } = {}) {
@@ -82,7 +95,7 @@ class Shell {
     this.account.hidden = true;
     this.email.textContent = "";
     this.actions.clear();
-    this.jobs.clear();
+    this.store.clear();
     this.form.clear();
     this.skip.href = "#auth-heading";
     this.skip.textContent = "Skip to sign-in";
@@ -110,28 +123,33 @@ function showRetention(days) {
 
 async function start() {
   const config = await loadConfig();
-  showRetention(config.retentionDays);
-  const announce = createAnnouncer(document.getElementById("announcer"));
-  if (!config.auth) {
+  if (!config) {
     document.getElementById("auth-view").hidden = false;
     document.getElementById("auth-message").textContent =
       "This site's sign-in settings could not be read. Reload the page in a moment.";
     document.documentElement.dataset.ready = "true";
     return;
   }
+  showRetention(config.retentionDays);
+  useJobStates(config.jobStates);
+  const announce = createAnnouncer(document.getElementById("announcer"));
   const cognito = new CognitoClient(config.auth);
   const session = new Session(cognito);
   const api = new Api(config.apiBase, session);
-  const jobs = new JobList({ api, announce });
-  const actions = new JobActions({ api, announce, jobs });
+  const store = new JobStore();
+  const sync = new JobSync({ api, store, announce });
+  const list = new JobListView({
+    store, announce, refresh: () => sync.load({ announceResult: true }), fetchJob: (id) => sync.fetch(id),
+  });
+  const actions = new JobActions({ api, announce, store, sync, list });
   const form = new SubmitForm({
     api,
     limits: { maxFileBytes: config.maxFileBytes, maxTextLength: config.maxTextLength },
     announce,
-    onJobCreated: (job) => jobs.add(job),
+    onJobCreated: (job) => store.put(job, { highlight: true }),
   });
   const auth = new AuthView({ session, cognito, selfSignUp: config.selfSignUp });
-  const shell = new Shell({ session, auth, jobs, actions, form });
+  const shell = new Shell({ session, auth, store, sync, actions, form });
   let restored = false;
   let message = "";
   try {
