@@ -173,7 +173,8 @@ def test_the_shared_pulumi_step_enforces_the_policy_pack() -> None:
 
 def test_dev_deploys_from_main_and_prod_only_by_hand_through_its_environment() -> None:
     """Regression: prod deployed on every push, or without the environment whose reviewers approve it (and whose
-    name the deploy role's trust policy requires); two deploys of one stack running at once."""
+    name the prod deploy role's trust policy requires); either stack deployed with the other's role (one role for
+    both let code merged to main change prod); two deploys of one stack running at once."""
     document = load(GITHUB / "workflows" / "deploy.yml")
     assert document["on"]["push"] == {"branches": ["main"]}
     assert "workflow_dispatch" in document["on"]
@@ -184,7 +185,19 @@ def test_dev_deploys_from_main_and_prod_only_by_hand_through_its_environment() -
     for stack, job in (("dev", dev), ("prod", prod)):
         step = pulumi_step(job)
         assert (step["command"], step["stack"]) == ("up", stack)
-        assert step["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+        assert step["role-to-assume"] == f"${{{{ vars.AWS_{stack.upper()}_DEPLOY_ROLE_ARN }}}}"
         assert job["concurrency"] == {"group": f"pulumi-up-{stack}", "cancel-in-progress": False}
         assert job["needs"] == "tests"
         assert (ROOT / f"Pulumi.{stack}.yaml").is_file()
+
+
+def test_the_policy_pack_gets_the_stacks_role_bounds() -> None:
+    """Regression: the pack run without its config, so a stack with `permissionsBoundary` is previewed without the
+    rule that requires it on every role."""
+    action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    names = [step.get("uses", "") or step.get("run", "") for step in action["runs"]["steps"]]
+    [config] = [step for step in action["runs"]["steps"] if "policy.stack_config" in step.get("run", "")]
+    written = config["run"].split(">")[-1].strip().strip('"').replace("$RUNNER_TEMP", "${{ runner.temp }}")
+    [pulumi] = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    assert pulumi["with"]["policyPackConfigs"] == written
+    assert names.index(config["run"]) < names.index(pulumi["uses"])
