@@ -191,6 +191,24 @@ def test_dev_deploys_from_main_and_prod_only_by_hand_through_its_environment() -
         assert (ROOT / f"Pulumi.{stack}.yaml").is_file()
 
 
+def test_the_tests_concurrency_group_is_keyed_by_workflow_and_event() -> None:
+    """Regression: a manual prod run and a push to main (both on refs/heads/main) sharing one group, so one
+    cancels the other's tests and with them its deploy."""
+    group = load(GITHUB / "workflows" / "tests.yml")["concurrency"]["group"]
+    for key in ("github.workflow", "github.event_name", "github.ref"):
+        assert key in group, key
+
+
+def test_the_pulumi_cli_is_pinned_to_the_sdks_version() -> None:
+    """Regression: the action installing whatever Pulumi CLI is newest, so a deploy changes with the day it runs;
+    or a CLI older than the SDK the program runs with. The version is the `pulumi` pin in requirements.txt (the
+    CLI and the Python SDK are released together, with one version number)."""
+    action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    [pulumi] = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    [pin] = re.findall(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(encoding="utf-8"), re.MULTILINE)
+    assert str(pulumi["with"]["pulumi-version"]) == pin
+
+
 def test_the_policy_pack_gets_the_stacks_role_bounds() -> None:
     """Regression: the pack run without its config, so a stack with `permissionsBoundary` is previewed without the
     rule that requires it on every role."""
