@@ -179,7 +179,7 @@ def test_dev_deploys_from_main_and_prod_only_by_hand_through_its_environment() -
     assert document["on"]["push"] == {"branches": ["main"]}
     assert "workflow_dispatch" in document["on"]
     dev, prod = document["jobs"]["dev"], document["jobs"]["prod"]
-    assert "push" in dev["if"] and "environment" not in dev
+    assert "refs/heads/main" in dev["if"] and "environment" not in dev
     assert "workflow_dispatch" in prod["if"] and "refs/heads/main" in prod["if"]
     assert prod["environment"] == "prod"
     for stack, job in (("dev", dev), ("prod", prod)):
@@ -187,8 +187,29 @@ def test_dev_deploys_from_main_and_prod_only_by_hand_through_its_environment() -
         assert (step["command"], step["stack"]) == ("up", stack)
         assert step["role-to-assume"] == f"${{{{ vars.AWS_{stack.upper()}_DEPLOY_ROLE_ARN }}}}"
         assert job["concurrency"] == {"group": f"pulumi-up-{stack}", "cancel-in-progress": False}
-        assert job["needs"] == "tests"
         assert (ROOT / f"Pulumi.{stack}.yaml").is_file()
+    assert dev["needs"] == "tests"
+
+
+def test_dev_is_smoke_tested_after_its_deploy_and_prod_needs_that() -> None:
+    """Regression: a deploy nobody checks end to end, or prod deployed from a commit whose dev smoke test failed
+    (or never ran): the prod job must need the job that deployed and smoke-tested dev in the same run, and the
+    smoke test must come after `pulumi up` in that job (no other dev deploy can come between them)."""
+    document = load(GITHUB / "workflows" / "deploy.yml")
+    dev, prod = document["jobs"]["dev"], document["jobs"]["prod"]
+    smoke_run = "env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN make smoke"
+    names = [step.get("uses") or step.get("run") for step in dev["steps"]]
+    assert names.index(PULUMI_ACTION) < names.index(smoke_run), "the smoke test runs after the deploy, without AWS keys"
+    [smoke] = [step for step in dev["steps"] if step.get("run") == smoke_run]
+    up = next(step for step in dev["steps"] if step.get("uses") == PULUMI_ACTION)
+    assert smoke["env"]["SMOKE_URL"] == f"${{{{ steps.{up['id']}.outputs.site-url }}}}"
+    assert smoke["env"]["SMOKE_EMAIL"] == "${{ secrets.SMOKE_EMAIL }}"
+    assert smoke["env"]["SMOKE_PASSWORD"] == "${{ secrets.SMOKE_PASSWORD }}"
+    assert prod["needs"] == "dev"
+    action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    [pulumi] = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    assert action["outputs"]["site-url"]["value"] == f"${{{{ steps.{pulumi['id']}.outputs.siteUrl }}}}"
+    assert "\nsmoke:" in (ROOT / "Makefile").read_text(encoding="utf-8")
 
 
 def test_the_tests_concurrency_group_is_keyed_by_workflow_and_event() -> None:
