@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: dev test lint bench bench-quick load lock clean
+.PHONY: dev test lint bench bench-quick load smoke lock clean
 
 $(BIN)/activate: requirements-dev.txt requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench-quick: $(BIN)/activate
 # A load run against a local stack (jobs, cap, lost/duplicated, VMs alive, latency, VM CPU per job).
 load: $(BIN)/activate
 	$(BIN)/python -m local.load --jobs 500 --cap 4
+
+# One real job through a running stack, timed phase by phase (local/smoke.py): make smoke SMOKE_URL=https://<site>
+# SMOKE_EMAIL=<user>, with the password in SMOKE_PASSWORD (the command line's values reach it as environment).
+smoke: $(BIN)/activate
+	$(BIN)/python -m local.smoke
 
 # Re-pin the lock files from requirements*.in (needs network access to PyPI).
 lock: $(BIN)/activate

@@ -76,6 +76,7 @@ class Api(pulumi.ComponentResource):
                 log_retention_days=settings.log_retention_days,
                 reserved_concurrency=settings.api_reserved_concurrency,
                 timeout_seconds=ROUTERS[module].timeout_seconds,
+                settings=settings,
             )
             self.functions[module], self.log_groups[module] = function.function, function.log_group
             integrations[module] = aws.apigatewayv2.Integration(

@@ -15,6 +15,7 @@ import pulumi_random as random
 from components import iam
 from components.functions import PythonFunction, python_function
 from components.network import SUBNET_CIDRS, VPC_CIDR
+from components.roles import instance_profile, service_role
 from components.settings import NO_RESERVATION, PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
 from components.triggers import (
     INSTANCE_TERMINATED_PATTERN,
@@ -177,16 +178,14 @@ class Compute(pulumi.ComponentResource):
     def _worker(self, args: ComputeArgs) -> None:
         """Instance role and profile, and the launch template every worker VM starts from."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
-        self.instance_role = aws.iam.Role(
-            f"{name}-worker-role", assume_role_policy=iam.assume_role_policy("ec2.amazonaws.com"), opts=child
-        )
+        self.instance_role = service_role(f"{name}-worker-role", "ec2.amazonaws.com", args.settings, child)
         aws.iam.RolePolicy(
             f"{name}-worker-policy",
             role=self.instance_role.id,
             policy=iam.worker_instance_policy(args.bucket_arn, WORKER_SCRIPT_KEY, args.table_arn),
             opts=child,
         )
-        self.instance_profile = aws.iam.InstanceProfile(f"{name}-worker", role=self.instance_role.name, opts=child)
+        self.instance_profile = instance_profile(f"{name}-worker", self.instance_role, args.settings, child)
         tags = {STACK_TAG: self.stack_tag}
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-worker",
@@ -382,6 +381,7 @@ class Compute(pulumi.ComponentResource):
             log_retention_days=args.settings.log_retention_days,
             reserved_concurrency=reserved_concurrency,
             timeout_seconds=timeout_seconds,
+            settings=args.settings,
         )
 
     def _invoke_on_events(

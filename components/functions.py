@@ -9,7 +9,8 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components import iam
+from components.roles import service_role
+from components.settings import StackSettings
 
 HANDLERS_DIR = Path(__file__).resolve().parent.parent / "handlers"
 PACKAGE = HANDLERS_DIR.name
@@ -52,6 +53,7 @@ def python_function(
     log_retention_days: int,
     reserved_concurrency: int,
     timeout_seconds: int,
+    settings: StackSettings,
     memory_mb: int = 256,
 ) -> PythonFunction:
     """Function `name` running `handlers.<module>.handler`; `policy(log_group_arn)` builds its role's only policy.
@@ -59,11 +61,12 @@ def python_function(
     `timeout_seconds` is derived from the function's AWS call limits (`handlers.services.function_timeout_seconds`).
 
     `log_retention_days` must be a value CloudWatch accepts (`StackSettings` checks it); `reserved_concurrency` is
-    both a guarantee and a ceiling, `settings.NO_RESERVATION` for neither.
+    both a guarantee and a ceiling, `settings.NO_RESERVATION` for neither. The role is bounded as `settings` says
+    (`components.roles`).
     """
     opts = pulumi.ResourceOptions(parent=parent)
     log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=log_retention_days, opts=opts)
-    role = aws.iam.Role(f"{name}-role", assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com"), opts=opts)
+    role = service_role(f"{name}-role", "lambda.amazonaws.com", settings, opts)
     role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy(log_group.arn), opts=opts)
     function = aws.lambda_.Function(
         name,

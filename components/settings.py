@@ -34,6 +34,12 @@ FAILED_JOBS_WINDOW_MINUTES = 15
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 """Loose on purpose: enough to catch a missing `@` or a list where one address goes; SNS checks the rest."""
 
+ROLE_PATH = re.compile(r"/([\w+=,.@-]+/)*")
+"""IAM's path syntax: slash-delimited segments (the IAM API reference's `Path` parameter)."""
+POLICY_ARN = re.compile(r"arn:aws[\w-]*:iam::\d{12}:policy/[\w+=,.@/-]+")
+"""A customer managed policy's ARN: `arn:${Partition}:iam::${Account}:policy/${PolicyNameWithPath}` (the Service
+Authorization Reference for IAM, as parliament ships it)."""
+
 BOUNDS: dict[str, tuple[int, int | None]] = {
     **dict.fromkeys(("max_text_length", "max_concurrent_vms", "job_timeout_minutes", "log_retention_days",
                      "upload_expiry_seconds", "download_expiry_seconds", "api_throttle_rate", "api_throttle_burst",
@@ -107,6 +113,13 @@ class StackSettings:
     """Days after which inputs, outputs and logs expire (S3 lifecycle); it also enables the jobs table's TTL on
     `JOB_EXPIRY_ATTR`, which the launcher sets on each finished job. 0 keeps everything."""
 
+    role_path: str = ""
+    """IAM path of every role the program creates (e.g. `/filepipe/`, deploy/ci-identity's `rolePath`); empty: `/`.
+    Set together with `permissions_boundary`."""
+    permissions_boundary: str = ""
+    """ARN of the managed policy every role the program creates carries as its permissions boundary
+    (deploy/ci-identity's `permissionsBoundaryArn`, which its deploy roles require); empty for none."""
+
     def __post_init__(self) -> None:
         problems = [*self._range_problems(), *self._format_problems()]
         if problems:
@@ -133,6 +146,7 @@ class StackSettings:
         problems = []
         if self.alarm_email and not EMAIL.fullmatch(self.alarm_email):
             problems.append(f"alarmEmail must be one e-mail address, got {self.alarm_email!r}")
+        problems += _role_bound_problems(self.role_path, self.permissions_boundary)
         if self.log_retention_days >= 1 and self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
                             f"(the values CloudWatch Logs accepts); got {self.log_retention_days}")
@@ -152,6 +166,19 @@ class StackSettings:
                 continue
             values[f.name] = _parse(f.name, raw, type(getattr(cls(), f.name)))
         return cls(**values)
+
+
+def _role_bound_problems(path: str, boundary: str) -> list[str]:
+    problems = []
+    if bool(path) != bool(boundary):
+        problems.append("rolePath and permissionsBoundary go together (deploy/ci-identity's rolePath and "
+                        "permissionsBoundaryArn): set both or neither")
+    if path and (not ROLE_PATH.fullmatch(path) or path == "/"):
+        problems.append(f"rolePath must look like /<name>/, got {path!r}")
+    if boundary and not POLICY_ARN.fullmatch(boundary):
+        problems.append(f"permissionsBoundary must be a managed policy's ARN, "
+                        f"arn:<partition>:iam::<account>:policy/<name>, got {boundary!r}")
+    return problems
 
 
 def config_key(field_name: str) -> str:

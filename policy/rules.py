@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pulumi_policy import (
+    PolicyConfigSchema,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -31,6 +32,11 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 TABLE = "aws:dynamodb/table:Table"
 DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
 QUEUE = "aws:sqs/queue:Queue"
+ROLE = "aws:iam/role:Role"
+INSTANCE_PROFILE = "aws:iam/instanceProfile:InstanceProfile"
+BOUNDED_ROLES = "iam-roles-bounded"
+"""The rule whose config (`--policy-pack-config`, written from the stack's config by `policy/stack_config.py`)
+names the stack's `rolePath` and `permissionsBoundary`."""
 
 PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 SSE_ALGORITHMS = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
@@ -183,6 +189,21 @@ def queue_encrypted(props: Props) -> Iterator[str]:
         yield "the queue must be encrypted (SQS-managed SSE or a KMS key)"
 
 
+def roles_bounded(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """With the stack's `rolePath` and `permissionsBoundary` in this rule's config, every role carries both and
+    every instance profile the path: deploy/ci-identity's deploy roles may create no other, so a role made another
+    way fails here, in review, not at `pulumi up` with AccessDenied."""
+    config = args.get_config() or {}
+    path, boundary = config.get("rolePath"), config.get("permissionsBoundary")
+    if not path or not boundary or args.resource_type not in (ROLE, INSTANCE_PROFILE):
+        return
+    if args.props.get("path") != path:
+        report_violation(f"{args.name}: its path must be {path} (rolePath), got {args.props.get('path')!r}", None)
+    if args.resource_type == ROLE and args.props.get("permissionsBoundary") != boundary:
+        report_violation(f"{args.name}: its permissions boundary must be {boundary} (permissionsBoundary), "
+                         f"got {args.props.get('permissionsBoundary')!r}", None)
+
+
 def protected_data_stays(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """A resource the program protects (`protectData`) must not be deletable by other means either."""
     if not args.opts.protect:
@@ -246,6 +267,15 @@ POLICIES: list[Any] = [
         {DISTRIBUTION: cloudfront_https_with_security_headers},
     ),
     resource_policy("sqs-encrypted", "SQS queues are encrypted at rest.", {QUEUE: queue_encrypted}),
+    ResourceValidationPolicy(
+        name=BOUNDED_ROLES,
+        description="With rolePath and permissionsBoundary configured, every role and instance profile is under the "
+                    "path and every role carries the boundary.",
+        validate=roles_bounded,
+        config_schema=PolicyConfigSchema(
+            properties={"rolePath": {"type": "string"}, "permissionsBoundary": {"type": "string"}}
+        ),
+    ),
     ResourceValidationPolicy(
         name="protected-data-stays",
         description="A protected bucket has no force_destroy; a protected table has deletion protection.",

@@ -197,7 +197,11 @@ def condition_holds(condition: Mapping[str, Mapping[str, Any]], context: Mapping
             allowed, value = _as_list(wanted), context.get(key)
             if operator == "StringEquals":
                 ok = isinstance(value, str) and value in allowed
-            elif operator == "StringLike":
+            elif operator == "StringNotEquals":  # true for a missing key, as every negated operator
+                ok = not (isinstance(value, str) and value in allowed)
+            elif operator in {"ArnNotEquals", "ArnNotLike"}:  # true for a missing key too
+                ok = not (isinstance(value, str) and any(_like(w, value) for w in allowed))
+            elif operator in {"StringLike", "ArnEquals", "ArnLike"}:  # both Arn operators take wildcards in IAM
                 ok = isinstance(value, str) and any(_like(w, value) for w in allowed)
             elif operator == "ForAllValues:StringLike":  # true for a missing key, as IAM has it
                 ok = value is None or all(any(_like(w, v) for w in allowed) for v in _as_list(value))
@@ -222,9 +226,28 @@ def allowed_by(policy: Mapping[str, Any], check: Check) -> list[tuple[str, str]]
 
 
 def _grants(statement: Mapping[str, Any], check: Check) -> bool:
-    return (any(_like(a, check.action, ignore_case=True) for a in _as_list(statement["Action"]))
-            and any(_like(r, check.resource) for r in _as_list(statement.get("Resource", [])))
+    """Whether the statement applies to the check: its actions (or all but its `NotAction`), its resources (or all
+    but its `NotResource`), and its conditions."""
+    return (_matches(statement, "Action", check.action, ignore_case=True)
+            and _matches(statement, "Resource", check.resource)
             and condition_holds(statement.get("Condition", {}), check.context))
+
+
+def _matches(statement: Mapping[str, Any], element: str, value: str, *, ignore_case: bool = False) -> bool:
+    if f"Not{element}" in statement:
+        return not any(_like(p, value, ignore_case) for p in _as_list(statement[f"Not{element}"]))
+    return any(_like(p, value, ignore_case) for p in _as_list(statement.get(element, [])))
+
+
+def permitted(policies: Sequence[Mapping[str, Any]], check: Check, boundary: Mapping[str, Any] | None = None) -> bool:
+    """IAM's decision for a role with these identity policies (and permissions boundary): no Deny in any of them,
+    an Allow in one of them, and, with a boundary, an Allow in the boundary too (AWS's policy evaluation logic)."""
+    statements = [s for policy in policies for s in _as_list(policy["Statement"])]
+    if boundary is not None and not permitted([boundary], check):
+        return False
+    if any(s["Effect"] == "Deny" and _grants(s, check) for s in statements):
+        return False
+    return any(s["Effect"] == "Allow" and _grants(s, check) for s in statements)
 
 
 def granted_actions(policy: Mapping[str, Any]) -> set[tuple[str, str]]:

@@ -124,9 +124,15 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "aws:ec2/launchTemplate:LaunchTemplate": lambda name, inputs: {
         "arn": _arn("ec2", f"launch-template/lt-{name}"), "latestVersion": 1,
     },
-    "aws:iam/role:Role": lambda name, inputs: {"name": name, "arn": _arn("iam", f"role/{name}", region="")},
+    # An IAM ARN holds the entity's path (`role/<path...>/<name>`; `/` when none is given).
+    "aws:iam/role:Role": lambda name, inputs: {
+        "name": name, "arn": _arn("iam", f"role{inputs.get('path') or '/'}{name}", region=""),
+    },
+    "aws:iam/policy:Policy": lambda name, inputs: {
+        "name": name, "arn": _arn("iam", f"policy{inputs.get('path') or '/'}{name}", region=""),
+    },
     "aws:iam/instanceProfile:InstanceProfile": lambda name, inputs: {
-        "name": name, "arn": _arn("iam", f"instance-profile/{name}", region=""),
+        "name": name, "arn": _arn("iam", f"instance-profile{inputs.get('path') or '/'}{name}", region=""),
     },
     "aws:cloudwatch/eventRule:EventRule": lambda name, inputs: {"name": name, "arn": _arn("events", f"rule/{name}")},
     "random:index/randomId:RandomId": lambda name, inputs: {"hex": RANDOM_HEX[: 2 * int(inputs["byteLength"])]},
@@ -341,6 +347,8 @@ TUNED: dict[str, str] = {
     "refreshTokenDays": "3",
     "protectData": "true",
     "retentionDays": "45",
+    "rolePath": "/filepipe/",
+    "permissionsBoundary": f"arn:{PARTITION}:iam::{ACCOUNT}:policy/filepipe-boundary",
 }
 """A stack that sets every config key to a value unlike the dev stack's and the defaults (a new key must be added
 here: `test_program` checks), so one run of the program shows each override reaching its resources."""

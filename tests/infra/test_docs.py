@@ -60,7 +60,8 @@ def test_setup_names_every_variable_and_secret_the_workflows_read() -> None:
     so the first preview fails on an empty role ARN or token."""
     workflows = "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / ".github").rglob("*.yml")))
     names = set(re.findall(r"\b(?:vars|secrets)\.([A-Z_]+)", workflows))
-    assert names >= {"AWS_REGION", "AWS_PREVIEW_ROLE_ARN", "AWS_DEPLOY_ROLE_ARN", "PULUMI_ACCESS_TOKEN"}
+    assert names >= {"AWS_REGION", "AWS_PREVIEW_ROLE_ARN", "AWS_DEV_DEPLOY_ROLE_ARN", "AWS_PROD_DEPLOY_ROLE_ARN",
+                     "PULUMI_ACCESS_TOKEN", "SMOKE_EMAIL", "SMOKE_PASSWORD"}
     missing = [name for name in sorted(names) if f"`{name}`" not in setup_section()]
     assert not missing, missing
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,8 +28,17 @@ from local.app import LocalPipeline
 from local.calls import WORKER, AwsCall, CallLog
 from local.streams import LambdaHandler
 from tests.faults.harness import hanging_worker_script, worker_script
-from tests.iam_calls import Names, allowed_by, authorizations, denied_and_unused
-from tests.infra.conftest import ACCOUNT, PARTITION, REGION, WORKER_TAG, Deployment
+from tests.iam_calls import Names, allowed_by, authorizations, denied_and_unused, permitted
+from tests.infra.conftest import (
+    ACCOUNT,
+    PARTITION,
+    REGION,
+    ROOT,
+    WORKER_TAG,
+    Deployment,
+    RecordingMocks,
+    run_program,
+)
 from tests.local.harness import signed_in
 
 POLICIES = {
@@ -202,3 +211,16 @@ def test_every_exemption_is_a_grant_of_some_policy(dev: Deployment) -> None:
     granted = {(s["Sid"], action) for name in POLICIES.values()
                for s in dev.one("aws:iam/rolePolicy:RolePolicy", name).policy()["Statement"] for action in s["Action"]}
     assert set(NOT_EXERCISED) <= granted
+
+
+def test_no_call_falls_outside_the_ci_permissions_boundary(mocks: RecordingMocks, tuned: Deployment, run: Run) -> None:
+    """Regression: a permissions boundary (deploy/ci-identity's, which every role carries once a stack names it)
+    narrower than a call a function or the worker really makes: its role allows the call, AWS still denies it.
+    The worker role is the one under the role path, as a bounded stack passes it."""
+    ci = run_program(mocks, {"ci-identity:subjectPrefix": "repo:octo-org/filepipe"},
+                     path=ROOT / "deploy" / "ci-identity" / "__main__.py")
+    boundary = ci.one("aws:iam/policy:Policy", "boundary").policy()
+    names = replace(run.names, worker_role_arn=tuned.one("aws:iam/role:Role", "compute-worker-role").outputs["arn"])
+    outside = [f"{call.function} {call.operation}: {check.action} on {check.resource}"
+               for call in run.calls for check in authorizations(call, names) if not permitted([boundary], check)]
+    assert outside == [], "\n".join(outside)

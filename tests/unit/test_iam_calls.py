@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from local.calls import AwsCall
-from tests.iam_calls import Check, Names, allowed_by, authorizations, condition_holds, denied_and_unused
+from tests.iam_calls import (
+    Check,
+    Names,
+    allowed_by,
+    authorizations,
+    condition_holds,
+    denied_and_unused,
+    permitted,
+)
 
 NAMES = Names(
     partition="aws", region="eu-west-1", account="123456789012",
@@ -103,3 +111,28 @@ def test_not_like_keeps_the_named_keys_out() -> None:
     assert condition_holds(condition, {"dynamodb:LeadingKeys": ["V1StGXR8_Z5jdHi6B-myT"]})
     assert condition_holds(condition, {"dynamodb:LeadingKeys": ["user#u1"]})
     assert not condition_holds(condition, {"dynamodb:LeadingKeys": ["slot#0"]})
+
+
+def test_the_model_reads_not_action_not_resource_and_a_boundary() -> None:
+    """The evaluation the CI roles' tests rely on: `NotAction`/`NotResource` grant (or deny) everything else, a
+    Deny in any policy wins, negated operators hold for a missing key (IAM's rule for them), and a permissions
+    boundary caps what the identity policies allow."""
+    power_user = policy({"Effect": "Allow", "NotAction": ["iam:*"], "Resource": "*"})
+    assert permitted([power_user], Check("s3:CreateBucket", "arn:aws:s3:::b"))
+    assert not permitted([power_user], Check("iam:CreateRole", "arn:aws:iam::1:role/x"))
+    outside = policy({"Effect": "Deny", "Action": "iam:*", "NotResource": ["arn:aws:iam::1:role/app/*"]})
+    anything = policy({"Effect": "Allow", "Action": "*", "Resource": "*"})
+    assert permitted([anything, outside], Check("iam:CreateRole", "arn:aws:iam::1:role/app/x"))
+    assert not permitted([anything, outside], Check("iam:CreateRole", "arn:aws:iam::1:role/admin"))
+    boundary = "arn:aws:iam::1:policy/b"
+    other = policy({"Effect": "Deny", "Action": "iam:CreateRole", "Resource": "*",
+                    "Condition": {"ArnNotEquals": {"iam:PermissionsBoundary": boundary}}})
+    assert not permitted([anything, other], Check("iam:CreateRole", "arn:aws:iam::1:role/app/x"))
+    assert permitted([anything, other], Check("iam:CreateRole", "arn:aws:iam::1:role/app/x",
+                                              {"iam:PermissionsBoundary": boundary}))
+    assert condition_holds({"StringNotEquals": {"k": "v"}}, {}) and not condition_holds({"StringNotEquals": {"k": "v"}},
+                                                                                         {"k": "v"})
+    capped = policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})
+    assert permitted([anything], Check("s3:PutObject", "arn:aws:s3:::b/k"))
+    assert not permitted([anything], Check("s3:PutObject", "arn:aws:s3:::b/k"), boundary=capped)
+    assert permitted([anything], Check("s3:GetObject", "arn:aws:s3:::b/k"), boundary=capped)

@@ -173,18 +173,70 @@ def test_the_shared_pulumi_step_enforces_the_policy_pack() -> None:
 
 def test_dev_deploys_from_main_and_prod_only_by_hand_through_its_environment() -> None:
     """Regression: prod deployed on every push, or without the environment whose reviewers approve it (and whose
-    name the deploy role's trust policy requires); two deploys of one stack running at once."""
+    name the prod deploy role's trust policy requires); either stack deployed with the other's role (one role for
+    both let code merged to main change prod); two deploys of one stack running at once."""
     document = load(GITHUB / "workflows" / "deploy.yml")
     assert document["on"]["push"] == {"branches": ["main"]}
     assert "workflow_dispatch" in document["on"]
     dev, prod = document["jobs"]["dev"], document["jobs"]["prod"]
-    assert "push" in dev["if"] and "environment" not in dev
+    assert "refs/heads/main" in dev["if"] and "environment" not in dev
     assert "workflow_dispatch" in prod["if"] and "refs/heads/main" in prod["if"]
     assert prod["environment"] == "prod"
     for stack, job in (("dev", dev), ("prod", prod)):
         step = pulumi_step(job)
         assert (step["command"], step["stack"]) == ("up", stack)
-        assert step["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+        assert step["role-to-assume"] == f"${{{{ vars.AWS_{stack.upper()}_DEPLOY_ROLE_ARN }}}}"
         assert job["concurrency"] == {"group": f"pulumi-up-{stack}", "cancel-in-progress": False}
-        assert job["needs"] == "tests"
         assert (ROOT / f"Pulumi.{stack}.yaml").is_file()
+    assert dev["needs"] == "tests"
+
+
+def test_dev_is_smoke_tested_after_its_deploy_and_prod_needs_that() -> None:
+    """Regression: a deploy nobody checks end to end, or prod deployed from a commit whose dev smoke test failed
+    (or never ran): the prod job must need the job that deployed and smoke-tested dev in the same run, and the
+    smoke test must come after `pulumi up` in that job (no other dev deploy can come between them)."""
+    document = load(GITHUB / "workflows" / "deploy.yml")
+    dev, prod = document["jobs"]["dev"], document["jobs"]["prod"]
+    smoke_run = "env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN make smoke"
+    names = [step.get("uses") or step.get("run") for step in dev["steps"]]
+    assert names.index(PULUMI_ACTION) < names.index(smoke_run), "the smoke test runs after the deploy, without AWS keys"
+    [smoke] = [step for step in dev["steps"] if step.get("run") == smoke_run]
+    up = next(step for step in dev["steps"] if step.get("uses") == PULUMI_ACTION)
+    assert smoke["env"]["SMOKE_URL"] == f"${{{{ steps.{up['id']}.outputs.site-url }}}}"
+    assert smoke["env"]["SMOKE_EMAIL"] == "${{ secrets.SMOKE_EMAIL }}"
+    assert smoke["env"]["SMOKE_PASSWORD"] == "${{ secrets.SMOKE_PASSWORD }}"
+    assert prod["needs"] == "dev"
+    action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    [pulumi] = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    assert action["outputs"]["site-url"]["value"] == f"${{{{ steps.{pulumi['id']}.outputs.siteUrl }}}}"
+    assert "\nsmoke:" in (ROOT / "Makefile").read_text(encoding="utf-8")
+
+
+def test_the_tests_concurrency_group_is_keyed_by_workflow_and_event() -> None:
+    """Regression: a manual prod run and a push to main (both on refs/heads/main) sharing one group, so one
+    cancels the other's tests and with them its deploy."""
+    group = load(GITHUB / "workflows" / "tests.yml")["concurrency"]["group"]
+    for key in ("github.workflow", "github.event_name", "github.ref"):
+        assert key in group, key
+
+
+def test_the_pulumi_cli_is_pinned_to_the_sdks_version() -> None:
+    """Regression: the action installing whatever Pulumi CLI is newest, so a deploy changes with the day it runs;
+    or a CLI older than the SDK the program runs with. The version is the `pulumi` pin in requirements.txt (the
+    CLI and the Python SDK are released together, with one version number)."""
+    action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    [pulumi] = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    [pin] = re.findall(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(encoding="utf-8"), re.MULTILINE)
+    assert str(pulumi["with"]["pulumi-version"]) == pin
+
+
+def test_the_policy_pack_gets_the_stacks_role_bounds() -> None:
+    """Regression: the pack run without its config, so a stack with `permissionsBoundary` is previewed without the
+    rule that requires it on every role."""
+    action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    names = [step.get("uses", "") or step.get("run", "") for step in action["runs"]["steps"]]
+    [config] = [step for step in action["runs"]["steps"] if "policy.stack_config" in step.get("run", "")]
+    written = config["run"].split(">")[-1].strip().strip('"').replace("$RUNNER_TEMP", "${{ runner.temp }}")
+    [pulumi] = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    assert pulumi["with"]["policyPackConfigs"] == written
+    assert names.index(config["run"]) < names.index(pulumi["uses"])
