@@ -8,9 +8,9 @@ from components.api import Api, ApiArgs
 from components.auth import Auth, AuthArgs
 from components.compute import Compute, ComputeArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.settings import STACK_TAG, StackSettings
 from components.site import Site, SiteArgs
 from components.storage import Storage, StorageArgs
+from stackspec.settings import STACK_TAG, StackSettings
 
 settings = StackSettings.from_config(pulumi.Config().get)
 

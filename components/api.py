@@ -11,8 +11,8 @@ import pulumi_aws as aws
 
 from components import iam
 from components.functions import python_function
-from components.settings import StackSettings, api_config
 from handlers.routes import HTTP_FUNCTIONS, ROUTERS, ROUTES, Route
+from stackspec.settings import StackSettings, api_config
 
 PAYLOAD_FORMAT = "2.0"
 ACCESS_LOG_FORMAT = json.dumps({

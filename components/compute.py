@@ -14,16 +14,16 @@ import pulumi_random as random
 
 from components import iam
 from components.functions import PythonFunction, python_function
-from components.network import SUBNET_CIDRS, VPC_CIDR
-from components.settings import NO_RESERVATION, PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
-from components.triggers import (
+from handlers import launcher as launcher_module
+from handlers import sweeper as sweeper_module
+from stackspec.network import SUBNET_CIDRS, VPC_CIDR
+from stackspec.settings import NO_RESERVATION, PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
+from stackspec.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
     STREAM_BATCH_SIZE,
     STREAM_MAX_RETRIES,
 )
-from handlers import launcher as launcher_module
-from handlers import sweeper as sweeper_module
 from worker.userdata import render_user_data
 
 ROOT_DEVICE = "/dev/xvda"

@@ -11,9 +11,9 @@ import pulumi_aws as aws
 
 from components import iam
 from components.buckets import private_bucket
-from components.cors import cors_rules
-from components.settings import JOB_EXPIRY_ATTR, WORKER_SCRIPT_KEY
 from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, table_definition
+from stackspec.cors import cors_rules
+from stackspec.settings import JOB_EXPIRY_ATTR, WORKER_SCRIPT_KEY
 from worker.userdata import WORKER_PATH
 
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1

@@ -6,8 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
-from components.settings import WORKER_SCRIPT_KEY
 from handlers.jobmodel import JOB_ID_TAG
+from stackspec.settings import WORKER_SCRIPT_KEY
 
 TEMPLATE_PATH = Path(__file__).with_name("user_data.sh")
 WORKER_PATH = Path(__file__).with_name("worker.py")

@@ -13,12 +13,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from components.settings import WORKER_SCRIPT_KEY
 from handlers import jobmodel, quota
 from handlers.config import ApiConfig
 from handlers.routes import ROUTES
 from handlers.services import ApiServices
 from local.provision import provision
+from stackspec.settings import WORKER_SCRIPT_KEY
 from tests.conftest import SITE_ORIGIN, TEST_SETTINGS, Aws, ClientCache
 
 

@@ -11,10 +11,10 @@ import pulumi_aws as aws
 import pytest
 
 from components.functions import HANDLERS_DIR
-from components.settings import NO_RESERVATION, StackSettings, api_config, launcher_config
 from handlers import launcher, sweeper
 from handlers.routes import HTTP_FUNCTIONS, ROUTERS, ROUTES
 from handlers.services import function_timeout_seconds
+from stackspec.settings import NO_RESERVATION, StackSettings, api_config, launcher_config
 from tests.infra.conftest import TUNED, WORKER_TAG, Deployment
 
 FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "api-manage": "manage", "compute-launcher": "launcher",

@@ -13,15 +13,15 @@ import pytest
 
 from components.compute import rate_expression
 from components.compute import subnet_zones as pick_zones
-from components.settings import NO_RESERVATION, STACK_TAG
-from components.triggers import (
+from local.events import instance_state_change
+from local.streams import matches
+from stackspec.settings import NO_RESERVATION, STACK_TAG
+from stackspec.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
     STREAM_BATCH_SIZE,
     STREAM_MAX_RETRIES,
 )
-from local.events import instance_state_change
-from local.streams import matches
 from tests.infra.conftest import (
     LOCAL_ZONE,
     REGION,

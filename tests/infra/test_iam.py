@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from components.settings import STACK_TAG, StackSettings
 from handlers import capacity, launcher, quota
 from handlers.config import LauncherConfig
 from handlers.jobmodel import STATUS_INDEX
+from stackspec.settings import STACK_TAG, StackSettings
 from tests.infra.conftest import ACCOUNT, PARTITION, REGION, STACK, TUNED, WORKER_TAG, Deployment
 
 ALLOWED_STAR_RESOURCES: dict[str, str] = {

@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from components.settings import STACK_TAG, StackSettings
 from handlers import capacity, jobmodel
 from local.app import LocalPipeline
 from local.calls import WORKER, AwsCall, CallLog
 from local.streams import LambdaHandler
+from stackspec.settings import STACK_TAG, StackSettings
 from tests.faults.harness import hanging_worker_script, worker_script
 from tests.iam_calls import Names, allowed_by, authorizations, denied_and_unused
 from tests.infra.conftest import ACCOUNT, PARTITION, REGION, WORKER_TAG, Deployment

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.functions import HANDLERS_DIR
-from components.settings import StackSettings, config_key
+from stackspec.settings import StackSettings, config_key
 from tests.infra.conftest import ROOT, TUNED, WORKER_TAG, Deployment, dev_stack_config
 
 DEV_SETTINGS = StackSettings.from_config(lambda key: dev_stack_config().get(f"filepipe:{key}"))

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.client import ApiClient, SubmitError
+from stackspec.settings import StackSettings
 from tests.local.harness import new_user
 
 pytestmark = pytest.mark.e2e

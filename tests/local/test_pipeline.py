@@ -16,10 +16,10 @@ import psutil
 import pytest
 import requests
 
-from components.settings import StackSettings
 from handlers import capacity, jobmodel, quota
 from local.app import LocalPipeline
 from local.vmhost import Ending
+from stackspec.settings import StackSettings
 from tests.faults.harness import hanging_worker_script, worker_script
 from tests.local.harness import (
     DELETE_INPUT_MARKER,

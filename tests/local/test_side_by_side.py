@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import StackSettings
 from local.app import LocalPipeline
+from stackspec.settings import StackSettings
 from tests.local.harness import signed_in
 
 pytestmark = pytest.mark.e2e

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from components.triggers import LAUNCHER_EVENT_FILTERS
 from handlers import capacity, jobmodel, launcher, quota, release
 from handlers.jobmodel import Actor, Status
 from local.events import instance_state_change
 from local.streams import matches
+from stackspec.triggers import LAUNCHER_EVENT_FILTERS
 from tests.conftest import Aws
 from tests.runtime.jobs import get_item, held_slots
 from tests.streams import lambda_records

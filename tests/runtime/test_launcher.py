@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from components.triggers import LAUNCHER_EVENT_FILTERS
 from handlers import capacity, jobmodel, launcher, quota, release
 from handlers.config import LauncherConfig
 from handlers.jobmodel import JOB_ID_TAG, Actor, Status
 from local.events import instance_state_change
 from local.streams import matches
+from stackspec.triggers import LAUNCHER_EVENT_FILTERS
 from tests.conftest import Aws
 from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
 from tests.runtime.jobs import get_item, held_slots, put_job

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import (
+from handlers.config import ApiConfig, LauncherConfig
+from stackspec.settings import (
     MIB,
     StackSettings,
     api_config,
@@ -13,7 +14,6 @@ from components.settings import (
     settings_from_mapping,
     site_config,
 )
-from handlers.config import ApiConfig, LauncherConfig
 
 
 def test_defaults_need_no_config() -> None:
