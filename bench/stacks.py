@@ -7,8 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from bench.plan import Remote
 from local.app import LocalPipeline
-from local.bench.plan import Remote
 from local.client import access_token
 from stackspec.settings import StackSettings
 
