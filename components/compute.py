@@ -15,6 +15,7 @@ import pulumi_random as random
 from components import iam
 from components.functions import PythonFunction, python_function
 from handlers import launcher as launcher_module
+from handlers import release as release_module
 from handlers import sweeper as sweeper_module
 from stackspec.network import SUBNET_CIDRS, VPC_CIDR
 from stackspec.settings import NO_RESERVATION, PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
@@ -314,7 +315,7 @@ class Compute(pulumi.ComponentResource):
             environment,
             lambda logs: iam.release_function_policy(dispatch=dispatch, table_arn=args.table_arn, log_group_arn=logs),
             reserved_concurrency=NO_RESERVATION,
-            timeout_seconds=launcher_module.TIMEOUT_SECONDS,
+            timeout_seconds=release_module.TIMEOUT_SECONDS,
         )
         self.release = release.function
         self.release_logs = release.log_group

@@ -77,6 +77,10 @@ PHASE_STARTED: Mapping[Status, str] = {
 `new_job`), so wait and run times never depend on a caller remembering to stamp them."""
 
 FINAL_STATES = frozenset(Status) - {t.source for t in TRANSITIONS}
+CANCELLABLE_STATES = frozenset(t.source for t in TRANSITIONS if t.target == Status.CANCELLED and Actor.USER in t.by)
+"""The states from which a job's owner may cancel it (`handlers/manage.py`), as the transitions above allow."""
+RETRYABLE_STATES = frozenset({Status.FAILED, Status.CANCELLED})
+"""The final states from which a job's owner may retry it: a new job with the same text and a copy of the input."""
 ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     state: frozenset(t.target for t in TRANSITIONS if t.source == state) for state in Status
 }

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from handlers import jobmodel, manage
+from handlers import jobmodel
 from local.app import Credentials, LocalPipeline
 from local.client import ApiClient
 from tests.browser.a11y import assert_accessible
@@ -253,7 +253,7 @@ def test_the_page_knows_every_job_state_and_what_each_allows(page: Any) -> None:
     cancellable = {t.source for t in jobmodel.TRANSITIONS
                    if t.target == jobmodel.Status.CANCELLED and jobmodel.Actor.USER in t.by}
     assert set(states["cancellable"]) == cancellable
-    assert set(states["retryable"]) == set(manage.RETRYABLE)
+    assert set(states["retryable"]) == jobmodel.RETRYABLE_STATES
 
 
 def test_a_cancel_answered_job_not_found_takes_the_row_off(

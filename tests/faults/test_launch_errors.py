@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from handlers import launcher
+from handlers import dispatch, launcher
 from local.app import LocalPipeline
 from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
 from tests.faults.harness import (
@@ -43,7 +43,7 @@ def flaky_ec2(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 def test_transient_errors_within_the_retries_still_launch(pipeline: LocalPipeline, flaky_ec2: FlakyFactory) -> None:
-    retries = launcher.LAUNCH_ATTEMPTS - 1
+    retries = dispatch.LAUNCH_ATTEMPTS - 1
     flaky = flaky_ec2(["InsufficientInstanceCapacity", "RequestLimitExceeded"][:retries])
     job = signed_in(pipeline).submit("flaky.txt", b"flaky", "retried")
 
@@ -58,10 +58,10 @@ def test_transient_errors_within_the_retries_still_launch(pipeline: LocalPipelin
 def test_transient_errors_beyond_the_retries_queue_the_job_until_the_next_dispatch(
     pipeline: LocalPipeline, flaky_ec2: FlakyFactory, moved_by: str
 ) -> None:
-    flaky = flaky_ec2(["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS)
+    flaky = flaky_ec2(["RequestLimitExceeded"] * dispatch.LAUNCH_ATTEMPTS)
     job = signed_in(pipeline).submit("later.txt", b"later", "queued again")
 
-    wait_for(lambda: len(flaky.attempts(job["id"])) == launcher.LAUNCH_ATTEMPTS, 20, "every in-place attempt")
+    wait_for(lambda: len(flaky.attempts(job["id"])) == dispatch.LAUNCH_ATTEMPTS, 20, "every in-place attempt")
     queued = wait_for_status(pipeline, job["id"], "QUEUED")
     assert "instance_id" not in queued and "error" not in queued
     assert held_slots(pipeline) == {}, "the slot of a launch that did not happen is given back"
@@ -75,7 +75,7 @@ def test_transient_errors_beyond_the_retries_queue_the_job_until_the_next_dispat
     for job_id in [job["id"], *others]:
         final = signed_in(pipeline).wait_for_final(job_id)
         assert final["status"] == "SUCCEEDED", final
-    assert flaky.attempts(job["id"]) == ["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS + [None]
+    assert flaky.attempts(job["id"]) == ["RequestLimitExceeded"] * dispatch.LAUNCH_ATTEMPTS + [None]
     assert instances_per_job(pipeline, [job["id"], *others]) == dict.fromkeys([job["id"], *others], 1)
 
 

@@ -252,3 +252,12 @@ def test_split_s3_path() -> None:
 def test_public_view_drops_internal_attributes_and_keeps_order() -> None:
     item = {"list_key": "job", "status": "PENDING", "id": "x", "secret": "s", "error": "e"}
     assert list(jobmodel.to_public(item).items()) == [("id", "x"), ("status", "PENDING"), ("error", "e")]
+
+
+def test_the_cancellable_states_are_read_from_the_transitions() -> None:
+    """Regression: the API listed the states a user may cancel from by hand, beside the transition table; every
+    unfinished state (and no other) can be cancelled, as the README promises."""
+    cancellable = jobmodel.CANCELLABLE_STATES
+    assert cancellable == {source for (source, target), by in ALLOWED.items() if target == S.CANCELLED and A.USER in by}
+    assert cancellable == frozenset(Status) - FINAL_STATES
+    assert jobmodel.RETRYABLE_STATES <= FINAL_STATES

@@ -416,3 +416,13 @@ def test_config_carries_the_vm_cap() -> None:
     """Deleting reads every VM slot: the API's config must know how many there are."""
     assert CONFIG.max_concurrent_vms > 0
     assert ApiConfig.from_env(replace(CONFIG, max_concurrent_vms=7).to_env()).max_concurrent_vms == 7
+
+
+def test_the_retry_condition_lists_every_retryable_state_of_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the retry's transaction hard-coded `#status IN (:r0, :r1)`, so a third retryable state in the
+    model would have been checked in Python and then refused by the write."""
+    states = frozenset({Status.FAILED, Status.CANCELLED, Status.SUCCEEDED})
+    monkeypatch.setattr(jobmodel, "RETRYABLE_STATES", states)
+    update = manage.retried_mark("jobs", {"id": new_id(), "owner": USER}, new_id())["Update"]
+    listed = update["ConditionExpression"].split("#status IN (")[1].split(")")[0].split(", ")
+    assert {update["ExpressionAttributeValues"][name]["S"] for name in listed} == states

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from handlers import capacity, jobmodel, launcher, quota, release
+from handlers import capacity, dispatch, jobmodel, launcher, quota, release
 from handlers.jobmodel import Actor, Status
 from local.events import instance_state_change
 from local.streams import matches
@@ -69,7 +69,7 @@ def terminated_event(aws: Aws, instance_id: str) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def no_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launcher.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(dispatch.time, "sleep", lambda seconds: None)
 
 
 def test_a_cancelled_running_jobs_record_terminates_its_vm_and_frees_the_quota_once(aws: Aws) -> None:
@@ -190,4 +190,4 @@ def test_a_job_deleted_while_its_vm_starts_gets_its_vm_terminated(aws: Aws) -> N
 
 def test_terminating_a_vm_that_is_long_gone_is_not_an_error(aws: Aws) -> None:
     """A late redelivery of a CANCELLED record may name a VM EC2 no longer knows: nothing to do, no retry."""
-    launcher.terminate_vm(aws.launcher_services(), jobmodel.new_id(), "i-0123456789abcdef0", "test")
+    dispatch.terminate_vm(aws.launcher_services(), jobmodel.new_id(), "i-0123456789abcdef0", "test")
