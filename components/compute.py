@@ -18,14 +18,14 @@ from handlers import launcher as launcher_module
 from handlers import release as release_module
 from handlers import sweeper as sweeper_module
 from stackspec.network import SUBNET_CIDRS, VPC_CIDR
-from stackspec.settings import NO_RESERVATION, PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
+from stackspec.settings import NO_RESERVATION, PROJECT, STACK_TAG, StackSettings, launcher_config
 from stackspec.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
     STREAM_BATCH_SIZE,
     STREAM_MAX_RETRIES,
 )
-from worker.userdata import render_user_data
+from worker.userdata import WORKER_SCRIPT_KEY, render_user_data
 
 ROOT_DEVICE = "/dev/xvda"
 """Root device name of Amazon Linux 2023 AMIs."""

@@ -14,9 +14,9 @@ from handlers.config import ApiConfig, LauncherConfig
 from handlers.jobmodel import table_definition
 from stackspec.cors import cors_rules
 from stackspec.network import SUBNET_CIDRS, VPC_CIDR
-from stackspec.settings import PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, api_config, launcher_config
+from stackspec.settings import PROJECT, STACK_TAG, StackSettings, api_config, launcher_config
 from stackspec.userpool import app_client_definition, user_pool_definition
-from worker.userdata import WORKER_PATH, render_user_data
+from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY, render_user_data
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,6 @@ from handlers import jobmodel
 from handlers.config import ApiConfig, LauncherConfig
 
 PROJECT = "filepipe"
-WORKER_SCRIPT_KEY = "worker/worker.py"
-"""Object key of the worker script in the data bucket."""
 STACK_TAG = jobmodel.STACK_TAG
 API_PREFIX = "/api"
 

@@ -7,8 +7,9 @@ import shlex
 from pathlib import Path
 
 from handlers.jobmodel import JOB_ID_TAG
-from stackspec.settings import WORKER_SCRIPT_KEY
 
+WORKER_SCRIPT_KEY = "worker/worker.py"
+"""Object key of the worker script in the data bucket, which the user-data fetches."""
 TEMPLATE_PATH = Path(__file__).with_name("user_data.sh")
 WORKER_PATH = Path(__file__).with_name("worker.py")
 PLACEHOLDER = re.compile(r"__[A-Z_]+__")

@@ -27,10 +27,9 @@ from local.app import LocalPipeline
 from local.load import alive_instances
 from local.streams import LambdaHandler
 from local.vmhost import VmRun
-from stackspec.settings import WORKER_SCRIPT_KEY
 from tests.local.harness import signed_in
 from tests.runtime import jobs
-from worker.userdata import WORKER_PATH
+from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY
 
 """Instance states that count against the cap: the sweeper's own list (pending, running, shutting-down, stopping,
 stopped)."""

@@ -18,8 +18,8 @@ from handlers.config import ApiConfig
 from handlers.routes import ROUTES
 from handlers.services import ApiServices
 from local.provision import provision
-from stackspec.settings import WORKER_SCRIPT_KEY
 from tests.conftest import SITE_ORIGIN, TEST_SETTINGS, Aws, ClientCache
+from worker.userdata import WORKER_SCRIPT_KEY
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ import pytest
 
 from handlers.jobmodel import OWNER_INDEX, table_definition
 from stackspec.cors import cors_rules
-from stackspec.settings import WORKER_SCRIPT_KEY
 from tests.infra.conftest import DISTRIBUTION_DOMAIN, Deployment
-from worker.userdata import WORKER_PATH
+from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY
 
 BUCKETS = ("storage-data", "site-files")
 
