@@ -91,7 +91,7 @@ def subnet_order(job_id: str, subnet_ids: tuple[str, ...]) -> tuple[str, ...]:
 
 def run_instance(ec2: Any, config: LauncherConfig, job_id: str, subnet_id: str | None = None) -> str:
     """RunInstances for the job in `subnet_id` (default: the job's own subnet)."""
-    tags = [{"Key": jobmodel.JOB_ID_TAG, "Value": job_id}, {"Key": jobmodel.STACK_TAG, "Value": config.stack}]
+    tags = [{"Key": jobmodel.JOB_ID_TAG, "Value": job_id}, {"Key": jobmodel.STACK_TAG, "Value": config.stack_tag}]
     response = ec2.run_instances(
         LaunchTemplate={"LaunchTemplateId": config.launch_template_id, "Version": "$Default"},
         MinCount=1,

@@ -103,11 +103,11 @@ def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any], ow
         raise ApiError(400, "empty_file", "The uploaded file is empty.")
     item = jobmodel.new_job(job_id, text, f"{config.bucket}/{key}", owner)
     try:
-        quota.create_job(ddb, config.table, item, config.max_active_jobs)
+        quota.create_job(ddb, config.table, item, config.max_active_jobs_per_user)
     except quota.JobExistsError:
         raise ApiError(409, "key_in_use", "This upload already belongs to a job: upload the file again.") from None
     except quota.QuotaExceededError:
-        raise too_many_jobs(config.max_active_jobs) from None
+        raise too_many_jobs(config.max_active_jobs_per_user) from None
     log.info("job created", extra={"job_id": job_id, "bytes": size})
     return jobmodel.to_public(item)
 

@@ -27,11 +27,11 @@ def object_missing(err: ClientError) -> bool:
     return err.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}
 
 
-def too_many_jobs(max_active: int) -> ApiError:
+def too_many_jobs(max_active_jobs_per_user: int) -> ApiError:
     """429 for a job (new, or a retry) over the owner's quota, with when to try again."""
     return ApiError(
         429, "too_many_jobs",
-        f"You have {max_active} jobs that have not finished; submit more when one of them ends.",
+        f"You have {max_active_jobs_per_user} jobs that have not finished; submit more when one of them ends.",
         headers={"retry-after": str(RETRY_AFTER_SECONDS)},
     )
 

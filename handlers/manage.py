@@ -135,14 +135,14 @@ def retry_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object, owner: str) 
     copy_input(s3, old["input_file_path"], config.bucket, key)
     item = jobmodel.new_job(new_id, old["input_text"], f"{config.bucket}/{key}", owner)
     try:
-        quota.create_job(ddb, config.table, item, config.max_active_jobs,
+        quota.create_job(ddb, config.table, item, config.max_active_jobs_per_user,
                          also=[retried_mark(config.table, old, new_id)])
     except (quota.PreconditionFailedError, quota.QuotaExceededError, quota.JobExistsError, ClientError) as err:
         if isinstance(err, ClientError) and quota.cancellation_reasons(err) is None:
             raise  # not a refused transaction: it may have been applied, so the copy stays
         s3.delete_object(Bucket=config.bucket, Key=key)
         if isinstance(err, quota.QuotaExceededError):
-            raise too_many_jobs(config.max_active_jobs) from None
+            raise too_many_jobs(config.max_active_jobs_per_user) from None
         return 200, retried_meanwhile(ddb, s3, config, old["id"], owner, err=err)
     log.info("job retried", extra={"job_id": new_id, "retry_of": old["id"]})
     return 201, jobmodel.to_public(item)

@@ -98,7 +98,7 @@ class Sweep:
         return self.services.config
 
     def run(self) -> SweepReport:
-        instances = stack_instances(self.services.ec2, self.config.stack)
+        instances = stack_instances(self.services.ec2, self.config.stack_tag)
         self.report.vms_alive = len(instances)
         self.report.oldest_vm_seconds = max(
             (round((self.now - i["LaunchTime"]).total_seconds(), 3) for i in instances.values()), default=0

@@ -246,7 +246,7 @@ def test_a_retry_checks_the_file_against_todays_size_limit(stack: Stack, limit: 
 def test_a_retry_over_the_quota_is_429_and_leaves_no_copy(stack: Stack) -> None:
     old = counted_job(stack, Status.FAILED)
     stack.client("dynamodb").put_item(TableName=stack.table, Item={
-        "id": {"S": quota.counter_id(USER)}, "active": {"N": str(CONFIG.max_active_jobs)}})
+        "id": {"S": quota.counter_id(USER)}, "active": {"N": str(CONFIG.max_active_jobs_per_user)}})
 
     reply = refused(stack, RETRY, old, 429, "too_many_jobs")
 

@@ -15,7 +15,7 @@ from handlers.config import ApiConfig
 from handlers.jobmodel import Status
 from tests.handlers.conftest import OTHER_USER, USER, Reply, Stack, api_event, call, upload_key
 
-MAX_ACTIVE = ApiConfig.from_env().max_active_jobs
+MAX_ACTIVE = ApiConfig.from_env().max_active_jobs_per_user
 
 
 def create(stack: Stack, user: str = USER, name: str = "a.txt") -> Reply:

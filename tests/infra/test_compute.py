@@ -156,7 +156,7 @@ def test_the_stack_tag_is_one_value_unique_to_the_deployment_everywhere(dev: Dep
     assert tag != STACK and len(suffix.outputs["hex"]) == 8
     template = dev.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
     on_vms = {value for spec in template["tagSpecifications"] for value in spec["tags"].values()}
-    environments = {dev.one("aws:lambda/function:Function", name).inputs["environment"]["variables"]["STACK_NAME"]
+    environments = {dev.one("aws:lambda/function:Function", name).inputs["environment"]["variables"]["STACK_TAG"]
                     for name in ("compute-launcher", "compute-sweeper")}
     [terminate] = [s for s in dev.one("aws:iam/rolePolicy:RolePolicy", "compute-sweeper-policy").policy()["Statement"]
                    if s["Action"] == ["ec2:TerminateInstances"]]

@@ -323,7 +323,7 @@ def test_launcher_tags_are_allowed_by_create_tags(dev: Deployment) -> None:
 
     ec2 = RecordingEc2()
     config = LauncherConfig(table="t", launch_template_id="lt-1", subnet_ids=("subnet-1",), max_concurrent_vms=1,
-                            job_timeout_minutes=5, stack=STACK)
+                            job_timeout_minutes=5, stack_tag=STACK)
     dispatch.run_instance(ec2, config, "V1StGXR8_Z5jdHi6B-myT")
     [call] = ec2.calls
     tagged = {spec["ResourceType"] for spec in call["TagSpecifications"]}
