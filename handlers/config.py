@@ -26,10 +26,16 @@ def env_name(field_name: str) -> str:
 
 
 def _format(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return LIST_SEPARATOR.join(value) if isinstance(value, tuple) else str(value)
 
 
 def _parse(name: str, raw: str, kind: Any) -> object:
+    if kind is bool:
+        if raw not in {"true", "false"}:
+            raise ValueError(f"{name} must be true or false, got {raw!r}")
+        return raw == "true"
     if kind is int:
         try:
             return int(raw)
@@ -41,7 +47,7 @@ def _parse(name: str, raw: str, kind: Any) -> object:
 
 
 class EnvConfig:
-    """A frozen dataclass of str, int and tuple[str, ...] fields that travels as environment variables."""
+    """A frozen dataclass of str, int, bool and tuple[str, ...] fields that travels as environment variables."""
 
     def to_env(self) -> dict[str, str]:
         return {env_name(f.name): _format(getattr(self, f.name)) for f in fields(self)}

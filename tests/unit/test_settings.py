@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import pytest
 
-from handlers.config import ApiConfig, LauncherConfig
+from handlers.config import ApiConfig, EnvConfig, LauncherConfig
 from stackspec.settings import (
     MIB,
     StackSettings,
@@ -105,6 +105,24 @@ def test_a_malformed_or_missing_variable_is_named() -> None:
     launcher = launcher_config("t", "lt", ["s"], stack_tag="tag", settings=StackSettings()).to_env()
     with pytest.raises(ValueError, match="SUBNET_IDS names no subnet"):
         LauncherConfig.from_env({**launcher, "SUBNET_IDS": ""})
+
+
+@dataclass(frozen=True)
+class EveryKind(EnvConfig):
+    name: str
+    count: int
+    enabled: bool
+    ids: tuple[str, ...]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_every_field_kind_reads_back_as_written(enabled: bool) -> None:
+    """Regression: a bool written as `False` and read back as a non-empty string, which is true."""
+    config = EveryKind(name="n", count=3, enabled=enabled, ids=("a", "b"))
+    assert EveryKind.from_env(config.to_env()) == config
+    assert config.to_env() == {"NAME": "n", "COUNT": "3", "ENABLED": str(enabled).lower(), "IDS": "a,b"}
+    with pytest.raises(ValueError, match="ENABLED must be true or false"):
+        EveryKind.from_env({**config.to_env(), "ENABLED": "yes"})
 
 
 def test_site_config_names_the_pool_and_client_and_an_endpoint_only_where_given() -> None:
