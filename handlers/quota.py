@@ -155,9 +155,3 @@ def delete_finished(ddb: Any, table: str, job: Mapping[str, str]) -> bool:
             raise JobChangedError(job["id"]) from None
         raise
     return holds
-
-
-def active_jobs(ddb: Any, table: str, owner: str) -> int:
-    """The user's counted jobs, read strongly consistent."""
-    item = ddb.get_item(TableName=table, Key={"id": {"S": counter_id(owner)}}, ConsistentRead=True).get("Item")
-    return int(item["active"]["N"]) if item else 0

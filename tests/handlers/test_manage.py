@@ -15,6 +15,7 @@ from handlers.config import ApiConfig
 from handlers.jobmodel import RETRIED_AS, Status, new_id
 from handlers.services import ApiServices
 from tests.handlers.conftest import OTHER_USER, USER, Reply, Stack, api_event, call
+from tests.records import job_in_state
 
 CANCEL, RETRY, DELETE = "POST /api/jobs/{id}/cancel", "POST /api/jobs/{id}/retry", "DELETE /api/jobs/{id}"
 NOT_FINAL = [Status.PENDING, Status.QUEUED, Status.LAUNCHING, Status.RUNNING]
@@ -31,7 +32,7 @@ def counted_job(stack: Stack, status: Status, owner: str = USER, files: bool = T
     reads its final record), its input uploaded and, with `files`, its output and log written."""
     job_id = new_id()
     key = f"{jobmodel.INPUT_PREFIX}{job_id}/notes.txt"
-    item = {**jobmodel.new_job(job_id, "shout", f"{stack.bucket}/{key}", owner, status), **attrs}
+    item = {**job_in_state(job_id, "shout", f"{stack.bucket}/{key}", owner, status), **attrs}
     quota.create_job(stack.client("dynamodb"), stack.table, item, 50)
     stack.put_input(key, b"hello", owner=owner)
     if files:

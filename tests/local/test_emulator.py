@@ -11,6 +11,7 @@ import pytest
 
 from handlers import jobmodel, quota
 from local.emulator import EndpointSession, MotoServer
+from tests.records import active_jobs
 
 TABLE = "emulator-test-jobs"
 
@@ -48,7 +49,7 @@ def test_concurrent_conditional_writes_cannot_all_pass(dynamodb: EndpointSession
     with ThreadPoolExecutor(max_workers=20) as pool:
         created = list(pool.map(create, zip(clients, jobs, strict=True)))
     assert created.count(True) == 5
-    assert quota.active_jobs(dynamodb.client("dynamodb"), TABLE, "burst-user") == 5
+    assert active_jobs(dynamodb.client("dynamodb"), TABLE, "burst-user") == 5
 
 
 def test_a_cancelled_transaction_leaves_the_stream_readable(dynamodb: EndpointSession) -> None:
@@ -89,5 +90,5 @@ def test_a_cancelled_transaction_puts_back_exactly_the_items_it_touched(dynamodb
 
     after = ddb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
     assert sorted(map(str, after)) == sorted(map(str, before))
-    assert quota.active_jobs(ddb, TABLE, "full-user") == 1
-    assert quota.active_jobs(ddb, TABLE, "bystander") == 1
+    assert active_jobs(ddb, TABLE, "full-user") == 1
+    assert active_jobs(ddb, TABLE, "bystander") == 1

@@ -20,6 +20,7 @@ from local.streams import matches
 from stackspec.triggers import LAUNCHER_EVENT_FILTERS
 from tests.conftest import Aws
 from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
+from tests.records import active_jobs
 from tests.runtime.jobs import get_item, held_slots, put_job
 from tests.streams import lambda_records
 
@@ -375,12 +376,12 @@ def test_a_finished_jobs_stream_record_frees_its_owners_place_once(aws: Aws) -> 
     finished = [r for r in records(aws) if r["eventName"] == "MODIFY"
                 and any(matches(pattern, r) for pattern in LAUNCHER_EVENT_FILTERS)]
     assert len(finished) == 1, "only the move to SUCCEEDED passes the filter"
-    assert quota.active_jobs(ddb, table, "u1") == 1
+    assert active_jobs(ddb, table, "u1") == 1
 
     assert handle(aws, finished) == {"batchItemFailures": []}
     assert handle(aws, finished) == {"batchItemFailures": []}
 
-    assert quota.active_jobs(ddb, table, "u1") == 0
+    assert active_jobs(ddb, table, "u1") == 0
     assert "holds_quota" not in (get_item(ddb, aws.stack, job_id) or {})
 
 
