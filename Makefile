@@ -28,10 +28,10 @@ lint: $(BIN)/activate
 # docs/bench.png. With BENCH_URL=https://<site> BENCH_EMAIL=<user> (password in BENCH_PASSWORD): the API and
 # pipeline figures of that deployed stack.
 bench: $(BIN)/activate
-	$(BIN)/python -m local.bench $(if $(BENCH_URL),--url "$(BENCH_URL)" --email "$(BENCH_EMAIL)")
+	$(BIN)/python -m bench $(if $(BENCH_URL),--url "$(BENCH_URL)" --email "$(BENCH_EMAIL)")
 
 bench-quick: $(BIN)/activate
-	$(BIN)/python -m local.bench --quick $(if $(BENCH_URL),--url "$(BENCH_URL)" --email "$(BENCH_EMAIL)")
+	$(BIN)/python -m bench --quick $(if $(BENCH_URL),--url "$(BENCH_URL)" --email "$(BENCH_EMAIL)")
 
 # A load run against a local stack (jobs, cap, lost/duplicated, VMs alive, latency, VM CPU per job).
 load: $(BIN)/activate

@@ -8,9 +8,9 @@ from components.api import Api, ApiArgs
 from components.auth import Auth, AuthArgs
 from components.compute import Compute, ComputeArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.settings import STACK_TAG, StackSettings
 from components.site import Site, SiteArgs
 from components.storage import Storage, StorageArgs
+from stackspec.settings import STACK_TAG, StackSettings
 
 settings = StackSettings.from_config(pulumi.Config().get)
 
@@ -18,30 +18,8 @@ storage = Storage(
     "storage", StorageArgs(protect_data=settings.protect_data, retention_days=settings.retention_days)
 )
 auth = Auth("auth", AuthArgs(settings=settings))
-compute = Compute(
-    "compute",
-    ComputeArgs(
-        bucket_name=storage.bucket.bucket,
-        bucket_arn=storage.bucket.arn,
-        table_name=storage.table.name,
-        table_arn=storage.table.arn,
-        stream_arn=storage.table.stream_arn,
-        stack=pulumi.get_stack(),
-        settings=settings,
-    ),
-)
-api = Api(
-    "api",
-    ApiArgs(
-        bucket_name=storage.bucket.bucket,
-        bucket_arn=storage.bucket.arn,
-        table_name=storage.table.name,
-        table_arn=storage.table.arn,
-        issuer=auth.issuer,
-        audience=auth.client.id,
-        settings=settings,
-    ),
-)
+compute = Compute("compute", ComputeArgs(storage=storage, stack=pulumi.get_stack(), settings=settings))
+api = Api("api", ApiArgs(storage=storage, issuer=auth.issuer, audience=auth.client.id, settings=settings))
 site = Site("site", SiteArgs(api_endpoint=api.endpoint, settings=settings, upload_origins=storage.upload_origins,
                              user_pool_id=auth.user_pool.id, client_id=auth.client.id, region=auth.region))
 monitoring = Monitoring(

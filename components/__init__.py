@@ -1,4 +1,4 @@
-"""Pulumi components of filepipe, plus the settings module shared with local mode.
-
-Importing this package must not import Pulumi: local mode uses `components.settings` only.
+"""Pulumi components of filepipe: one ComponentResource per concern (storage, network, compute, api, auth, site,
+monitoring), wired in `__main__.py`. What they build from (settings, names, headers, CORS, triggers, the user pool's
+definition) is plain Python in `stackspec/`, which local mode shares.
 """

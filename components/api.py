@@ -11,8 +11,9 @@ import pulumi_aws as aws
 
 from components import iam
 from components.functions import python_function
-from components.settings import StackSettings, api_config
+from components.storage import Storage
 from handlers.routes import HTTP_FUNCTIONS, ROUTERS, ROUTES, Route
+from stackspec.settings import StackSettings, api_config
 
 PAYLOAD_FORMAT = "2.0"
 ACCESS_LOG_FORMAT = json.dumps({
@@ -28,10 +29,8 @@ ACCESS_LOG_FORMAT = json.dumps({
 
 @dataclass
 class ApiArgs:
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    table_name: pulumi.Input[str]
-    table_arn: pulumi.Input[str]
+    storage: Storage
+    """The data bucket (uploads, outputs) and the jobs table the API functions use."""
     issuer: pulumi.Input[str]
     """The user pool's token issuer; with `audience` (the app client id), what the JWT authorizer checks."""
     audience: pulumi.Input[str]
@@ -56,12 +55,12 @@ class Api(pulumi.ComponentResource):
         settings = args.settings
 
         self.api = aws.apigatewayv2.Api(f"{name}-http", protocol_type="HTTP", opts=child)
-        environment = pulumi.Output.all(args.bucket_name, args.table_name).apply(
+        environment = pulumi.Output.all(args.storage.bucket.bucket, args.storage.table.name).apply(
             lambda names: api_config(names[0], names[1], settings).to_env())
         policies = {
-            "upload": lambda logs: iam.upload_function_policy(args.bucket_arn, logs),
-            "jobs": lambda logs: iam.jobs_function_policy(args.bucket_arn, args.table_arn, logs),
-            "manage": lambda logs: iam.manage_function_policy(args.bucket_arn, args.table_arn, logs),
+            "upload": lambda logs: iam.upload_function_policy(args.storage.bucket.arn, logs),
+            "jobs": lambda logs: iam.jobs_function_policy(args.storage.bucket.arn, args.storage.table.arn, logs),
+            "manage": lambda logs: iam.manage_function_policy(args.storage.bucket.arn, args.storage.table.arn, logs),
         }
         self.functions = {}
         self.log_groups = {}

@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import StackSettings
-from components.userpool import app_client_definition, issuer, user_pool_definition
+from stackspec.settings import StackSettings
+from stackspec.userpool import app_client_definition, issuer, user_pool_definition
 
 
 @dataclass

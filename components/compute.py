@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -14,22 +14,23 @@ import pulumi_random as random
 
 from components import iam
 from components.functions import PythonFunction, python_function
-from components.network import SUBNET_CIDRS, VPC_CIDR
+from components.network import Network, NetworkArgs
 from components.roles import instance_profile, service_role
-from components.settings import NO_RESERVATION, PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, launcher_config
-from components.triggers import (
+from components.storage import Storage
+from handlers import launcher as launcher_module
+from handlers import release as release_module
+from handlers import sweeper as sweeper_module
+from stackspec.settings import NO_RESERVATION, PROJECT, STACK_TAG, StackSettings, launcher_config
+from stackspec.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
     STREAM_BATCH_SIZE,
     STREAM_MAX_RETRIES,
 )
-from handlers import launcher as launcher_module
-from handlers import sweeper as sweeper_module
-from worker.userdata import render_user_data
+from worker.userdata import WORKER_SCRIPT_KEY, render_user_data
 
 ROOT_DEVICE = "/dev/xvda"
 """Root device name of Amazon Linux 2023 AMIs."""
-HTTPS = 443
 STREAM_MAX_RECORD_AGE_SECONDS = 3600
 FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 STACK_TAG_RANDOM_BYTES = 4
@@ -38,19 +39,16 @@ STACK_TAG_RANDOM_BYTES = 4
 
 @dataclass
 class ComputeArgs:
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    table_name: pulumi.Input[str]
-    table_arn: pulumi.Input[str]
-    stream_arn: pulumi.Input[str]
+    storage: Storage
+    """The data bucket the VMs read and write, and the jobs table whose stream feeds the launcher."""
     stack: str
     """The Pulumi stack's name; the `STACK_TAG` value on every worker VM starts with it (see `Compute.stack_tag`)."""
     settings: StackSettings
 
 
 class Compute(pulumi.ComponentResource):
-    """Worker VMs start from `launch_template` in `subnets`; the launcher starts one per inserted job, the sweeper
-    cleans up after VMs and jobs that outlive the timeout and moves the queue on a schedule."""
+    """Worker VMs start from `launch_template` in the network's subnets; the launcher starts one per inserted job,
+    the sweeper cleans up after VMs and jobs that outlive the timeout and moves the queue on a schedule."""
 
     stack_tag: pulumi.Output[str]
     """Value of the `STACK_TAG` tag on this deployment's VMs: `<project>-<stack>-<random hex>`."""
@@ -63,7 +61,7 @@ class Compute(pulumi.ComponentResource):
     sweeper: aws.lambda_.Function
     sweeper_logs: aws.cloudwatch.LogGroup
     failure_queue: aws.sqs.Queue
-    subnets: list[aws.ec2.Subnet]
+    network: Network
 
     def __init__(self, name: str, args: ComputeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("filepipe:compute:Compute", name, None, opts)
@@ -74,13 +72,16 @@ class Compute(pulumi.ComponentResource):
         self._account = aws.get_caller_identity_output(opts=invoke).account_id
         self.stack_tag = self._stack_tag(args.stack)
 
-        self._network(args)
+        self.network = Network(name, NetworkArgs(
+            bucket_arn=args.storage.bucket.arn, table_arn=args.storage.table.arn,
+            instance_type=args.settings.instance_type,
+        ), opts=pulumi.ResourceOptions(parent=self))
         self._worker(args)
         self._dispatchers(args)
         self.register_outputs({
             "stack_tag": self.stack_tag,
             "launch_template_id": self.launch_template.id,
-            "subnet_ids": [subnet.id for subnet in self.subnets],
+            "subnet_ids": [subnet.id for subnet in self.network.subnets],
             "launcher": self.launcher.name,
             "release": self.release.name,
             "sweeper": self.sweeper.name,
@@ -97,84 +98,6 @@ class Compute(pulumi.ComponentResource):
         )
         return pulumi.Output.concat(PROJECT, "-", stack, "-", suffix.hex)
 
-    def _network(self, args: ComputeArgs) -> None:
-        """Private subnets with no route out of the VPC; S3 and DynamoDB through gateway endpoints only."""
-        name, child = self._name, pulumi.ResourceOptions(parent=self)
-        zones = self._subnet_zones(args.settings.instance_type)
-        self.vpc = aws.ec2.Vpc(
-            f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True, opts=child
-        )
-        self.route_table = aws.ec2.RouteTable(f"{name}-private", vpc_id=self.vpc.id, opts=child)
-        self.subnets = []
-        for index, cidr in enumerate(SUBNET_CIDRS):
-            subnet = aws.ec2.Subnet(
-                f"{name}-private-{index}",
-                vpc_id=self.vpc.id,
-                cidr_block=cidr,
-                availability_zone=zones.apply(lambda names, i=index: names[i]),
-                map_public_ip_on_launch=False,
-                opts=child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-private-{index}", subnet_id=subnet.id, route_table_id=self.route_table.id, opts=child
-            )
-            self.subnets.append(subnet)
-        self.s3_endpoint = aws.ec2.VpcEndpoint(
-            f"{name}-s3",
-            vpc_id=self.vpc.id,
-            service_name=pulumi.Output.format("com.amazonaws.{0}.s3", self._region),
-            vpc_endpoint_type="Gateway",
-            route_table_ids=[self.route_table.id],
-            policy=iam.s3_endpoint_policy(self._partition, self._region, args.bucket_arn),
-            opts=child,
-        )
-        self.dynamodb_endpoint = aws.ec2.VpcEndpoint(
-            f"{name}-dynamodb",
-            vpc_id=self.vpc.id,
-            service_name=pulumi.Output.format("com.amazonaws.{0}.dynamodb", self._region),
-            vpc_endpoint_type="Gateway",
-            route_table_ids=[self.route_table.id],
-            policy=iam.dynamodb_endpoint_policy(args.table_arn),
-            opts=child,
-        )
-        self.security_group = aws.ec2.SecurityGroup(
-            f"{name}-worker",
-            description="filepipe worker VMs: no ingress; HTTPS to S3 and DynamoDB only",
-            vpc_id=self.vpc.id,
-            ingress=[],
-            egress=[
-                aws.ec2.SecurityGroupEgressArgs(
-                    description="S3 and DynamoDB through the gateway endpoints",
-                    protocol="tcp",
-                    from_port=HTTPS,
-                    to_port=HTTPS,
-                    prefix_list_ids=[self.s3_endpoint.prefix_list_id, self.dynamodb_endpoint.prefix_list_id],
-                )
-            ],
-            opts=child,
-        )
-
-    def _subnet_zones(self, instance_type: str) -> pulumi.Output[list[str]]:
-        """The zones the subnets go in: availability zones proper that offer `instance_type`, first by name.
-
-        Local and Wavelength Zones (opt-in, other prices and services) are left out by their opt-in status; an
-        impaired zone ("state" other than available) is not, so a zone's bad day at the next deploy cannot move
-        (replace) a subnet.
-        """
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        zones = aws.get_availability_zones_output(
-            filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"])],
-            opts=invoke,
-        )
-        offerings = aws.ec2.get_instance_type_offerings_output(
-            location_type="availability-zone",
-            filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(name="instance-type", values=[instance_type])],
-            opts=invoke,
-        )
-        return pulumi.Output.all(zones.names, offerings.locations, self._region).apply(
-            lambda found: subnet_zones(found[0], found[1], instance_type=instance_type, region=found[2])
-        )
-
     def _worker(self, args: ComputeArgs) -> None:
         """Instance role and profile, and the launch template every worker VM starts from."""
         name, child = self._name, pulumi.ResourceOptions(parent=self)
@@ -182,7 +105,7 @@ class Compute(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-worker-policy",
             role=self.instance_role.id,
-            policy=iam.worker_instance_policy(args.bucket_arn, WORKER_SCRIPT_KEY, args.table_arn),
+            policy=iam.worker_instance_policy(args.storage.bucket.arn, WORKER_SCRIPT_KEY, args.storage.table.arn),
             opts=child,
         )
         self.instance_profile = instance_profile(f"{name}-worker", self.instance_role, args.settings, child)
@@ -192,7 +115,7 @@ class Compute(pulumi.ComponentResource):
             image_id=f"resolve:ssm:{args.settings.ami_parameter}",
             instance_type=args.settings.instance_type,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=self.instance_profile.arn),
-            vpc_security_group_ids=[self.security_group.id],
+            vpc_security_group_ids=[self.network.security_group.id],
             instance_initiated_shutdown_behavior="terminate",
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled",
@@ -208,7 +131,9 @@ class Compute(pulumi.ComponentResource):
                     ),
                 )
             ],
-            user_data=user_data_base64(args.bucket_name, args.table_name, args.settings.job_timeout_minutes),
+            user_data=user_data_base64(
+                args.storage.bucket.bucket, args.storage.table.name, args.settings.job_timeout_minutes
+            ),
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
                 for kind in ("instance", "volume")
@@ -222,7 +147,8 @@ class Compute(pulumi.ComponentResource):
         """The three functions that start VMs: the launcher (stream-driven), the slot release (VM terminated) and the
         sweeper (scheduled)."""
         environment = pulumi.Output.all(
-            args.table_name, self.launch_template.id, self.stack_tag, *[subnet.id for subnet in self.subnets]
+            args.storage.table.name, self.launch_template.id, self.stack_tag,
+            *[subnet.id for subnet in self.network.subnets],
         ).apply(lambda ids: launcher_config(
             ids[0], ids[1], ids[3:], stack_tag=ids[2], settings=args.settings
         ).to_env())
@@ -230,10 +156,10 @@ class Compute(pulumi.ComponentResource):
             partition=self._partition,
             region=self._region,
             account=self._account,
-            table_arn=args.table_arn,
+            table_arn=args.storage.table.arn,
             launch_template_arn=self.launch_template.arn,
-            subnet_arns=[subnet.arn for subnet in self.subnets],
-            security_group_arn=self.security_group.arn,
+            subnet_arns=[subnet.arn for subnet in self.network.subnets],
+            security_group_arn=self.network.security_group.arn,
             instance_role_arn=self.instance_role.arn,
             ami_parameter=args.settings.ami_parameter,
         )
@@ -264,7 +190,7 @@ class Compute(pulumi.ComponentResource):
             lambda logs: iam.launcher_function_policy(
                 dispatch=dispatch,
                 terminate=terminate,
-                stream_arn=args.stream_arn,
+                stream_arn=args.storage.table.stream_arn,
                 failure_queue_arn=self.failure_queue.arn,
                 log_group_arn=logs,
             ),
@@ -275,7 +201,7 @@ class Compute(pulumi.ComponentResource):
         self.launcher_logs = launcher.log_group
         self.stream_mapping = aws.lambda_.EventSourceMapping(
             f"{name}-launcher-stream",
-            event_source_arn=args.stream_arn,
+            event_source_arn=args.storage.table.stream_arn,
             function_name=self.launcher.arn,
             starting_position="LATEST",
             batch_size=STREAM_BATCH_SIZE,
@@ -311,9 +237,11 @@ class Compute(pulumi.ComponentResource):
             "release",
             args,
             environment,
-            lambda logs: iam.release_function_policy(dispatch=dispatch, table_arn=args.table_arn, log_group_arn=logs),
+            lambda logs: iam.release_function_policy(
+                dispatch=dispatch, table_arn=args.storage.table.arn, log_group_arn=logs
+            ),
             reserved_concurrency=NO_RESERVATION,
-            timeout_seconds=launcher_module.TIMEOUT_SECONDS,
+            timeout_seconds=release_module.TIMEOUT_SECONDS,
         )
         self.release = release.function
         self.release_logs = release.log_group
@@ -338,7 +266,7 @@ class Compute(pulumi.ComponentResource):
             lambda logs: iam.sweeper_function_policy(
                 dispatch=dispatch,
                 terminate=terminate,
-                table_arn=args.table_arn,
+                table_arn=args.storage.table.arn,
                 log_group_arn=logs,
             ),
             reserved_concurrency=args.settings.launcher_reserved_concurrency,
@@ -410,23 +338,6 @@ class Compute(pulumi.ComponentResource):
 def rate_expression(minutes: int) -> str:
     """EventBridge's schedule syntax, which wants the singular for one: `rate(1 minute)`, `rate(5 minutes)`."""
     return f"rate({minutes} minute{'' if minutes == 1 else 's'})"
-
-
-def subnet_zones(
-    zones: Sequence[str], offered_in: Sequence[str], *, instance_type: str, region: str
-) -> list[str]:
-    """The first `len(SUBNET_CIDRS)` of `zones` (by name) where `instance_type` is offered; an error if too few.
-
-    Sorted, so the choice depends on what the region offers, not on the order AWS lists it in.
-    """
-    usable = sorted(set(zones) & set(offered_in))
-    wanted = len(SUBNET_CIDRS)
-    if len(usable) < wanted:
-        raise ValueError(
-            f"instance type {instance_type} is offered in {len(usable)} availability zone(s) of {region} "
-            f"({', '.join(usable) or 'none'}); filepipe needs {wanted}: choose another instanceType or region"
-        )
-    return usable[:wanted]
 
 
 def user_data_base64(

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.roles import service_role
-from components.settings import StackSettings
+from stackspec.settings import StackSettings
 
 HANDLERS_DIR = Path(__file__).resolve().parent.parent / "handlers"
 PACKAGE = HANDLERS_DIR.name

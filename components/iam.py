@@ -213,7 +213,7 @@ def dispatch_statements(
     instance_role_arn: pulumi.Input[str],
     ami_parameter: str,
 ) -> list[Statement]:
-    """What `handlers.launcher.dispatch` needs: move jobs, hold VM slots, start VMs from this stack's template only.
+    """What `handlers.dispatch.dispatch` needs: move jobs, hold VM slots, start VMs from this stack's template only.
 
     Shared by the launcher, the slot release function and the sweeper (all start queued jobs). RunInstances
     authorises every resource it touches: the template, the subnet and security group it names, the instance, volume

@@ -27,10 +27,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import FAILED_JOBS_WINDOW_MINUTES, StackSettings
 from handlers.jobmodel import JOB_FINISHED_EVENT
 from handlers.routes import ROUTES
 from handlers.sweeper import SWEEP_REPORT_EVENT
+from stackspec.settings import FAILED_JOBS_WINDOW_MINUTES, StackSettings
 
 EVENT = "event"
 JOB_FINISHED = JOB_FINISHED_EVENT

@@ -7,7 +7,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import iam
-from components.settings import StackSettings
+from stackspec.settings import StackSettings
 
 
 def service_role(name: str, service: str, settings: StackSettings, opts: pulumi.ResourceOptions) -> aws.iam.Role:

@@ -14,9 +14,9 @@ import pulumi_aws as aws
 
 from components import iam
 from components.buckets import private_bucket
-from components.headers import FRAME_OPTION, HSTS_MAX_AGE_SECONDS, REFERRER_POLICY, content_security_policy
-from components.settings import API_PREFIX, StackSettings, site_config
-from components.userpool import cognito_endpoint
+from stackspec.headers import FRAME_OPTION, HSTS_MAX_AGE_SECONDS, REFERRER_POLICY, content_security_policy
+from stackspec.settings import API_PREFIX, StackSettings, site_config
+from stackspec.userpool import cognito_endpoint
 
 FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
 CONFIG_KEY = "config.json"
@@ -169,7 +169,7 @@ class Site(pulumi.ComponentResource):
 
 def security_headers_policy(name: str, connect_sources: Sequence[pulumi.Input[str]],
                             opts: pulumi.ResourceOptions) -> aws.cloudfront.ResponseHeadersPolicy:
-    """`components.headers.security_headers(..., https=True)` as CloudFront's response headers policy (local mode
+    """`stackspec.headers.security_headers(..., https=True)` as CloudFront's response headers policy (local mode
     sends the same headers from the same definition). `connect_sources`: the origins the page talks to besides the
     site (the data bucket's upload hosts, Cognito). `override`: the policy wins over anything an origin sends."""
     csp = pulumi.Output.all(*connect_sources).apply(lambda origins: content_security_policy(list(origins)))

@@ -11,10 +11,10 @@ import pulumi_aws as aws
 
 from components import iam
 from components.buckets import private_bucket
-from components.cors import cors_rules
-from components.settings import JOB_EXPIRY_ATTR, WORKER_SCRIPT_KEY
 from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, table_definition
-from worker.userdata import WORKER_PATH
+from stackspec.cors import cors_rules
+from stackspec.settings import JOB_EXPIRY_ATTR
+from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY
 
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
 EXPIRING_PREFIXES = (INPUT_PREFIX, OUTPUT_PREFIX)

@@ -1,34 +1,67 @@
-"""The configuration each Lambda receives as environment variables, written and read by one class.
+"""The configuration each Lambda receives as environment variables, written and read by one generic pair.
 
 The Pulumi program and local mode build an `ApiConfig` or `LauncherConfig` from the stack's settings and call
-`to_env()`; the function calls `from_env()` on its first invocation. Both directions sit side by side, so a variable
-cannot be written under one name and read under another. The handlers are packaged alone: this module imports
-nothing outside this folder.
+`to_env()`; the function calls `from_env()` on its first invocation. A variable's name is its field's name in upper
+case (`max_active_jobs_per_user` -> `MAX_ACTIVE_JOBS_PER_USER`; the idea of Flask's `Config.from_prefixed_env`), so
+a field is declared once and no name is written twice; a field that comes from `pulumi config` has the name of its
+settings field (`stackspec.settings.StackSettings`), which `stackspec.settings.handler_config` copies by name. The
+handlers are packaged alone: this module imports nothing outside this folder.
 """
 
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, Self
 
-ENV_BUCKET = "BUCKET_NAME"
-ENV_TABLE = "TABLE_NAME"
-ENV_MAX_FILE_BYTES = "MAX_FILE_BYTES"
-ENV_MAX_TEXT_LENGTH = "MAX_TEXT_LENGTH"
-ENV_UPLOAD_EXPIRY = "UPLOAD_EXPIRY_SECONDS"
-ENV_DOWNLOAD_EXPIRY = "DOWNLOAD_EXPIRY_SECONDS"
-ENV_LAUNCH_TEMPLATE_ID = "LAUNCH_TEMPLATE_ID"
-ENV_SUBNET_IDS = "SUBNET_IDS"
-ENV_MAX_CONCURRENT_VMS = "MAX_CONCURRENT_VMS"
-ENV_JOB_TIMEOUT = "JOB_TIMEOUT_MINUTES"
-ENV_STACK = "STACK_NAME"
-ENV_MAX_ACTIVE_JOBS = "MAX_ACTIVE_JOBS_PER_USER"
-ENV_RETENTION_DAYS = "RETENTION_DAYS"
+LIST_SEPARATOR = ","
+"""How a tuple field is written in one variable (subnet ids contain no comma)."""
+
+
+def env_name(field_name: str) -> str:
+    """`max_file_bytes` -> `MAX_FILE_BYTES`."""
+    return field_name.upper()
+
+
+def _format(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return LIST_SEPARATOR.join(value) if isinstance(value, tuple) else str(value)
+
+
+def _parse(name: str, raw: str, kind: Any) -> object:
+    if kind is bool:
+        if raw not in {"true", "false"}:
+            raise ValueError(f"{name} must be true or false, got {raw!r}")
+        return raw == "true"
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if typing.get_origin(kind) is tuple:
+        return tuple(item for item in raw.split(LIST_SEPARATOR) if item)
+    return raw
+
+
+class EnvConfig:
+    """A frozen dataclass of str, int, bool and tuple[str, ...] fields that travels as environment variables."""
+
+    def to_env(self) -> dict[str, str]:
+        return {env_name(f.name): _format(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
+        """Read the config; a missing variable raises KeyError naming it, a malformed one ValueError."""
+        kinds = typing.get_type_hints(cls)
+        return cls(**{f.name: _parse(env_name(f.name), env[env_name(f.name)], kinds[f.name])
+                      for f in fields(cls)})
 
 
 @dataclass(frozen=True)
-class ApiConfig:
+class ApiConfig(EnvConfig):
     """What the API handlers (upload, jobs, manage) need to know about their stack."""
 
     bucket: str
@@ -37,39 +70,13 @@ class ApiConfig:
     max_text_length: int
     upload_expiry_seconds: int
     download_expiry_seconds: int
-    max_active_jobs: int
+    max_active_jobs_per_user: int
     max_concurrent_vms: int
     """How many VM slots there are: deleting a job reads them, to refuse while the job's VM still holds one."""
 
-    def to_env(self) -> dict[str, str]:
-        return {
-            ENV_BUCKET: self.bucket,
-            ENV_TABLE: self.table,
-            ENV_MAX_FILE_BYTES: str(self.max_file_bytes),
-            ENV_MAX_TEXT_LENGTH: str(self.max_text_length),
-            ENV_UPLOAD_EXPIRY: str(self.upload_expiry_seconds),
-            ENV_DOWNLOAD_EXPIRY: str(self.download_expiry_seconds),
-            ENV_MAX_ACTIVE_JOBS: str(self.max_active_jobs),
-            ENV_MAX_CONCURRENT_VMS: str(self.max_concurrent_vms),
-        }
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ApiConfig:
-        """Read the config; a missing variable raises KeyError naming it."""
-        return cls(
-            bucket=env[ENV_BUCKET],
-            table=env[ENV_TABLE],
-            max_file_bytes=int(env[ENV_MAX_FILE_BYTES]),
-            max_text_length=int(env[ENV_MAX_TEXT_LENGTH]),
-            upload_expiry_seconds=int(env[ENV_UPLOAD_EXPIRY]),
-            download_expiry_seconds=int(env[ENV_DOWNLOAD_EXPIRY]),
-            max_active_jobs=int(env[ENV_MAX_ACTIVE_JOBS]),
-            max_concurrent_vms=int(env[ENV_MAX_CONCURRENT_VMS]),
-        )
-
 
 @dataclass(frozen=True)
-class LauncherConfig:
+class LauncherConfig(EnvConfig):
     """What the launcher and the sweeper need: the table, where VMs start, how many at once and for how long."""
 
     table: str
@@ -77,32 +84,11 @@ class LauncherConfig:
     subnet_ids: tuple[str, ...]
     max_concurrent_vms: int
     job_timeout_minutes: int
-    stack: str
+    stack_tag: str
+    """The `STACK_TAG` value on this deployment's VMs, which the sweeper looks for."""
     retention_days: int = 0
     """Days a finished job's record is kept (then DynamoDB's TTL deletes it); 0 keeps it for ever."""
 
-    def to_env(self) -> dict[str, str]:
-        return {
-            ENV_TABLE: self.table,
-            ENV_LAUNCH_TEMPLATE_ID: self.launch_template_id,
-            ENV_SUBNET_IDS: ",".join(self.subnet_ids),
-            ENV_MAX_CONCURRENT_VMS: str(self.max_concurrent_vms),
-            ENV_JOB_TIMEOUT: str(self.job_timeout_minutes),
-            ENV_STACK: self.stack,
-            ENV_RETENTION_DAYS: str(self.retention_days),
-        }
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> LauncherConfig:
-        subnets = tuple(s for s in env[ENV_SUBNET_IDS].split(",") if s)
-        if not subnets:
-            raise ValueError(f"{ENV_SUBNET_IDS} names no subnet")
-        return cls(
-            table=env[ENV_TABLE],
-            launch_template_id=env[ENV_LAUNCH_TEMPLATE_ID],
-            subnet_ids=subnets,
-            max_concurrent_vms=int(env[ENV_MAX_CONCURRENT_VMS]),
-            job_timeout_minutes=int(env[ENV_JOB_TIMEOUT]),
-            stack=env[ENV_STACK],
-            retention_days=int(env[ENV_RETENTION_DAYS]),
-        )
+    def __post_init__(self) -> None:
+        if not self.subnet_ids:
+            raise ValueError(f"{env_name('subnet_ids')} names no subnet")

@@ -157,17 +157,15 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_job(
-    job_id: str, input_text: str, input_file_path: str, owner: str, status: Status = Status.PENDING
-) -> dict[str, str]:
-    """A job's item as it is first saved (`status` other than PENDING only for tests that start mid-way)."""
+def new_job(job_id: str, input_text: str, input_file_path: str, owner: str) -> dict[str, str]:
+    """A job's item as it is first saved: PENDING."""
     now = utc_now()
     return {
         "id": job_id,
         "owner": owner,
         "input_text": input_text,
         "input_file_path": input_file_path,
-        "status": status.value,
+        "status": Status.PENDING.value,
         "created_at": now,
         "updated_at": now,
     }

@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
@@ -29,7 +27,7 @@ from handlers.apigw import (
     query_parameters,
 )
 from handlers.config import ApiConfig
-from handlers.jobmodel import Status
+from handlers.jobviews import file_too_large, job_view, object_missing, owned_job, too_many_jobs
 from handlers.services import ApiServices, api_services
 
 log = logging.getLogger(__name__)
@@ -43,9 +41,6 @@ LIST_PARAMETERS = frozenset({"limit", "next"})
 FIELDS = frozenset({"input_text", "key"})
 OWNER_METADATA = "owner"
 """The upload's `x-amz-meta-owner`, fixed by the presigned POST's policy (handlers/upload.py)."""
-RETRY_AFTER_SECONDS = 30
-"""What a 429 asks the client to wait: about the shortest a job takes on AWS, a VM's boot included."""
-DOWNLOAD_CONTENT_TYPE = "application/octet-stream"
 
 
 def normalised_newlines(text: str) -> str:
@@ -82,11 +77,6 @@ def checked_key(key: object) -> tuple[str, str]:
     return match["id"], key
 
 
-def object_missing(err: ClientError) -> bool:
-    """S3 answered that the object does not exist (HEAD says 404 or NotFound, GET and copy say NoSuchKey)."""
-    return err.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}
-
-
 def uploaded_size(s3: Any, bucket: str, key: str, owner: str) -> int:
     """Size of the caller's upload; another user's upload is as unknown as a missing one (no existence leak)."""
     not_found = ApiError(404, "upload_not_found", "No uploaded file has this key: upload the file first.")
@@ -113,71 +103,13 @@ def create_job(ddb: Any, s3: Any, config: ApiConfig, request: dict[str, Any], ow
         raise ApiError(400, "empty_file", "The uploaded file is empty.")
     item = jobmodel.new_job(job_id, text, f"{config.bucket}/{key}", owner)
     try:
-        quota.create_job(ddb, config.table, item, config.max_active_jobs)
+        quota.create_job(ddb, config.table, item, config.max_active_jobs_per_user)
     except quota.JobExistsError:
         raise ApiError(409, "key_in_use", "This upload already belongs to a job: upload the file again.") from None
     except quota.QuotaExceededError:
-        raise too_many_jobs(config.max_active_jobs) from None
+        raise too_many_jobs(config.max_active_jobs_per_user) from None
     log.info("job created", extra={"job_id": job_id, "bytes": size})
     return jobmodel.to_public(item)
-
-
-def too_many_jobs(max_active: int) -> ApiError:
-    """429 for a job (new, or a retry) over the owner's quota, with when to try again."""
-    return ApiError(
-        429, "too_many_jobs",
-        f"You have {max_active} jobs that have not finished; submit more when one of them ends.",
-        headers={"retry-after": str(RETRY_AFTER_SECONDS)},
-    )
-
-
-def content_disposition(filename: str) -> str:
-    """`attachment` with the file's name (RFC 6266): an ASCII `filename` for old clients, `filename*` in UTF-8."""
-    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
-def download_url(s3: Any, output_path: str, expires_in: int) -> str:
-    """A presigned GET that always downloads: an attachment whose type no browser renders, so an uploaded page or
-    SVG can never run script on the bucket's origin."""
-    bucket, key = jobmodel.split_s3_path(output_path)
-    return str(s3.generate_presigned_url(
-        "get_object",
-        Params={
-            "Bucket": bucket,
-            "Key": key,
-            "ResponseContentDisposition": content_disposition(PurePosixPath(key).name),
-            "ResponseContentType": DOWNLOAD_CONTENT_TYPE,
-        },
-        ExpiresIn=expires_in,
-    ))
-
-
-def file_too_large(size: int, limit: int) -> ApiError:
-    return ApiError(413, "file_too_large", f"The file is {size} bytes; the limit is {limit} bytes.")
-
-
-def job_not_found() -> ApiError:
-    return ApiError(404, "job_not_found", "No job has this id.")
-
-
-def owned_job(ddb: Any, table: str, job_id: object, owner: str) -> dict[str, str]:
-    """The caller's job item, read strongly consistent; a malformed id, a missing job and another user's job are
-    all `job_not_found`, the same answer (no existence leak)."""
-    if not jobmodel.is_id(job_id):
-        raise job_not_found()
-    found = jobmodel.read_job(ddb, table, job_id)
-    if not found or found.get("owner") != owner:
-        raise job_not_found()
-    return found
-
-
-def job_view(s3: Any, config: ApiConfig, item: dict[str, str]) -> dict[str, str]:
-    """A job as `GET /api/jobs/{id}` shows it: its public fields, and a download link once SUCCEEDED."""
-    job = jobmodel.to_public(item)
-    if job.get("status") == Status.SUCCEEDED.value and job.get("output_file_path"):
-        job["output_url"] = download_url(s3, job["output_file_path"], config.download_expiry_seconds)
-    return job
 
 
 def get_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object, owner: str) -> dict[str, str]:

@@ -31,13 +31,10 @@ from handlers import capacity, jobmodel, quota
 from handlers.apigw import ApiError, Event, Response, Router, caller, json_response, no_body, no_content_response
 from handlers.config import ApiConfig
 from handlers.jobmodel import RETRIED_AS, Actor, Status
-from handlers.jobs import file_too_large, job_not_found, job_view, object_missing, owned_job, too_many_jobs
+from handlers.jobviews import file_too_large, job_not_found, job_view, object_missing, owned_job, too_many_jobs
 from handlers.services import MANAGE_CALLS, ApiServices, api_services
 
 log = logging.getLogger(__name__)
-
-RETRYABLE = jobmodel.RETRYABLE_STATES
-
 
 def path_id(event: Event) -> object:
     return (event.get("pathParameters") or {}).get("id")
@@ -49,7 +46,7 @@ def cancel_job(ddb: Any, config: ApiConfig, job_id: object, owner: str) -> dict[
     if not jobmodel.is_id(job_id):
         raise job_not_found()
     moved = jobmodel.transition(ddb, config.table, job_id, Status.CANCELLED, by=Actor.USER, owner=owner,
-                                expected=jobmodel.CANCELLABLE_STATES)
+                                expected=sorted(jobmodel.CANCELLABLE_STATES))
     if moved is not None:
         log.info("job cancelled", extra={"job_id": job_id})
         return jobmodel.to_public(moved)
@@ -94,8 +91,8 @@ def retried_mark(table: str, job: dict[str, str], new_id: str) -> dict[str, Any]
     CANCELLED, and not retried since it was read (`retried_as` absent, or naming the deleted job it named then)."""
     seen = job.get(RETRIED_AS)
     names = {"#owner": "owner", "#status": "status", "#retried": RETRIED_AS}
-    values: dict[str, Any] = {":owner": {"S": job["owner"]}, ":new": {"S": new_id},
-                              **{f":r{i}": {"S": state.value} for i, state in enumerate(RETRYABLE)}}
+    retryable = {f":r{i}": {"S": state.value} for i, state in enumerate(sorted(jobmodel.RETRYABLE_STATES))}
+    values: dict[str, Any] = {":owner": {"S": job["owner"]}, ":new": {"S": new_id}, **retryable}
     not_retried = "attribute_not_exists(#retried)"
     if seen is not None:
         values[":seen"] = {"S": seen}
@@ -104,7 +101,7 @@ def retried_mark(table: str, job: dict[str, str], new_id: str) -> dict[str, Any]
         "TableName": table,
         "Key": {"id": {"S": job["id"]}},
         "UpdateExpression": "SET #retried = :new",
-        "ConditionExpression": f"#owner = :owner AND #status IN (:r0, :r1) AND {not_retried}",
+        "ConditionExpression": f"#owner = :owner AND #status IN ({', '.join(retryable)}) AND {not_retried}",
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
     }}
@@ -127,7 +124,7 @@ def retry_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object, owner: str) 
     made = made_by_retry(ddb, config.table, old)
     if made is not None:
         return 200, job_view(s3, config, made)
-    if old["status"] not in RETRYABLE:
+    if old["status"] not in jobmodel.RETRYABLE_STATES:
         raise ApiError(409, "job_not_retryable",
                        f"The job is {old['status']}: only a FAILED or CANCELLED job can be retried.")
     size = input_size(s3, old["input_file_path"])
@@ -138,14 +135,14 @@ def retry_job(ddb: Any, s3: Any, config: ApiConfig, job_id: object, owner: str) 
     copy_input(s3, old["input_file_path"], config.bucket, key)
     item = jobmodel.new_job(new_id, old["input_text"], f"{config.bucket}/{key}", owner)
     try:
-        quota.create_job(ddb, config.table, item, config.max_active_jobs,
+        quota.create_job(ddb, config.table, item, config.max_active_jobs_per_user,
                          also=[retried_mark(config.table, old, new_id)])
     except (quota.PreconditionFailedError, quota.QuotaExceededError, quota.JobExistsError, ClientError) as err:
         if isinstance(err, ClientError) and quota.cancellation_reasons(err) is None:
             raise  # not a refused transaction: it may have been applied, so the copy stays
         s3.delete_object(Bucket=config.bucket, Key=key)
         if isinstance(err, quota.QuotaExceededError):
-            raise too_many_jobs(config.max_active_jobs) from None
+            raise too_many_jobs(config.max_active_jobs_per_user) from None
         return 200, retried_meanwhile(ddb, s3, config, old["id"], owner, err=err)
     log.info("job retried", extra={"job_id": new_id, "retry_of": old["id"]})
     return 201, jobmodel.to_public(item)

@@ -1,13 +1,13 @@
-"""Per-user active jobs: at most `max_active` jobs of one user not yet final (SUCCEEDED, FAILED, CANCELLED), held
-exactly.
+"""Per-user active jobs: at most `max_active_jobs_per_user` jobs of one user not yet final (SUCCEEDED, FAILED,
+CANCELLED), held exactly.
 
 Each user has a counter item `id = "user#<sub>"` with `active` (a number). A job is created in one transaction with
-the increment, conditional on `active < max_active`, so ten simultaneous submissions by one user can never pass the
-cap (no read-then-write). The job carries `holds_quota` while it counts. When a job reaches a final state, its
-stream record (a MODIFY, filtered by `FINISHED_HOLDING_QUOTA`) reaches the launcher, which removes `holds_quota` and
-decrements the counter in one transaction conditional on the marker: a redelivered record decrements nothing. A
-finished job its owner deletes before that (`delete_finished`) takes its count with it, in the same transaction,
-conditional on the marker as read: the launcher and the delete cannot both decrement.
+the increment, conditional on `active < max_active_jobs_per_user`, so ten simultaneous submissions by one user can
+never pass the cap (no read-then-write). The job carries `holds_quota` while it counts. When a job reaches a final
+state, its stream record (a MODIFY, filtered by `FINISHED_HOLDING_QUOTA`) reaches the launcher, which removes
+`holds_quota` and decrements the counter in one transaction conditional on the marker: a redelivered record
+decrements nothing. A finished job its owner deletes before that (`delete_finished`) takes its count with it, in the
+same transaction, conditional on the marker as read: the launcher and the delete cannot both decrement.
 
 Counter items carry no `status` or `owner`, so no job index sees them, and their ids are not nanoids.
 """
@@ -31,7 +31,7 @@ class JobExistsError(Exception):
 
 
 class QuotaExceededError(Exception):
-    """The user has `max_active` jobs that have not finished."""
+    """The user has `max_active_jobs_per_user` jobs that have not finished."""
 
 
 class PreconditionFailedError(Exception):
@@ -55,7 +55,8 @@ def cancellation_reasons(err: ClientError) -> list[str] | None:
 
 
 def create_job(
-    ddb: Any, table: str, item: Mapping[str, str], max_active: int, also: Sequence[Mapping[str, Any]] = ()
+    ddb: Any, table: str, item: Mapping[str, str], max_active_jobs_per_user: int,
+    also: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """Save a new job and count it against its owner, both or neither; `also`: more transaction items written with
     them or not at all (a retry marks the job it retries)."""
@@ -68,7 +69,8 @@ def create_job(
                 "Key": {"id": {"S": counter_id(item["owner"])}},
                 "UpdateExpression": "SET active = if_not_exists(active, :zero) + :one",
                 "ConditionExpression": "attribute_not_exists(active) OR active < :max",
-                "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}, ":max": {"N": str(max_active)}},
+                "ExpressionAttributeValues": {
+                    ":zero": {"N": "0"}, ":one": {"N": "1"}, ":max": {"N": str(max_active_jobs_per_user)}},
             }},
             *also,
         ])
@@ -153,9 +155,3 @@ def delete_finished(ddb: Any, table: str, job: Mapping[str, str]) -> bool:
             raise JobChangedError(job["id"]) from None
         raise
     return holds
-
-
-def active_jobs(ddb: Any, table: str, owner: str) -> int:
-    """The user's counted jobs, read strongly consistent."""
-    item = ddb.get_item(TableName=table, Key={"id": {"S": counter_id(owner)}}, ConsistentRead=True).get("Item")
-    return int(item["active"]["N"]) if item else 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,12 @@ def seconds_left(context: object) -> float | None:
     """What the Lambda context says remains of the invocation; None outside Lambda (tests, local mode)."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     return remaining() / 1000 if callable(remaining) else None
+
+
+def deadline_of(context: object) -> float | None:
+    """The invocation's end on `time.monotonic()`'s clock, from the Lambda context; None outside Lambda."""
+    left = seconds_left(context)
+    return None if left is None else time.monotonic() + left
 
 
 @dataclass(frozen=True)

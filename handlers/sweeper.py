@@ -12,11 +12,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handlers import capacity, jobmodel, launcher
+from handlers import capacity, dispatch, jobmodel
 from handlers.config import LauncherConfig
 from handlers.instances import describe_instances, tags
 from handlers.jobmodel import DEADLINES, Actor, Status
-from handlers.services import DISPATCH_CALLS, LauncherServices, function_timeout_seconds, launcher_services
+from handlers.services import (
+    DISPATCH_CALLS,
+    LauncherServices,
+    deadline_of,
+    function_timeout_seconds,
+    launcher_services,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +30,7 @@ SWEEP_SLOW_CALLS = 7
 """The steps of a sweep before it dispatches, each one AWS call that may be slow: find the VMs, terminate the
 overdue, list LAUNCHING and RUNNING jobs, read the slots, list PENDING jobs, count the queue."""
 TIMEOUT_SECONDS = function_timeout_seconds(
-    DISPATCH_CALLS, SWEEP_SLOW_CALLS + launcher.JOB_START_SLOW_CALLS, launcher.LAUNCH_BACKOFF_SECONDS
+    DISPATCH_CALLS, SWEEP_SLOW_CALLS + dispatch.JOB_START_SLOW_CALLS, dispatch.LAUNCH_BACKOFF_SECONDS
 )
 """The sweeper's Lambda timeout: one slow call in each step, then one job start at its slowest."""
 
@@ -80,7 +86,7 @@ class Sweep:
     services: LauncherServices
     now: datetime
     deadline: float | None = None
-    """`time.monotonic()` when the invocation ends (None: no limit), for `launcher.dispatch`."""
+    """`time.monotonic()` when the invocation ends (None: no limit), for `dispatch.dispatch`."""
     report: SweepReport = field(default_factory=SweepReport)
 
     @property
@@ -92,7 +98,7 @@ class Sweep:
         return self.services.config
 
     def run(self) -> SweepReport:
-        instances = stack_instances(self.services.ec2, self.config.stack)
+        instances = stack_instances(self.services.ec2, self.config.stack_tag)
         self.report.vms_alive = len(instances)
         self.report.oldest_vm_seconds = max(
             (round((self.now - i["LaunchTime"]).total_seconds(), 3) for i in instances.values()), default=0
@@ -101,8 +107,8 @@ class Sweep:
         self.fail_orphans(instances)
         self.free_leaked_slots(instances)
         self.queue_forgotten()
-        outcomes = launcher.dispatch(self.services, deadline=self.deadline)
-        self.report.started = outcomes.count(launcher.Outcome.LAUNCHED)
+        outcomes = dispatch.dispatch(self.services, deadline=self.deadline)
+        self.report.started = outcomes.count(dispatch.Outcome.LAUNCHED)
         self.report.jobs_queued = jobmodel.count_in_state(self.ddb, self.config.table, Status.QUEUED)
         return self.report
 
@@ -175,4 +181,4 @@ def sweep(services: LauncherServices, now: datetime | None = None, deadline: flo
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    return asdict(sweep(launcher_services(), deadline=launcher.deadline_of(context)))
+    return asdict(sweep(launcher_services(), deadline=deadline_of(context)))

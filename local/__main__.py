@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import fields
 from types import FrameType
 
-from components.settings import StackSettings, config_key, settings_from_mapping
 from local.app import LocalPipeline
 from local.logs import OneLineFormatter
+from stackspec.settings import StackSettings, config_key, settings_from_mapping
 
 log = logging.getLogger("filepipe.local")
 DEFAULT_PORT = 8000

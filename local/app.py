@@ -21,8 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from components.settings import StackSettings, site_config
-from components.userpool import issuer
 from handlers import launcher, release, sweeper
 from handlers.apigw import Router
 from handlers.jobmodel import Status
@@ -39,6 +37,8 @@ from local.serving import BackgroundServer
 from local.streams import LambdaHandler, StreamPoller
 from local.vmhost import VmHost
 from local.web import LocalWebApp
+from stackspec.settings import StackSettings, site_config
+from stackspec.userpool import issuer
 
 log = logging.getLogger("filepipe.local")
 

@@ -7,7 +7,6 @@ running stack, local or on AWS.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +14,6 @@ import boto3
 import requests
 from botocore import UNSIGNED
 from botocore.config import Config
-
-from handlers.jobmodel import FINAL_STATES
 
 
 class SubmitError(Exception):
@@ -102,12 +99,3 @@ class ApiClient:
     def delete_job(self, job_id: str) -> requests.Response:
         """DELETE /api/jobs/<id>: 204 once the job, its files and its place are gone."""
         return self.delete(f"/api/jobs/{job_id}")
-
-    def wait_for_final(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
-        """Poll GET /api/jobs/<id> until the job is final or `timeout` passes; return the last answer."""
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if job["status"] in FINAL_STATES or time.monotonic() > deadline:
-                return job
-            time.sleep(0.2)

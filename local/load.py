@@ -23,11 +23,11 @@ from typing import Any
 
 import requests
 
-from components.settings import StackSettings
 from handlers.instances import describe_instances, tags
 from handlers.jobmodel import FINAL_STATES, JOB_ID_TAG, OUTPUT_PREFIX, VM_ALIVE_STATES, from_dynamodb, log_key
 from local.app import LocalPipeline
 from local.client import ApiClient, SubmitError, access_token
+from stackspec.settings import StackSettings
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Create in an AWS endpoint (a moto server, or moto in-process) the resources the Pulumi program creates.
 
-Everything is derived from `components.settings` and the handler/worker modules, exactly as the Pulumi components
+Everything is derived from `stackspec.settings` and the handler/worker modules, exactly as the Pulumi components
 derive it, so local mode and tests exercise the same names, limits, user-data and key layout as AWS.
 """
 
@@ -10,13 +10,13 @@ import base64
 from dataclasses import dataclass, replace
 from typing import Any
 
-from components.cors import cors_rules
-from components.network import SUBNET_CIDRS, VPC_CIDR
-from components.settings import PROJECT, STACK_TAG, WORKER_SCRIPT_KEY, StackSettings, api_config, launcher_config
-from components.userpool import app_client_definition, user_pool_definition
 from handlers.config import ApiConfig, LauncherConfig
 from handlers.jobmodel import table_definition
-from worker.userdata import WORKER_PATH, render_user_data
+from stackspec.cors import cors_rules
+from stackspec.network import SUBNET_CIDRS, VPC_CIDR
+from stackspec.settings import PROJECT, STACK_TAG, StackSettings, api_config, launcher_config
+from stackspec.userpool import app_client_definition, user_pool_definition
+from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY, render_user_data
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The local stand-in for the launcher's event source mapping: poll the table's stream, call the launcher.
 
 Semantics follow Lambda's DynamoDB event source mapping as the Pulumi program configures it (filter patterns,
-batch size and retry limit from `components.settings`): records are filtered before batching
+batch size and retry limit from `stackspec.settings`): records are filtered before batching
 (a record passes if it matches any pattern), delivered in order in batches of at most `batch_size`, and with
 ReportBatchItemFailures a batch is retried from the lowest failed sequence number (records before it are done).
 A batch whose function call raises is bisected and retried; after `max_retries` retries a batch is dropped and
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from components.triggers import LAUNCHER_EVENT_FILTERS, STREAM_BATCH_SIZE, STREAM_MAX_RETRIES
 from local.serving import BackgroundLoop
+from stackspec.triggers import LAUNCHER_EVENT_FILTERS, STREAM_BATCH_SIZE, STREAM_MAX_RETRIES
 
 log = logging.getLogger("filepipe.local")
 

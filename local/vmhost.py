@@ -180,10 +180,6 @@ class VmHost:
             self._schedule_watchdog(run, int(when.lstrip("+")))
         return True
 
-    def console_output(self, instance_id: str) -> str:
-        run = self.runs.get(instance_id)
-        return run.console if run is not None else ""
-
     def start(self) -> None:
         self._loop.start()
 

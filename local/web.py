@@ -22,11 +22,11 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
-from components.headers import security_headers
-from components.settings import API_PREFIX
 from handlers.apigw import Route
 from local.authorizer import JwtAuthorizer, Unauthorized
 from local.events import LOCAL_ACCOUNT_ID
+from stackspec.headers import security_headers
+from stackspec.settings import API_PREFIX
 
 log = logging.getLogger("filepipe.local")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from components.settings import PROJECT, StackSettings, config_key
+from stackspec.settings import PROJECT, StackSettings, config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUNDED_ROLES = "iam-roles-bounded"

@@ -32,9 +32,9 @@ from botocore.config import Config
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from components.settings import StackSettings
 from handlers.services import ApiServices, LauncherServices, api_services, launcher_services
 from local.provision import LocalStack, provision
+from stackspec.settings import StackSettings
 
 TEST_SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=5)
 SITE_ORIGIN = "http://127.0.0.1:8000"

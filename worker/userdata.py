@@ -6,9 +6,10 @@ import re
 import shlex
 from pathlib import Path
 
-from components.settings import WORKER_SCRIPT_KEY
 from handlers.jobmodel import JOB_ID_TAG
 
+WORKER_SCRIPT_KEY = "worker/worker.py"
+"""Object key of the worker script in the data bucket, which the user-data fetches."""
 TEMPLATE_PATH = Path(__file__).with_name("user_data.sh")
 WORKER_PATH = Path(__file__).with_name("worker.py")
 PLACEHOLDER = re.compile(r"__[A-Z_]+__")

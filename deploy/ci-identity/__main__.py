@@ -76,7 +76,7 @@ BOUNDARY_CHANGES = ["iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePo
                     "iam:SetDefaultPolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"]
 PASSED_TO = ["ec2.amazonaws.com", "lambda.amazonaws.com"]
 WORKER_PREFIX = "worker/"
-"""Where the data bucket holds the worker script (`components.settings.WORKER_SCRIPT_KEY`)."""
+"""Where the data bucket holds the worker script (`worker.userdata.WORKER_SCRIPT_KEY`)."""
 STACK_TAG = "FilepipeStack"
 """The tag key on every worker VM (`handlers.jobmodel.STACK_TAG`); its value names the stack."""
 LOCKS = ".pulumi/locks/*"

@@ -6,7 +6,7 @@
 
 import { CognitoError, authMessage } from "./cognito.js";
 
-/** The user pool's password policy in words (components/userpool.py's PASSWORD_POLICY; a browser test checks it). */
+/** The user pool's password policy in words (stackspec/userpool.py's PASSWORD_POLICY; a browser test checks it). */
 export const PASSWORD_RULE = "Use at least 12 characters, with an upper-case letter, a lower-case letter and a digit.";
 
 const PANELS = {

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.streams import LambdaHandler
+from stackspec.settings import StackSettings
 
 SETTINGS = StackSettings()
 

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from handlers import jobmodel, quota
+from handlers import jobmodel
 from local.app import LocalPipeline
 from local.client import ApiClient
 from tests.api.conftest import Snapshot
 from tests.api.openapi import check_response
 from tests.local.harness import new_user, owner_of
+from tests.records import active_jobs
 
 CANCEL, RETRY, DELETE = "POST /api/jobs/{id}/cancel", "POST /api/jobs/{id}/retry", "DELETE /api/jobs/{id}"
 
@@ -34,7 +35,7 @@ def set_status(pipeline: LocalPipeline, job_id: str, status: str) -> None:
 
 
 def counted(pipeline: LocalPipeline, user: ApiClient) -> int:
-    return quota.active_jobs(pipeline.client("dynamodb"), pipeline.stack.table, owner_of(user))
+    return active_jobs(pipeline.client("dynamodb"), pipeline.stack.table, owner_of(user))
 
 
 def keys(pipeline: LocalPipeline) -> set[str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from openapi_spec_validator import validate
 
-from components.settings import StackSettings
 from handlers import cursors, jobs, upload
 from handlers.routes import ROUTES
+from stackspec.settings import StackSettings
 from tests.api.openapi import component, document, route_keys, schema_validator
 
 ROOT = Path(__file__).resolve().parents[2]

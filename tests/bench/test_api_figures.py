@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from local.bench.api import Round, cpu_figures, cpu_targets, floor_notes, queueing_floor
-from local.bench.cpu import StackCpu, process_cpu_seconds
+from bench.api import Round, cpu_figures, cpu_targets, floor_notes, queueing_floor
+from bench.cpu import StackCpu, process_cpu_seconds
 
 BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\ntime.sleep(60)"
 

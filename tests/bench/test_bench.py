@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from local.bench import __main__ as runner
-from local.bench.figures import FIELDS, figure, percentile
-from local.bench.pipeline import job_phases
-from local.bench.plan import MAX_WORKER_RUNS, PASSWORD_VARIABLE, QUICK, REMOTE_GROUPS, BenchError, plan_for
+from bench import __main__ as runner
+from bench.figures import FIELDS, figure, percentile
+from bench.pipeline import job_phases
+from bench.plan import MAX_WORKER_RUNS, PASSWORD_VARIABLE, QUICK, REMOTE_GROUPS, BenchError, plan_for
 
 TINY = replace(QUICK, worker_sizes_mib=(1, 9, 10), worker_runs=1, coldstart_runs=1, api_requests=3, api_rounds=1,
                api_clients=3, single_job_runs=1, burst_jobs=2)

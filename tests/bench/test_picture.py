@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from local.bench.figures import Figure
-from local.bench.picture import render
+from bench.figures import Figure
+from bench.picture import render
 
 QUOTED_RUN = Path(__file__).parents[2] / "bench-results" / "20261129T144602Z.json"
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from components.settings import StackSettings
 from local.app import Credentials, LocalPipeline
+from stackspec.settings import StackSettings
 from tests.local.harness import deleting_inputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -19,6 +19,7 @@ from tests.browser.a11y import assert_accessible, blocking_violations
 from tests.browser.conftest import sign_in
 from tests.browser.test_form import a_file, job_row
 from tests.local.harness import DELETE_INPUT_MARKER
+from tests.records import wait_for_final
 
 pytestmark = pytest.mark.browser
 
@@ -76,8 +77,8 @@ def test_the_list_with_a_finished_and_a_failed_job_has_no_serious_violation(
     client = ApiClient.signed_in(site, user.email, user.password)
     finished = client.submit("finished.txt", b"some bytes", "a finished job", "text/plain")
     failed = client.submit("failed.txt", b"gone before the VM runs", DELETE_INPUT_MARKER, "text/plain")
-    assert client.wait_for_final(finished["id"])["status"] == "SUCCEEDED"
-    assert client.wait_for_final(failed["id"])["status"] == "FAILED"
+    assert wait_for_final(client, finished["id"])["status"] == "SUCCEEDED"
+    assert wait_for_final(client, failed["id"])["status"] == "FAILED"
     page.click("#refresh-button")
     expect(job_row(page, "finished.txt")).to_have_attribute("data-status", "SUCCEEDED")
     expect(job_row(page, "failed.txt")).to_have_attribute("data-status", "FAILED")

@@ -21,9 +21,9 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from playwright.sync_api import expect
 
-from components.userpool import PASSWORD_POLICY
 from local.app import Credentials, LocalPipeline, new_password
 from local.client import ApiClient
+from stackspec.userpool import PASSWORD_POLICY
 from tests.browser.conftest import open_form, sign_in, watch_errors
 from tests.browser.test_form import a_file, assert_fits, follow_download, job_row
 

@@ -21,6 +21,7 @@ from local.app import Credentials
 from local.client import ApiClient, access_token
 from tests.browser.conftest import SETTINGS, open_form, sign_in
 from tests.local.harness import DELETE_INPUT_MARKER
+from tests.records import wait_for_final
 
 pytestmark = pytest.mark.browser
 
@@ -222,7 +223,7 @@ def test_a_job_loaded_with_the_page_downloads_through_a_fresh_link(page: Any, si
     `GET /api/jobs/<id>` for a fresh one and follows it."""
     client = ApiClient.signed_in(site, user.email, user.password)
     job = client.submit("earlier.txt", b"made before the page opened", "text")
-    assert client.wait_for_final(job["id"])["status"] == "SUCCEEDED"
+    assert wait_for_final(client, job["id"])["status"] == "SUCCEEDED"
     page.reload()
     page.wait_for_selector("html[data-ready='true']", state="attached")
     link = job_row(page, "earlier.txt").locator("[data-slot=download]")

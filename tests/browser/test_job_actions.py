@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from handlers import jobmodel, manage
+from handlers import jobmodel
 from local.app import Credentials, LocalPipeline
 from local.client import ApiClient
 from tests.browser.a11y import assert_accessible
 from tests.browser.test_form import JOB_TIMEOUT_MS, WATCH_PROGRESS, a_file, job_row, requests_to, was_announced
 from tests.faults.harness import gated_worker_script, put_worker_script, wait_for
+from tests.records import wait_for_final
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +48,7 @@ def finished_jobs(client: ApiClient, gates: Path, *names: str) -> list[str]:
         open_gate(gates, job["id"])
         ids.append(job["id"])
     for job_id in ids:
-        assert client.wait_for_final(job_id)["status"] == "SUCCEEDED"
+        assert wait_for_final(client, job_id)["status"] == "SUCCEEDED"
     return ids
 
 
@@ -209,7 +210,7 @@ def test_a_refused_delete_keeps_the_row_and_says_why(
     client = ApiClient.signed_in(site, user.email, user.password)
     job = client.submit(name, b"busy", "text")
     open_gate(gates, job["id"])
-    assert client.wait_for_final(job["id"])["status"] == "SUCCEEDED"
+    assert wait_for_final(client, job["id"])["status"] == "SUCCEEDED"
     page.reload()
     page.wait_for_selector("html[data-ready='true']", state="attached")
     page.evaluate(WATCH_PROGRESS)
@@ -253,7 +254,7 @@ def test_the_page_knows_every_job_state_and_what_each_allows(page: Any) -> None:
     cancellable = {t.source for t in jobmodel.TRANSITIONS
                    if t.target == jobmodel.Status.CANCELLED and jobmodel.Actor.USER in t.by}
     assert set(states["cancellable"]) == cancellable
-    assert set(states["retryable"]) == set(manage.RETRYABLE)
+    assert set(states["retryable"]) == set(jobmodel.RETRYABLE_STATES)
 
 
 def test_a_cancel_answered_job_not_found_takes_the_row_off(

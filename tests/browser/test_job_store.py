@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from components.settings import StackSettings, site_config
 from components.site import FRONTEND_DIR, content_type
 from handlers import jobmodel
+from stackspec.settings import StackSettings, site_config
 
 pytestmark = pytest.mark.browser
 

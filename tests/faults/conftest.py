@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.load import VmSampler
+from stackspec.settings import StackSettings
 from tests.faults.harness import Deliveries, free_held_slots, settle
 from tests.local.harness import deleting_inputs
 

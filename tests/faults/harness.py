@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from components.settings import WORKER_SCRIPT_KEY
 from handlers import capacity, sweeper
 from handlers.instances import describe_instances
 from handlers.jobmodel import JOB_ID_TAG
@@ -30,7 +29,7 @@ from local.streams import LambdaHandler
 from local.vmhost import VmRun
 from tests.local.harness import signed_in
 from tests.runtime import jobs
-from worker.userdata import WORKER_PATH
+from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY
 
 """Instance states that count against the cap: the sweeper's own list (pending, running, shutting-down, stopping,
 stopped)."""

@@ -13,6 +13,7 @@ from local.load import VmSampler
 from tests.faults.conftest import CAP
 from tests.faults.harness import held_slots, instances_per_job, settle
 from tests.local.harness import DELETE_INPUT_MARKER, finished_run, instance_state, signed_in
+from tests.records import wait_for_final
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +23,7 @@ def test_six_jobs_at_once_never_have_more_than_the_cap_of_vms_alive(pipeline: Lo
     sampling = VmSampler(pipeline.client("ec2"), interval=0.05)
     with sampling as sampler, ThreadPoolExecutor(max_workers=len(inputs)) as pool:
         jobs = list(pool.map(lambda args: signed_in(pipeline).submit(*args), inputs))
-        finals = list(pool.map(lambda job: signed_in(pipeline).wait_for_final(job["id"], timeout=90), jobs))
+        finals = list(pool.map(lambda job: wait_for_final(signed_in(pipeline), job["id"], timeout=90), jobs))
         settle(pipeline)
 
     assert [f["status"] for f in finals] == ["SUCCEEDED"] * len(inputs), [f.get("error") for f in finals]
@@ -40,8 +41,8 @@ def test_jobs_whose_input_is_gone_fail_and_give_their_slots_to_the_queue(pipelin
     doomed = [signed_in(pipeline).submit(f"gone-{i}.txt", b"deleted", DELETE_INPUT_MARKER) for i in range(CAP)]
     survivor = signed_in(pipeline).submit("kept.txt", b"kept", "after the failures")
 
-    failed = [signed_in(pipeline).wait_for_final(job["id"]) for job in doomed]
-    succeeded = signed_in(pipeline).wait_for_final(survivor["id"])
+    failed = [wait_for_final(signed_in(pipeline), job["id"]) for job in doomed]
+    succeeded = wait_for_final(signed_in(pipeline), survivor["id"])
     settle(pipeline)
 
     for job in failed:

@@ -13,6 +13,7 @@ from local.app import LocalPipeline
 from tests.faults.conftest import CAP
 from tests.faults.harness import Deliveries, get_job, instances_per_job, output_keys, settle, wait_for
 from tests.local.harness import signed_in
+from tests.records import wait_for_final
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +30,7 @@ def submit_jobs(pipeline: LocalPipeline, count: int, tag: str) -> list[tuple[dic
 
 def assert_one_vm_and_one_output_each(pipeline: LocalPipeline, jobs: list[tuple[dict[str, Any], bytes, str]]) -> None:
     ids = [job["id"] for job, _, _ in jobs]
-    finals = {job_id: signed_in(pipeline).wait_for_final(job_id, timeout=60) for job_id in ids}
+    finals = {job_id: wait_for_final(signed_in(pipeline), job_id, timeout=60) for job_id in ids}
     assert {f["status"] for f in finals.values()} == {"SUCCEEDED"}, [f.get("error") for f in finals.values()]
     settle(pipeline)
 
@@ -63,7 +64,7 @@ def test_records_delivered_again_later_start_nothing(pipeline: LocalPipeline, de
     wait_for(lambda: "instance_id" in get_job(pipeline, first), 20, "the first job to launch")
     jobs += submit_jobs(pipeline, 1, "later")
     for job, _, _ in jobs:
-        signed_in(pipeline).wait_for_final(job["id"], timeout=60)
+        wait_for_final(signed_in(pipeline), job["id"], timeout=60)
     settle(pipeline)
     assert len(deliveries.batches) >= 2, "a batch was replayed while its jobs ran"
     assert pipeline.vmhost is not None

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from handlers import launcher
+from handlers import dispatch
 from local.app import LocalPipeline
 from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
 from tests.faults.harness import (
@@ -21,6 +21,7 @@ from tests.faults.harness import (
     wait_for_status,
 )
 from tests.local.harness import signed_in
+from tests.records import wait_for_final
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ FlakyFactory = Callable[[list[str]], FlakyEc2]
 @pytest.fixture
 def flaky_ec2(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlakyFactory]:
     """Install a FlakyEc2 as the pipeline's launcher client, with a fast backoff."""
-    monkeypatch.setattr(launcher, "BACKOFF_BASE_SECONDS", 0.01)
+    monkeypatch.setattr(dispatch, "BACKOFF_BASE_SECONDS", 0.01)
 
     def install(errors: list[str]) -> FlakyEc2:
         services = pipeline.launcher_services
@@ -43,11 +44,11 @@ def flaky_ec2(pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 def test_transient_errors_within_the_retries_still_launch(pipeline: LocalPipeline, flaky_ec2: FlakyFactory) -> None:
-    retries = launcher.LAUNCH_ATTEMPTS - 1
+    retries = dispatch.LAUNCH_ATTEMPTS - 1
     flaky = flaky_ec2(["InsufficientInstanceCapacity", "RequestLimitExceeded"][:retries])
     job = signed_in(pipeline).submit("flaky.txt", b"flaky", "retried")
 
-    final = signed_in(pipeline).wait_for_final(job["id"])
+    final = wait_for_final(signed_in(pipeline), job["id"])
 
     assert final["status"] == "SUCCEEDED", final
     assert flaky.attempts(job["id"]) == [*flaky.planned_codes[:retries], None]
@@ -58,10 +59,10 @@ def test_transient_errors_within_the_retries_still_launch(pipeline: LocalPipelin
 def test_transient_errors_beyond_the_retries_queue_the_job_until_the_next_dispatch(
     pipeline: LocalPipeline, flaky_ec2: FlakyFactory, moved_by: str
 ) -> None:
-    flaky = flaky_ec2(["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS)
+    flaky = flaky_ec2(["RequestLimitExceeded"] * dispatch.LAUNCH_ATTEMPTS)
     job = signed_in(pipeline).submit("later.txt", b"later", "queued again")
 
-    wait_for(lambda: len(flaky.attempts(job["id"])) == launcher.LAUNCH_ATTEMPTS, 20, "every in-place attempt")
+    wait_for(lambda: len(flaky.attempts(job["id"])) == dispatch.LAUNCH_ATTEMPTS, 20, "every in-place attempt")
     queued = wait_for_status(pipeline, job["id"], "QUEUED")
     assert "instance_id" not in queued and "error" not in queued
     assert held_slots(pipeline) == {}, "the slot of a launch that did not happen is given back"
@@ -73,9 +74,9 @@ def test_transient_errors_beyond_the_retries_queue_the_job_until_the_next_dispat
         others = [signed_in(pipeline).submit("next.txt", b"next", "moves the queue")["id"]]
 
     for job_id in [job["id"], *others]:
-        final = signed_in(pipeline).wait_for_final(job_id)
+        final = wait_for_final(signed_in(pipeline), job_id)
         assert final["status"] == "SUCCEEDED", final
-    assert flaky.attempts(job["id"]) == ["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS + [None]
+    assert flaky.attempts(job["id"]) == ["RequestLimitExceeded"] * dispatch.LAUNCH_ATTEMPTS + [None]
     assert instances_per_job(pipeline, [job["id"], *others]) == dict.fromkeys([job["id"], *others], 1)
 
 
@@ -86,7 +87,7 @@ def test_a_permanent_error_fails_the_job_with_the_aws_message(
     flaky = flaky_ec2([code])
     job = signed_in(pipeline).submit("denied.txt", b"denied", "never runs")
 
-    final = signed_in(pipeline).wait_for_final(job["id"])
+    final = wait_for_final(signed_in(pipeline), job["id"])
 
     assert final["status"] == "FAILED", final
     assert PERMANENT_MESSAGES[code].rstrip(".") in final["error"] and code in final["error"]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from handlers import jobmodel, quota
+from handlers import jobmodel
 from handlers.instances import tags
 from handlers.jobmodel import JOB_ID_TAG, Status
 from local.app import LocalPipeline
@@ -36,6 +36,7 @@ from tests.faults.harness import (
     worker_script,
 )
 from tests.local.harness import instance_state, owner_of, signed_in
+from tests.records import active_jobs, wait_for_final
 from tests.streams import lambda_records
 
 pytestmark = pytest.mark.e2e
@@ -57,7 +58,7 @@ def idle_worker(pipeline: LocalPipeline) -> Iterator[None]:
 
 
 def counted(pipeline: LocalPipeline) -> int:
-    return quota.active_jobs(pipeline.client("dynamodb"), pipeline.stack.table, owner_of(signed_in(pipeline)))
+    return active_jobs(pipeline.client("dynamodb"), pipeline.stack.table, owner_of(signed_in(pipeline)))
 
 
 def final_states(pipeline: LocalPipeline, job_id: str) -> set[str]:
@@ -203,7 +204,7 @@ def test_concurrent_retries_of_one_job_make_one_new_job(pipeline: LocalPipeline)
     listed = pipeline.client("s3").list_objects_v2(Bucket=pipeline.stack.bucket, Prefix="inputs/")
     copies = [o["Key"] for o in listed["Contents"] if o["Key"].endswith("/again.txt")]
     assert sorted(copies) == sorted([f"inputs/{job['id']}/again.txt", f"inputs/{made}/again.txt"])
-    assert client.wait_for_final(made, timeout=60)["status"] == "SUCCEEDED"
+    assert wait_for_final(client, made, timeout=60)["status"] == "SUCCEEDED"
     wait_for(lambda: counted(pipeline) == 0, 20, "the count to come back to zero")
 
 
@@ -218,7 +219,7 @@ def test_a_delete_racing_the_launchers_release_keeps_the_count_exact(
     release = threading.Event()
     deliveries.hold_finished = release
     job = client.submit("held.txt", b"held", "deleted while counted")
-    assert client.wait_for_final(job["id"], timeout=60)["status"] == "SUCCEEDED"
+    assert wait_for_final(client, job["id"], timeout=60)["status"] == "SUCCEEDED"
     wait_for(lambda: held_slots(pipeline) == {}, 30, "the job's VM to be gone")
     assert counted(pipeline) == 1, "the release is held back"
 

@@ -13,13 +13,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from components.settings import WORKER_SCRIPT_KEY
-from handlers import jobmodel, quota
+from handlers import jobmodel
 from handlers.config import ApiConfig
 from handlers.routes import ROUTES
 from handlers.services import ApiServices
 from local.provision import provision
 from tests.conftest import SITE_ORIGIN, TEST_SETTINGS, Aws, ClientCache
+from tests.records import active_jobs, job_in_state
+from worker.userdata import WORKER_SCRIPT_KEY
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +195,7 @@ class Stack:
         return [jobmodel.from_dynamodb(item) for item in scan["Items"] if jobmodel.is_id(item["id"]["S"])]
 
     def active_jobs(self, user: str = USER) -> int:
-        return quota.active_jobs(self.client("dynamodb"), self.table, user)
+        return active_jobs(self.client("dynamodb"), self.table, user)
 
     def raw_item(self, job_id: str) -> dict[str, Any] | None:
         ddb = self.client("dynamodb")
@@ -203,7 +204,7 @@ class Stack:
     def save_job(self, status: jobmodel.Status = jobmodel.Status.PENDING, owner: str = USER, **attrs: str) -> str:
         """Put a job item as the handlers and worker would have left it (`attrs` added or overridden); its id."""
         job_id = jobmodel.new_id()
-        item = jobmodel.new_job(job_id, "hi", f"{self.bucket}/inputs/{job_id}/a.txt", owner, status)
+        item = job_in_state(job_id, "hi", f"{self.bucket}/inputs/{job_id}/a.txt", owner, status)
         self.put_item(**{**item, **attrs})
         return job_id
 

@@ -15,6 +15,7 @@ from handlers.config import ApiConfig
 from handlers.jobmodel import RETRIED_AS, Status, new_id
 from handlers.services import ApiServices
 from tests.handlers.conftest import OTHER_USER, USER, Reply, Stack, api_event, call
+from tests.records import job_in_state
 
 CANCEL, RETRY, DELETE = "POST /api/jobs/{id}/cancel", "POST /api/jobs/{id}/retry", "DELETE /api/jobs/{id}"
 NOT_FINAL = [Status.PENDING, Status.QUEUED, Status.LAUNCHING, Status.RUNNING]
@@ -31,7 +32,7 @@ def counted_job(stack: Stack, status: Status, owner: str = USER, files: bool = T
     reads its final record), its input uploaded and, with `files`, its output and log written."""
     job_id = new_id()
     key = f"{jobmodel.INPUT_PREFIX}{job_id}/notes.txt"
-    item = {**jobmodel.new_job(job_id, "shout", f"{stack.bucket}/{key}", owner, status), **attrs}
+    item = {**job_in_state(job_id, "shout", f"{stack.bucket}/{key}", owner, status), **attrs}
     quota.create_job(stack.client("dynamodb"), stack.table, item, 50)
     stack.put_input(key, b"hello", owner=owner)
     if files:
@@ -246,7 +247,7 @@ def test_a_retry_checks_the_file_against_todays_size_limit(stack: Stack, limit: 
 def test_a_retry_over_the_quota_is_429_and_leaves_no_copy(stack: Stack) -> None:
     old = counted_job(stack, Status.FAILED)
     stack.client("dynamodb").put_item(TableName=stack.table, Item={
-        "id": {"S": quota.counter_id(USER)}, "active": {"N": str(CONFIG.max_active_jobs)}})
+        "id": {"S": quota.counter_id(USER)}, "active": {"N": str(CONFIG.max_active_jobs_per_user)}})
 
     reply = refused(stack, RETRY, old, 429, "too_many_jobs")
 
@@ -416,3 +417,13 @@ def test_config_carries_the_vm_cap() -> None:
     """Deleting reads every VM slot: the API's config must know how many there are."""
     assert CONFIG.max_concurrent_vms > 0
     assert ApiConfig.from_env(replace(CONFIG, max_concurrent_vms=7).to_env()).max_concurrent_vms == 7
+
+
+def test_the_retry_condition_lists_every_retryable_state_of_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the retry's transaction hard-coded `#status IN (:r0, :r1)`, so a third retryable state in the
+    model would have been checked in Python and then refused by the write."""
+    states = frozenset({Status.FAILED, Status.CANCELLED, Status.SUCCEEDED})
+    monkeypatch.setattr(jobmodel, "RETRYABLE_STATES", states)
+    update = manage.retried_mark("jobs", {"id": new_id(), "owner": USER}, new_id())["Update"]
+    listed = update["ConditionExpression"].split("#status IN (")[1].split(")")[0].split(", ")
+    assert {update["ExpressionAttributeValues"][name]["S"] for name in listed} == states

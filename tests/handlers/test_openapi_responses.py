@@ -73,7 +73,7 @@ def succeeded(stack: Stack) -> dict[str, Any]:
 def at_quota(stack: Stack) -> bool:
     """The caller has as many unfinished jobs as the stack allows."""
     stack.client("dynamodb").put_item(TableName=stack.table, Item={
-        "id": {"S": quota.counter_id(USER)}, "active": {"N": str(ApiConfig.from_env().max_active_jobs)}})
+        "id": {"S": quota.counter_id(USER)}, "active": {"N": str(ApiConfig.from_env().max_active_jobs_per_user)}})
     return True
 
 

@@ -10,12 +10,12 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 
-from handlers import apigw, jobs, quota, upload
+from handlers import apigw, jobs, jobviews, quota, upload
 from handlers.config import ApiConfig
 from handlers.jobmodel import Status
 from tests.handlers.conftest import OTHER_USER, USER, Reply, Stack, api_event, call, upload_key
 
-MAX_ACTIVE = ApiConfig.from_env().max_active_jobs
+MAX_ACTIVE = ApiConfig.from_env().max_active_jobs_per_user
 
 
 def create(stack: Stack, user: str = USER, name: str = "a.txt") -> Reply:
@@ -172,7 +172,7 @@ def test_a_download_is_always_an_attachment_that_no_browser_renders(stack: Stack
     ('a"b\\c.out', "a_b_c.out", "a%22b%5Cc.out"),
 ])
 def test_content_disposition_follows_rfc_6266(name: str, ascii_name: str, encoded: str) -> None:
-    assert jobs.content_disposition(name) == f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{encoded}"
+    assert jobviews.content_disposition(name) == f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{encoded}"
 
 
 def test_every_route_but_health_needs_a_caller(stack: Stack) -> None:

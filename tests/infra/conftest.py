@@ -63,6 +63,10 @@ class Recorded:
     outputs: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
     """The resource options policy checks read (`protect`, `retain_on_delete`), as the program passed them."""
+    parent: str = ""
+    """The class of the component the resource was created in (`Compute`, `Network`, ...)."""
+    former_parents: tuple[str, ...] = ()
+    """The classes its aliases name as a former parent: the URNs it keeps from before a move between components."""
 
     def policy(self, key: str = "policy") -> dict[str, Any]:
         return json.loads(self.inputs[key])
@@ -202,6 +206,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[Recorded] = []
         self.options: dict[tuple[str, str], dict[str, Any]] = {}
+        self.parents: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
         self.invokes: list[str] = []
         self.messages: list[str] = []
         self.logger = logging.getLogger("tests.infra.pulumi-engine")
@@ -212,7 +217,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = {**args.inputs, **computed_outputs(args)}
         options = self.options.pop((args.typ, args.name), {})
-        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), outputs, options))
+        parent, former = self.parents.pop((args.typ, args.name), ("", ()))
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), outputs, options, parent, former))
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -228,6 +234,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.options[(args.type_, args.name)] = {
             "protect": bool(args.opts.protect), "retain_on_delete": bool(args.opts.retain_on_delete),
         }
+        former = tuple(type(alias.parent).__name__ for alias in args.opts.aliases or []
+                       if isinstance(alias, pulumi.Alias) and alias.parent not in (None, ...))
+        self.parents[(args.type_, args.name)] = (type(args.opts.parent).__name__ if args.opts.parent else "", former)
 
 
 @dataclass
@@ -275,6 +284,7 @@ def mocks() -> RecordingMocks:
 def run_program(mocks: RecordingMocks, config: dict[str, str], path: Path = PROGRAM) -> Deployment:
     mocks.resources.clear()
     mocks.options.clear()
+    mocks.parents.clear()
     mocks.invokes.clear()
     mocks.messages.clear()
     pulumi.runtime.set_all_config(config)

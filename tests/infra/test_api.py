@@ -11,10 +11,10 @@ import pulumi_aws as aws
 import pytest
 
 from components.functions import HANDLERS_DIR
-from components.settings import NO_RESERVATION, StackSettings, api_config, launcher_config
-from handlers import launcher, sweeper
+from handlers import launcher, release, sweeper
 from handlers.routes import HTTP_FUNCTIONS, ROUTERS, ROUTES
 from handlers.services import function_timeout_seconds
+from stackspec.settings import NO_RESERVATION, StackSettings, api_config, launcher_config
 from tests.infra.conftest import TUNED, WORKER_TAG, Deployment
 
 FUNCTIONS = {"api-upload": "upload", "api-jobs": "jobs", "api-manage": "manage", "compute-launcher": "launcher",
@@ -187,7 +187,7 @@ def test_overridden_limits_reach_every_functions_environment(tuned: Deployment) 
 DERIVED_TIMEOUTS = {
     **{f"api-{module}": function_timeout_seconds(router.call_limits, router.aws_calls)
        for module, router in ROUTERS.items()},
-    "compute-launcher": launcher.TIMEOUT_SECONDS, "compute-release": launcher.TIMEOUT_SECONDS,
+    "compute-launcher": launcher.TIMEOUT_SECONDS, "compute-release": release.TIMEOUT_SECONDS,
     "compute-sweeper": sweeper.TIMEOUT_SECONDS,
 }
 

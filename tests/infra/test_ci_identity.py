@@ -19,11 +19,11 @@ import botocore.session
 import pytest
 from parliament import iam_definition
 
-from components.settings import WORKER_SCRIPT_KEY
 from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, STACK_TAG
 from tests.iam_calls import Check, permitted
 from tests.infra.conftest import ACCOUNT, ROOT, Deployment, RecordingMocks, run_program
 from tests.infra.test_parliament import EXPLAINED, Finding, lint
+from worker.userdata import WORKER_SCRIPT_KEY
 
 PROGRAM = ROOT / "deploy" / "ci-identity" / "__main__.py"
 REPO = "repo:octo-org/filepipe"

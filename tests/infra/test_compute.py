@@ -12,16 +12,16 @@ from collections.abc import Callable
 import pytest
 
 from components.compute import rate_expression
-from components.compute import subnet_zones as pick_zones
-from components.settings import NO_RESERVATION, STACK_TAG
-from components.triggers import (
+from components.network import subnet_zones as pick_zones
+from local.events import instance_state_change
+from local.streams import matches
+from stackspec.settings import NO_RESERVATION, STACK_TAG
+from stackspec.triggers import (
     INSTANCE_TERMINATED_PATTERN,
     LAUNCHER_EVENT_FILTERS,
     STREAM_BATCH_SIZE,
     STREAM_MAX_RETRIES,
 )
-from local.events import instance_state_change
-from local.streams import matches
 from tests.infra.conftest import (
     LOCAL_ZONE,
     REGION,
@@ -72,6 +72,25 @@ def test_gateway_endpoints_for_s3_and_dynamodb_on_the_private_route_table(dev: D
     for inputs in endpoints.values():
         assert inputs["vpcEndpointType"] == "Gateway"
         assert inputs["routeTableIds"] == ["compute-private-id"]
+
+
+NETWORK_TYPES = ("aws:ec2/vpc:Vpc", "aws:ec2/routeTable:RouteTable", "aws:ec2/subnet:Subnet",
+                 "aws:ec2/routeTableAssociation:RouteTableAssociation", "aws:ec2/vpcEndpoint:VpcEndpoint",
+                 "aws:ec2/securityGroup:SecurityGroup")
+
+
+def test_the_network_is_a_component_whose_resources_keep_their_names_and_urns(dev: Deployment) -> None:
+    """Regression: the network's resources were Compute's own children; as children of the Network component they
+    keep their names and, by an alias naming Compute as their former parent, their URNs, so a deploy of the new
+    code replaces no VPC, subnet or security group (a new URN is a delete and a create)."""
+    network = [r for token in NETWORK_TYPES for r in dev.of_type(token)]
+    assert len(network) == 1 + 1 + 2 + 2 + 2 + 1
+    dev.one("filepipe:network:Network", "compute")
+    for resource in network:
+        assert resource.name.startswith("compute-"), resource.name
+        assert resource.parent == "Network", f"{resource.name} is a child of {resource.parent}"
+        assert resource.former_parents == ("Compute",), f"{resource.name} lost its URN: {resource.former_parents}"
+    assert [r.name for r in dev.resources if r.former_parents and r.type not in NETWORK_TYPES] == []
 
 
 def test_security_group_has_no_ingress_and_https_egress_to_the_endpoints_only(dev: Deployment) -> None:
@@ -137,7 +156,7 @@ def test_the_stack_tag_is_one_value_unique_to_the_deployment_everywhere(dev: Dep
     assert tag != STACK and len(suffix.outputs["hex"]) == 8
     template = dev.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
     on_vms = {value for spec in template["tagSpecifications"] for value in spec["tags"].values()}
-    environments = {dev.one("aws:lambda/function:Function", name).inputs["environment"]["variables"]["STACK_NAME"]
+    environments = {dev.one("aws:lambda/function:Function", name).inputs["environment"]["variables"]["STACK_TAG"]
                     for name in ("compute-launcher", "compute-sweeper")}
     [terminate] = [s for s in dev.one("aws:iam/rolePolicy:RolePolicy", "compute-sweeper-policy").policy()["Statement"]
                    if s["Action"] == ["ec2:TerminateInstances"]]

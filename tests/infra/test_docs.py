@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields
 
-from components.settings import StackSettings, config_key
+from stackspec.settings import StackSettings, config_key
 from tests.infra.conftest import ROOT
 
 ROW = re.compile(r"^\| `(?P<key>[A-Za-z]+)` \| (?P<default>[^|]+) \|", re.MULTILINE)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from components.settings import STACK_TAG, StackSettings
-from handlers import capacity, launcher, quota
+from handlers import capacity, dispatch, quota
 from handlers.config import LauncherConfig
 from handlers.jobmodel import STATUS_INDEX
+from stackspec.settings import STACK_TAG, StackSettings
 from tests.infra.conftest import ACCOUNT, PARTITION, REGION, STACK, TUNED, WORKER_TAG, Deployment
 
 ALLOWED_STAR_RESOURCES: dict[str, str] = {
@@ -306,7 +306,7 @@ class TestLauncherPolicy:
 
 
 DISPATCH_SIDS = {"MoveJobs", "FindQueuedJobs", "LaunchFromTemplate", "TagOnLaunchOnly", "PassWorkerRole", "ResolveAmi"}
-"""What `handlers.launcher.dispatch` needs; both the launcher and the sweeper call it."""
+"""What `handlers.dispatch.dispatch` needs; both the launcher and the sweeper call it."""
 
 
 def test_launcher_tags_are_allowed_by_create_tags(dev: Deployment) -> None:
@@ -323,8 +323,8 @@ def test_launcher_tags_are_allowed_by_create_tags(dev: Deployment) -> None:
 
     ec2 = RecordingEc2()
     config = LauncherConfig(table="t", launch_template_id="lt-1", subnet_ids=("subnet-1",), max_concurrent_vms=1,
-                            job_timeout_minutes=5, stack=STACK)
-    launcher.run_instance(ec2, config, "V1StGXR8_Z5jdHi6B-myT")
+                            job_timeout_minutes=5, stack_tag=STACK)
+    dispatch.run_instance(ec2, config, "V1StGXR8_Z5jdHi6B-myT")
     [call] = ec2.calls
     tagged = {spec["ResourceType"] for spec in call["TagSpecifications"]}
     assert {"Key": STACK_TAG, "Value": STACK} in call["TagSpecifications"][0]["Tags"]

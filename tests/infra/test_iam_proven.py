@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from components.settings import STACK_TAG, StackSettings
 from handlers import capacity, jobmodel
 from local.app import LocalPipeline
 from local.calls import WORKER, AwsCall, CallLog
 from local.streams import LambdaHandler
+from stackspec.settings import STACK_TAG, StackSettings
 from tests.faults.harness import hanging_worker_script, worker_script
 from tests.iam_calls import Names, allowed_by, authorizations, denied_and_unused, permitted
 from tests.infra.conftest import (
@@ -40,6 +40,7 @@ from tests.infra.conftest import (
     run_program,
 )
 from tests.local.harness import signed_in
+from tests.records import wait_for_final
 
 POLICIES = {
     "upload": "api-upload-policy", "jobs": "api-jobs-policy", "manage": "api-manage-policy",
@@ -101,7 +102,7 @@ def exercise(pipeline: LocalPipeline) -> None:
     # More jobs than VM slots: the launcher starts two, the release function the third when a VM ends.
     jobs = [client.submit(f"in-{i}.txt", b"data %d" % i, f"text {i}") for i in range(3)]
     for job in jobs:
-        assert client.wait_for_final(job["id"], timeout=120)["status"] == "SUCCEEDED"
+        assert wait_for_final(client, job["id"], timeout=120)["status"] == "SUCCEEDED"
     assert client.get("/api/jobs").status_code == 200
     assert "output_url" in client.job(jobs[0]["id"])
     wait_until(lambda: slots_held(pipeline) == 0, 30, "every VM's slot to be released")
@@ -119,7 +120,7 @@ def exercise(pipeline: LocalPipeline) -> None:
     report = pipeline.sweep(now=datetime.now(UTC) + timedelta(days=1))
     assert len(report.terminated) == 1 and report.queued == [lost["id"]] and report.started == 1, report
     assert report.slots_freed == [leaked], report
-    assert client.wait_for_final(lost["id"], timeout=120)["status"] == "SUCCEEDED"
+    assert wait_for_final(client, lost["id"], timeout=120)["status"] == "SUCCEEDED"
 
 
 def manage_jobs(pipeline: LocalPipeline) -> None:
@@ -134,7 +135,7 @@ def manage_jobs(pipeline: LocalPipeline) -> None:
         wait_until(lambda: slots_held(pipeline) == 0, 30, "the cancelled job's VM to be terminated")
     again = client.retry(job["id"])
     assert again.status_code == 201, again.text
-    assert client.wait_for_final(again.json()["id"], timeout=120)["status"] == "SUCCEEDED"
+    assert wait_for_final(client, again.json()["id"], timeout=120)["status"] == "SUCCEEDED"
     wait_until(lambda: slots_held(pipeline) == 0, 30, "the retried job's VM to be gone")
     for job_id in (job["id"], again.json()["id"]):
         assert client.delete_job(job_id).status_code == 204

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components.monitoring import EVENT, JOB_FINISHED, LOG_METRICS, SWEEP_REPORT
-from components.settings import StackSettings
+from stackspec.settings import StackSettings
 from tests.infra.conftest import REGION, TUNED, WORKER_TAG, Deployment
 from tests.metricfilters import matches
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.functions import HANDLERS_DIR
-from components.settings import StackSettings, config_key
+from stackspec.settings import StackSettings, config_key
 from tests.infra.conftest import ROOT, TUNED, WORKER_TAG, Deployment, dev_stack_config
 
 DEV_SETTINGS = StackSettings.from_config(lambda key: dev_stack_config().get(f"filepipe:{key}"))
@@ -73,7 +73,8 @@ def test_every_resource_is_inside_a_component(dev: Deployment) -> None:
 
 def test_no_hard_coded_names_regions_or_accounts_in_program_code() -> None:
     """Regression: a bucket/table name, region or account id in code makes two stacks (or two accounts) collide."""
-    sources = [ROOT / "__main__.py", *sorted((ROOT / "components").glob("*.py"))]
+    sources = [ROOT / "__main__.py", *(path for package in ("components", "stackspec")
+                                       for path in sorted((ROOT / package).glob("*.py")))]
     region = re.compile(r"\b(?:us|eu|ap|sa|ca|me|af|il|mx)-(?:north|south|east|west|central|northeast|southeast)-\d\b")
     account = re.compile(r"\b\d{12}\b")
     for path in sources:

@@ -15,9 +15,9 @@ import pytest
 from pulumi_policy import ResourceValidationArgs
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from components.settings import settings_from_mapping
 from policy import rules
 from policy.stack_config import pack_config
+from stackspec.settings import settings_from_mapping
 from tests.infra.conftest import ROOT, TUNED, Deployment, Recorded
 from tests.infra.test_policy_pack import options, urn, violations
 

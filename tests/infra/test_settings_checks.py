@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from components.settings import NO_RESERVATION, settings_from_mapping
+from stackspec.settings import NO_RESERVATION, settings_from_mapping
 from tests.infra.conftest import ROOT
 
 
@@ -48,12 +48,12 @@ def test_sweep_interval_is_between_a_minute_and_an_hour(value: str, ok: bool) ->
 
 
 def test_settings_import_without_pulumi() -> None:
-    """Regression: local mode imports its limits, stream filters and network layout from `components.settings`;
+    """Regression: local mode imports its limits, stream filters and network layout from `stackspec.settings`;
     if that module (or what it imports) pulled in Pulumi, `make dev` would need the Pulumi SDK and its startup cost."""
-    code = "import sys, components.settings; sys.exit('pulumi' in sys.modules or 'pulumi_aws' in sys.modules)"
+    code = "import sys, stackspec.settings; sys.exit('pulumi' in sys.modules or 'pulumi_aws' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             check=False)
-    assert result.returncode == 0, result.stderr or "components.settings imported pulumi"
+    assert result.returncode == 0, result.stderr or "stackspec.settings imported pulumi"
 
 
 @pytest.mark.parametrize(("value", "ok"), [("ops@example.org", True), ("", True), ("ops", False),

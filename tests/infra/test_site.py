@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from components.headers import security_headers
-from components.settings import site_config
 from components.site import (
     ALL_VIEWER_EXCEPT_HOST_HEADER,
     CACHING_DISABLED,
@@ -19,6 +17,8 @@ from components.site import (
     host_of,
 )
 from handlers.jobmodel import CANCELLABLE_STATES, FINAL_STATES, RETRYABLE_STATES, Status
+from stackspec.headers import security_headers
+from stackspec.settings import site_config
 from tests.infra.conftest import API_ID, REGION, Deployment
 
 

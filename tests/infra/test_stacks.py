@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from components.settings import JOB_EXPIRY_ATTR, StackSettings
+from stackspec.settings import JOB_EXPIRY_ATTR, StackSettings
 from tests.infra.conftest import Deployment, stack_config
 
 BUCKET = "aws:s3/bucket:Bucket"

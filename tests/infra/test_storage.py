@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from components.cors import cors_rules
-from components.settings import WORKER_SCRIPT_KEY
 from handlers.jobmodel import OWNER_INDEX, table_definition
+from stackspec.cors import cors_rules
 from tests.infra.conftest import DISTRIBUTION_DOMAIN, Deployment
-from worker.userdata import WORKER_PATH
+from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY
 
 BUCKETS = ("storage-data", "site-files")
 

@@ -10,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.client import ApiClient, SubmitError
+from stackspec.settings import StackSettings
 from tests.local.harness import new_user
+from tests.records import wait_for_final
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +30,8 @@ def pipeline() -> Iterator[LocalPipeline]:
 
 def test_two_users_each_see_and_download_only_their_own_jobs(pipeline: LocalPipeline) -> None:
     alice, bob = new_user(pipeline, "alice"), new_user(pipeline, "bob")
-    alices = alice.wait_for_final(alice.submit("a.txt", b"alice's", "mine")["id"])
-    bobs = bob.wait_for_final(bob.submit("b.txt", b"bob's", "mine")["id"])
+    alices = wait_for_final(alice, alice.submit("a.txt", b"alice's", "mine")["id"])
+    bobs = wait_for_final(bob, bob.submit("b.txt", b"bob's", "mine")["id"])
     assert alices["status"] == bobs["status"] == "SUCCEEDED"
 
     assert [job["id"] for job in alice.get("/api/jobs").json()["jobs"]] == [alices["id"]]
@@ -71,7 +72,7 @@ def test_ten_simultaneous_submissions_by_one_user_create_exactly_the_limit(pipel
 
     created = [answer.json()["id"] for answer in answers if answer.status_code == 201]
     for job_id in created:
-        assert carol.wait_for_final(job_id, timeout=120)["status"] == "SUCCEEDED"
+        assert wait_for_final(carol, job_id, timeout=120)["status"] == "SUCCEEDED"
     again = retry_until_accepted(carol, carol.upload("later.txt", b"x"))
     assert again["status"] == "PENDING", "finished jobs give their places back"
 
@@ -91,7 +92,7 @@ def retry_until_accepted(client: ApiClient, key: str, seconds: float = 20) -> di
 def test_an_uploaded_page_downloads_as_an_attachment_that_cannot_run(pipeline: LocalPipeline) -> None:
     """Tried as a user would: `e.html` with a script, then its download link."""
     dave = new_user(pipeline, "dave")
-    job = dave.wait_for_final(dave.submit("e.html", b"<script>alert(document.domain)</script>", "x",
+    job = wait_for_final(dave, dave.submit("e.html", b"<script>alert(document.domain)</script>", "x",
                                           content_type="text/html")["id"])
     assert job["status"] == "SUCCEEDED", job
     served = requests.get(job["output_url"], timeout=10)

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import boto3
@@ -16,6 +17,7 @@ import psutil
 import pytest
 import requests
 
+from handlers.config import ApiConfig, LauncherConfig, env_name
 from local.emulator import MotoServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -130,9 +132,8 @@ def test_the_emulator_is_out_of_reach_of_the_terminals_ctrl_c() -> None:
 
 def bare_environment() -> dict[str, str]:
     """This process's environment without AWS settings or any of the handlers' variables."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TABLE_", "BUCKET_", "SUBNET_",
-                                                                     "LAUNCH_", "MAX_", "JOB_", "STACK_",
-                                                                     "UPLOAD_", "DOWNLOAD_"))}
+    handlers = {env_name(f.name) for kind in (ApiConfig, LauncherConfig) for f in fields(kind)}
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in handlers}
 
 
 def test_the_commands_import_in_a_clean_environment() -> None:
@@ -163,7 +164,7 @@ def test_handlers_import_in_a_bare_environment_and_fail_loudly_on_first_use() ->
     ran = subprocess.run([sys.executable, "-c", HANDLER_IMPORT], cwd=REPO, env=bare_environment(),
                          capture_output=True, text=True, timeout=60, check=False)
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip() == "first call needs 'BUCKET_NAME'"
+    assert ran.stdout.strip() == "first call needs 'BUCKET'"
 
 
 def emulator_of(root: psutil.Process, endpoint: str) -> psutil.Process:

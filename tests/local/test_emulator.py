@@ -11,6 +11,7 @@ import pytest
 
 from handlers import jobmodel, quota
 from local.emulator import EndpointSession, MotoServer
+from tests.records import active_jobs
 
 TABLE = "emulator-test-jobs"
 
@@ -40,7 +41,7 @@ def test_concurrent_conditional_writes_cannot_all_pass(dynamodb: EndpointSession
     def create(pair: tuple[Any, dict[str, str]]) -> bool:
         client, job = pair
         try:
-            quota.create_job(client, TABLE, job, max_active=5)
+            quota.create_job(client, TABLE, job, max_active_jobs_per_user=5)
         except quota.QuotaExceededError:
             return False
         return True
@@ -48,7 +49,7 @@ def test_concurrent_conditional_writes_cannot_all_pass(dynamodb: EndpointSession
     with ThreadPoolExecutor(max_workers=20) as pool:
         created = list(pool.map(create, zip(clients, jobs, strict=True)))
     assert created.count(True) == 5
-    assert quota.active_jobs(dynamodb.client("dynamodb"), TABLE, "burst-user") == 5
+    assert active_jobs(dynamodb.client("dynamodb"), TABLE, "burst-user") == 5
 
 
 def test_a_cancelled_transaction_leaves_the_stream_readable(dynamodb: EndpointSession) -> None:
@@ -59,12 +60,12 @@ def test_a_cancelled_transaction_leaves_the_stream_readable(dynamodb: EndpointSe
     iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard, ShardIteratorType="LATEST")
     position = iterator["ShardIterator"]
 
-    quota.create_job(ddb, TABLE, new_job("one-place"), max_active=1)
+    quota.create_job(ddb, TABLE, new_job("one-place"), max_active_jobs_per_user=1)
     refused = new_job("one-place")
     with pytest.raises(quota.QuotaExceededError):
-        quota.create_job(ddb, TABLE, refused, max_active=1)
+        quota.create_job(ddb, TABLE, refused, max_active_jobs_per_user=1)
     after = new_job("someone-else")
-    quota.create_job(ddb, TABLE, after, max_active=1)
+    quota.create_job(ddb, TABLE, after, max_active_jobs_per_user=1)
 
     records = streams.get_records(ShardIterator=position)["Records"]
     inserted = [r["dynamodb"]["Keys"]["id"]["S"] for r in records if r["eventName"] == "INSERT"]
@@ -76,18 +77,18 @@ def test_a_cancelled_transaction_puts_back_exactly_the_items_it_touched(dynamodb
     """The job put and the counter update of a refused submission are both undone; other items stay as they were."""
     ddb = dynamodb.client("dynamodb")
     kept = new_job("full-user")
-    quota.create_job(ddb, TABLE, kept, max_active=1)
+    quota.create_job(ddb, TABLE, kept, max_active_jobs_per_user=1)
     bystander = new_job("bystander")
-    quota.create_job(ddb, TABLE, bystander, max_active=1)
+    quota.create_job(ddb, TABLE, bystander, max_active_jobs_per_user=1)
     before = ddb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
 
     refused = new_job("full-user")
     with pytest.raises(quota.QuotaExceededError):
-        quota.create_job(ddb, TABLE, refused, max_active=1)
+        quota.create_job(ddb, TABLE, refused, max_active_jobs_per_user=1)
     with pytest.raises(quota.JobExistsError):
-        quota.create_job(ddb, TABLE, {**kept, "owner": "bystander"}, max_active=5)
+        quota.create_job(ddb, TABLE, {**kept, "owner": "bystander"}, max_active_jobs_per_user=5)
 
     after = ddb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
     assert sorted(map(str, after)) == sorted(map(str, before))
-    assert quota.active_jobs(ddb, TABLE, "full-user") == 1
-    assert quota.active_jobs(ddb, TABLE, "bystander") == 1
+    assert active_jobs(ddb, TABLE, "full-user") == 1
+    assert active_jobs(ddb, TABLE, "bystander") == 1

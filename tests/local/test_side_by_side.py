@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import StackSettings
 from local.app import LocalPipeline
+from stackspec.settings import StackSettings
 from tests.local.harness import signed_in
+from tests.records import wait_for_final
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +27,7 @@ def test_two_pipelines_run_side_by_side_and_keep_their_jobs_apart() -> None:
         jobs = {pipeline: signed_in(pipeline).submit("a.txt", name.encode(), f"from {name}")
                 for name, pipeline in (("left", left), ("right", right))}
         for pipeline, job in jobs.items():
-            final = signed_in(pipeline).wait_for_final(job["id"])
+            final = wait_for_final(signed_in(pipeline), job["id"])
             assert final["status"] == "SUCCEEDED", final
             assert final["output_file_path"].startswith(f"{pipeline.stack.bucket}/")
         assert listed_ids(left) == {jobs[left]["id"]}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.client import ApiClient
+from stackspec.settings import StackSettings
 
 pytestmark = pytest.mark.e2e
 

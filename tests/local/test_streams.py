@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.triggers import LAUNCHER_EVENT_FILTERS, NEW_JOB_FILTER
 from local.schedule import Schedule
 from local.streams import StreamPoller, first_failed_index, lambda_record, matches
+from stackspec.triggers import LAUNCHER_EVENT_FILTERS, NEW_JOB_FILTER
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from components.headers import security_headers
 from handlers.routes import ROUTES
 from local.web import LocalWebApp, rule_path
+from stackspec.headers import security_headers
 
 SITE_CONFIG = {"apiBase": "/api", "maxFileBytes": 1024, "maxTextLength": 10}
 

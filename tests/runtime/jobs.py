@@ -6,6 +6,7 @@ from typing import Any
 
 from handlers import capacity, jobmodel
 from local.provision import LocalStack
+from tests.records import job_in_state
 
 OWNER = "runtime-test-user"
 
@@ -18,7 +19,7 @@ def put_job(
     job_id = jobmodel.new_id()
     key = f"{jobmodel.INPUT_PREFIX}{job_id}/{filename}"
     s3.put_object(Bucket=stack.bucket, Key=key, Body=content, ContentType=content_type)
-    item = jobmodel.new_job(job_id, text, f"{stack.bucket}/{key}", OWNER, status)
+    item = job_in_state(job_id, text, f"{stack.bucket}/{key}", OWNER, status)
     ddb.put_item(TableName=stack.table, Item={k: {"S": v} for k, v in item.items()})
     return job_id, key
 

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from components.triggers import LAUNCHER_EVENT_FILTERS
-from handlers import capacity, jobmodel, launcher, quota, release
+from handlers import capacity, dispatch, jobmodel, launcher, quota, release
 from handlers.jobmodel import Actor, Status
 from local.events import instance_state_change
 from local.streams import matches
+from stackspec.triggers import LAUNCHER_EVENT_FILTERS
 from tests.conftest import Aws
+from tests.records import active_jobs
 from tests.runtime.jobs import get_item, held_slots
 from tests.streams import lambda_records
 
@@ -69,7 +70,7 @@ def terminated_event(aws: Aws, instance_id: str) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def no_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launcher.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(dispatch.time, "sleep", lambda seconds: None)
 
 
 def test_a_cancelled_running_jobs_record_terminates_its_vm_and_frees_the_quota_once(aws: Aws) -> None:
@@ -86,10 +87,10 @@ def test_a_cancelled_running_jobs_record_terminates_its_vm_and_frees_the_quota_o
 
     assert [r["dynamodb"]["NewImage"]["status"]["S"] for r in batch] == ["CANCELLED"]
     assert state(aws, instance_id) in {"shutting-down", "terminated"}
-    assert quota.active_jobs(ddb, aws.stack.table, OWNER) == 0
+    assert active_jobs(ddb, aws.stack.table, OWNER) == 0
     assert "holds_quota" not in (get_item(ddb, aws.stack, job_id) or {})
     assert launcher.handle_batch(aws.launcher_services(), {"Records": batch}) == {"batchItemFailures": []}
-    assert quota.active_jobs(ddb, aws.stack.table, OWNER) == 0, "a redelivered record decrements nothing"
+    assert active_jobs(ddb, aws.stack.table, OWNER) == 0, "a redelivered record decrements nothing"
     assert list(slots(aws).values()) == [job_id], "the slot follows the VM until its termination event"
     assert terminated_event(aws, instance_id)["released"] is not None
     assert slots(aws) == {}
@@ -113,7 +114,7 @@ def test_cancelled_pending_and_queued_jobs_are_never_started(aws: Aws) -> None:
 
     assert {tag["Value"] for i in all_instances(aws) for tag in i["Tags"] if tag["Key"] == "JobId"} == set(running)
     assert [(get_item(ddb, aws.stack, j) or {})["status"] for j in (queued, pending)] == ["CANCELLED"] * 2
-    assert quota.active_jobs(ddb, aws.stack.table, OWNER) == cap
+    assert active_jobs(ddb, aws.stack.table, OWNER) == cap
 
 
 def test_a_cancel_between_the_claim_and_run_instances_starts_no_vm(
@@ -167,7 +168,7 @@ def test_a_cancel_while_the_vm_starts_terminates_it_at_once(aws: Aws) -> None:
     item = get_item(ddb, aws.stack, job_id) or {}
     assert item["status"] == Status.CANCELLED and item["instance_id"] == instance["InstanceId"]
     deliver_new(aws, seen)  # the CANCELLED records: the owner's place is given back, once
-    assert quota.active_jobs(ddb, aws.stack.table, OWNER) == 0
+    assert active_jobs(ddb, aws.stack.table, OWNER) == 0
     assert list(slots(aws).values()) == [job_id]
     assert terminated_event(aws, instance["InstanceId"])["released"] is not None
     assert slots(aws) == {}
@@ -190,4 +191,4 @@ def test_a_job_deleted_while_its_vm_starts_gets_its_vm_terminated(aws: Aws) -> N
 
 def test_terminating_a_vm_that_is_long_gone_is_not_an_error(aws: Aws) -> None:
     """A late redelivery of a CANCELLED record may name a VM EC2 no longer knows: nothing to do, no retry."""
-    launcher.terminate_vm(aws.launcher_services(), jobmodel.new_id(), "i-0123456789abcdef0", "test")
+    dispatch.terminate_vm(aws.launcher_services(), jobmodel.new_id(), "i-0123456789abcdef0", "test")

@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from components.triggers import LAUNCHER_EVENT_FILTERS
-from handlers import capacity, jobmodel, launcher, quota, release
+from handlers import capacity, dispatch, jobmodel, launcher, quota, release
 from handlers.config import LauncherConfig
 from handlers.jobmodel import JOB_ID_TAG, Actor, Status
 from local.events import instance_state_change
 from local.streams import matches
+from stackspec.triggers import LAUNCHER_EVENT_FILTERS
 from tests.conftest import Aws
 from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
+from tests.records import active_jobs
 from tests.runtime.jobs import get_item, held_slots, put_job
 from tests.streams import lambda_records
 
@@ -101,16 +102,16 @@ def test_a_record_without_a_job_id_does_not_block_the_batch(aws: Aws) -> None:
 
 @pytest.fixture(autouse=True)
 def no_backoff_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launcher.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(dispatch.time, "sleep", lambda seconds: None)
 
 
 def test_a_transient_error_is_retried_in_place(aws: Aws) -> None:
     job_id = new_pending_job(aws)
-    ec2 = FlakyEc2(aws.client("ec2"), ["InsufficientInstanceCapacity"] * (launcher.LAUNCH_ATTEMPTS - 1))
+    ec2 = FlakyEc2(aws.client("ec2"), ["InsufficientInstanceCapacity"] * (dispatch.LAUNCH_ATTEMPTS - 1))
 
     assert handle(aws, records(aws), ec2) == {"batchItemFailures": []}
 
-    assert len(ec2.calls) == launcher.LAUNCH_ATTEMPTS
+    assert len(ec2.calls) == dispatch.LAUNCH_ATTEMPTS
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.LAUNCHING and item["instance_id"].startswith("i-")
 
@@ -118,7 +119,7 @@ def test_a_transient_error_is_retried_in_place(aws: Aws) -> None:
 def test_a_lasting_transient_error_queues_the_job_for_later(aws: Aws) -> None:
     job_id = new_pending_job(aws)
     batch = records(aws)
-    ec2 = FlakyEc2(aws.client("ec2"), ["RequestLimitExceeded"] * launcher.LAUNCH_ATTEMPTS)
+    ec2 = FlakyEc2(aws.client("ec2"), ["RequestLimitExceeded"] * dispatch.LAUNCH_ATTEMPTS)
 
     assert handle(aws, batch, ec2) == {"batchItemFailures": []}, "a queued job is handled: the queue retries it"
 
@@ -127,7 +128,7 @@ def test_a_lasting_transient_error_queues_the_job_for_later(aws: Aws) -> None:
     assert instances(aws) == []
     assert held_slots(aws.client("dynamodb"), aws.stack.table, 4) == {}, "the slot must be given back"
 
-    assert launcher.dispatch(aws.launcher_services()) == [launcher.Outcome.LAUNCHED]
+    assert dispatch.dispatch(aws.launcher_services()) == [dispatch.Outcome.LAUNCHED]
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.LAUNCHING
     assert len(instances(aws)) == 1
@@ -153,7 +154,7 @@ def test_a_permanent_launch_error_fails_the_job_with_the_aws_message(aws: Aws, c
 
 def job_subnets(aws: Aws, job_id: str) -> tuple[str, str]:
     """(the job's own subnet, the other one) of the two-subnet test stack."""
-    first, *others = launcher.subnet_order(job_id, aws.stack.subnet_ids)
+    first, *others = dispatch.subnet_order(job_id, aws.stack.subnet_ids)
     assert len(others) == 1, "the test stack has two subnets, as every stack"
     return first, others[0]
 
@@ -183,7 +184,7 @@ def test_no_capacity_in_any_zone_counts_one_attempt_per_round_of_subnets(aws: Aw
 
     assert handle(aws, records(aws), ec2) == {"batchItemFailures": []}
 
-    assert ec2.subnets == [own, other] * launcher.LAUNCH_ATTEMPTS
+    assert ec2.subnets == [own, other] * dispatch.LAUNCH_ATTEMPTS
     item = get_item(aws.client("dynamodb"), aws.stack, job_id)
     assert item is not None and item["status"] == Status.QUEUED, "one zone's capacity error may heal: retry later"
     assert held_slots(aws.client("dynamodb"), aws.stack.table, 4) == {}
@@ -216,24 +217,24 @@ def test_an_error_not_about_the_zone_is_retried_in_the_same_subnet(aws: Aws) -> 
 
 def test_backoff_grows_and_is_jittered(monkeypatch: pytest.MonkeyPatch) -> None:
     delays: list[float] = []
-    monkeypatch.setattr(launcher.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(dispatch.random, "uniform", lambda low, high: high)
     error = ClientError({"Error": {"Code": "Throttling", "Message": "slow down"}}, "RunInstances")
 
     def always_throttled() -> str:
         raise error
 
-    result = launcher.launch(always_throttled, attempts=4, sleep=delays.append)
+    result = dispatch.launch(always_throttled, attempts=4, sleep=delays.append)
     assert result.retry_later and result.instance_id is None and "Throttling" in result.reason
-    assert delays == [launcher.BACKOFF_BASE_SECONDS * 2**n for n in range(3)]
+    assert delays == [dispatch.BACKOFF_BASE_SECONDS * 2**n for n in range(3)]
 
 
 def test_subnets_are_spread_and_stable() -> None:
     subnets = ("subnet-a", "subnet-b")
-    chosen = {launcher.subnet_for(f"{i:021d}", subnets) for i in range(50)}
+    chosen = {dispatch.subnet_for(f"{i:021d}", subnets) for i in range(50)}
     assert chosen == set(subnets)
-    assert launcher.subnet_for("abc", subnets) == launcher.subnet_for("abc", subnets)
-    assert launcher.subnet_order("abc", subnets)[0] == launcher.subnet_for("abc", subnets)
-    assert sorted(launcher.subnet_order("abc", subnets)) == sorted(subnets)
+    assert dispatch.subnet_for("abc", subnets) == dispatch.subnet_for("abc", subnets)
+    assert dispatch.subnet_order("abc", subnets)[0] == dispatch.subnet_for("abc", subnets)
+    assert sorted(dispatch.subnet_order("abc", subnets)) == sorted(subnets)
 
 
 def finish(aws: Aws, job_id: str, status: Status = Status.SUCCEEDED) -> str:
@@ -375,12 +376,12 @@ def test_a_finished_jobs_stream_record_frees_its_owners_place_once(aws: Aws) -> 
     finished = [r for r in records(aws) if r["eventName"] == "MODIFY"
                 and any(matches(pattern, r) for pattern in LAUNCHER_EVENT_FILTERS)]
     assert len(finished) == 1, "only the move to SUCCEEDED passes the filter"
-    assert quota.active_jobs(ddb, table, "u1") == 1
+    assert active_jobs(ddb, table, "u1") == 1
 
     assert handle(aws, finished) == {"batchItemFailures": []}
     assert handle(aws, finished) == {"batchItemFailures": []}
 
-    assert quota.active_jobs(ddb, table, "u1") == 0
+    assert active_jobs(ddb, table, "u1") == 0
     assert "holds_quota" not in (get_item(ddb, aws.stack, job_id) or {})
 
 
@@ -393,12 +394,12 @@ def test_dispatch_starts_no_job_it_may_not_finish_in_time(aws: Aws) -> None:
         jobmodel.transition(services.ddb, services.config.table, job_id, Status.QUEUED, expected=[Status.PENDING],
                             by=Actor.LAUNCHER)
 
-    short = time.monotonic() + launcher.JOB_START_SECONDS - 1
-    assert launcher.dispatch(services, deadline=short) == []
+    short = time.monotonic() + dispatch.JOB_START_SECONDS - 1
+    assert dispatch.dispatch(services, deadline=short) == []
     assert statuses(aws, jobs) == [Status.QUEUED] * 2 and instances(aws) == []
 
-    enough = time.monotonic() + launcher.JOB_START_SECONDS + 60
-    assert launcher.dispatch(services, deadline=enough) == [launcher.Outcome.LAUNCHED] * 2
+    enough = time.monotonic() + dispatch.JOB_START_SECONDS + 60
+    assert dispatch.dispatch(services, deadline=enough) == [dispatch.Outcome.LAUNCHED] * 2
 
 
 def test_a_finished_job_gets_its_expiry_when_the_stack_keeps_records_for_a_time(aws: Aws) -> None:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from components.monitoring import LOG_METRICS
-from components.triggers import FINISHED_HOLDING_QUOTA_FILTER
 from handlers import jobmodel, launcher, quota, sweeper
 from handlers.jobmodel import Actor, Status
 from local.logs import LambdaJsonFormatter
 from local.streams import matches as stream_matches
+from stackspec.triggers import FINISHED_HOLDING_QUOTA_FILTER
 from tests.conftest import Aws
 from tests.fakes import FlakyEc2
 from tests.metricfilters import matches, metric_value

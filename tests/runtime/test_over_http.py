@@ -9,12 +9,12 @@ from typing import Any
 
 import requests
 
-from components.triggers import LAUNCHER_EVENT_FILTERS
 from handlers import jobmodel, launcher
 from handlers.jobmodel import JOB_ID_TAG, Status
 from handlers.jobs import create_job
 from handlers.upload import create_upload
 from local.streams import matches
+from stackspec.triggers import LAUNCHER_EVENT_FILTERS
 from tests.conftest import Aws
 from tests.runtime.jobs import OWNER, get_item
 from tests.streams import lambda_records

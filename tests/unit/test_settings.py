@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import pytest
 
-from components.settings import (
+from handlers import jobmodel
+from handlers.config import ApiConfig, EnvConfig, LauncherConfig
+from stackspec.settings import (
     MIB,
     StackSettings,
     api_config,
@@ -13,8 +17,6 @@ from components.settings import (
     settings_from_mapping,
     site_config,
 )
-from handlers import jobmodel
-from handlers.config import ApiConfig, LauncherConfig
 
 
 def test_defaults_need_no_config() -> None:
@@ -62,7 +64,7 @@ def test_api_config_and_site_config_carry_the_same_limits() -> None:
     site = site_config(settings, region="eu-west-1", user_pool_id="eu-west-1_pool", client_id="client")
     assert int(env["MAX_FILE_BYTES"]) == site["maxFileBytes"] == 3 * MIB
     assert int(env["MAX_TEXT_LENGTH"]) == site["maxTextLength"] == 99
-    assert env["BUCKET_NAME"] == "bucket" and env["TABLE_NAME"] == "table"
+    assert env["BUCKET"] == "bucket" and env["TABLE"] == "table"
 
 
 def test_each_function_reads_back_the_config_its_environment_was_written_from() -> None:
@@ -76,6 +78,52 @@ def test_each_function_reads_back_the_config_its_environment_was_written_from() 
                               (launcher, LauncherConfig.from_env(launcher.to_env()))):
         assert read_back == config
         assert len(set(config.to_env().values())) == len(config.to_env()), "two variables hold the same value"
+
+
+STACK_VALUES = frozenset({"bucket", "table", "launch_template_id", "subnet_ids", "stack_tag"})
+"""Handler config fields the stack makes (names, ids), not `pulumi config` keys."""
+
+
+@pytest.mark.parametrize("kind", [ApiConfig, LauncherConfig])
+def test_a_handler_config_field_has_the_name_of_its_settings_field(kind: type) -> None:
+    """Regression: one value carried four names (`maxActiveJobsPerUser` -> `max_active_jobs_per_user` ->
+    `max_active_jobs` -> `MAX_ACTIVE_JOBS_PER_USER`). Every field a handler reads from the stack's settings has the
+    settings field's name, and its variable is that name in upper case."""
+    settings = {f.name for f in fields(StackSettings)} | {"max_file_bytes"}  # max_file_mb in bytes
+    renamed = {f.name for f in fields(kind)} - STACK_VALUES - settings
+    assert not renamed, f"{kind.__name__} fields that are no settings field: {sorted(renamed)}"
+    config = (api_config("b", "t", StackSettings()) if kind is ApiConfig
+              else launcher_config("t", "lt", ["s"], stack_tag="tag", settings=StackSettings()))
+    assert set(config.to_env()) == {f.name.upper() for f in fields(kind)}
+
+
+def test_a_malformed_or_missing_variable_is_named() -> None:
+    env = api_config("b", "t", StackSettings()).to_env()
+    with pytest.raises(ValueError, match="MAX_TEXT_LENGTH must be a whole number"):
+        ApiConfig.from_env({**env, "MAX_TEXT_LENGTH": "many"})
+    with pytest.raises(KeyError, match="MAX_CONCURRENT_VMS"):
+        ApiConfig.from_env({k: v for k, v in env.items() if k != "MAX_CONCURRENT_VMS"})
+    launcher = launcher_config("t", "lt", ["s"], stack_tag="tag", settings=StackSettings()).to_env()
+    with pytest.raises(ValueError, match="SUBNET_IDS names no subnet"):
+        LauncherConfig.from_env({**launcher, "SUBNET_IDS": ""})
+
+
+@dataclass(frozen=True)
+class EveryKind(EnvConfig):
+    name: str
+    count: int
+    enabled: bool
+    ids: tuple[str, ...]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_every_field_kind_reads_back_as_written(enabled: bool) -> None:
+    """Regression: a bool written as `False` and read back as a non-empty string, which is true."""
+    config = EveryKind(name="n", count=3, enabled=enabled, ids=("a", "b"))
+    assert EveryKind.from_env(config.to_env()) == config
+    assert config.to_env() == {"NAME": "n", "COUNT": "3", "ENABLED": str(enabled).lower(), "IDS": "a,b"}
+    with pytest.raises(ValueError, match="ENABLED must be true or false"):
+        EveryKind.from_env({**config.to_env(), "ENABLED": "yes"})
 
 
 def test_site_config_names_the_pool_and_client_and_an_endpoint_only_where_given() -> None:

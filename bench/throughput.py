@@ -16,9 +16,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from local.bench.children import BOTO3_FLOOR, python, run_child
-from local.bench.figures import Figure, figure
-from local.bench.plan import Plan
+from bench.children import BOTO3_FLOOR, python, run_child
+from bench.figures import Figure, figure
+from bench.plan import Plan
 from local.emulator import REGION, EndpointSession, MotoServer, aws_environment
 
 MIB = 1024 * 1024
@@ -60,7 +60,7 @@ def emulator() -> Iterator[tuple[Any, dict[str, str]]]:
 
 def copy_once(mode: str, key: str, s3: Any, env: dict[str, str]) -> tuple[float, float]:
     """Seconds of the copy and peak RSS (MiB) of its process."""
-    run = run_child([sys.executable, "-m", "local.bench.probe", mode, INPUT_BUCKET, key], env)
+    run = run_child([sys.executable, "-m", "bench.probe", mode, INPUT_BUCKET, key], env)
     result = json.loads(run.stdout.strip().splitlines()[-1])
     s3.delete_object(Bucket=INPUT_BUCKET, Key=result["key"])
     return float(result["seconds"]), float(result["peak_rss_mib"])

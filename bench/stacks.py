@@ -7,10 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from components.settings import StackSettings
+from bench.plan import Remote
 from local.app import LocalPipeline
-from local.bench.plan import Remote
 from local.client import access_token
+from stackspec.settings import StackSettings
 
 BENCH_USER = "bench@example.com"
 UNLIMITED_JOBS = 100_000

@@ -1,4 +1,4 @@
-"""`python -m local.bench [--quick] [--url https://<site> --email <user>]`: run the figures, print the table, write
+"""`python -m bench [--quick] [--url https://<site> --email <user>]`: run the figures, print the table, write
 `bench-results/<timestamp>.json` and the picture (`docs/bench.png` for a full local run)."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local.bench import api, coldstart, pipeline, throughput
-from local.bench.children import REPO_ROOT, ChildFailedError
-from local.bench.figures import Figure, Target, table
-from local.bench.picture import draw
-from local.bench.plan import BenchError, Plan, plan_for
+from bench import api, coldstart, pipeline, throughput
+from bench.children import REPO_ROOT, ChildFailedError
+from bench.figures import Figure, Target, table
+from bench.picture import draw
+from bench.plan import BenchError, Plan, plan_for
 
 RESULTS_DIR = REPO_ROOT / "bench-results"
 PICTURE = REPO_ROOT / "docs" / "bench.png"

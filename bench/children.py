@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BOTO3_FLOOR = "import boto3; boto3.client('s3'); from local.bench.probe import peak_rss_mib; print(peak_rss_mib())"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BOTO3_FLOOR = "import boto3; boto3.client('s3'); from bench.probe import peak_rss_mib; print(peak_rss_mib())"
 """The floor a Python process with boto3 cannot go below: the interpreter, boto3 imported, one client made; prints
 its peak RSS in MiB."""
 

@@ -1,7 +1,7 @@
 """The client side of the API figures, in its own process so that the clients' Python does not compete with the
 local server's for one interpreter lock.
 
-    python -m local.bench.apiload <spec.json>
+    python -m bench.apiload <spec.json>
 
 The spec: `{"url", "phases": [{"route", "clients": [{"token", "requests": [request, ...]}, ...]}]}`, a request
 being `{"method", "path", "json"?, "expect"}`. Each phase runs its clients at once, one thread and HTTP session each,
@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from local.bench.cpu import own_cpu_seconds
+from bench.cpu import own_cpu_seconds
 
 
 def run_client(url: str, token: str, requests_: list[dict[str, Any]], out: list[float], errors: list[str]) -> None:

@@ -10,14 +10,13 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from handlers import jobmodel
 from handlers.config import ApiConfig, LauncherConfig
 
 PROJECT = "filepipe"
-WORKER_SCRIPT_KEY = "worker/worker.py"
-"""Object key of the worker script in the data bucket."""
+HandlerConfig = TypeVar("HandlerConfig", ApiConfig, LauncherConfig)
 STACK_TAG = jobmodel.STACK_TAG
 API_PREFIX = "/api"
 
@@ -203,37 +202,29 @@ def _parse(name: str, raw: str, kind: type) -> Any:
     return raw
 
 
+def handler_config(kind: type[HandlerConfig], settings: StackSettings, **stack_values: Any) -> HandlerConfig:
+    """A handler's config: `stack_values` (names and ids the stack made), and every other field from the settings
+    field of the same name, so a key keeps one name from `pulumi config` to the handler that enforces it."""
+    from_settings = {f.name: getattr(settings, f.name) for f in fields(kind) if f.name not in stack_values}
+    return kind(**stack_values, **from_settings)
+
+
 def api_config(bucket: str, table: str, settings: StackSettings) -> ApiConfig:
     """Config of the API handlers (their Lambda environment is its `to_env()`)."""
-    return ApiConfig(
-        bucket=bucket,
-        table=table,
-        max_file_bytes=settings.max_file_bytes,
-        max_text_length=settings.max_text_length,
-        upload_expiry_seconds=settings.upload_expiry_seconds,
-        download_expiry_seconds=settings.download_expiry_seconds,
-        max_active_jobs=settings.max_active_jobs_per_user,
-        max_concurrent_vms=settings.max_concurrent_vms,
-    )
+    return handler_config(ApiConfig, settings, bucket=bucket, table=table)
 
 
 def launcher_config(
     table: str, launch_template_id: str, subnet_ids: Sequence[str], *, stack_tag: str, settings: StackSettings
 ) -> LauncherConfig:
-    """Config of the launcher and the sweeper (their Lambda environment is its `to_env()`).
+    """Config of the launcher, the slot release function and the sweeper (their Lambda environment is its
+    `to_env()`).
 
     `stack_tag` is the `STACK_TAG` value the launcher puts on its VMs and the sweeper looks for (on AWS unique per
     deployment, see `components.compute.Compute.stack_tag`).
     """
-    return LauncherConfig(
-        table=table,
-        launch_template_id=launch_template_id,
-        subnet_ids=tuple(subnet_ids),
-        max_concurrent_vms=settings.max_concurrent_vms,
-        job_timeout_minutes=settings.job_timeout_minutes,
-        stack=stack_tag,
-        retention_days=settings.retention_days,
-    )
+    return handler_config(LauncherConfig, settings, table=table, launch_template_id=launch_template_id,
+                          subnet_ids=tuple(subnet_ids), stack_tag=stack_tag)
 
 
 def site_config(

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from local.bench.figures import Figure
+from bench.figures import Figure
 
 DPI = 90
 LEGEND_SHARE = 0.35

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from components.settings import StackSettings, api_config, launcher_config
-from local.bench.children import run_child
-from local.bench.figures import Figure, figure
-from local.bench.plan import Plan
+from bench.children import run_child
+from bench.figures import Figure, figure
+from bench.plan import Plan
 from local.emulator import REGION, aws_environment
+from stackspec.settings import StackSettings, api_config, launcher_config
 
 GROUP = "coldstart"
 NO_ENDPOINT = "http://127.0.0.1:9"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from components.settings import StackSettings
+from stackspec.settings import StackSettings
 
 PASSWORD_VARIABLE = "BENCH_PASSWORD"
 ALL_GROUPS = ("worker", "coldstart", "api", "pipeline")

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from local.bench.children import run_child
-from local.bench.cpu import StackCpu
-from local.bench.figures import Figure, Target, figure, percentile
-from local.bench.plan import Plan
-from local.bench.stacks import Stack, local_stack, remote_stack
+from bench.children import run_child
+from bench.cpu import StackCpu
+from bench.figures import Figure, Target, figure, percentile
+from bench.plan import Plan
+from bench.stacks import Stack, local_stack, remote_stack
 from local.client import ApiClient, access_token
 
 GROUP = "api"
@@ -92,7 +92,7 @@ def run_phase(url: str, phase: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         spec = Path(scratch) / "spec.json"
         spec.write_text(json.dumps({"url": url, "phases": [phase]}), encoding="utf-8")
-        return json.loads(run_child([sys.executable, "-m", "local.bench.apiload", str(spec)]).stdout)
+        return json.loads(run_child([sys.executable, "-m", "bench.apiload", str(spec)]).stdout)
 
 
 def run_round(stack: Stack, users: Sequence[Requests], clients: int, per_client: int, *, notes: list[str],

@@ -17,12 +17,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bench.children import python
+from bench.figures import Figure, figure
+from bench.plan import BenchError, Plan
+from bench.stacks import Stack, local_stack, remote_stack
 from handlers.jobmodel import FINAL_STATES
 from handlers.jobs import LIST_LIMIT
-from local.bench.children import python
-from local.bench.figures import Figure, figure
-from local.bench.plan import BenchError, Plan
-from local.bench.stacks import Stack, local_stack, remote_stack
 from local.client import ApiClient
 from local.load import children_cpu, submit_all, wait_for_vms
 

@@ -1,7 +1,7 @@
 """The child side of the worker figures: copy one object in a fresh process, print the seconds the copy took.
 
-    python -m local.bench.probe worker <bucket> <key>   # the worker's own data path (worker.write_output)
-    python -m local.bench.probe copy <bucket> <key>     # a plain boto3 streaming copy of the same object
+    python -m bench.probe worker <bucket> <key>   # the worker's own data path (worker.write_output)
+    python -m bench.probe copy <bucket> <key>     # a plain boto3 streaming copy of the same object
 
 Prints `{"seconds", "key", "peak_rss_mib"}`: the copy's time, what it wrote (the parent deletes it), and this
 process's peak RSS. The AWS endpoint comes from the environment.
