@@ -242,7 +242,7 @@ class Compute(pulumi.ComponentResource):
             self._partition, self._region, self._account, STACK_TAG, self.stack_tag
         )
         self._launcher(args, environment, dispatch, terminate)
-        self._release(args, environment, dispatch)
+        self._release(args, environment, dispatch, terminate)
         self._sweeper(args, environment, dispatch, terminate)
 
     def _launcher(
@@ -300,7 +300,8 @@ class Compute(pulumi.ComponentResource):
         )
 
     def _release(
-        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement]
+        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement],
+        terminate: iam.Statement,
     ) -> None:
         """The slot release Lambda and the EventBridge rule that brings it every VM terminated in the account.
 
@@ -312,7 +313,9 @@ class Compute(pulumi.ComponentResource):
             "release",
             args,
             environment,
-            lambda logs: iam.release_function_policy(dispatch=dispatch, table_arn=args.table_arn, log_group_arn=logs),
+            lambda logs: iam.release_function_policy(
+                dispatch=dispatch, terminate=terminate, table_arn=args.table_arn, log_group_arn=logs
+            ),
             reserved_concurrency=NO_RESERVATION,
             timeout_seconds=launcher_module.TIMEOUT_SECONDS,
         )

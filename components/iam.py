@@ -144,13 +144,16 @@ def manage_function_policy(
 ) -> pulumi.Output[str]:
     """Cancel, retry and delete a user's jobs (`handlers.manage`): read jobs and the VM slots, move and delete job
     items and count them per user, but never write a VM slot (items `slot#...`: freeing one would break the VM
-    cap); copy an input to a new job's key; delete a job's input, output and log.
+    cap); copy an input to a new job's key; sign a finished job's download; delete a job's input, output and log.
 
     `s3:ListBucket` makes S3 answer a copy of an input that is gone 404 (the handler's 409 `input_gone`) instead of
     403, as for the jobs function.
     """
     return document(
         statement(["s3:GetObject", "s3:PutObject"], [objects(bucket_arn, f"{INPUT_PREFIX}*")], sid="CopyInputs"),
+        # A retry of a job retried before answers with the job that retry made (`manage.retry_job`): once it has
+        # SUCCEEDED, with a presigned GET of its output, which S3 authorises with this role's permissions.
+        statement(["s3:GetObject"], [objects(bucket_arn, f"{OUTPUT_PREFIX}*")], sid="SignOutputDownloads"),
         statement(
             ["s3:DeleteObject"],
             [objects(bucket_arn, f"{INPUT_PREFIX}*"), objects(bucket_arn, f"{OUTPUT_PREFIX}*")],
@@ -319,11 +322,19 @@ def read_slots_statement(table_arn: pulumi.Input[str], *, jobs_too: bool = False
 
 
 def release_function_policy(
-    *, dispatch: Sequence[Statement], table_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]
+    *,
+    dispatch: Sequence[Statement],
+    terminate: Statement,
+    table_arn: pulumi.Input[str],
+    log_group_arn: pulumi.Input[str],
 ) -> pulumi.Output[str]:
     """Find the slot a terminated VM holds (`ReadSlots`), give it back and start queued jobs in it
-    (`dispatch_statements`); nothing else: no stream, no queue, no TerminateInstances."""
-    return document(read_slots_statement(table_arn), *dispatch, log_statement(log_group_arn))
+    (`dispatch_statements`); nothing else: no stream, no queue.
+
+    A job cancelled while this function starts its VM has that VM terminated at once (`launcher.record_vm`), so it
+    terminates this stack's VMs as the launcher does (`terminate_stack_instances_statement`); without it the VM
+    would hold its slot until its worker noticed the cancel."""
+    return document(read_slots_statement(table_arn), *dispatch, terminate, log_statement(log_group_arn))
 
 
 def sweeper_function_policy(

@@ -51,6 +51,8 @@ class Names:
     stack_tags: Mapping[str, str]
     instance_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Instance id -> its tags (as EC2 holds them), for `aws:ResourceTag/...` conditions."""
+    ebs_kms_key_arn: str | None = None
+    """The customer-managed KMS key the launch template encrypts root volumes with (`ebsKmsKeyArn`), if any."""
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
         return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
