@@ -215,6 +215,7 @@ def dispatch_statements(
     security_group_arn: pulumi.Input[str],
     instance_role_arn: pulumi.Input[str],
     ami_parameter: str,
+    ebs_kms_key_arn: str | None = None,
 ) -> list[Statement]:
     """What `handlers.launcher.dispatch` needs: move jobs, hold VM slots, start VMs from this stack's template only.
 
@@ -265,6 +266,28 @@ def dispatch_statements(
         statement(
             ["ssm:GetParameters"], [ssm_parameter_arn(partition, region, account, ami_parameter)], sid="ResolveAmi"
         ),
+        *(ebs_key_statements(ebs_kms_key_arn) if ebs_kms_key_arn else []),
+    ]
+
+
+EBS_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
+                   "kms:ReEncryptTo")
+"""What the caller of RunInstances needs on a customer-managed key that encrypts the new volume, besides CreateGrant
+(AWS's "Requirements for Amazon EBS encryption", Permissions for users; its `kms:ReEncrypt` is both ReEncrypt
+actions)."""
+
+
+def ebs_key_statements(key_arn: str) -> list[Statement]:
+    """Use of the customer-managed key of the root volumes (`ebsKmsKeyArn`) by the roles that call RunInstances:
+    EBS creates a grant for the volume on the caller's behalf, so CreateGrant only for an AWS resource
+    (`kms:GrantIsForAWSResource`), as AWS's EBS encryption requirements advise."""
+    # parliament PERMISSIONS_MANAGEMENT_ACTIONS (iam:PassRole, kms:CreateGrant): a grant on the one key of the root
+    # volumes, and only one EBS asks for on the caller's behalf (kms:GrantIsForAWSResource), as EBS needs to use
+    # the key for the volume; the document also passes the worker role (see `dispatch_statements`).
+    return [
+        statement(["kms:CreateGrant"], [key_arn], sid="GrantEbsKeyToVolumes",
+                  condition={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
+        statement(list(EBS_KEY_ACTIONS), [key_arn], sid="EncryptVolumesWithEbsKey"),
     ]
 
 

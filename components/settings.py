@@ -33,6 +33,8 @@ MAX_REFRESH_TOKEN_DAYS = 3650
 FAILED_JOBS_WINDOW_MINUTES = 15
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 """Loose on purpose: enough to catch a missing `@` or a list where one address goes; SNS checks the rest."""
+KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
+"""A KMS key's ARN (as EC2's ModifyEbsDefaultKmsKeyId reference shows one); IAM grants on it, so not an alias."""
 
 BOUNDS: dict[str, tuple[int, int | None]] = {
     **dict.fromkeys(("max_text_length", "max_concurrent_vms", "job_timeout_minutes", "log_retention_days",
@@ -106,6 +108,9 @@ class StackSettings:
     retention_days: int = 0
     """Days after which inputs, outputs and logs expire (S3 lifecycle); it also enables the jobs table's TTL on
     `JOB_EXPIRY_ATTR`, which the launcher sets on each finished job. 0 keeps everything."""
+    ebs_kms_key_arn: str = ""
+    """ARN of a customer-managed KMS key that encrypts the VMs' root volumes (and grants to the roles that launch
+    them); empty: EBS's default key. Needed where the account's EBS encryption by default uses such a key."""
 
     def __post_init__(self) -> None:
         problems = [*self._range_problems(), *self._format_problems()]
@@ -133,6 +138,9 @@ class StackSettings:
         problems = []
         if self.alarm_email and not EMAIL.fullmatch(self.alarm_email):
             problems.append(f"alarmEmail must be one e-mail address, got {self.alarm_email!r}")
+        if self.ebs_kms_key_arn and not KMS_KEY_ARN.fullmatch(self.ebs_kms_key_arn):
+            problems.append(f"ebsKmsKeyArn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>, "
+                            f"not an alias), got {self.ebs_kms_key_arn!r}")
         if self.log_retention_days >= 1 and self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
                             f"(the values CloudWatch Logs accepts); got {self.log_retention_days}")

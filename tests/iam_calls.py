@@ -147,6 +147,12 @@ def _run_instances(call: AwsCall, names: Names) -> list[Check]:
         checks.append(Check("ec2:CreateTags", created[spec["ResourceType"]], {"ec2:CreateAction": "RunInstances"}))
     checks.append(Check("iam:PassRole", names.worker_role_arn, {"iam:PassedToService": "ec2.amazonaws.com"}))
     checks.append(Check("ssm:GetParameters", names.ami_parameter_arn))
+    if names.ebs_kms_key_arn:  # the root volume's customer-managed key (AWS's EBS encryption requirements)
+        key = names.ebs_kms_key_arn
+        checks.append(Check("kms:CreateGrant", key, {"kms:GrantIsForAWSResource": "true"}))
+        checks += [Check(action, key) for action in ("kms:Decrypt", "kms:DescribeKey",
+                                                     "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
+                                                     "kms:ReEncryptTo")]
     return checks
 
 

@@ -341,6 +341,7 @@ TUNED: dict[str, str] = {
     "refreshTokenDays": "3",
     "protectData": "true",
     "retentionDays": "45",
+    "ebsKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 """A stack that sets every config key to a value unlike the dev stack's and the defaults (a new key must be added
 here: `test_program` checks), so one run of the program shows each override reaching its resources."""

@@ -28,7 +28,7 @@ from tests.iam_static import (
     project_sources,
     static_checks,
 )
-from tests.infra.conftest import ACCOUNT, PARTITION, REGION, WORKER_TAG, Deployment
+from tests.infra.conftest import ACCOUNT, PARTITION, REGION, TUNED, WORKER_TAG, Deployment
 
 WORKER = "worker"
 STATIC_EXEMPT: dict[tuple[str, str], str] = {
@@ -74,6 +74,12 @@ def worker_identity(dev: Deployment) -> Wired:
                  cli=True)
 
 
+def ami_parameter_arn(parameter: str) -> str:
+    """An SSM parameter's ARN: AWS's public ones (`/aws/service/...`) have no account in it, the account's own do."""
+    owner = "" if parameter.startswith("/aws/") else ACCOUNT
+    return f"arn:{PARTITION}:ssm:{REGION}:{owner}:parameter{parameter}"
+
+
 def stack_of(dev: Deployment, settings: StackSettings | None = None) -> Stack:
     table = dev.one("aws:dynamodb/table:Table").outputs
     subnets = sorted(dev.of_type("aws:ec2/subnet:Subnet"), key=lambda subnet: subnet.name)
@@ -84,7 +90,7 @@ def stack_of(dev: Deployment, settings: StackSettings | None = None) -> Stack:
         template_arn=template.outputs["arn"], subnet_arns=[s.outputs["arn"] for s in subnets],
         security_group_arn=dev.one("aws:ec2/securityGroup:SecurityGroup", "compute-worker").outputs["arn"],
         worker_role_arn=dev.one("aws:iam/role:Role", "compute-worker-role").outputs["arn"],
-        ami_parameter_arn=f"arn:{PARTITION}:ssm:{REGION}::parameter{(settings or StackSettings()).ami_parameter}",
+        ami_parameter_arn=ami_parameter_arn((settings or StackSettings()).ami_parameter),
         stack_tag=WORKER_TAG, stream_arn=table["streamArn"], ebs_kms_key_arn=ebs.get("kmsKeyId"),
     )
 
@@ -216,3 +222,18 @@ def test_an_s3_call_site_must_declare_its_keys(dev: Deployment) -> None:
         "services.s3.delete_object(Bucket=services.config.bucket, Key=\"x\")") + "\n\ndef handler(")})
     with pytest.raises(AssertionError, match="declare the keys it touches"):
         prove(graph, identity_named(dev, "handlers.jobs.handler"), stack_of(dev))
+
+
+def test_a_customer_managed_ebs_key_is_granted_to_every_function_that_launches(tuned: Deployment) -> None:
+    """With `ebsKmsKeyArn`, RunInstances also needs the key (CreateGrant for AWS resources, Decrypt, DescribeKey,
+    GenerateDataKeyWithoutPlaintext, ReEncrypt: AWS's "Requirements for Amazon EBS encryption"): the launcher,
+    the release function and the sweeper all launch, and nothing else gets the key."""
+    stack = stack_of(tuned, StackSettings.from_config(TUNED.get))
+    assert stack.names.ebs_kms_key_arn == TUNED["ebsKmsKeyArn"]
+    graph = CallGraph(project_sources())
+    proofs = {identity.name: prove(graph, identity, stack) for identity in identities(tuned)}
+    assert {name: denied for name, (denied, _) in proofs.items() if denied} == {}
+    assert {name: unused for name, (_, unused) in proofs.items() if unused} == {}
+    holders = {identity.name for identity in identities(tuned)
+               if any(a.startswith("kms:") for _, a in granted_actions(identity.policy))}
+    assert holders == {"compute-launcher", "compute-release", "compute-sweeper"}

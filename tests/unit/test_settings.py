@@ -43,6 +43,8 @@ def test_comma_separated_origins() -> None:
         ("maxFileMb", "ten", "maxFileMb must be a whole number"),
         ("maxConcurrentVms", "0", "maxConcurrentVms must be at least 1"),
         ("jobTimeoutMinutes", "-3", "jobTimeoutMinutes must be at least 1"),
+        ("ebsKmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/ebs", "ebsKmsKeyArn must be a KMS key ARN"),
+        ("ebsKmsKeyArn", "1234abcd-12ab-34cd-56ef-1234567890ab", "ebsKmsKeyArn must be a KMS key ARN"),
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(key: str, value: str, message: str) -> None:
