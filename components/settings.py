@@ -104,7 +104,8 @@ class StackSettings:
     """How long a signed-in browser stays signed in without the password (refresh token lifetime)."""
     protect_data: bool = False
     """Keep the data bucket and the jobs table through `pulumi destroy` and refuse their replacement: `protect`,
-    `retain_on_delete`, DynamoDB deletion protection, and no `force_destroy` (a production stack)."""
+    `retain_on_delete`, DynamoDB deletion protection, and no `force_destroy` (a production stack); the user pool
+    gets `protect` and Cognito's deletion protection."""
     retention_days: int = 0
     """Days after which inputs, outputs and logs expire (S3 lifecycle); it also enables the jobs table's TTL on
     `JOB_EXPIRY_ATTR`, which the launcher sets on each finished job. 0 keeps everything."""
