@@ -139,6 +139,10 @@ class StackSettings:
         problems = []
         if self.alarm_email and not EMAIL.fullmatch(self.alarm_email):
             problems.append(f"alarmEmail must be one e-mail address, got {self.alarm_email!r}")
+        if self.protect_data and not self.alarm_email:
+            problems.append("protectData is true but alarmEmail is empty: a stack that keeps users' data must tell "
+                            "someone when its alarms go off (failed jobs, overdue VMs, function errors); set "
+                            "alarmEmail to an address that is read")
         if self.ebs_kms_key_arn and not KMS_KEY_ARN.fullmatch(self.ebs_kms_key_arn):
             problems.append(f"ebsKmsKeyArn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>, "
                             f"not an alias), got {self.ebs_kms_key_arn!r}")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from components.settings import JOB_EXPIRY_ATTR, StackSettings
-from tests.infra.conftest import Deployment, stack_config
+from tests.infra.conftest import Deployment, prod_stack_config, stack_config
 
 BUCKET = "aws:s3/bucket:Bucket"
 TABLE = "aws:dynamodb/table:Table"
@@ -18,7 +18,8 @@ KEPT = {(BUCKET, "storage-data"), (TABLE, "storage-jobs")}
 
 
 def settings_of(stack: str) -> StackSettings:
-    return StackSettings.from_config(lambda key: stack_config(stack).get(f"filepipe:{key}"))
+    config = prod_stack_config() if stack == "prod" else stack_config(stack)
+    return StackSettings.from_config(lambda key: config.get(f"filepipe:{key}"))
 
 
 def expiry_rules(deployment: Deployment) -> dict[str, int]:
@@ -98,5 +99,8 @@ def test_the_worker_script_never_expires(prod: Deployment) -> None:
 
 def test_both_stacks_build_the_same_resources(dev: Deployment, prod: Deployment) -> None:
     """Regression: a stack file that makes the program skip or add a resource, so that what `dev` tested is not
-    what `prod` gets."""
-    assert sorted((r.type, r.name) for r in dev.resources) == sorted((r.type, r.name) for r in prod.resources)
+    what `prod` gets. Prod's `alarmEmail` (which a protected stack must have) adds its mail subscription only."""
+    subscription = ("aws:sns/topicSubscription:TopicSubscription", "monitoring-alarm-email")
+    assert subscription not in {(r.type, r.name) for r in dev.resources}
+    assert sorted([*((r.type, r.name) for r in dev.resources), subscription]) == sorted(
+        (r.type, r.name) for r in prod.resources)

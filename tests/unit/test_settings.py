@@ -106,7 +106,7 @@ def test_account_settings_out_of_range_are_refused_naming_the_key(values: dict[s
 
 def test_protect_data_is_true_or_false_and_nothing_else() -> None:
     """Regression: `protectData yes` (or a typo) silently read as false, leaving prod's data unprotected."""
-    assert settings_from_mapping({"protectData": "true"}).protect_data is True
+    assert settings_from_mapping({"protectData": "true", "alarmEmail": "ops@example.org"}).protect_data is True
     assert settings_from_mapping({"protectData": "False"}).protect_data is False
     with pytest.raises(ValueError, match="protectData must be true or false"):
         settings_from_mapping({"protectData": "yes"})
