@@ -416,3 +416,28 @@ def test_config_carries_the_vm_cap() -> None:
     """Deleting reads every VM slot: the API's config must know how many there are."""
     assert CONFIG.max_concurrent_vms > 0
     assert ApiConfig.from_env(replace(CONFIG, max_concurrent_vms=7).to_env()).max_concurrent_vms == 7
+
+
+def test_in_a_versioned_bucket_retry_and_delete_work_and_leave_the_files_restorable(stack: Stack) -> None:
+    """A stack with `protectData` versions its data bucket: a retry still copies the input, a delete still hides a
+    job's files (delete markers) and nothing else; their versions stay for the lifecycle to expire, so a mistaken
+    delete can be undone."""
+    s3 = stack.client("s3")
+    s3.put_bucket_versioning(Bucket=stack.bucket, VersioningConfiguration={"Status": "Enabled"})
+    try:
+        failed = counted_job(stack, Status.FAILED)
+        retried = send(RETRY, failed)
+        assert retried.status == 201, retried.body
+        done = counted_job(stack, Status.SUCCEEDED)
+        released(stack, done)
+        files = {k for k in stack.object_keys() if done in k}
+
+        assert send(DELETE, done).status == 204
+
+        assert not {k for k in stack.object_keys() if done in k}, "the files are hidden at once"
+        versions = s3.list_object_versions(Bucket=stack.bucket, Prefix=jobmodel.INPUT_PREFIX + done)
+        assert [v["Key"] for v in versions.get("Versions", [])] == [k for k in files if k.startswith("inputs/")]
+        assert len(versions.get("DeleteMarkers", [])) == 1, "hidden by a delete marker, its version kept"
+        assert stack.raw_item(done) is None
+    finally:
+        s3.put_bucket_versioning(Bucket=stack.bucket, VersioningConfiguration={"Status": "Suspended"})
