@@ -15,8 +15,10 @@ rules over-approximate: a call the graph cannot rule out counts as reachable.
 
 A boto3 client is recognised by the name it goes by (`CLIENT_NAMES`: `services.ec2`, `self.ddb`, a parameter `s3`)
 or by being made on the spot (`boto3.client("s3").download_file(...)`); `client.get_paginator("op")` runs `op`.
-A call that looks like a client operation on a receiver the graph cannot place is reported in `unresolved` rather
-than guessed, so a client under a new name fails loudly.
+A call that looks like a client operation on a receiver the graph cannot place, a client made for a service no name
+maps to, or a boto3 resource is reported in `unresolved` rather than guessed, so a client under a new name fails
+loudly. Not followed: calls made through `getattr` or decorators' own bodies (the project's decorators only
+register).
 """
 
 from __future__ import annotations
@@ -189,6 +191,8 @@ class CallGraph:
                     targets |= self._resolve_attribute(module, node, cls)
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
                     self._client_call(module, qualname, node, cls)
+                if isinstance(node, ast.Call):
+                    self._client_made(qualname, node)
 
     def _resolve_name(self, module: _Module, name: str) -> set[str]:
         local = f"{module.name}.{name}"
@@ -233,7 +237,7 @@ class CallGraph:
         service = self._client_service(module, receiver)
         where = f"{qualname} (line {node.lineno})"
         if service is None:
-            if method in _ALL_CLIENT_METHODS() and not self._project_callee(module, receiver, method, cls):
+            if method in all_client_methods() and not self._project_callee(module, receiver, method, cls):
                 self.unresolved.append(f"{where}: .{method}(...) on a receiver that is not a known client")
             return
         if method == "get_paginator":
@@ -248,6 +252,18 @@ class CallGraph:
             self.unresolved.append(f"{where}: {service} client has no method {method} the graph knows")
             return
         self.calls.setdefault(qualname, []).append(ClientCall(service, method, qualname, node.lineno, node))
+
+    def _client_made(self, qualname: str, node: ast.Call) -> None:
+        """A client of a service no `CLIENT_NAMES` entry names (or a boto3 resource) would hide its calls."""
+        name = _name_of(node.func)
+        first = node.args[0] if node.args else None
+        service = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
+        if name == "resource" and service is not None:
+            self.unresolved.append(f"{qualname} (line {node.lineno}): a boto3 resource ({service}) the graph cannot "
+                                   "follow: use a client")
+        elif name == "client" and service is not None and service not in CLIENT_NAMES.values():
+            self.unresolved.append(f"{qualname} (line {node.lineno}): a {service} client; name the variables that "
+                                   "hold it in tests/callgraph.py CLIENT_NAMES")
 
     def _project_callee(self, module: _Module, receiver: ast.expr, method: str, cls: str | None) -> bool:
         """Whether `receiver.method` is a project function or method (then the graph follows it as such)."""
@@ -341,5 +357,6 @@ def _name_of(expr: ast.expr) -> str | None:
 
 
 @functools.cache
-def _ALL_CLIENT_METHODS() -> frozenset[str]:  # noqa: N802 (a cached constant)
+def all_client_methods() -> frozenset[str]:
+    """Every method of the clients the graph knows by name (a call of one on an unknown receiver is suspect)."""
     return frozenset().union(*(client_methods(service) for service in set(CLIENT_NAMES.values())))

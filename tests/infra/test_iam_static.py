@@ -20,6 +20,7 @@ from components.settings import StackSettings
 from tests.callgraph import CallGraph
 from tests.iam_calls import Check, allowed_by, granted_actions
 from tests.iam_static import (
+    S3_KEYS,
     USER_DATA,
     WORKER_ENTRIES,
     Stack,
@@ -237,3 +238,10 @@ def test_a_customer_managed_ebs_key_is_granted_to_every_function_that_launches(t
     holders = {identity.name for identity in identities(tuned)
                if any(a.startswith("kms:") for _, a in granted_actions(identity.policy))}
     assert holders == {"compute-launcher", "compute-release", "compute-sweeper"}
+
+
+def test_every_declared_s3_call_site_still_calls_s3(graph: CallGraph) -> None:
+    """An `S3_KEYS` entry left behind by a renamed or removed function would declare keys for nothing."""
+    sites = {call.site for calls in graph.calls.values() for call in calls if call.service == "s3"}
+    declared = {key.split(" ")[0] for key in S3_KEYS}
+    assert declared <= sites, declared - sites

@@ -165,3 +165,15 @@ def test_the_user_data_python_and_cli_calls_are_read() -> None:
     assert (call.service, call.method, call.line) == ("dynamodb", "update_item", 5)
     with pytest.raises(AssertionError, match="aws sts"):
         cli_calls("aws sts get-caller-identity\n")
+
+
+def test_a_client_of_a_service_no_name_maps_to_is_reported() -> None:
+    """A new service's client (`client("cognito-idp")`) under any variable name would make calls no rule sees."""
+    g = graph(pkg_app="""
+        import boto3
+
+        def make(client):
+            return client("cognito-idp"), boto3.client("s3"), boto3.resource("dynamodb")
+    """)
+    assert len(g.unresolved) == 2
+    assert "cognito-idp client" in g.unresolved[0] and "boto3 resource (dynamodb)" in g.unresolved[1]
