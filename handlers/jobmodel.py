@@ -381,12 +381,17 @@ def table_definition(table: str) -> dict[str, Any]:
     }
 
 
+QUEUE_REASON = "queue_reason"
+"""Why a job went back to the queue after AWS refused its VM for now (the launcher writes it); shown while QUEUED."""
+
+
 PUBLIC_FIELDS = (
     "id", "status", "input_text", "input_file_path", "created_at", "queued_at", "launching_at", "started_at",
-    "finished_at", "updated_at", "instance_id", "output_file_path", "error", "log_path", RETRIED_AS, "queue_reason",
+    "finished_at", "updated_at", "instance_id", "output_file_path", "error", "log_path", RETRIED_AS, QUEUE_REASON,
 )
 
 
 def to_public(item: Mapping[str, str]) -> dict[str, str]:
-    """The job as the API returns it: known fields only, in a stable order."""
-    return {name: item[name] for name in PUBLIC_FIELDS if name in item}
+    """The job as the API returns it: known fields only, in a stable order; a queue reason only while it waits."""
+    shown = [name for name in PUBLIC_FIELDS if name != QUEUE_REASON or item.get("status") == Status.QUEUED]
+    return {name: item[name] for name in shown if name in item}

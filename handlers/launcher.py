@@ -58,8 +58,6 @@ ZONE_ERRORS = frozenset({
 """RunInstances errors about the subnet's zone (the instance type is not offered there, or not now): another of
 the stack's subnets, in another zone, may succeed at once."""
 
-QUEUE_REASON = "queue_reason"
-"""Item attribute: why a job went back to the queue after a refused launch (public: the page can show it)."""
 WAITING_SINCE = "waiting_since"
 """Item attribute: when AWS first refused the job's launch; the queue's deadline counts from it."""
 SECONDS_PER_DAY = 24 * 3600
@@ -227,7 +225,7 @@ def wait_or_give_up(services: LauncherServices, job_id: str, result: LaunchResul
         return Outcome.FAILED
     log.warning("launch refused for now; job back in the queue", extra={"job_id": job_id, "reason": result.reason})
     transition(services, job_id, Status.QUEUED, Status.LAUNCHING,
-               attrs={QUEUE_REASON: result.reason, WAITING_SINCE: since or jobmodel.utc_now()})
+               attrs={jobmodel.QUEUE_REASON: result.reason, WAITING_SINCE: since or jobmodel.utc_now()})
     return Outcome.RETRY_LATER
 
 

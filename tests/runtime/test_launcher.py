@@ -491,7 +491,9 @@ def test_a_waiting_job_is_tried_again_by_the_next_sweep_and_starts_once_the_quot
 
     report = sweeper.sweep(aws.launcher_services())
     assert report.started == 1
-    assert get_item(aws.client("dynamodb"), aws.stack, job_id)["status"] == Status.LAUNCHING
+    started = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert started is not None and started["status"] == Status.LAUNCHING
+    assert "queue_reason" not in jobmodel.to_public(started), "the reason is shown only while the job waits"
 
 
 @pytest.mark.parametrize("code", ["VcpuLimitExceeded", "InsufficientInstanceCapacity"])
