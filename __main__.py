@@ -33,6 +33,7 @@ monitoring = Monitoring(
         },
         launcher_function=compute.launcher.name,
         sweeper_function=compute.sweeper.name,
+        release_function=compute.release.name,
         failure_queue=compute.failure_queue.name,
         api_id=api.api.id,
         settings=settings,

@@ -32,7 +32,12 @@ class Auth(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         settings = args.settings
         pool = user_pool_definition(f"{name}-users", allow_self_sign_up=settings.allow_self_sign_up)
-        self.user_pool = aws.cognito.UserPool(f"{name}-users", **user_pool_args(pool), opts=child)
+        # Jobs and files are keyed by the pool's `sub`: a replaced pool would orphan every user's data, so a stack
+        # that protects its data protects the pool too (Pulumi's `protect`, and Cognito's deletion protection).
+        kept = pulumi.ResourceOptions(parent=self, protect=settings.protect_data)
+        self.user_pool = aws.cognito.UserPool(
+            f"{name}-users", **user_pool_args(pool), **pool_plan_args(protect=settings.protect_data), opts=kept
+        )
         client = app_client_definition(
             "", f"{name}-web",
             access_token_minutes=settings.access_token_minutes,
@@ -45,6 +50,18 @@ class Auth(pulumi.ComponentResource):
         self.region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         self.issuer = pulumi.Output.all(self.region, self.user_pool.id).apply(lambda v: issuer(v[0], v[1]))
         self.register_outputs({"userPoolId": self.user_pool.id, "clientId": self.client.id, "issuer": self.issuer})
+
+
+USER_POOL_TIER = "LITE"
+"""Cognito's feature plan (pulumi-aws `user_pool_tier`: LITE, ESSENTIALS or PLUS), set so the bill does not depend
+on a console default. Lite is the base plan (AWS: "start with the Lite plan, add advanced authentication and
+authorization options with the Essentials plan"); the pool signs in with a password through its own API and uses
+none of the advanced options (managed login, passwordless sign-in, threat protection)."""
+
+
+def pool_plan_args(*, protect: bool) -> dict[str, Any]:
+    """The pool's feature plan, and Cognito's deletion protection when the stack's data is protected."""
+    return {"user_pool_tier": USER_POOL_TIER, "deletion_protection": "ACTIVE" if protect else "INACTIVE"}
 
 
 def user_pool_args(definition: dict[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,7 @@ class Compute(pulumi.ComponentResource):
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=self.instance_profile.arn),
             vpc_security_group_ids=[self.network.security_group.id],
             instance_initiated_shutdown_behavior="terminate",
+            credit_specification=credit_specification(args.settings.instance_type),
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled",
                 http_tokens="required",
@@ -127,7 +128,8 @@ class Compute(pulumi.ComponentResource):
                 aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                     device_name=ROOT_DEVICE,
                     ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                        volume_type="gp3", encrypted="true", delete_on_termination="true"
+                        volume_type="gp3", encrypted="true", delete_on_termination="true",
+                        kms_key_id=args.settings.ebs_kms_key_arn or None,
                     ),
                 )
             ],
@@ -162,12 +164,13 @@ class Compute(pulumi.ComponentResource):
             security_group_arn=self.network.security_group.arn,
             instance_role_arn=self.instance_role.arn,
             ami_parameter=args.settings.ami_parameter,
+            ebs_kms_key_arn=args.settings.ebs_kms_key_arn or None,
         )
         terminate = iam.terminate_stack_instances_statement(
             self._partition, self._region, self._account, STACK_TAG, self.stack_tag
         )
         self._launcher(args, environment, dispatch, terminate)
-        self._release(args, environment, dispatch)
+        self._release(args, environment, dispatch, terminate)
         self._sweeper(args, environment, dispatch, terminate)
 
     def _launcher(
@@ -225,7 +228,8 @@ class Compute(pulumi.ComponentResource):
         )
 
     def _release(
-        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement]
+        self, args: ComputeArgs, environment: pulumi.Output[dict[str, str]], dispatch: list[iam.Statement],
+        terminate: iam.Statement,
     ) -> None:
         """The slot release Lambda and the EventBridge rule that brings it every VM terminated in the account.
 
@@ -238,7 +242,7 @@ class Compute(pulumi.ComponentResource):
             args,
             environment,
             lambda logs: iam.release_function_policy(
-                dispatch=dispatch, table_arn=args.storage.table.arn, log_group_arn=logs
+                dispatch=dispatch, terminate=terminate, table_arn=args.storage.table.arn, log_group_arn=logs
             ),
             reserved_concurrency=NO_RESERVATION,
             timeout_seconds=release_module.TIMEOUT_SECONDS,
@@ -333,6 +337,20 @@ class Compute(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
         )
         return event_rule
+
+
+BURSTABLE_FAMILIES = frozenset({"t2", "t3", "t3a", "t4g"})
+"""The burstable instance families (EC2's InstanceFamilyCreditSpecification lists exactly these); t3, t3a and t4g
+launch in `unlimited` credit mode unless told otherwise (RunInstances' CreditSpecification reference)."""
+
+
+def credit_specification(instance_type: str) -> aws.ec2.LaunchTemplateCreditSpecificationArgs | None:
+    """`standard` CPU credits for a burstable type: a busy VM is slowed to its baseline when its credits run out,
+    instead of being billed for surplus credits as in `unlimited` mode; None for other types, which earn no
+    credits."""
+    if instance_type.split(".", 1)[0] not in BURSTABLE_FAMILIES:
+        return None
+    return aws.ec2.LaunchTemplateCreditSpecificationArgs(cpu_credits="standard")
 
 
 def rate_expression(minutes: int) -> str:

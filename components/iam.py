@@ -144,13 +144,16 @@ def manage_function_policy(
 ) -> pulumi.Output[str]:
     """Cancel, retry and delete a user's jobs (`handlers.manage`): read jobs and the VM slots, move and delete job
     items and count them per user, but never write a VM slot (items `slot#...`: freeing one would break the VM
-    cap); copy an input to a new job's key; delete a job's input, output and log.
+    cap); copy an input to a new job's key; sign a finished job's download; delete a job's input, output and log.
 
     `s3:ListBucket` makes S3 answer a copy of an input that is gone 404 (the handler's 409 `input_gone`) instead of
     403, as for the jobs function.
     """
     return document(
         statement(["s3:GetObject", "s3:PutObject"], [objects(bucket_arn, f"{INPUT_PREFIX}*")], sid="CopyInputs"),
+        # A retry of a job retried before answers with the job that retry made (`manage.retry_job`): once it has
+        # SUCCEEDED, with a presigned GET of its output, which S3 authorises with this role's permissions.
+        statement(["s3:GetObject"], [objects(bucket_arn, f"{OUTPUT_PREFIX}*")], sid="SignOutputDownloads"),
         statement(
             ["s3:DeleteObject"],
             [objects(bucket_arn, f"{INPUT_PREFIX}*"), objects(bucket_arn, f"{OUTPUT_PREFIX}*")],
@@ -212,6 +215,7 @@ def dispatch_statements(
     security_group_arn: pulumi.Input[str],
     instance_role_arn: pulumi.Input[str],
     ami_parameter: str,
+    ebs_kms_key_arn: str | None = None,
 ) -> list[Statement]:
     """What `handlers.dispatch.dispatch` needs: move jobs, hold VM slots, start VMs from this stack's template only.
 
@@ -262,6 +266,28 @@ def dispatch_statements(
         statement(
             ["ssm:GetParameters"], [ssm_parameter_arn(partition, region, account, ami_parameter)], sid="ResolveAmi"
         ),
+        *(ebs_key_statements(ebs_kms_key_arn) if ebs_kms_key_arn else []),
+    ]
+
+
+EBS_KEY_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
+                   "kms:ReEncryptTo")
+"""What the caller of RunInstances needs on a customer-managed key that encrypts the new volume, besides CreateGrant
+(AWS's "Requirements for Amazon EBS encryption", Permissions for users; its `kms:ReEncrypt` is both ReEncrypt
+actions)."""
+
+
+def ebs_key_statements(key_arn: str) -> list[Statement]:
+    """Use of the customer-managed key of the root volumes (`ebsKmsKeyArn`) by the roles that call RunInstances:
+    EBS creates a grant for the volume on the caller's behalf, so CreateGrant only for an AWS resource
+    (`kms:GrantIsForAWSResource`), as AWS's EBS encryption requirements advise."""
+    # parliament PERMISSIONS_MANAGEMENT_ACTIONS (iam:PassRole, kms:CreateGrant): a grant on the one key of the root
+    # volumes, and only one EBS asks for on the caller's behalf (kms:GrantIsForAWSResource), as EBS needs to use
+    # the key for the volume; the document also passes the worker role (see `dispatch_statements`).
+    return [
+        statement(["kms:CreateGrant"], [key_arn], sid="GrantEbsKeyToVolumes",
+                  condition={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
+        statement(list(EBS_KEY_ACTIONS), [key_arn], sid="EncryptVolumesWithEbsKey"),
     ]
 
 
@@ -319,11 +345,19 @@ def read_slots_statement(table_arn: pulumi.Input[str], *, jobs_too: bool = False
 
 
 def release_function_policy(
-    *, dispatch: Sequence[Statement], table_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]
+    *,
+    dispatch: Sequence[Statement],
+    terminate: Statement,
+    table_arn: pulumi.Input[str],
+    log_group_arn: pulumi.Input[str],
 ) -> pulumi.Output[str]:
     """Find the slot a terminated VM holds (`ReadSlots`), give it back and start queued jobs in it
-    (`dispatch_statements`); nothing else: no stream, no queue, no TerminateInstances."""
-    return document(read_slots_statement(table_arn), *dispatch, log_statement(log_group_arn))
+    (`dispatch_statements`); nothing else: no stream, no queue.
+
+    A job cancelled while this function starts its VM has that VM terminated at once (`dispatch.record_vm`), so it
+    terminates this stack's VMs as the launcher does (`terminate_stack_instances_statement`); without it the VM
+    would hold its slot until its worker noticed the cancel."""
+    return document(read_slots_statement(table_arn), *dispatch, terminate, log_statement(log_group_arn))
 
 
 def sweeper_function_policy(

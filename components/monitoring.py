@@ -27,7 +27,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers.jobmodel import JOB_FINISHED_EVENT
+from handlers.jobmodel import DEADLINES, JOB_FINISHED_EVENT, Status
 from handlers.routes import ROUTES
 from handlers.sweeper import SWEEP_REPORT_EVENT
 from stackspec.settings import FAILED_JOBS_WINDOW_MINUTES, StackSettings
@@ -81,6 +81,8 @@ class MonitoringArgs:
     """Log group names by `LogMetric.source`: `access`, `launcher`, `sweeper`."""
     launcher_function: pulumi.Input[str]
     sweeper_function: pulumi.Input[str]
+    release_function: pulumi.Input[str]
+    """The slot release function (a terminated VM's slot back, the queue moved)."""
     failure_queue: pulumi.Input[str]
     """Name of the launcher's on-failure SQS queue."""
     api_id: pulumi.Input[str]
@@ -158,6 +160,11 @@ def alarm_specs(args: MonitoringArgs, namespace: pulumi.Input[str]) -> dict[str,
             "alarm_description": "The launcher failed (see its log group): new jobs or freed VM slots wait.",
             "dimensions": {"FunctionName": args.launcher_function}, **errors,
         },
+        "release-errors": {
+            "alarm_description": "The slot release function failed (see its log group): a terminated VM's slot may "
+                                 "stay taken and queued jobs wait for the sweeper.",
+            "dimensions": {"FunctionName": args.release_function}, **errors,
+        },
         "sweeper-errors": {
             "alarm_description": "The sweeper failed (see its log group): overdue VMs and stuck jobs are not "
                                  "cleaned up.",
@@ -171,11 +178,12 @@ def alarm_specs(args: MonitoringArgs, namespace: pulumi.Input[str]) -> dict[str,
             "period": FAILED_JOBS_WINDOW_MINUTES * 60,
         },
         "vm-overdue": {
-            "alarm_description": f"A worker VM has been alive longer than the job timeout "
-                                 f"({settings.job_timeout_minutes} minutes): its in-VM watchdog did not power it "
-                                 f"off. The sweeper terminates it; find out why.",
+            "alarm_description": f"A worker VM still running {overdue_seconds(settings) // 60} minutes after its "
+                                 f"launch (the job timeout, {settings.job_timeout_minutes} minutes, plus the time "
+                                 f"the in-VM watchdog has to power it off): the watchdog did not. The sweeper "
+                                 f"terminates it; find out why.",
             "namespace": namespace, "metric_name": "OldestVmSeconds", "statistic": "Maximum",
-            "comparison_operator": "GreaterThanThreshold", "threshold": settings.job_timeout_minutes * 60,
+            "comparison_operator": "GreaterThanThreshold", "threshold": overdue_seconds(settings),
             "period": max(PERIOD_SECONDS, settings.sweep_interval_minutes * 60),
         },
         "api-5xx": {
@@ -185,6 +193,13 @@ def alarm_specs(args: MonitoringArgs, namespace: pulumi.Input[str]) -> dict[str,
             "dimensions": {"ApiId": args.api_id, "Stage": API_STAGE}, **any_in,
         },
     }
+
+
+def overdue_seconds(settings: StackSettings) -> int:
+    """When a VM is overdue, counted from its launch: the sweeper's own limit (`DEADLINES[RUNNING]`: the job timeout
+    the watchdog's `shutdown -h +N` counts down from boot, plus time for the boot and the power-off), so the alarm
+    fires for the VMs the sweeper terminates, not for one the watchdog is still powering off."""
+    return int(DEADLINES[Status.RUNNING].limit(settings.job_timeout_minutes).total_seconds())
 
 
 def slug(metric: str) -> str:
@@ -199,7 +214,8 @@ def dashboard_name(stack_tag: str) -> str:
 
 def _resolved(args: MonitoringArgs) -> pulumi.Output[dict[str, str]]:
     return pulumi.Output.all(
-        launcher=args.launcher_function, sweeper=args.sweeper_function, queue=args.failure_queue, api=args.api_id,
+        launcher=args.launcher_function, sweeper=args.sweeper_function, release=args.release_function,
+        queue=args.failure_queue, api=args.api_id,
     )
 
 
@@ -238,6 +254,7 @@ def dashboard_body(
         _metric_widget("Errors", region, [
             ["AWS/Lambda", "Errors", "FunctionName", names["launcher"], stat],
             ["AWS/Lambda", "Errors", "FunctionName", names["sweeper"], stat],
+            ["AWS/Lambda", "Errors", "FunctionName", names["release"], stat],
             ["AWS/ApiGateway", "5xx", "ApiId", names["api"], "Stage", API_STAGE, stat],
         ]),
     ]}

@@ -18,6 +18,9 @@ from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY
 
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
 EXPIRING_PREFIXES = (INPUT_PREFIX, OUTPUT_PREFIX)
+NONCURRENT_DAYS_WITHOUT_RETENTION = 30
+"""How long a protected stack keeps a deleted or overwritten object's old versions when `retentionDays` is 0 (files
+kept for ever): long enough to undo a mistaken delete, short enough that deleted files stop being billed."""
 """What `retention_days` expires: uploaded inputs, and outputs with the workers' logs (`outputs/<id>/worker.log`).
 The worker script is outside both and stays."""
 
@@ -57,11 +60,13 @@ class Storage(pulumi.ComponentResource):
             # S3 rejects a bucket policy while the public access block is still being applied.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[data.public_access_block]),
         )
+        versioning = self._versioning(args.protect_data)
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-data-lifecycle",
             bucket=self.bucket.id,
-            rules=lifecycle_rules(args.retention_days),
-            opts=child,
+            rules=lifecycle_rules(args.retention_days, versioned=args.protect_data),
+            # The noncurrent-version rules need versioning in place (S3 applies a lifecycle in the background).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=versioning),
         )
         self.worker_script = aws.s3.BucketObjectv2(
             f"{name}-worker-script",
@@ -90,6 +95,18 @@ class Storage(pulumi.ComponentResource):
             "stream_arn": self.table.stream_arn,
         })
 
+    def _versioning(self, protect: bool) -> list[aws.s3.BucketVersioning]:
+        """A protected stack versions its data bucket: a delete (a job's, or a mistaken one) leaves the files'
+        versions, which expire after `noncurrent_days` (the lifecycle), so they can be restored until then."""
+        if not protect:
+            return []
+        return [aws.s3.BucketVersioning(
+            f"{self._name}-data-versioning",
+            bucket=self.bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )]
+
     def allow_origins(self, origins: Sequence[pulumi.Input[str]]) -> aws.s3.BucketCorsConfiguration:
         """CORS for the presigned POST from the site (and any extra origins): POST only, from these origins only."""
         return aws.s3.BucketCorsConfiguration(
@@ -100,8 +117,21 @@ class Storage(pulumi.ComponentResource):
         )
 
 
-def lifecycle_rules(retention_days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
-    """Abort abandoned multipart uploads after a day; with a retention, expire each prefix of `EXPIRING_PREFIXES`."""
+def noncurrent_days(retention_days: int) -> int:
+    """Days a versioned bucket keeps an object's noncurrent versions: `retentionDays`, or
+    `NONCURRENT_DAYS_WITHOUT_RETENTION` when that is 0."""
+    return retention_days if retention_days > 0 else NONCURRENT_DAYS_WITHOUT_RETENTION
+
+
+def lifecycle_rules(
+    retention_days: int, *, versioned: bool = False
+) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """Abort abandoned multipart uploads after a day; with a retention, expire each prefix of `EXPIRING_PREFIXES`;
+    in a versioned bucket, expire noncurrent versions after `noncurrent_days`.
+
+    An expiry rule of the current versions also removes the delete markers left alone once their versions are gone
+    (S3's "Expiring objects"); without one (retention 0), the noncurrent rule removes them
+    (`expired_object_delete_marker`, which S3 allows only in a rule with no expiry days)."""
     rules = [
         aws.s3.BucketLifecycleConfigurationRuleArgs(
             id="abort-incomplete-multipart-uploads",
@@ -122,6 +152,18 @@ def lifecycle_rules(retention_days: int) -> list[aws.s3.BucketLifecycleConfigura
             )
             for prefix in EXPIRING_PREFIXES
         ]
+    if versioned:
+        rules.append(aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-noncurrent-versions",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                noncurrent_days=noncurrent_days(retention_days)
+            ),
+            expiration=None if retention_days > 0 else aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                expired_object_delete_marker=True
+            ),
+        ))
     return rules
 
 

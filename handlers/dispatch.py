@@ -21,14 +21,15 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import capacity, jobmodel
+from handlers import capacity, jobmodel, refusals
 from handlers.config import LauncherConfig
-from handlers.jobmodel import Actor, Status
+from handlers.jobmodel import DEADLINES, Actor, Status
 from handlers.services import DISPATCH_CALLS, LauncherServices, function_timeout_seconds
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ ZONE_ERRORS = frozenset({
 })
 """RunInstances errors about the subnet's zone (the instance type is not offered there, or not now): another of
 the stack's subnets, in another zone, may succeed at once."""
+WAITING_SINCE = "waiting_since"
+"""Item attribute: when AWS first refused the job's launch; the queue's deadline counts from it."""
 
 LAUNCH_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.5
@@ -76,6 +79,8 @@ class LaunchResult:
     instance_id: str | None = None
     reason: str = ""
     retry_later: bool = False
+    code: str = ""
+    """The last error's code (for a job that waited too long: what to raise)."""
 
 
 def subnet_for(job_id: str, subnet_ids: tuple[str, ...]) -> str:
@@ -144,11 +149,13 @@ def launch(
         try:
             return LaunchResult(instance_id=start())
         except (ClientError, BotoCoreError) as err:
+            if refusals.waits(err):  # a quota or IAM's propagation: seconds will not heal it
+                return LaunchResult(reason=refusals.queue_reason(err), retry_later=True, code=error_code(err))
             if not is_transient(err):
                 assert isinstance(err, ClientError)  # every BotoCoreError is transient
                 return LaunchResult(reason=describe_launch_error(err))
             if attempt == attempts:
-                return LaunchResult(reason=f"{error_code(err)}: {err}", retry_later=True)
+                return LaunchResult(reason=refusals.queue_reason(err), retry_later=True, code=error_code(err))
             delay = random.uniform(0, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             log.warning("RunInstances failed; retrying", extra={
                 "error_code": error_code(err), "attempt": attempt, "attempts": attempts, "delay_seconds": delay})
@@ -163,7 +170,8 @@ def start_queued_job(services: LauncherServices, job_id: str) -> Outcome:
     again or failed with a reason: it is never left LAUNCHING without a VM on our account.
     """
     ddb, config = services.ddb, services.config
-    if transition(services, job_id, Status.QUEUED, Status.LAUNCHING) is None:
+    claim = transition(services, job_id, Status.QUEUED, Status.LAUNCHING)
+    if claim is None:
         return Outcome.SKIPPED
     launched: str | None = None
     try:
@@ -186,13 +194,27 @@ def start_queued_job(services: LauncherServices, job_id: str) -> Outcome:
     if launched is not None:
         return record_vm(services, job_id, launched, lease.slot)
     if result.retry_later:
-        log.warning("launch failed; job back in the queue", extra={"job_id": job_id, "reason": result.reason})
-        transition(services, job_id, Status.LAUNCHING, Status.QUEUED)
-        return Outcome.RETRY_LATER
+        return wait_or_give_up(services, job_id, result, claim.get(WAITING_SINCE))
     log.error("launch refused; job failed", extra={"job_id": job_id, "reason": result.reason})
     transition(services, job_id, Status.LAUNCHING, Status.FAILED,
                attrs={"error": result.reason})
     return Outcome.FAILED
+
+
+def wait_or_give_up(services: LauncherServices, job_id: str, result: LaunchResult, since: str | None) -> Outcome:
+    """Back to the queue with the reason, to be tried again at the next sweep or VM end; or, when AWS has refused
+    the job's launches for longer than the queue's deadline since the first refusal (`WAITING_SINCE`), FAILED with
+    a sentence saying what to raise."""
+    limit = DEADLINES[Status.QUEUED].after
+    if since is not None and datetime.now(UTC) - datetime.fromisoformat(since) > limit:
+        reason = refusals.gave_up_reason(result.code, int(limit.total_seconds() // 60))
+        log.error("launch refused too long; job failed", extra={"job_id": job_id, "reason": reason})
+        transition(services, job_id, Status.LAUNCHING, Status.FAILED, attrs={"error": reason})
+        return Outcome.FAILED
+    log.warning("launch refused for now; job back in the queue", extra={"job_id": job_id, "reason": result.reason})
+    transition(services, job_id, Status.LAUNCHING, Status.QUEUED,
+               attrs={jobmodel.QUEUE_REASON: result.reason, WAITING_SINCE: since or jobmodel.utc_now()})
+    return Outcome.RETRY_LATER
 
 
 def record_vm(services: LauncherServices, job_id: str, instance_id: str, slot: int | None) -> Outcome:

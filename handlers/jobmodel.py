@@ -103,9 +103,11 @@ class Deadline:
 DEADLINES: Mapping[Status, Deadline] = {
     Status.PENDING: Deadline(timedelta(minutes=2), False,
                              "queued: the launcher queues a new job within seconds, so its stream record was lost"),
-    Status.QUEUED: Deadline(timedelta(0), False,
-                            "started oldest first at every sweep while a VM slot is free (the queue has no time limit: "
-                            "a slot frees when a VM ends, and VMs are bounded by the job timeout)"),
+    Status.QUEUED: Deadline(timedelta(minutes=30), False,
+                            "started oldest first at every sweep while a VM slot is free (a wait for a slot has no "
+                            "time limit: a slot frees when a VM ends, and VMs are bounded by the job timeout); a job "
+                            "whose launches AWS has refused for a quota or capacity this long since the first refusal "
+                            "fails, naming what to raise"),
     Status.LAUNCHING: Deadline(timedelta(minutes=10), False,
                                "failed when its VM never appeared (AWS usually needs well under a minute)"),
     Status.RUNNING: Deadline(timedelta(minutes=2), True,
@@ -383,15 +385,20 @@ def table_definition(table: str) -> dict[str, Any]:
     }
 
 
+QUEUE_REASON = "queue_reason"
+"""Why a job went back to the queue after AWS refused its VM for now (the launcher writes it); shown while QUEUED."""
+
+
 PUBLIC_FIELDS = (
     "id", "status", "input_text", "input_file_path", "created_at", "queued_at", "launching_at", "started_at",
-    "finished_at", "updated_at", "instance_id", "output_file_path", "error", "log_path", RETRIED_AS,
+    "finished_at", "updated_at", "instance_id", "output_file_path", "error", "log_path", RETRIED_AS, QUEUE_REASON,
 )
 
 
 def to_public(item: Mapping[str, str]) -> dict[str, str]:
-    """The job as the API returns it: known fields only, in a stable order."""
-    return {name: item[name] for name in PUBLIC_FIELDS if name in item}
+    """The job as the API returns it: known fields only, in a stable order; a queue reason only while it waits."""
+    shown = [name for name in PUBLIC_FIELDS if name != QUEUE_REASON or item.get("status") == Status.QUEUED]
+    return {name: item[name] for name in shown if name in item}
 
 
 STATE_DETAIL: Mapping[Status, str] = {

@@ -7,7 +7,7 @@ worker) cannot fail a finished job, free a slot twice or start a job twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,7 +50,8 @@ class SweepReport:
     jobs_queued: int = 0
     """Jobs still QUEUED after the sweep started what it could."""
     oldest_vm_seconds: float = 0
-    """Age of the oldest of those VMs (0 with none)."""
+    """Age (since its launch) of the oldest of those VMs still pending or running (0 with none): a VM already
+    shutting down, stopping or stopped is on its way out, as the watchdog or the sweeper wanted."""
 
     def fields(self) -> dict[str, Any]:
         """The `sweep_report` log fields: what the sweep did, and the gauges the dashboard and alarms read."""
@@ -79,6 +80,16 @@ def stack_instances(ec2: Any, stack: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+RUNNING_STATES = frozenset({"pending", "running"})
+"""VM states in which a worker may still be running its job (not yet shutting down)."""
+
+
+def oldest_running_seconds(instances: Iterable[Mapping[str, Any]], now: datetime) -> float:
+    """Age since launch of the oldest VM still pending or running; 0 with none."""
+    return max((round((now - i["LaunchTime"]).total_seconds(), 3) for i in instances
+                if i.get("State", {}).get("Name") in RUNNING_STATES), default=0)
+
+
 @dataclass
 class Sweep:
     """One pass of the sweeper over this stack's VMs, jobs and slots."""
@@ -100,9 +111,7 @@ class Sweep:
     def run(self) -> SweepReport:
         instances = stack_instances(self.services.ec2, self.config.stack_tag)
         self.report.vms_alive = len(instances)
-        self.report.oldest_vm_seconds = max(
-            (round((self.now - i["LaunchTime"]).total_seconds(), 3) for i in instances.values()), default=0
-        )
+        self.report.oldest_vm_seconds = oldest_running_seconds(instances.values(), self.now)
         self.terminate_overdue(instances)
         self.fail_orphans(instances)
         self.free_leaked_slots(instances)

@@ -46,7 +46,12 @@ def main(argv: list[str]) -> int:
     if not stack_file.is_file():
         print(f"no stack file {stack_file.name}", file=sys.stderr)
         return 2
-    print(json.dumps(pack_config(stack_file)))
+    try:
+        config = pack_config(stack_file)
+    except ValueError as err:  # the stack's settings are refused, as `pulumi preview` would refuse them
+        print(f"{stack_file.name}: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(config))
     return 0
 
 

@@ -32,6 +32,8 @@ MAX_REFRESH_TOKEN_DAYS = 3650
 FAILED_JOBS_WINDOW_MINUTES = 15
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 """Loose on purpose: enough to catch a missing `@` or a list where one address goes; SNS checks the rest."""
+KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
+"""A KMS key's ARN (as EC2's ModifyEbsDefaultKmsKeyId reference shows one); IAM grants on it, so not an alias."""
 
 ROLE_PATH = re.compile(r"/([\w+=,.@-]+/)*")
 """IAM's path syntax: slash-delimited segments (the IAM API reference's `Path` parameter)."""
@@ -107,10 +109,14 @@ class StackSettings:
     """How long a signed-in browser stays signed in without the password (refresh token lifetime)."""
     protect_data: bool = False
     """Keep the data bucket and the jobs table through `pulumi destroy` and refuse their replacement: `protect`,
-    `retain_on_delete`, DynamoDB deletion protection, and no `force_destroy` (a production stack)."""
+    `retain_on_delete`, DynamoDB deletion protection, and no `force_destroy` (a production stack); the user pool
+    gets `protect` and Cognito's deletion protection."""
     retention_days: int = 0
     """Days after which inputs, outputs and logs expire (S3 lifecycle); it also enables the jobs table's TTL on
     `JOB_EXPIRY_ATTR`, which the launcher sets on each finished job. 0 keeps everything."""
+    ebs_kms_key_arn: str = ""
+    """ARN of a customer-managed KMS key that encrypts the VMs' root volumes (and grants to the roles that launch
+    them); empty: EBS's default key. Needed where the account's EBS encryption by default uses such a key."""
 
     role_path: str = ""
     """IAM path of every role the program creates (e.g. `/filepipe/`, deploy/ci-identity's `rolePath`); empty: `/`.
@@ -146,6 +152,13 @@ class StackSettings:
         if self.alarm_email and not EMAIL.fullmatch(self.alarm_email):
             problems.append(f"alarmEmail must be one e-mail address, got {self.alarm_email!r}")
         problems += _role_bound_problems(self.role_path, self.permissions_boundary)
+        if self.protect_data and not self.alarm_email:
+            problems.append("protectData is true but alarmEmail is empty: a stack that keeps users' data must tell "
+                            "someone when its alarms go off (failed jobs, overdue VMs, function errors); set "
+                            "alarmEmail to an address that is read")
+        if self.ebs_kms_key_arn and not KMS_KEY_ARN.fullmatch(self.ebs_kms_key_arn):
+            problems.append(f"ebsKmsKeyArn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>, "
+                            f"not an alias), got {self.ebs_kms_key_arn!r}")
         if self.log_retention_days >= 1 and self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
                             f"(the values CloudWatch Logs accepts); got {self.log_retention_days}")

@@ -20,6 +20,17 @@ ZONE_MESSAGES = {
                    "us-east-1a, us-east-1b.",
     "InsufficientInstanceCapacity": TRANSIENT_MESSAGES["InsufficientInstanceCapacity"],
 }
+WAIT_MESSAGES = {
+    # As AWS words them in RunInstances' errors, quoted in scrapoxy/scrapoxy#202 (VcpuLimitExceeded),
+    # hashicorp/terraform#1891 (InstanceLimitExceeded) and aws/aws-sdk-js-v3#5253 (an instance profile IAM has not
+    # propagated yet; there by name, here by ARN as the launch template gives it).
+    "VcpuLimitExceeded": "You have requested more vCPU capacity than your current vCPU limit of 32 allows for the "
+                         "instance bucket that the specified instance type belongs to. Please visit "
+                         "http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit.",
+    "InstanceLimitExceeded": "Your quota allows for 0 more running instance(s). You requested at least 1",
+    "InvalidParameterValue": "Value (arn:aws:iam::123456789012:instance-profile/compute-worker-1a2b3c4) for "
+                             "parameter iamInstanceProfile.arn is invalid. Invalid IAM Instance Profile ARN",
+}
 PERMANENT_MESSAGES = {
     "UnauthorizedOperation": "You are not authorized to perform this operation.",
     "InvalidLaunchTemplateId.NotFound": "The specified launch template does not exist.",
@@ -27,7 +38,7 @@ PERMANENT_MESSAGES = {
 
 
 def run_instances_error(code: str) -> ClientError:
-    message = {**TRANSIENT_MESSAGES, **PERMANENT_MESSAGES, **ZONE_MESSAGES}[code]
+    message = {**TRANSIENT_MESSAGES, **WAIT_MESSAGES, **PERMANENT_MESSAGES, **ZONE_MESSAGES}[code]
     return ClientError({"Error": {"Code": code, "Message": message}}, "RunInstances")
 
 

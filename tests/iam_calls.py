@@ -51,6 +51,8 @@ class Names:
     stack_tags: Mapping[str, str]
     instance_tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Instance id -> its tags (as EC2 holds them), for `aws:ResourceTag/...` conditions."""
+    ebs_kms_key_arn: str | None = None
+    """The customer-managed KMS key the launch template encrypts root volumes with (`ebsKmsKeyArn`), if any."""
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
         return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
@@ -145,6 +147,12 @@ def _run_instances(call: AwsCall, names: Names) -> list[Check]:
         checks.append(Check("ec2:CreateTags", created[spec["ResourceType"]], {"ec2:CreateAction": "RunInstances"}))
     checks.append(Check("iam:PassRole", names.worker_role_arn, {"iam:PassedToService": "ec2.amazonaws.com"}))
     checks.append(Check("ssm:GetParameters", names.ami_parameter_arn))
+    if names.ebs_kms_key_arn:  # the root volume's customer-managed key (AWS's EBS encryption requirements)
+        key = names.ebs_kms_key_arn
+        checks.append(Check("kms:CreateGrant", key, {"kms:GrantIsForAWSResource": "true"}))
+        checks += [Check(action, key) for action in ("kms:Decrypt", "kms:DescribeKey",
+                                                     "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
+                                                     "kms:ReEncryptTo")]
     return checks
 
 

@@ -22,8 +22,12 @@ trap power_off EXIT
 # Watchdog: whatever hangs below, the VM is gone after the job timeout.
 shutdown -h "+${TIMEOUT_MINUTES}"
 
-token=$(curl -sSf -X PUT "${IMDS}/latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 900")
-imds() { curl -sSf -H "X-aws-ec2-metadata-token: ${token}" "${IMDS}/latest/meta-data/$1"; }
+# The instance metadata service may not answer in the first moments of a boot, or may throttle: each call is
+# retried (refused connections and 5xx/429 answers too) and each attempt bounded, so a VM never hangs here until the
+# watchdog; a VM that still cannot read its metadata powers off (the sweeper fails its job).
+readonly IMDS_CURL=(-sSf --retry 5 --retry-delay 1 --retry-connrefused --connect-timeout 2 --max-time 5)
+token=$(curl "${IMDS_CURL[@]}" -X PUT "${IMDS}/latest/api/token" -H "X-aws-ec2-metadata-token-ttl-seconds: 900")
+imds() { curl "${IMDS_CURL[@]}" -H "X-aws-ec2-metadata-token: ${token}" "${IMDS}/latest/meta-data/$1"; }
 
 job_id=$(imds "tags/instance/${JOB_ID_TAG}")
 instance_id=$(imds instance-id)

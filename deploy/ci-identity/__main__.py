@@ -236,6 +236,15 @@ def boundary_policy(partition: str, account: str, path: str) -> dict[str, Any]:
              "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}},
             {"Sid": "ResolveAmi", "Effect": "Allow", "Action": "ssm:GetParameters",
              "Resource": [f"{arn}:ssm:*::parameter/aws/service/*", f"{arn}:ssm:*:{account}:parameter/*"]},
+            # parliament PERMISSIONS_MANAGEMENT_ACTIONS (kms:CreateGrant): only a grant EBS asks for on the caller's
+            # behalf, for a root volume encrypted with the stack's `ebsKmsKeyArn` (components/iam.py).
+            {"Sid": "GrantEbsKeyToVolumes", "Effect": "Allow", "Action": "kms:CreateGrant",
+             "Resource": f"{arn}:kms:*:{account}:key/*",
+             "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}},
+            {"Sid": "EncryptVolumesWithEbsKey", "Effect": "Allow",
+             "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom",
+                        "kms:ReEncryptTo"],
+             "Resource": f"{arn}:kms:*:{account}:key/*"},
             {"Sid": "RecordFailedBatches", "Effect": "Allow", "Action": "sqs:SendMessage",
              "Resource": f"{arn}:sqs:*:{account}:*"},
             {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],

@@ -11,9 +11,10 @@ import pytest
 
 from handlers import dispatch
 from local.app import LocalPipeline
-from tests.fakes import PERMANENT_MESSAGES, FlakyEc2
+from tests.fakes import PERMANENT_MESSAGES, WAIT_MESSAGES, FlakyEc2
 from tests.faults.harness import (
     assert_readable_sentence,
+    get_job,
     held_slots,
     instances_per_job,
     sweep,
@@ -95,3 +96,25 @@ def test_a_permanent_error_fails_the_job_with_the_aws_message(
     assert flaky.attempts(job["id"]) == [code], "a permanent error is not retried"
     assert instances_per_job(pipeline, [job["id"]]) == {job["id"]: 0}
     assert held_slots(pipeline) == {}
+
+
+@pytest.mark.parametrize("code", sorted(WAIT_MESSAGES))
+def test_a_quota_refusal_waits_in_the_queue_saying_why_and_the_next_sweep_starts_the_job(
+    pipeline: LocalPipeline, flaky_ec2: FlakyFactory, code: str
+) -> None:
+    """End to end: a vCPU quota in use (or an instance profile IAM has not shown EC2 yet) sends the job back to
+    QUEUED at once, the API shows why, and the scheduled sweep's retry runs it to the end."""
+    flaky = flaky_ec2([code])
+    job = signed_in(pipeline).submit("quota.txt", b"quota", "waits for a VM")
+
+    wait_for(lambda: flaky.attempts(job["id"]) == [code], 20, "the one refused attempt")
+    wait_for_status(pipeline, job["id"], "QUEUED")
+    queued = get_job(pipeline, job["id"])
+    assert queued["status"] == "QUEUED" and f"({code})" in queued["queue_reason"], queued
+    assert_readable_sentence(queued["queue_reason"])
+    assert held_slots(pipeline) == {}
+
+    assert sweep(pipeline, ec2=flaky).started == 1
+    final = wait_for_final(signed_in(pipeline), job["id"])
+    assert final["status"] == "SUCCEEDED", final
+    assert flaky.attempts(job["id"]) == [code, None]

@@ -427,3 +427,28 @@ def test_the_retry_condition_lists_every_retryable_state_of_the_model(monkeypatc
     update = manage.retried_mark("jobs", {"id": new_id(), "owner": USER}, new_id())["Update"]
     listed = update["ConditionExpression"].split("#status IN (")[1].split(")")[0].split(", ")
     assert {update["ExpressionAttributeValues"][name]["S"] for name in listed} == states
+
+
+def test_in_a_versioned_bucket_retry_and_delete_work_and_leave_the_files_restorable(stack: Stack) -> None:
+    """A stack with `protectData` versions its data bucket: a retry still copies the input, a delete still hides a
+    job's files (delete markers) and nothing else; their versions stay for the lifecycle to expire, so a mistaken
+    delete can be undone."""
+    s3 = stack.client("s3")
+    s3.put_bucket_versioning(Bucket=stack.bucket, VersioningConfiguration={"Status": "Enabled"})
+    try:
+        failed = counted_job(stack, Status.FAILED)
+        retried = send(RETRY, failed)
+        assert retried.status == 201, retried.body
+        done = counted_job(stack, Status.SUCCEEDED)
+        released(stack, done)
+        files = {k for k in stack.object_keys() if done in k}
+
+        assert send(DELETE, done).status == 204
+
+        assert not {k for k in stack.object_keys() if done in k}, "the files are hidden at once"
+        versions = s3.list_object_versions(Bucket=stack.bucket, Prefix=jobmodel.INPUT_PREFIX + done)
+        assert [v["Key"] for v in versions.get("Versions", [])] == [k for k in files if k.startswith("inputs/")]
+        assert len(versions.get("DeleteMarkers", [])) == 1, "hidden by a delete marker, its version kept"
+        assert stack.raw_item(done) is None
+    finally:
+        s3.put_bucket_versioning(Bucket=stack.bucket, VersioningConfiguration={"Status": "Suspended"})

@@ -273,6 +273,14 @@ def dev_stack_config() -> dict[str, str]:
     return stack_config("dev")
 
 
+PROD_ALARM_EMAIL = "ops@example.org"
+"""What an operator sets as prod's `alarmEmail` (`pulumi config set alarmEmail ... --stack prod`), for the tests."""
+
+
+def prod_stack_config() -> dict[str, str]:
+    return {**stack_config("prod"), f"{PROJECT}:alarmEmail": PROD_ALARM_EMAIL}
+
+
 @pytest.fixture(scope="session")
 def mocks() -> RecordingMocks:
     recording = RecordingMocks()
@@ -328,8 +336,10 @@ def dev(build: Callable[..., Deployment]) -> Deployment:
 
 @pytest.fixture(scope="session")
 def prod(mocks: RecordingMocks) -> Deployment:
-    """The program under `Pulumi.prod.yaml`'s config, built once."""
-    return run_program(mocks, stack_config("prod"))
+    """The program under `Pulumi.prod.yaml`'s config, built once, with the `alarmEmail` its operator must add (the
+    file leaves it out: no address of ours belongs in the repository, and a protected stack refuses to deploy
+    without one)."""
+    return run_program(mocks, prod_stack_config())
 
 
 TUNED: dict[str, str] = {
@@ -359,6 +369,7 @@ TUNED: dict[str, str] = {
     "retentionDays": "45",
     "rolePath": "/filepipe/",
     "permissionsBoundary": f"arn:{PARTITION}:iam::{ACCOUNT}:policy/filepipe-boundary",
+    "ebsKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 """A stack that sets every config key to a value unlike the dev stack's and the defaults (a new key must be added
 here: `test_program` checks), so one run of the program shows each override reaching its resources."""

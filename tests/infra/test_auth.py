@@ -82,3 +82,20 @@ def test_the_site_config_names_the_pool_and_client(dev: Deployment) -> None:
 def test_the_pool_and_client_ids_are_exported(dev: Deployment) -> None:
     """`README` tells an operator to create users with these (`aws cognito-idp admin-create-user`)."""
     assert (dev.exports["userPoolId"], dev.exports["userPoolClientId"]) == ("auth-users-id", "auth-web-id")
+
+
+def test_a_stack_that_protects_its_data_protects_its_user_pool(prod: Deployment, dev: Deployment) -> None:
+    """Regression: jobs and files are keyed by the pool's `sub`; a deleted or replaced pool orphans every user's
+    data. With `protectData` the pool has Cognito's deletion protection and Pulumi's `protect`; dev stays
+    disposable."""
+    pool = prod.one("aws:cognito/userPool:UserPool")
+    assert pool.inputs["deletionProtection"] == "ACTIVE" and pool.options["protect"] is True
+    pool = dev.one("aws:cognito/userPool:UserPool")
+    assert pool.inputs["deletionProtection"] == "INACTIVE" and pool.options["protect"] is False
+
+
+def test_the_user_pool_tier_is_set_to_lite(dev: Deployment, prod: Deployment) -> None:
+    """The feature plan decides the price per user: set, not left to a default, and the cheapest (README's cost
+    section says so)."""
+    for deployment in (dev, prod):
+        assert deployment.one("aws:cognito/userPool:UserPool").inputs["userPoolTier"] == "LITE"

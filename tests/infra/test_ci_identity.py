@@ -430,7 +430,7 @@ def test_the_boundary_names_the_programs_prefixes_and_tag(ci: Deployment) -> Non
 CI_EXPLAINED: set[Finding] = {
     ("UNKNOWN_FEDERATION_SOURCE", frozenset({"sts:assumerolewithwebidentity"})),
     ("MALFORMED", frozenset({"sts:assumerolewithwebidentity"})),
-    ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:passrole"})),
+    ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:passrole", "kms:creategrant"})),
     ("PRIVILEGE_ESCALATION", frozenset({"iam:passrole", "ec2:runinstances"})),
 }
 """Parliament's findings on the CI policies, each explained by a comment in deploy/ci-identity/__main__.py."""

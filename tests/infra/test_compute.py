@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from components import compute
 from components.compute import rate_expression
 from components.network import subnet_zones as pick_zones
 from local.events import instance_state_change
@@ -367,3 +368,36 @@ def test_a_type_offered_in_one_zone_fails_the_preview() -> None:
     )
     assert result.returncode != 0, result.stdout
     assert f"instance type x9g.scarce is offered in 1 availability zone(s) of {REGION}" in result.stderr
+
+
+def test_burstable_vms_launch_in_standard_credit_mode(dev: Deployment) -> None:
+    """Regression: t4g (the default) launches in `unlimited` credit mode unless told otherwise (RunInstances'
+    CreditSpecification reference), billed for surplus credits whenever a busy worker outruns its baseline."""
+    template = dev.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    assert dev.namespace["settings"].instance_type.startswith("t4g.")
+    assert template["creditSpecification"] == {"cpuCredits": "standard"}
+
+
+@pytest.mark.parametrize(("instance_type", "credits"), [
+    ("t2.micro", "standard"), ("t3.small", "standard"), ("t3a.medium", "standard"), ("t4g.nano", "standard"),
+    ("c7g.large", None), ("m7g.medium", None), ("t4x.fictional", None),
+])
+def test_only_burstable_families_get_a_credit_specification(instance_type: str, credits: str | None) -> None:
+    """The burstable families are EC2's InstanceFamilyCreditSpecification values (t2, t3, t3a, t4g); a credit
+    mode on any other type means nothing."""
+    spec = compute.credit_specification(instance_type)
+    assert (spec.cpu_credits if spec is not None else None) == credits
+
+
+def test_a_non_burstable_type_has_no_credit_specification(tuned: Deployment) -> None:
+    template = tuned.one("aws:ec2/launchTemplate:LaunchTemplate").inputs
+    assert template["instanceType"] == "c7g.large" and "creditSpecification" not in template
+
+
+def test_a_customer_managed_ebs_key_encrypts_the_root_volume(dev: Deployment, tuned: Deployment) -> None:
+    """An account whose EBS encryption by default uses a customer-managed key fails every launch unless the
+    launchers may use the key; with `ebsKmsKeyArn` the template names it, without it EBS's default key is used."""
+    [root] = tuned.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["blockDeviceMappings"]
+    assert root["ebs"]["kmsKeyId"] == TUNED["ebsKmsKeyArn"] and root["ebs"]["encrypted"] == "true"
+    [root] = dev.one("aws:ec2/launchTemplate:LaunchTemplate").inputs["blockDeviceMappings"]
+    assert "kmsKeyId" not in root["ebs"]

@@ -185,10 +185,12 @@ def test_the_jobs_function_updates_only_the_per_user_counters(dev: Deployment) -
 
 def test_manage_function_copies_inputs_deletes_job_files_and_manages_job_items(dev: Deployment) -> None:
     """Regression: the manage handler copies an input within inputs/ (GetObject + PutObject), deletes a job's
-    input, output and log, reads jobs and the VM slots, and writes job items and counters in transactions; no
-    outputs read, no index, no other prefix (the worker script). Missing one is a 5xx, more is needless exposure."""
+    input, output and log, reads jobs and the VM slots, and writes job items and counters in transactions; it signs
+    the download of a finished job a repeated retry answers with (GetObject on outputs/); no index, no other prefix
+    (the worker script). Missing one is a 5xx, more is needless exposure."""
     assert granted(dev, "api-manage-policy") == {
         ("s3:GetObject", f"{BUCKET}/inputs/*"),
+        ("s3:GetObject", f"{BUCKET}/outputs/*"),
         ("s3:PutObject", f"{BUCKET}/inputs/*"),
         ("s3:DeleteObject", f"{BUCKET}/inputs/*"),
         ("s3:DeleteObject", f"{BUCKET}/outputs/*"),
@@ -339,12 +341,14 @@ class TestReleasePolicy:
     """The slot release function frees a terminated VM's slot and starts queued jobs in it: dispatch, nothing more."""
 
     def test_dispatches_with_exactly_the_launchers_statements_and_nothing_else(self, dev: Deployment) -> None:
-        """Regression: the function that every VM terminated in the account invokes must not read the stream, send
-        to the failure queue or terminate instances; and its dispatch statements must not drift from the
-        launcher's, or the queue would move after a VM's end only when the sweeper came round."""
+        """Regression: the function that every VM terminated in the account invokes must not read the stream or send
+        to the failure queue; its dispatch statements must not drift from the launcher's, or the queue would move
+        after a VM's end only when the sweeper came round; and it terminates only this stack's VMs, as the launcher
+        does (a job cancelled while it starts the job's VM: its role had no TerminateInstances)."""
         release = role_policy(dev, "compute-release-policy")
         launcher = role_policy(dev, "compute-launcher-policy")
-        assert set(release) == DISPATCH_SIDS | {"ReadSlots", "OwnLogGroup"}
+        assert set(release) == DISPATCH_SIDS | {"ReadSlots", "TerminateStackInstances", "OwnLogGroup"}
+        assert release["TerminateStackInstances"] == launcher["TerminateStackInstances"]
         table = dev.one("aws:dynamodb/table:Table").outputs["arn"]
         assert release["ReadSlots"]["Action"] == ["dynamodb:BatchGetItem"]
         assert release["ReadSlots"]["Resource"] == [table]

@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 
 from components.monitoring import EVENT, JOB_FINISHED, LOG_METRICS, SWEEP_REPORT
+from handlers import jobmodel
+from handlers.jobmodel import Status
 from stackspec.settings import StackSettings
 from tests.infra.conftest import REGION, TUNED, WORKER_TAG, Deployment
 from tests.metricfilters import matches
 
 NAMESPACE = f"filepipe/{WORKER_TAG}"
-ALARMS = {"failure-queue", "launcher-errors", "sweeper-errors", "failed-jobs", "vm-overdue", "api-5xx"}
+ALARMS = {"failure-queue", "launcher-errors", "release-errors", "sweeper-errors", "failed-jobs", "vm-overdue",
+          "api-5xx"}
 
 
 def alarms(deployment: Deployment) -> dict[str, dict[str, Any]]:
@@ -58,10 +61,11 @@ def test_any_message_in_the_on_failure_queue_alarms(dev: Deployment) -> None:
     assert (alarm["comparisonOperator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
 
 
-@pytest.mark.parametrize("function", ["launcher", "sweeper"])
-def test_any_launcher_or_sweeper_error_alarms(dev: Deployment, function: str) -> None:
-    """Regression: a launcher failing on every batch (jobs never start) or a sweeper failing on every run (overdue
-    VMs never terminated) with nobody told; or an alarm watching the other function."""
+@pytest.mark.parametrize("function", ["launcher", "release", "sweeper"])
+def test_any_launcher_release_or_sweeper_error_alarms(dev: Deployment, function: str) -> None:
+    """Regression: a launcher failing on every batch (jobs never start), a release function failing on every VM's
+    end (slots stay taken, the queue waits for a sweep; it had no alarm) or a sweeper failing on every run (overdue
+    VMs never terminated) with nobody told; or an alarm watching another function."""
     alarm = alarms(dev)[f"{function}-errors"]
     expected = {"FunctionName": function_name(dev, f"compute-{function}")}
     assert metric_of(alarm) == ("AWS/Lambda", "Errors", "Sum", expected)
@@ -80,12 +84,15 @@ def test_failed_jobs_above_the_configured_threshold_alarm(dev: Deployment, tuned
 
 def test_a_vm_alive_longer_than_the_job_timeout_alarms(dev: Deployment, tuned: Deployment) -> None:
     """Regression: a VM whose watchdog failed runs (and bills) until the sweeper catches it, and nobody learns
-    the watchdog is broken; or a threshold not following `jobTimeoutMinutes`."""
+    the watchdog is broken; or a threshold not following `jobTimeoutMinutes`; or one that fires early: at the bare
+    timeout from launch, while the watchdog (counting from boot) is still within its time, the alarm went off for
+    healthy VMs. It counts from launch to the sweeper's own limit (`DEADLINES[RUNNING]`)."""
     for deployment in (dev, tuned):
         settings = deployment.namespace["settings"]
         alarm = alarms(deployment)["vm-overdue"]
         assert metric_of(alarm) == (NAMESPACE, "OldestVmSeconds", "Maximum", {})
-        assert alarm["threshold"] == settings.job_timeout_minutes * 60
+        limit = jobmodel.DEADLINES[Status.RUNNING].limit(settings.job_timeout_minutes).total_seconds()
+        assert alarm["threshold"] == limit, "the moment the sweeper calls a VM overdue, not the bare timeout"
         assert alarm["comparisonOperator"] == "GreaterThanThreshold"
         assert alarm["period"] >= settings.sweep_interval_minutes * 60, "a period without a sweep has no data"
 

@@ -21,6 +21,7 @@ Finding = tuple[str, frozenset[str]]
 EXPLAINED: dict[Finding, str] = {
     ("MALFORMED", frozenset({"sts:assumerole"})): "components/iam.py",
     ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:passrole"})): "components/iam.py",
+    ("PERMISSIONS_MANAGEMENT_ACTIONS", frozenset({"iam:passrole", "kms:creategrant"})): "components/iam.py",
     ("PRIVILEGE_ESCALATION", frozenset({"iam:passrole", "ec2:runinstances"})): "components/iam.py",
     ("RESOURCE_MISMATCH", frozenset({"ssm:getparameters"})): "components/iam.py",
     ("RESOURCE_MISMATCH",

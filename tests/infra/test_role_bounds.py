@@ -117,7 +117,8 @@ def test_the_pack_config_is_written_from_the_stack_config(tmp_path: Path) -> Non
     a boundary is previewed without the check; or a stack file the program would refuse passing here."""
     assert pack_config(ROOT / "Pulumi.dev.yaml") == {rules.BOUNDED_ROLES: {"rolePath": "", "permissionsBoundary": ""}}
     stack = tmp_path / "Pulumi.bounded.yaml"
-    stack.write_text(f"config:\n  aws:region: eu-west-1\n  filepipe:protectData: true\n  filepipe:rolePath: {PATH}\n"
+    stack.write_text(f"config:\n  aws:region: eu-west-1\n  filepipe:protectData: true\n"
+                     f"  filepipe:alarmEmail: ops@example.com\n  filepipe:rolePath: {PATH}\n"
                      f"  filepipe:permissionsBoundary: {BOUNDARY}\n  filepipe:extraOrigins: [https://a.example]\n",
                      encoding="utf-8")
     assert pack_config(stack) == {rules.BOUNDED_ROLES: CONFIG}
@@ -129,10 +130,15 @@ def test_the_pack_config_is_written_from_the_stack_config(tmp_path: Path) -> Non
 def test_the_pack_config_command_prints_json_for_a_stack() -> None:
     """Regression: the workflow step (`python -m policy.stack_config <stack>`) failing or printing something the
     Pulumi action cannot read."""
-    result = subprocess.run([sys.executable, "-m", "policy.stack_config", "prod"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "policy.stack_config", "dev"], capture_output=True, text=True,
                             cwd=ROOT, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout)) == {rules.BOUNDED_ROLES}
+    # The committed prod stack names no alarm address (its operator sets one): refused in one sentence, as a
+    # preview of it would be.
+    prod = subprocess.run([sys.executable, "-m", "policy.stack_config", "prod"], capture_output=True, text=True,
+                          cwd=ROOT, check=False, timeout=60)
+    assert prod.returncode == 2 and "alarmEmail" in prod.stderr and "Traceback" not in prod.stderr, prod.stderr
     missing = subprocess.run([sys.executable, "-m", "policy.stack_config", "staging"], capture_output=True, text=True,
                              cwd=ROOT, check=False, timeout=60)
     assert missing.returncode == 2 and "Pulumi.staging.yaml" in missing.stderr

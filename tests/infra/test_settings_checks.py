@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from stackspec.settings import NO_RESERVATION, settings_from_mapping
-from tests.infra.conftest import ROOT
+from stackspec.settings import NO_RESERVATION, StackSettings, settings_from_mapping
+from tests.infra.conftest import ROOT, stack_config
 
 
 @pytest.mark.parametrize("days", [1, 7, 14, 30, 365, 3653])
@@ -72,3 +72,21 @@ def test_failed_jobs_alarm_threshold_is_not_negative() -> None:
     assert settings_from_mapping({"failedJobsAlarmThreshold": "0"}).failed_jobs_alarm_threshold == 0
     with pytest.raises(ValueError, match="failedJobsAlarmThreshold must be at least 0"):
         settings_from_mapping({"failedJobsAlarmThreshold": "-1"})
+
+
+def test_a_stack_that_protects_its_data_needs_an_alarm_email() -> None:
+    """Regression: a production stack (`protectData`) whose alarms (failed jobs, overdue VMs, function errors) go to
+    a topic nobody reads; it must refuse to deploy, saying why."""
+    with pytest.raises(ValueError, match="protectData is true but alarmEmail is empty: a stack that keeps users' "
+                                         "data must tell someone when its alarms go off"):
+        settings_from_mapping({"protectData": "true"})
+    assert settings_from_mapping({"protectData": "true", "alarmEmail": "ops@example.org"}).protect_data
+    assert not settings_from_mapping({"protectData": "false"}).alarm_email, "a disposable stack needs none"
+
+
+def test_the_committed_prod_stack_refuses_to_deploy_until_its_operator_sets_an_alarm_email() -> None:
+    """Pulumi.prod.yaml holds no address of ours: `pulumi up` on it stops with the sentence, before any resource."""
+    config = stack_config("prod")
+    assert "filepipe:alarmEmail" not in config
+    with pytest.raises(ValueError, match="set alarmEmail to an address that is read"):
+        StackSettings.from_config(lambda key: config.get(f"filepipe:{key}"))

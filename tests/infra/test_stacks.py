@@ -4,27 +4,33 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from components.storage import NONCURRENT_DAYS_WITHOUT_RETENTION
 from stackspec.settings import JOB_EXPIRY_ATTR, StackSettings
-from tests.infra.conftest import Deployment, stack_config
+from tests.infra.conftest import Deployment, prod_stack_config, stack_config
 
 BUCKET = "aws:s3/bucket:Bucket"
 TABLE = "aws:dynamodb/table:Table"
 LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+VERSIONING, VERSIONED = "aws:s3/bucketVersioning:BucketVersioning", "storage-data-versioning"
 KEPT = {(BUCKET, "storage-data"), (TABLE, "storage-jobs")}
 """The resources holding users' data: the only ones `protectData` keeps."""
 
 
 def settings_of(stack: str) -> StackSettings:
-    return StackSettings.from_config(lambda key: stack_config(stack).get(f"filepipe:{key}"))
+    config = prod_stack_config() if stack == "prod" else stack_config(stack)
+    return StackSettings.from_config(lambda key: config.get(f"filepipe:{key}"))
 
 
 def expiry_rules(deployment: Deployment) -> dict[str, int]:
     """Lifecycle expiry of the data bucket: prefix -> days."""
     rules = deployment.one(LIFECYCLE).inputs["rules"]
-    return {rule["filter"]["prefix"]: rule["expiration"]["days"] for rule in rules if "expiration" in rule}
+    return {rule["filter"]["prefix"]: rule["expiration"]["days"] for rule in rules
+            if "days" in rule.get("expiration", {})}
 
 
 def site_config_of(deployment: Deployment) -> dict[str, object]:
@@ -56,7 +62,7 @@ def test_prod_protects_nothing_but_the_data(prod: Deployment) -> None:
     """Regression: `protect` leaking to everything (through a parent's options) makes every change of a function
     or the network that needs a replacement fail in prod."""
     protected = {(r.type, r.name) for r in prod.resources if r.options.get("protect")}
-    assert protected == KEPT
+    assert protected == KEPT | {("aws:cognito/userPool:UserPool", "auth-users")}, "the data, and whose it is"
     assert prod.one(BUCKET, "site-files").inputs["forceDestroy"] is True, "the site's files are rebuilt from code"
 
 
@@ -98,5 +104,46 @@ def test_the_worker_script_never_expires(prod: Deployment) -> None:
 
 def test_both_stacks_build_the_same_resources(dev: Deployment, prod: Deployment) -> None:
     """Regression: a stack file that makes the program skip or add a resource, so that what `dev` tested is not
-    what `prod` gets."""
-    assert sorted((r.type, r.name) for r in dev.resources) == sorted((r.type, r.name) for r in prod.resources)
+    what `prod` gets. Protection adds the data bucket's versioning, and prod's `alarmEmail` (which a protected stack
+    must have) its mail subscription: nothing else."""
+    prod_only = [("aws:sns/topicSubscription:TopicSubscription", "monitoring-alarm-email"), (VERSIONING, VERSIONED)]
+    assert not set(prod_only) & {(r.type, r.name) for r in dev.resources}
+    assert sorted([*((r.type, r.name) for r in dev.resources), *prod_only]) == sorted(
+        (r.type, r.name) for r in prod.resources)
+
+
+def noncurrent_rule(deployment: Deployment) -> dict[str, Any] | None:
+    rules = deployment.one(LIFECYCLE).inputs["rules"]
+    return next((rule for rule in rules if "noncurrentVersionExpiration" in rule), None)
+
+
+def test_a_protected_stack_versions_its_data_and_expires_old_versions_after_the_retention(prod: Deployment) -> None:
+    """Regression: in prod a mistaken delete (or overwrite) lost users' files for good. Versioned, a deleted file's
+    versions stay restorable for `retentionDays`, then the lifecycle deletes them (so deleted files stop costing)."""
+    versioning = prod.one(VERSIONING, VERSIONED).inputs
+    assert versioning["versioningConfiguration"] == {"status": "Enabled"}
+    assert prod.by_id(versioning["bucket"]).name == "storage-data"
+    rule = noncurrent_rule(prod)
+    assert rule is not None and rule["status"] == "Enabled" and rule["filter"] == {"prefix": ""}
+    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": settings_of("prod").retention_days}
+    assert "expiration" not in rule, "the prefixes' expiry rules already remove lone delete markers"
+    lifecycle = prod.one(LIFECYCLE)
+    assert lifecycle.inputs["bucket"] == versioning["bucket"]
+
+
+def test_a_protected_stack_that_keeps_files_for_ever_still_expires_old_versions(
+    build: Callable[..., Deployment]
+) -> None:
+    """`retentionDays` 0 keeps current files for ever; deleted ones' versions go after
+    `NONCURRENT_DAYS_WITHOUT_RETENTION` days, and their lone delete markers with them."""
+    deployment = build(protectData="true", alarmEmail="ops@example.org", retentionDays="0")
+    rule = noncurrent_rule(deployment)
+    assert rule is not None
+    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": NONCURRENT_DAYS_WITHOUT_RETENTION}
+    assert rule["expiration"] == {"expiredObjectDeleteMarker": True}
+    assert expiry_rules(deployment) == {}
+
+
+def test_a_disposable_stack_is_not_versioned(dev: Deployment) -> None:
+    """dev's files go for good when deleted (and `pulumi destroy` empties the bucket without a version left)."""
+    assert dev.of_type(VERSIONING) == [] and noncurrent_rule(dev) is None

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from handlers import capacity, dispatch, jobmodel, launcher, quota, release
+from handlers import capacity, dispatch, jobmodel, launcher, quota, release, sweeper
 from handlers.config import LauncherConfig
 from handlers.jobmodel import JOB_ID_TAG, Actor, Status
 from local.events import instance_state_change
@@ -436,3 +437,82 @@ def test_the_release_function_takes_aws_documented_state_change_event(aws: Aws) 
     assert release.handle(sample, aws.launcher_services()) == {"released": None}, "a pending VM keeps its slot"
     terminated = {**sample, "detail": {**sample["detail"], "state": "terminated"}}
     assert release.handle(terminated, aws.launcher_services()) == {"released": slot}
+
+
+# --- refusals that mean "later": codes from AWS's "Error codes for the Amazon EC2 API" (handlers/refusals.py) ---
+
+WAITS = ("VcpuLimitExceeded", "InstanceLimitExceeded", "InvalidParameterValue")
+
+
+@pytest.mark.parametrize("code", WAITS)
+def test_a_quota_or_an_unseen_instance_profile_queues_the_job_at_once_with_a_reason(aws: Aws, code: str) -> None:
+    """Regression: a vCPU quota in use, or the instance profile IAM has not shown EC2 yet, failed the job for good;
+    both heal with time (a VM ends, IAM catches up), so the job waits in the queue, says why, and its slot is
+    free. No retry in place: a second later is no better."""
+    job_id = new_pending_job(aws)
+    ec2 = FlakyEc2(aws.client("ec2"), [code] * 99)
+
+    assert handle(aws, records(aws), ec2) == {"batchItemFailures": []}
+
+    assert len(ec2.calls) == 1
+    item = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert item is not None and item["status"] == Status.QUEUED and "error" not in item
+    assert item["queue_reason"].startswith("Waiting for a VM: ") and f"({code})" in item["queue_reason"]
+    assert jobmodel.to_public(item)["queue_reason"] == item["queue_reason"], "the API shows why the job waits"
+    assert held_slots(aws.client("dynamodb"), aws.stack.table, 4) == {}
+
+
+def test_an_invalid_parameter_other_than_the_instance_profile_still_fails_the_job(aws: Aws) -> None:
+    job_id = new_pending_job(aws)
+    error = ClientError({"Error": {"Code": "InvalidParameterValue", "Message": "Invalid value 'x' for instanceType."}},
+                        "RunInstances")
+
+    class Refusing(FlakyEc2):
+        def run_instances(self, **kwargs: Any) -> Any:
+            raise error
+
+    handle(aws, records(aws), Refusing(aws.client("ec2")))
+
+    item = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert item is not None and item["status"] == Status.FAILED and "(InvalidParameterValue)" in item["error"]
+
+
+def test_a_waiting_job_is_tried_again_by_the_next_sweep_and_starts_once_the_quota_allows(aws: Aws) -> None:
+    """The retry is real: the scheduled sweeper dispatches the queue, and the job keeps the moment it first waited."""
+    job_id = new_pending_job(aws)
+    handle(aws, records(aws), FlakyEc2(aws.client("ec2"), ["VcpuLimitExceeded"]))
+    first = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert first is not None and first["status"] == Status.QUEUED
+
+    again = FlakyEc2(aws.client("ec2"), ["VcpuLimitExceeded"])
+    sweeper.sweep(aws.launcher_services(again))
+    second = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert second is not None and second["status"] == Status.QUEUED and len(again.calls) == 1
+    assert second["waiting_since"] == first["waiting_since"], "the deadline counts from the first refusal"
+
+    report = sweeper.sweep(aws.launcher_services())
+    assert report.started == 1
+    started = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert started is not None and started["status"] == Status.LAUNCHING
+    assert "queue_reason" not in jobmodel.to_public(started), "the reason is shown only while the job waits"
+
+
+@pytest.mark.parametrize("code", ["VcpuLimitExceeded", "InsufficientInstanceCapacity"])
+def test_a_job_refused_past_the_queues_deadline_fails_naming_what_to_raise(aws: Aws, code: str) -> None:
+    """A wait must end: refused since longer than the QUEUED deadline, the job fails, and a vCPU quota's sentence
+    names the quota code to raise in Service Quotas (L-1216C47A, from the AWS CLI guide's Service Quotas example)."""
+    job_id = new_pending_job(aws)
+    handle(aws, records(aws), FlakyEc2(aws.client("ec2"), [code] * 99))
+    long_ago = datetime.now(UTC) - jobmodel.DEADLINES[Status.QUEUED].after - timedelta(minutes=1)
+    aws.client("dynamodb").update_item(
+        TableName=aws.stack.table, Key={"id": {"S": job_id}}, UpdateExpression="SET waiting_since = :t",
+        ExpressionAttributeValues={":t": {"S": long_ago.isoformat()}})
+
+    sweeper.sweep(aws.launcher_services(FlakyEc2(aws.client("ec2"), [code] * 99)))
+
+    item = get_item(aws.client("dynamodb"), aws.stack, job_id)
+    assert item is not None and item["status"] == Status.FAILED, item
+    assert f"({code})" in item["error"] and item["error"].startswith("No VM could be started for 30 minutes")
+    if code == "VcpuLimitExceeded":
+        assert "quota code L-1216C47A" in item["error"] and "Service Quotas" in item["error"]
+    assert held_slots(aws.client("dynamodb"), aws.stack.table, 4) == {}

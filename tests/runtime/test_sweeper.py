@@ -191,3 +191,26 @@ def test_a_job_left_pending_is_queued_and_started(aws: Aws) -> None:
 
 def test_durations_read_as_sentences() -> None:
     assert sweeper.minutes(1) == "1 minute" and sweeper.minutes(15) == "15 minutes"
+
+
+def test_the_oldest_vm_age_ignores_vms_already_on_their_way_out(aws: Aws) -> None:
+    """Regression: `oldest_vm_seconds` (the overdue-VM alarm's metric) counted a VM already stopping or shutting
+    down (the watchdog or the sweeper at work), so the alarm fired for a VM doing what it should. It still counts
+    against the cap (`vms_alive`)."""
+    first, second = launched_jobs(aws, 2)
+    aws.client("ec2").stop_instances(InstanceIds=[item(aws, first)["instance_id"]])
+
+    report = sweep(aws, after=timedelta(minutes=3))
+
+    assert report.vms_alive == 2
+    assert 180 <= report.oldest_vm_seconds < 240, "the running VM's age, about three minutes"
+    aws.client("ec2").stop_instances(InstanceIds=[item(aws, second)["instance_id"]])
+    assert sweep(aws, after=timedelta(minutes=3)).oldest_vm_seconds == 0
+
+
+def test_oldest_running_seconds_counts_pending_and_running_vms_only() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    vms = [{"LaunchTime": now - timedelta(minutes=m), "State": {"Name": state}}
+           for m, state in ((30, "shutting-down"), (25, "stopping"), (20, "stopped"), (10, "running"), (2, "pending"))]
+    assert sweeper.oldest_running_seconds(vms, now) == 600
+    assert sweeper.oldest_running_seconds(vms[:3], now) == 0

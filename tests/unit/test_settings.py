@@ -46,6 +46,8 @@ def test_comma_separated_origins() -> None:
         ("maxFileMb", "ten", "maxFileMb must be a whole number"),
         ("maxConcurrentVms", "0", "maxConcurrentVms must be at least 1"),
         ("jobTimeoutMinutes", "-3", "jobTimeoutMinutes must be at least 1"),
+        ("ebsKmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/ebs", "ebsKmsKeyArn must be a KMS key ARN"),
+        ("ebsKmsKeyArn", "1234abcd-12ab-34cd-56ef-1234567890ab", "ebsKmsKeyArn must be a KMS key ARN"),
     ],
 )
 def test_bad_values_are_refused_with_the_key_named(key: str, value: str, message: str) -> None:
@@ -153,7 +155,7 @@ def test_account_settings_out_of_range_are_refused_naming_the_key(values: dict[s
 
 def test_protect_data_is_true_or_false_and_nothing_else() -> None:
     """Regression: `protectData yes` (or a typo) silently read as false, leaving prod's data unprotected."""
-    assert settings_from_mapping({"protectData": "true"}).protect_data is True
+    assert settings_from_mapping({"protectData": "true", "alarmEmail": "ops@example.org"}).protect_data is True
     assert settings_from_mapping({"protectData": "False"}).protect_data is False
     with pytest.raises(ValueError, match="protectData must be true or false"):
         settings_from_mapping({"protectData": "yes"})
