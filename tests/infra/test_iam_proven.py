@@ -49,8 +49,8 @@ NOT_EXERCISED: dict[tuple[str, str], str] = {
                                                 "local mode logs it instead (tests/faults/test_deliveries.py)",
     ("NotFoundInsteadOfForbidden", "s3:ListBucket"): "no call names it: it makes S3 answer HeadObject of a missing "
                                                      "upload 404 instead of 403 (tests/api/test_bad_inputs.py)",
-    ("WriteOutputsAndLogs", "s3:AbortMultipartUpload"): "s3transfer aborts a multipart upload only when a part "
-                                                        "fails",
+    ("WriteOutputsAndLogs", "s3:AbortMultipartUpload"): "the worker aborts its output's multipart upload only "
+                                                        "when a part fails (tests/runtime/test_worker.py)",
 }
 """Granted (Sid, action) pairs a local run cannot exercise, with the reason."""
 LOST = "this job's stream record is lost"
