@@ -19,12 +19,13 @@ from datetime import datetime
 
 from handlers.jobmodel import FINAL_STATES
 from handlers.jobs import LIST_LIMIT
-from local.bench.children import python
+from local.bench.children import run_child
 from local.bench.figures import Figure, figure
 from local.bench.plan import BenchError, Plan
 from local.bench.stacks import Stack, local_stack, remote_stack
 from local.client import ApiClient
 from local.load import children_cpu, submit_all, wait_for_vms
+from local.vmhost import vm_python
 
 GROUP = "pipeline"
 MARKS = ("created_at", "queued_at", "launching_at", "started_at", "finished_at")
@@ -111,7 +112,7 @@ def configurations(plan: Plan) -> list[tuple[AbstractContextManager[Stack], list
 
 
 def measure(plan: Plan) -> list[Figure]:
-    floor = [python(IMPORT_BOTO3) for _ in range(plan.coldstart_runs)]
+    floor = [run_child([vm_python(), "-c", IMPORT_BOTO3]) for _ in range(plan.coldstart_runs)]  # the VMs' Python
     timeout = REMOTE_TIMEOUT if plan.remote else LOCAL_TIMEOUT
     figures: list[Figure] = []
     single: list[float] = []
