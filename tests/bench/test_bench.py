@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -121,3 +123,27 @@ def test_worker_targets_bound_the_bytes_through_the_vm_and_the_speedup_from_1_gi
     speedup = targets["plain copy time / worker time, 1024 MiB"]
     assert speedup.value == pytest.approx(14.0 / 1.5) and not speedup.met
     assert set(targets) == {network.name, speedup.name}, "no speed target below 1 GiB"
+
+
+SOCKET_COUNT = """
+import socket
+from local.bench.probe import SocketBytes
+SocketBytes.install()
+left, right = socket.socketpair()
+left.sendall(b"x" * 100000)
+got = 0
+while got < 100000:
+    got += len(right.recv(65536))
+right.send(b"y" * 10)
+buffer = bytearray(10)
+left.recv_into(buffer)
+print(SocketBytes.sent, SocketBytes.received)
+"""
+
+
+def test_bytes_through_the_vm_are_every_send_and_receive_of_the_process() -> None:
+    """The counter behind "bytes through the VM": sendall, send, recv and recv_into of any socket, both ways
+    (run in a child: it patches `socket.socket` for the whole process)."""
+    found = subprocess.run([sys.executable, "-c", SOCKET_COUNT], capture_output=True, text=True, check=True,
+                           cwd=Path(runner.__file__).parents[2])
+    assert found.stdout.split() == ["100010", "100010"]
