@@ -152,6 +152,8 @@ def describe(err: Exception, action: str) -> str:
             return "{}: the object does not exist (it may have been deleted).".format(action)
         if code in ("AccessDenied", "403"):
             return "{}: access denied ({}).".format(action, message or code)
+        if code in ("PreconditionFailed", "412"):  # the input's ETag no longer matches the one HEAD saw
+            return "{}: the input file was replaced while the job read it; run the job again.".format(action)
         return "{}: {} ({}).".format(action, message or "AWS error", code)
     return "{}: {}: {}.".format(action, type(err).__name__, err)
 

@@ -349,3 +349,26 @@ def test_the_worker_bounds_every_aws_call(aws: Aws, tmp_path: Path, monkeypatch:
         assert limits.retries is not None and limits.retries["mode"] == "standard"
         assert limits.retries["total_max_attempts"]
     assert worker.CLIENT_LIMITS.read_timeout < sdk_default.read_timeout < worker.COPY_LIMITS.read_timeout
+
+
+def test_an_input_replaced_while_the_job_reads_it_fails_the_job(aws: Aws, tmp_path: Path) -> None:
+    """The reads name the ETag HEAD saw (GetObject's IfMatch; each UploadPartCopy's CopySourceIfMatch, which S3
+    enforces and moto ignores): an input overwritten in between fails the job with that reason, rather than mixing
+    two versions or writing the new one under the old one's job."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, key = put_job(s3, ddb, aws.stack, content=b"first", text="t")
+
+    class ReplacedAfterHead:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(s3, name)
+
+        def head_object(self, **kwargs: Any) -> Any:
+            answer = s3.head_object(**kwargs)
+            s3.put_object(Bucket=aws.stack.bucket, Key=key, Body=b"second")
+            return answer
+
+    assert run(aws, job_id, tmp_path, s3=ReplacedAfterHead()) == worker.EXIT_FAILED
+
+    item = get_item(ddb, aws.stack, job_id) or {}
+    assert item["status"] == Status.FAILED and "replaced while the job read it" in item["error"], item
+    assert "output_file_path" not in item
