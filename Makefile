@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# The worker's environment as on AWS (AL2023's Python 3.9 and its python3-boto3; pins in worker/requirements.txt):
+# the worker's tests and local mode's VMs run the worker on it (local/workerpython.py).
+WORKER_VENV := .venv-worker
+PYTHON39 ?= $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9))),$(shell command -v python3.9 2>/dev/null))
+export FILEPIPE_WORKER_PYTHON ?= $(abspath $(WORKER_VENV))/bin/python
 
 .PHONY: dev test lint bench bench-quick load smoke lock clean
 
@@ -14,10 +19,19 @@ $(BIN)/activate: requirements-dev.txt requirements.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(BIN)/activate
 
-dev: $(BIN)/activate
+# Without a Python 3.9 this says so and goes on: local mode then runs the worker on .venv's Python, and the worker's
+# tests skip (CI sets FILEPIPE_REQUIRE_WORKER_PY39=1, which fails them).
+$(WORKER_VENV)/bin/activate: worker/requirements.txt
+	@if [ -z "$(PYTHON39)" ] || ! "$(PYTHON39)" -c 'import sys; assert sys.version_info[:2] == (3, 9)' 2>/dev/null; then \
+	  echo "make: no Python 3.9 (pyenv's ~/.pyenv/versions/3.9.*, or python3.9 on PATH): no $(WORKER_VENV)"; \
+	else \
+	  "$(PYTHON39)" -m venv $(WORKER_VENV) && $(WORKER_VENV)/bin/pip install --quiet -r worker/requirements.txt && touch $@; \
+	fi
+
+dev: $(BIN)/activate $(WORKER_VENV)/bin/activate
 	PORT=$(PORT) $(BIN)/python -m local
 
-test: $(BIN)/activate
+test: $(BIN)/activate $(WORKER_VENV)/bin/activate
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -27,10 +41,10 @@ lint: $(BIN)/activate
 # Figures, not assertions, each beside its baseline (docs/benchmarks.md): a table, bench-results/<time>.json and
 # docs/bench.png. With BENCH_URL=https://<site> BENCH_EMAIL=<user> (password in BENCH_PASSWORD): the API and
 # pipeline figures of that deployed stack.
-bench: $(BIN)/activate
+bench: $(BIN)/activate $(WORKER_VENV)/bin/activate
 	$(BIN)/python -m bench $(if $(BENCH_URL),--url "$(BENCH_URL)" --email "$(BENCH_EMAIL)")
 
-bench-quick: $(BIN)/activate
+bench-quick: $(BIN)/activate $(WORKER_VENV)/bin/activate
 	$(BIN)/python -m bench --quick $(if $(BENCH_URL),--url "$(BENCH_URL)" --email "$(BENCH_EMAIL)")
 
 # A load run against a local stack (jobs, cap, lost/duplicated, VMs alive, latency, VM CPU per job).
@@ -49,4 +63,4 @@ lock: $(BIN)/activate
 	$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements-dev.txt requirements-dev.in
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts bench-results
+	rm -rf $(VENV) $(WORKER_VENV) .pytest_cache .ruff_cache test-artifacts bench-results

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bench.children import python
+from bench.children import run_child
 from bench.figures import Figure, figure
 from bench.plan import BenchError, Plan
 from bench.stacks import Stack, local_stack, remote_stack
@@ -25,6 +25,7 @@ from handlers.jobmodel import FINAL_STATES
 from handlers.jobs import LIST_LIMIT
 from local.client import ApiClient
 from local.load import children_cpu, submit_all, wait_for_vms
+from local.vmhost import vm_python
 
 GROUP = "pipeline"
 MARKS = ("created_at", "queued_at", "launching_at", "started_at", "finished_at")
@@ -111,7 +112,7 @@ def configurations(plan: Plan) -> list[tuple[AbstractContextManager[Stack], list
 
 
 def measure(plan: Plan) -> list[Figure]:
-    floor = [python(IMPORT_BOTO3) for _ in range(plan.coldstart_runs)]
+    floor = [run_child([vm_python(), "-c", IMPORT_BOTO3]) for _ in range(plan.coldstart_runs)]  # the VMs' Python
     timeout = REMOTE_TIMEOUT if plan.remote else LOCAL_TIMEOUT
     figures: list[Figure] = []
     single: list[float] = []

@@ -172,7 +172,17 @@ def manage_function_policy(
 def worker_instance_policy(
     bucket_arn: pulumi.Input[str], worker_key: str, table_arn: pulumi.Input[str]
 ) -> pulumi.Output[str]:
-    """The VM fetches the worker script and its input, writes its output and log, and moves its job."""
+    """The VM fetches the worker script and its input, writes its output and log, and moves its job.
+
+    The worker's S3 calls and the actions that authorise them (AWS's Service Authorization Reference for Amazon S3;
+    UploadPartCopy's API reference for its source):
+    - HeadObject, GetObject of the input (under 5 MiB), GetObject of the worker script: s3:GetObject on `inputs/*`
+      and the script's key;
+    - UploadPartCopy of the input's ranges: s3:GetObject on the source (`inputs/*`) and s3:PutObject on the output;
+    - PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload of the output, PutObject of the log:
+      s3:PutObject on `outputs/*`;
+    - AbortMultipartUpload of a failed output: s3:AbortMultipartUpload on `outputs/*`.
+    """
     return document(
         statement(
             ["s3:GetObject"],

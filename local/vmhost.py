@@ -1,7 +1,8 @@
 """The local VM host: runs the user-data of every job instance the launcher starts in the emulator.
 
 A "VM" is `bash <user-data>` in its own scratch directory and its own process group, with an environment that
-stands in for the machine: PATH starts with OS-level shims only (`shutdown`, `dnf`, `python3`, `aws`), the instance
+stands in for the machine: PATH starts with OS-level shims only (`shutdown`, `dnf`, `python3`, `aws`; `python3` is
+AL2023's Python 3.9 with its boto3 when `make` could build that, `local/workerpython.py`), the instance
 metadata service is served locally for that instance, and AWS calls go to the emulator with fake credentials. The
 user-data and the worker are the very ones the launch template carries on AWS: nothing in them is changed.
 
@@ -34,6 +35,7 @@ from typing import Any
 from handlers.instances import describe_instances
 from handlers.jobmodel import JOB_ID_TAG, Status, read_job
 from local.serving import BackgroundLoop
+from local.workerpython import MISSING, worker_python
 
 log = logging.getLogger("filepipe.local")
 
@@ -85,8 +87,18 @@ class VmRun:
         self.power_off.set()
 
 
+def vm_python() -> str:
+    """The VM's `python3`: the worker environment (AL2023's Python 3.9 with the boto3 its repositories ship, built by
+    `make`), else this virtualenv's interpreter, which is newer than AWS's."""
+    found = worker_python()
+    if found is None:
+        log.warning("local VMs run the worker on %s, not on AL2023's Python 3.9: %s", sys.executable, MISSING)
+        return sys.executable
+    return found
+
+
 def python_shim(directory: Path, python: str = sys.executable) -> Path:
-    """`python3` = this virtualenv's interpreter (AL2023's python3 with python3-boto3 installed, in effect).
+    """`python3` = `python` (the VM host passes `vm_python()`: AL2023's python3 with python3-boto3 installed).
 
     A wrapper, not a symlink: a venv is recognised from the path of the executable that is started.
     """
@@ -111,8 +123,8 @@ def prepare_shims(directory: Path) -> Path:
         target = directory / shim
         shutil.copyfile(SHIMS_DIR / shim, target)
         target.chmod(0o755)
-    python_shim(directory)
-    aws_cli_shim(directory)
+    python_shim(directory, vm_python())
+    aws_cli_shim(directory)  # AWS CLI v2 brings its own Python: this virtualenv's stands in for it
     return directory
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import botocore.session
 from botocore import xform_name
 
-CLIENT_NAMES = {"ec2": "ec2", "ddb": "dynamodb", "dynamodb": "dynamodb", "s3": "s3"}
+CLIENT_NAMES = {"ec2": "ec2", "ddb": "dynamodb", "dynamodb": "dynamodb", "s3": "s3", "copier": "s3"}
 """Variable and attribute names that hold a boto3 client, and the client's service (botocore's name)."""
 TRANSFER_METHODS = frozenset({"upload_file", "upload_fileobj", "download_file", "download_fileobj", "copy"})
 """s3transfer's managed transfers that boto3 adds to the S3 client (each makes several API calls)."""

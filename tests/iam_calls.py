@@ -117,11 +117,14 @@ S3_ACTIONS = {
 
 
 def _s3(call: AwsCall, names: Names) -> list[Check]:
-    """Object operations on their object's ARN; CopyObject reads its source (s3:GetObject) and writes its target
-    (s3:PutObject); DeleteObjects deletes each key it names (s3:DeleteObject), as AWS's CopyObject and DeleteObjects
-    references say."""
+    """Object operations on their object's ARN; CopyObject and UploadPartCopy read their source (s3:GetObject) and
+    write their target (s3:PutObject); DeleteObjects deletes each key it names (s3:DeleteObject), as AWS's
+    CopyObject, UploadPartCopy ("you must have the s3:GetObject permission to read the source object ... the
+    s3:PutObject permission to write the object copy", its API reference, in botocore's S3 model) and DeleteObjects
+    references say. The Service Authorization Reference for Amazon S3 maps CreateMultipartUpload, UploadPart and
+    CompleteMultipartUpload to s3:PutObject and AbortMultipartUpload to s3:AbortMultipartUpload."""
     p = call.params
-    if call.operation == "CopyObject":
+    if call.operation in {"CopyObject", "UploadPartCopy"}:
         source = p["CopySource"]
         bucket, key = (source["Bucket"], source["Key"]) if isinstance(source, dict) else source.split("/", 1)
         return [Check("s3:GetObject", names.object_arn(bucket, key)),

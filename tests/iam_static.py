@@ -60,13 +60,20 @@ S3_KEYS: dict[str, tuple[str, ...]] = {
     "handlers.manage.copy_input": (INPUT_PREFIX,),
     "handlers.manage.retry_job": (INPUT_PREFIX,),
     "handlers.manage.delete_files": (INPUT_PREFIX, OUTPUT_PREFIX),
-    "worker.worker.write_output get_object": (INPUT_PREFIX,),
-    "worker.worker.write_output upload_fileobj": (OUTPUT_PREFIX,),
+    "worker.worker.head_input": (INPUT_PREFIX,),
+    "worker.worker.put_small_output get_object": (INPUT_PREFIX,),
+    "worker.worker.put_small_output put_object": (OUTPUT_PREFIX,),
+    "worker.worker.copy_into_output": (OUTPUT_PREFIX,),
+    "worker.worker.copy_parts": (OUTPUT_PREFIX,),
+    "worker.worker.abort_upload": (OUTPUT_PREFIX,),
     "worker.worker.upload_log": (OUTPUT_PREFIX,),
     f"{USER_DATA_MODULE}.{MODULE_BODY}": (WORKER_SCRIPT_KEY,),
 }
 """Function holding an S3 call (or `"<function> <method>"` for one of its calls) -> the key prefixes, or the exact
 key, the call can touch in the stack's bucket."""
+S3_COPY_SOURCES: dict[str, str] = {"worker.worker.copy_parts": INPUT_PREFIX}
+"""Function holding a server-side copy (UploadPartCopy) -> the key prefix its copy source lies under; without an
+entry a copy's source is taken to be under its target's prefix."""
 TRANSFERS = {
     "upload_file": ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload",
                     "AbortMultipartUpload"),
@@ -143,10 +150,13 @@ class Stack:
 
 
 def _s3_calls(call: ClientCall, operation: str, keys: Iterable[str]) -> list[AwsCall]:
+    def example(key: str) -> str:
+        return key if not key.endswith("/") else f"{key}example/file.txt"
+
     def params(key: str) -> dict[str, Any]:
-        example = key if not key.endswith("/") else f"{key}example/file.txt"
-        return {"Bucket": BUCKET, "Key": example, "CopySource": {"Bucket": BUCKET, "Key": example},
-                "Delete": {"Objects": [{"Key": example}]}}
+        source = example(S3_COPY_SOURCES.get(call.site, key))
+        return {"Bucket": BUCKET, "Key": example(key), "CopySource": {"Bucket": BUCKET, "Key": source},
+                "Delete": {"Objects": [{"Key": example(key)}]}}
     return [AwsCall(call.site, "s3", operation, params(key)) for key in keys]
 
 

@@ -5,25 +5,25 @@ Runs on Amazon Linux 2023's system Python (3.9) with the distribution's boto3, f
 single file: so it imports nothing from this repository. The few names it shares with `handlers/jobmodel.py` are
 copied below and `tests/runtime/test_worker_contract.py` checks that the copies agree.
 
-Output: `outputs/<id>/<stem>.out<suffix>` = the input bytes, then " : ", then the job's text in UTF-8. The input is
-streamed through a multipart upload, so memory stays bounded whatever the file size (up to S3's 5 GB single object).
+Output: `outputs/<id>/<stem>.out<suffix>` = the input bytes, then " : ", then the job's text in UTF-8. An input of
+5 MiB or more is copied inside S3 into a multipart upload (`copy_into_output`), so neither the VM's network nor its
+memory grows with the file size (up to S3's 5 GB single object); a smaller one is read and written whole.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import signal
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import boto3
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -40,43 +40,26 @@ PHASE_STARTED = {RUNNING: "started_at", SUCCEEDED: "finished_at", FAILED: "finis
 # --- end of copy ---
 
 SEPARATOR = b" : "
-PART_BYTES = 8 * 1024 * 1024
-
-
-def transfer_config(part_bytes: int = PART_BYTES, parts_in_memory: int = 4) -> TransferConfig:
-    """Multipart settings bounding memory to about `part_bytes * parts_in_memory` for any input size.
-
-    boto3's TransferConfig does not take `max_in_memory_upload_chunks` as an argument, but s3transfer reads the
-    attribute when it uploads from a non-seekable stream, so it is set after construction.
-    """
-    config = TransferConfig(multipart_threshold=part_bytes, multipart_chunksize=part_bytes, max_concurrency=4)
-    config.max_in_memory_upload_chunks = parts_in_memory
-    return config
-
-
-def even_parts(total_bytes: int, part_bytes: int = PART_BYTES) -> TransferConfig:
-    """Multipart settings for an output of `total_bytes`: parts of about `part_bytes` that split it evenly.
-
-    The output is the input plus a few bytes (separator and text), so parts of exactly `part_bytes` would send those
-    bytes as a last part of their own whenever the input is a whole number of parts (a 16 MiB input: 8 MiB, 8 MiB
-    and 9 bytes): one more request for almost nothing. Outputs under `part_bytes` stay a single PutObject; a part is
-    under twice `part_bytes` (an output of one to two parts' size) and at most 1.5 times it from two parts on, so
-    memory stays bounded whatever the size.
-    """
-    parts = max(1, total_bytes // part_bytes)
-    size = -(-total_bytes // parts)  # ceiling: `parts` parts cover the whole output
-    config = transfer_config(part_bytes=size)
-    # From a stream of unknown length s3transfer first reads `multipart_threshold` bytes to choose between one
-    # PutObject and a multipart upload; at exactly a part's size that read is the first part, where a smaller one
-    # would have to be topped up and copied into a new buffer before the first part can go.
-    config.multipart_threshold = max(size, part_bytes)
-    return config
+MIN_PART_BYTES = 5 * 1024 * 1024
+"""S3's smallest part but the last (AWS's multipart upload limits: parts of 5 MiB to 5 GiB, the last may be smaller,
+at most 10,000 parts). An input under this size cannot be a copied part followed by the text: it is read and
+written whole."""
+MAX_PART_BYTES = 5 * 1024 * 1024 * 1024
+"""S3's largest part, copied or uploaded."""
+COPY_PART_BYTES = 512 * 1024 * 1024
+"""The size the input is copied in (parts split it evenly, none larger): a 5 GB input is 10 copy requests, which
+run `COPY_THREADS` at a time inside S3; none of the input's bytes cross the VM."""
+COPY_THREADS = 4
 
 
 CLIENT_LIMITS = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "total_max_attempts": 5})
-"""Each AWS call of the worker: 5 s to connect, 30 s for an answer (a part upload's: 8 to 16 MiB), 5 attempts in the
-standard retry mode (backoff with jitter, throttling aware); so a stalled connection fails the job with a reason
-long before the in-VM watchdog powers the VM off (the SDK defaults wait 60 s per read, with legacy retries)."""
+"""Each AWS call of the worker: 5 s to connect, 30 s for an answer, 5 attempts in the standard retry mode (backoff
+with jitter, throttling aware); so a stalled connection fails the job with a reason long before the in-VM watchdog
+powers the VM off (the SDK defaults wait 60 s per read, with legacy retries)."""
+COPY_LIMITS = Config(connect_timeout=5, read_timeout=300, retries={"mode": "standard", "total_max_attempts": 5})
+"""The part copies' client: as CLIENT_LIMITS, but S3 may answer an UploadPartCopy only once its range (up to
+`COPY_PART_BYTES`) is copied, so 30 s would ask S3 to copy at least 17 MiB/s; 300 s asks 1.7 MiB/s. The job's
+time limit (the watchdog) still bounds the whole."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -117,48 +100,6 @@ def split_s3_path(path: str) -> "tuple[str, str]":
     if not bucket or not key:
         raise JobError("The job's input_file_path {!r} is not <bucket>/<key>.".format(path))
     return bucket, key
-
-
-class ChainedReader(io.RawIOBase):
-    """A read-only stream over several streams in turn: the input body, then the separator and text.
-
-    `read(n)` returns exactly n bytes until the end, because multipart upload parts (except the last) must be at
-    least 5 MiB and s3transfer takes a short read for the end of the stream. It asks the underlying stream for all it
-    still wants at once (a part's size: s3transfer reads part by part, so memory stays bounded by the parts): one
-    8 MiB read of the input body, not eight 1 MiB reads joined afterwards, which made a 16 MiB copy's second part
-    start about 5 ms later (docs/benchmarks.md).
-    """
-
-    def __init__(self, parts: Sequence[Any]) -> None:
-        super().__init__()
-        self._parts = list(parts)
-        self.largest_read = 0
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: Optional[int] = -1) -> bytes:
-        if size is None or size < 0:
-            size = sys.maxsize
-        chunks = []
-        wanted = size
-        while wanted > 0 and self._parts:
-            chunk = self._parts[0].read(wanted)
-            if not chunk:
-                self._parts.pop(0)
-                continue
-            chunks.append(chunk)
-            wanted -= len(chunk)
-            self.largest_read = max(self.largest_read, len(chunk))
-        data = b"".join(chunks)
-        self.bytes_read += len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def transition(ddb: Any, table: str, job_id: str, to: str, *, expected: List[str],
@@ -211,33 +152,151 @@ def describe(err: Exception, action: str) -> str:
             return "{}: the object does not exist (it may have been deleted).".format(action)
         if code in ("AccessDenied", "403"):
             return "{}: access denied ({}).".format(action, message or code)
+        if code in ("PreconditionFailed", "412"):  # the input's ETag no longer matches the one HEAD saw
+            return "{}: the input file was replaced while the job read it; run the job again.".format(action)
         return "{}: {} ({}).".format(action, message or "AWS error", code)
     return "{}: {}: {}.".format(action, type(err).__name__, err)
 
 
-def write_output(s3: Any, job: Dict[str, str], job_id: str, bucket: str,
-                 transfer: Optional[TransferConfig] = None) -> str:
-    """Stream input + separator + text into the output object; return `<bucket>/<key>`.
+def copy_ranges(size: int, part_bytes: int = COPY_PART_BYTES) -> List[Tuple[int, int]]:
+    """Inclusive byte ranges that split an input of `size` bytes evenly into parts of at most `part_bytes`.
 
-    `transfer` defaults to `even_parts` for the output's size."""
-    in_bucket, in_key = split_s3_path(job["input_file_path"])
+    Every range is at least S3's 5 MiB minimum for a part that is not the last: `size` is at least that, and from
+    two parts on each is at least half of `part_bytes` (which is at least twice the minimum).
+    """
+    if size < MIN_PART_BYTES:
+        raise ValueError("an input under {} bytes is not copied in parts".format(MIN_PART_BYTES))
+    if not 2 * MIN_PART_BYTES <= part_bytes <= MAX_PART_BYTES:
+        raise ValueError("a copy part must be 10 MiB to 5 GiB")
+    parts = -(-size // part_bytes)
+    base, extra = divmod(size, parts)
+    ranges = []
+    start = 0
+    for index in range(parts):
+        length = base + (1 if index < extra else 0)
+        ranges.append((start, start + length - 1))
+        start += length
+    return ranges
+
+
+@dataclass(frozen=True)
+class Input:
+    """The job's input object, as HEAD saw it: the copy and the read name its ETag, so that an input replaced
+    meanwhile fails the job instead of mixing two versions."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    content_type: str
+
+    @property
+    def where(self) -> str:
+        return "s3://{}/{}".format(self.bucket, self.key)
+
+
+def head_input(s3: Any, path: str) -> Input:
+    bucket, key = split_s3_path(path)
     try:
-        source = s3.get_object(Bucket=in_bucket, Key=in_key)
+        head = s3.head_object(Bucket=bucket, Key=key)
     except ClientError as err:
-        raise JobError(describe(err, "Reading the input file s3://{}/{}".format(in_bucket, in_key))) from err
-    text = job.get("input_text", "").encode("utf-8")
-    reader = ChainedReader([source["Body"], io.BytesIO(SEPARATOR + text)])
-    out_key = output_key(job_id, in_key)
-    content_type = source.get("ContentType") or "application/octet-stream"
-    if transfer is None:
-        transfer = even_parts(int(source.get("ContentLength", 0)) + len(SEPARATOR) + len(text))
+        raise JobError(describe(err, "Reading the input file s3://{}/{}".format(bucket, key))) from err
+    return Input(bucket=bucket, key=key, size=int(head["ContentLength"]), etag=head["ETag"],
+                 content_type=head.get("ContentType") or "application/octet-stream")
+
+
+def write_output(s3: Any, job: Dict[str, str], job_id: str, bucket: str, *,
+                 copy_part_bytes: int = COPY_PART_BYTES, copier: Any = None) -> str:
+    """Write input + separator + text to the job's output object; return `<bucket>/<key>`.
+
+    An input of 5 MiB or more is copied inside S3 (`copy_into_output`): the VM sends only the separator and the
+    text. A smaller one is read and written whole with one PutObject (at most twice 5 MiB through the VM).
+    `copier` makes the part copies (default: `s3`)."""
+    source = head_input(s3, job["input_file_path"])
+    tail = SEPARATOR + job.get("input_text", "").encode("utf-8")
+    out_key = output_key(job_id, source.key)
+    if source.size < MIN_PART_BYTES:
+        put_small_output(s3, source, bucket, out_key, tail)
+    else:
+        copy_into_output(s3, copier or s3, source, Upload(bucket, out_key), tail, part_bytes=copy_part_bytes)
+    log.info("wrote s3://%s/%s (%d bytes of input, %d of separator and text)", bucket, out_key, source.size,
+             len(tail))
+    return "{}/{}".format(bucket, out_key)
+
+
+def put_small_output(s3: Any, source: Input, bucket: str, out_key: str, tail: bytes) -> None:
     try:
-        s3.upload_fileobj(reader, bucket, out_key, ExtraArgs={"ContentType": content_type}, Config=transfer)
+        body = s3.get_object(Bucket=source.bucket, Key=source.key, IfMatch=source.etag)["Body"].read()
+    except (ClientError, BotoCoreError) as err:
+        raise JobError(describe(err, "Reading the input file " + source.where)) from err
+    try:
+        s3.put_object(Bucket=bucket, Key=out_key, Body=body + tail, ContentType=source.content_type)
     except (ClientError, BotoCoreError) as err:
         raise JobError(describe(err, "Writing the output file s3://{}/{}".format(bucket, out_key))) from err
-    log.info("wrote s3://%s/%s (%d bytes, largest read %d bytes)", bucket, out_key, reader.bytes_read,
-             reader.largest_read)
-    return "{}/{}".format(bucket, out_key)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The output's multipart upload."""
+
+    bucket: str
+    key: str
+    upload_id: str = ""
+
+
+def copy_into_output(s3: Any, copier: Any, source: Input, output: Upload, tail: bytes, *, part_bytes: int) -> None:
+    """A multipart upload whose parts are server-side copies of the input's byte ranges (UploadPartCopy, made with
+    `copier`), then one part (UploadPart) holding the separator and the text; completed, or aborted on any failure
+    (a SIGTERM's JobError included) so that no parts are left behind to be billed (the bucket's lifecycle rule
+    aborts what an abort could not)."""
+    where = "Writing the output file s3://{}/{}".format(output.bucket, output.key)
+    try:
+        answer = s3.create_multipart_upload(Bucket=output.bucket, Key=output.key, ContentType=source.content_type)
+    except (ClientError, BotoCoreError) as err:
+        raise JobError(describe(err, where)) from err
+    upload = Upload(output.bucket, output.key, answer["UploadId"])
+    try:
+        parts = copy_parts(copier, source, upload, copy_ranges(source.size, part_bytes))
+        number = len(parts) + 1
+        last = s3.upload_part(Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id, PartNumber=number,
+                              Body=tail)
+        parts.append({"PartNumber": number, "ETag": last["ETag"]})
+        s3.complete_multipart_upload(Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id,
+                                     MultipartUpload={"Parts": parts})
+    except BaseException as err:
+        abort_upload(s3, upload)
+        if isinstance(err, (ClientError, BotoCoreError)):
+            raise JobError(describe(err, where)) from err
+        raise
+
+
+def copy_parts(copier: Any, source: Input, upload: Upload, ranges: Sequence[Tuple[int, int]]) -> List[Dict[str, Any]]:
+    """UploadPartCopy of each range, `COPY_THREADS` at a time; the parts in order. The first failure stops the
+    copies not yet started and is raised."""
+    def copy(number: int, first: int, last: int) -> Dict[str, Any]:
+        answer = copier.upload_part_copy(
+            Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id, PartNumber=number,
+            CopySource={"Bucket": source.bucket, "Key": source.key}, CopySourceIfMatch=source.etag,
+            CopySourceRange="bytes={}-{}".format(first, last),
+        )
+        return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
+
+    pool = ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="copy-part")
+    try:
+        futures = [pool.submit(copy, number, first, last) for number, (first, last) in enumerate(ranges, start=1)]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def abort_upload(s3: Any, upload: Upload) -> None:
+    """Best effort: the job's failure is what matters; a part still being copied may outlive the abort, and the
+    lifecycle rule aborts the upload a day later."""
+    try:
+        s3.abort_multipart_upload(Bucket=upload.bucket, Key=upload.key, UploadId=upload.upload_id)
+        log.info("aborted the multipart upload of s3://%s/%s", upload.bucket, upload.key)
+    except (ClientError, BotoCoreError) as err:
+        log.warning("could not abort the multipart upload of s3://%s/%s: %s", upload.bucket, upload.key, err)
 
 
 def upload_log(s3: Any, bucket: str, job_id: str, log_file: Path) -> Optional[str]:
@@ -261,8 +320,8 @@ class Run:
     bucket: str
     job_id: str
     log_file: Path
-    transfer: Optional[TransferConfig] = None
-    """Multipart settings; None: `even_parts` for each output's size."""
+    copier: Any = None
+    """The S3 client of the part copies (built with COPY_LIMITS); None: `s3`."""
 
 
 def run_job(run: Run, instance_id: str) -> int:
@@ -282,7 +341,7 @@ def run_job(run: Run, instance_id: str) -> int:
         job = read_job(run.ddb, run.table, run.job_id)
         if job is None:
             raise JobError("The job's item disappeared while it was running.")
-        output_path = write_output(run.s3, job, run.job_id, run.bucket, run.transfer)
+        output_path = write_output(run.s3, job, run.job_id, run.bucket, copier=run.copier)
     except Exception as err:  # any failure must end the job FAILED with a reason
         reason = str(err) if isinstance(err, JobError) else describe(err, "The worker failed")
         log.exception("job %s failed: %s", run.job_id, reason)
@@ -323,6 +382,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     session = boto3.session.Session()
     run = Run(s3=session.client("s3", config=CLIENT_LIMITS), ddb=session.client("dynamodb", config=CLIENT_LIMITS),
+              copier=session.client("s3", config=COPY_LIMITS),
               table=args.table, bucket=args.bucket, job_id=args.job_id, log_file=log_file)
     return run_job(run, args.instance_id)
 

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bench import __main__ as runner
+from bench.children import REPO_ROOT
 from bench.figures import FIELDS, figure, percentile
 from bench.pipeline import job_phases
 from bench.plan import MAX_WORKER_RUNS, PASSWORD_VARIABLE, QUICK, REMOTE_GROUPS, BenchError, plan_for
 
 TINY = replace(QUICK, worker_sizes_mib=(1, 9, 10), worker_runs=1, coldstart_runs=1, api_requests=3, api_rounds=1,
                api_clients=3, single_job_runs=1, burst_jobs=2)
-"""bench-quick's code paths with the least work: three sizes (one below the multipart threshold)."""
+"""bench-quick's code paths with the least work: three sizes (one under S3's 5 MiB part minimum, which the worker
+reads and writes whole; two it copies inside S3)."""
 
 
 def test_figure_summarises_samples_against_the_median_of_the_baseline() -> None:
@@ -85,12 +89,16 @@ def test_every_figure_group_runs_and_writes_well_formed_json(tmp_path: Path,
         if f["baseline"] is not None:
             assert f["ratio"] == pytest.approx(f["median"] / f["baseline"]), f
     names = {f["name"] for f in figures}
-    assert {"worker throughput, 9 MiB", "upload handler import", "POST /api/jobs p99, 3 clients",
-            "POST /api/jobs CPU per request, 3 clients", "GET /api/jobs queueing floor, 3 clients "
+    assert {"worker time, 9 MiB", "worker bytes through the VM, 9 MiB", "upload handler import",
+            "POST /api/jobs p99, 3 clients", "POST /api/jobs CPU per request, 3 clients",
+            "GET /api/jobs queueing floor, 3 clients "
             f"({report['machine']['nproc']} cores)", "2 jobs at once, cap 7: submit → SUCCEEDED",
             "VM CPU per job (user-data + worker)"} <= names
     assert report["targets"] and all(isinstance(t["met"], bool) for t in report["targets"])
-    assert "POST /api/jobs: CPU per request at 3 clients / at 1 client" in {t["name"] for t in report["targets"]}
+    targets = {t["name"]: t for t in report["targets"]}
+    assert "POST /api/jobs: CPU per request at 3 clients / at 1 client" in targets
+    network = targets["worker bytes through the VM, 10 MiB, most of its runs (MiB)"]
+    assert network["met"] and 0 < network["value"] < 1, "a 10 MiB input copied inside S3 moves kilobytes"
     assert any(note.startswith("GET /api/health: p99 at 3 clients") for note in report["notes"])
     assert report["machine"]["nproc"] >= 1 and isinstance(report["notes"], list)
 
@@ -99,3 +107,44 @@ def test_a_small_input_gets_more_copies_up_to_a_bound() -> None:
     plan = replace(QUICK, worker_runs=3, worker_mib_per_size=256)
     assert [plan.worker_runs_for(size) for size in (1, 16, 64, 256, 1024)] == [MAX_WORKER_RUNS, 15, 4, 3, 3]
     assert replace(plan, worker_mib_per_size=0).worker_runs_for(1) == 3
+
+
+def test_worker_targets_bound_the_bytes_through_the_vm_and_the_speedup_from_1_gib() -> None:
+    """The issue's targets: at most 6 MiB plus the text through the VM at every size (the worst run counts), and
+    from 1 GiB on the worker at least 10 times faster than the plain streaming copy."""
+    figures = [
+        figure("worker bytes through the VM, 16 MiB", "MiB", [0.01, 6.5], [32.0], group="worker", kind="network",
+               who="worker", size_mib=16),
+        figure("worker time, 16 MiB", "s", [0.2], [0.4], group="worker", kind="time", who="worker", size_mib=16),
+        figure("worker time, 1024 MiB", "s", [1.5], [14.0], group="worker", kind="time", who="worker", size_mib=1024),
+    ]
+    targets = {t.name: t for t in runner.worker_targets(figures)}
+    network = targets["worker bytes through the VM, 16 MiB, most of its runs (MiB)"]
+    assert (network.value, network.met) == (6.5, False)
+    speedup = targets["plain copy time / worker time, 1024 MiB"]
+    assert speedup.value == pytest.approx(14.0 / 1.5) and not speedup.met
+    assert set(targets) == {network.name, speedup.name}, "no speed target below 1 GiB"
+
+
+SOCKET_COUNT = """
+import socket
+from bench.probe import SocketBytes
+SocketBytes.install()
+left, right = socket.socketpair()
+left.sendall(b"x" * 100000)
+got = 0
+while got < 100000:
+    got += len(right.recv(65536))
+right.send(b"y" * 10)
+buffer = bytearray(10)
+left.recv_into(buffer)
+print(SocketBytes.sent, SocketBytes.received)
+"""
+
+
+def test_bytes_through_the_vm_are_every_send_and_receive_of_the_process() -> None:
+    """The counter behind "bytes through the VM": sendall, send, recv and recv_into of any socket, both ways
+    (run in a child: it patches `socket.socket` for the whole process)."""
+    found = subprocess.run([sys.executable, "-c", SOCKET_COUNT], capture_output=True, text=True, check=True,
+                           cwd=REPO_ROOT)
+    assert found.stdout.split() == ["100010", "100010"]

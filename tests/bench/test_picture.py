@@ -12,7 +12,7 @@ import pytest
 from bench.figures import Figure
 from bench.picture import render
 
-QUOTED_RUN = Path(__file__).parents[2] / "bench-results" / "20261129T144602Z.json"
+QUOTED_RUN = Path(__file__).parents[2] / "bench-results" / "20261207T035531Z.json"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def points(ax: Any) -> list[tuple[float, float]]:
             for xy in line.get_xydata()]
 
 
-@pytest.mark.parametrize("panel", range(4))
+@pytest.mark.parametrize("panel", range(6))
 def test_no_legend_covers_a_bar_or_a_point(picture: Any, panel: int) -> None:
     ax = picture.axes[panel]
     renderer = picture.canvas.get_renderer()

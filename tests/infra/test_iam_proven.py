@@ -63,11 +63,13 @@ NOT_EXERCISED: dict[tuple[str, str], str] = {
     ("TerminateStackInstances", "ec2:TerminateInstances"): "the release function terminates a VM only when its job "
                                                            "is cancelled while it starts the VM (a race a local run "
                                                            "cannot time); tests/infra/test_iam_static.py proves it",
-    ("WriteOutputsAndLogs", "s3:AbortMultipartUpload"): "s3transfer aborts a multipart upload only when a part "
-                                                        "fails",
+    ("WriteOutputsAndLogs", "s3:AbortMultipartUpload"): "the worker aborts its output's multipart upload only "
+                                                        "when a part fails (tests/runtime/test_worker.py)",
 }
 """Granted (Sid, action) pairs a local run cannot exercise, with the reason."""
 LOST = "this job's stream record is lost"
+LARGE_INPUT = 6 * 1024 * 1024
+"""An input the worker copies inside S3 (5 MiB or more)."""
 SETTINGS = StackSettings(max_concurrent_vms=2, job_timeout_minutes=5)
 
 
@@ -103,8 +105,10 @@ def slots_held(pipeline: LocalPipeline) -> int:
 def exercise(pipeline: LocalPipeline) -> None:
     """What each component does on AWS, through the local pipeline."""
     client = signed_in(pipeline)
-    # More jobs than VM slots: the launcher starts two, the release function the third when a VM ends.
-    jobs = [client.submit(f"in-{i}.txt", b"data %d" % i, f"text {i}") for i in range(3)]
+    # More jobs than VM slots: the launcher starts two, the release function the third when a VM ends. The third's
+    # input is over S3's 5 MiB part minimum: the worker copies it inside S3 (UploadPartCopy) into a multipart upload.
+    jobs = [client.submit(f"in-{i}.txt", b"data %d" % i, f"text {i}") for i in range(2)]
+    jobs.append(client.submit("large.bin", b"\x00" * LARGE_INPUT, "large"))
     for job in jobs:
         assert wait_for_final(client, job["id"], timeout=120)["status"] == "SUCCEEDED"
     assert client.get("/api/jobs").status_code == 200
@@ -177,6 +181,12 @@ def run(dev: Deployment) -> Iterator[Run]:
         exercise(pipeline)
         yield Run(calls=log.calls, names=deployed_names(dev, pipeline))
     log.close()
+
+
+def test_the_worker_copied_a_large_input_inside_s3(run: Run) -> None:
+    """Guards the evidence of the server-side copy: without it UploadPartCopy's grants would go unproven."""
+    operations = {call.operation for call in run.calls if call.function == WORKER and call.service == "s3"}
+    assert {"CreateMultipartUpload", "UploadPartCopy", "UploadPart", "CompleteMultipartUpload"} <= operations
 
 
 def test_every_component_made_calls(run: Run) -> None:

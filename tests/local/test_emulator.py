@@ -92,3 +92,37 @@ def test_a_cancelled_transaction_puts_back_exactly_the_items_it_touched(dynamodb
     assert sorted(map(str, after)) == sorted(map(str, before))
     assert active_jobs(ddb, TABLE, "full-user") == 1
     assert active_jobs(ddb, TABLE, "bystander") == 1
+
+
+def test_a_part_copy_reads_only_its_range_of_the_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto read the whole source object for each UploadPartCopy (a 4 GiB input in eight parts: 32 GiB read); local
+    mode reads the range, and the part holds exactly those bytes."""
+    import boto3  # noqa: PLC0415
+    from moto import mock_aws  # noqa: PLC0415
+    from moto.s3.models import FakeKey, S3Backend  # noqa: PLC0415
+
+    from local.emulator import copy_only_the_range_of_a_part  # noqa: PLC0415
+
+    monkeypatch.setattr(S3Backend, "upload_part_copy", S3Backend.upload_part_copy)  # put back after the test
+    copy_only_the_range_of_a_part()
+    content = bytes(range(256)) * 8 * 4096  # 8 MiB
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="emulator-test-data")
+        s3.put_object(Bucket="emulator-test-data", Key="in", Body=content)
+        upload = s3.create_multipart_upload(Bucket="emulator-test-data", Key="out")["UploadId"]
+
+        def whole_read(self: FakeKey) -> bytes:
+            raise AssertionError(f"the whole of {self.name} was read")
+
+        with monkeypatch.context() as reading:
+            reading.setattr(FakeKey, "value", property(whole_read, FakeKey.value.fset))
+            copied = s3.upload_part_copy(Bucket="emulator-test-data", Key="out", UploadId=upload, PartNumber=1,
+                                         CopySource={"Bucket": "emulator-test-data", "Key": "in"},
+                                         CopySourceRange="bytes=1000-5243879")
+        last = s3.upload_part(Bucket="emulator-test-data", Key="out", UploadId=upload, PartNumber=2, Body=b"!")
+        s3.complete_multipart_upload(Bucket="emulator-test-data", Key="out", UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": copied["CopyPartResult"]["ETag"]},
+                      {"PartNumber": 2, "ETag": last["ETag"]}]})
+        assert s3.get_object(Bucket="emulator-test-data", Key="out")["Body"].read() == content[1000:5243880] + b"!"

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import io
+import itertools
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from handlers import jobmodel
 from handlers.jobmodel import Actor, Status
@@ -18,14 +19,14 @@ from tests.conftest import Aws
 from tests.runtime.jobs import get_item, put_job
 from worker import worker
 
-SMALL_PARTS = worker.transfer_config(part_bytes=5 * 1024 * 1024, parts_in_memory=2)
+MIB = 1024 * 1024
 
 
-def run(aws: Aws, job_id: str, tmp_path: Path, transfer: TransferConfig | None = None) -> int:
+def run(aws: Aws, job_id: str, tmp_path: Path, s3: Any = None, copier: Any = None) -> int:
     log_file = tmp_path / "worker.log"
     log_file.write_text("")
-    context = worker.Run(s3=aws.client("s3"), ddb=aws.client("dynamodb"), table=aws.stack.table,
-                         bucket=aws.stack.bucket, job_id=job_id, log_file=log_file, transfer=transfer)
+    context = worker.Run(s3=s3 or aws.client("s3"), ddb=aws.client("dynamodb"), table=aws.stack.table,
+                         bucket=aws.stack.bucket, job_id=job_id, log_file=log_file, copier=copier)
     return worker.run_job(context, "i-0123456789abcdef0")
 
 
@@ -71,98 +72,156 @@ def test_log_is_uploaded_next_to_the_output(aws: Aws, tmp_path: Path) -> None:
     assert item["log_path"] == f"{aws.stack.bucket}/outputs/{job_id}/worker.log"
 
 
-def test_large_input_is_streamed_in_bounded_reads(aws: Aws, tmp_path: Path) -> None:
-    """A 12 MiB input goes through a multipart upload read 1 MiB at a time, never loaded whole."""
+class Recording:
+    """An S3 client that records each call's operation and parameters (from any thread), and can fail one
+    operation with an AWS error."""
+
+    def __init__(self, s3: Any, fail: str | None = None) -> None:
+        self.s3, self.fail = s3, fail
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.s3, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            if name == self.fail:
+                raise ClientError({"Error": {"Code": "InternalError", "Message": "injected"}}, name)
+            return method(*args, **kwargs)
+        return call
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [kwargs for called, kwargs in self.calls if called == name]
+
+
+def no_uploads_left(aws: Aws) -> bool:
+    return not aws.client("s3").list_multipart_uploads(Bucket=aws.stack.bucket).get("Uploads")
+
+
+def test_a_large_input_is_copied_inside_s3_and_only_the_text_crosses_the_vm(aws: Aws, tmp_path: Path) -> None:
+    """Regression: the worker streamed every input down and the output up (a 64 MiB job moved 129 MiB through the
+    VM). An input of 5 MiB or more is now copied by S3 (UploadPartCopy of its byte ranges, guarded by the ETag
+    HEAD saw); the VM sends one part, the separator and the text."""
     s3, ddb = aws.client("s3"), aws.client("dynamodb")
-    content = bytes(range(256)) * (12 * 4096)
-    job_id, _ = put_job(s3, ddb, aws.stack, content=content, text="big", filename="big.bin")
-    reads: list[int] = []
-    original = worker.ChainedReader.read
+    content = os.urandom(MIB) * 12 + b"end"
+    job_id, key = put_job(s3, ddb, aws.stack, content=content, text="caf\u00e9", filename="big.bin",
+                          content_type="application/x-filepipe-test")
+    recording = Recording(s3)
 
-    def spy(self: worker.ChainedReader, size: int | None = -1) -> bytes:
-        data = original(self, size)
-        reads.append(len(data))
-        return data
+    assert run(aws, job_id, tmp_path, s3=recording) == worker.EXIT_OK
 
-    worker.ChainedReader.read = spy  # type: ignore[method-assign]
+    item = get_item(ddb, aws.stack, job_id) or {}
+    assert output_bytes(aws, item) == content + " : caf\u00e9".encode()
+    bucket, out_key = item["output_file_path"].split("/", 1)
+    assert s3.head_object(Bucket=bucket, Key=out_key)["ContentType"] == "application/x-filepipe-test"
+    assert recording.named("get_object") == [], "the input was read through the VM"
+    etag = s3.head_object(Bucket=aws.stack.bucket, Key=key)["ETag"]
+    assert [(c["CopySourceRange"], c["CopySourceIfMatch"], c["PartNumber"]) for c in recording.named(
+        "upload_part_copy")] == [(f"bytes=0-{len(content) - 1}", etag, 1)]
+    [last] = recording.named("upload_part")
+    assert (last["PartNumber"], last["Body"]) == (2, " : caf\u00e9".encode())
+    assert no_uploads_left(aws)
+
+
+def test_copy_parts_of_a_large_input_end_with_a_tiny_text_part(aws: Aws, tmp_path: Path) -> None:
+    """Three copied ranges (each at least S3's 5 MiB, which moto enforces on completion) and a 4-byte last part."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    content = os.urandom(MIB) * 25 + b"odd"
+    job_id, _ = put_job(s3, ddb, aws.stack, content=content, text="t", filename="parts.bin")
+    recording = Recording(s3)
+    job = get_item(ddb, aws.stack, job_id) or {}
+
+    path = worker.write_output(s3, job, job_id, aws.stack.bucket, copy_part_bytes=10 * MIB, copier=recording)
+
+    assert output_bytes(aws, {"output_file_path": path}) == content + b" : t"
+    ranges = sorted((c["PartNumber"], c["CopySourceRange"]) for c in recording.named("upload_part_copy"))
+    # 26,214,403 bytes in three (at most 10 MiB each): 8,738,135 + 8,738,134 + 8,738,134
+    assert ranges == [(1, "bytes=0-8738134"), (2, "bytes=8738135-17476268"), (3, "bytes=17476269-26214402")]
+
+
+@pytest.mark.parametrize("size", [5 * MIB, 10 * MIB + 1, 512 * MIB, 512 * MIB + 1, 1024 * MIB, 5 * 10**9,
+                                  5 * 1024 * MIB + 7])
+@pytest.mark.parametrize("part_bytes", [10 * MIB, worker.COPY_PART_BYTES])
+def test_copy_ranges_cover_the_input_in_parts_s3_accepts(size: int, part_bytes: int) -> None:
+    """Contiguous, the whole input, each 5 MiB to `part_bytes` (so under S3's 5 GiB), with room for the last part
+    within S3's 10,000."""
+    ranges = worker.copy_ranges(size, part_bytes)
+    assert ranges[0][0] == 0 and ranges[-1][1] == size - 1
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(ranges))
+    lengths = [last - first + 1 for first, last in ranges]
+    assert all(worker.MIN_PART_BYTES <= n <= part_bytes for n in lengths), (min(lengths), max(lengths))
+    assert len(ranges) + 1 <= 10_000
+
+
+def test_copy_ranges_refuse_what_s3_would() -> None:
+    with pytest.raises(ValueError, match="not copied in parts"):
+        worker.copy_ranges(worker.MIN_PART_BYTES - 1)
+    with pytest.raises(ValueError, match="10 MiB to 5 GiB"):
+        worker.copy_ranges(6 * MIB, part_bytes=6 * MIB)
+
+
+def test_an_input_under_5_mib_is_read_and_written_with_one_put(aws: Aws, tmp_path: Path) -> None:
+    """Under S3's minimum part size an input cannot be a copied part followed by the text: one GET, one PUT, no
+    multipart upload; the content type is the input's."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    content = os.urandom(worker.MIN_PART_BYTES - 1)
+    job_id, _ = put_job(s3, ddb, aws.stack, content=content, text="x", content_type="image/png")
+    recording = Recording(s3)
+
+    assert run(aws, job_id, tmp_path, s3=recording) == worker.EXIT_OK
+
+    item = get_item(ddb, aws.stack, job_id) or {}
+    assert output_bytes(aws, item) == content + b" : x"
+    assert [name for name, _ in recording.calls if name != "upload_file"] == ["head_object", "get_object",
+                                                                               "put_object"]
+    assert recording.named("put_object")[0]["ContentType"] == "image/png"
+
+
+@pytest.mark.parametrize("failing", ["upload_part_copy", "upload_part", "complete_multipart_upload"])
+def test_a_failure_during_the_copy_aborts_the_upload_and_fails_the_job(aws: Aws, tmp_path: Path,
+                                                                       failing: str) -> None:
+    """No parts left behind (billed until the lifecycle rule's day is over), no output, the job FAILED with the
+    output it could not write."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, _ = put_job(s3, ddb, aws.stack, content=os.urandom(MIB) * 6, text="t", filename="f.bin")
+    recording = Recording(s3, fail=failing)
+
+    assert run(aws, job_id, tmp_path, s3=recording) == worker.EXIT_FAILED
+
+    item = get_item(ddb, aws.stack, job_id) or {}
+    assert item["status"] == Status.FAILED and "Writing the output file" in item["error"] and "injected" in item[
+        "error"]
+    assert len(recording.named("abort_multipart_upload")) == 1
+    assert no_uploads_left(aws)
+    listed = s3.list_objects_v2(Bucket=aws.stack.bucket, Prefix=f"outputs/{job_id}/")
+    assert [o["Key"] for o in listed.get("Contents", [])] == [f"outputs/{job_id}/worker.log"]
+
+
+def test_a_shutdown_during_the_copy_aborts_the_upload(aws: Aws, tmp_path: Path) -> None:
+    """The watchdog's SIGTERM lands while a part is being copied (in a copy thread): the job ends FAILED with the
+    reason and the upload is aborted."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, _ = put_job(s3, ddb, aws.stack, content=os.urandom(MIB) * 6, text="t", filename="f.bin")
+
+    class ShutdownWhileCopying:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(s3, name)
+
+        def upload_part_copy(self, **kwargs: Any) -> Any:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # the main thread handles the signal meanwhile
+            return s3.upload_part_copy(**kwargs)
+
+    previous = signal.signal(signal.SIGTERM, worker.stop_on_sigterm)
     try:
-        assert run(aws, job_id, tmp_path, transfer=SMALL_PARTS) == worker.EXIT_OK
+        assert run(aws, job_id, tmp_path, copier=ShutdownWhileCopying()) == worker.EXIT_FAILED
     finally:
-        worker.ChainedReader.read = original  # type: ignore[method-assign]
+        signal.signal(signal.SIGTERM, previous)
 
-    item = get_item(ddb, aws.stack, job_id)
-    assert item is not None
-    assert output_bytes(aws, item) == content + b" : big"
-    assert max(reads) <= SMALL_PARTS.multipart_chunksize, "the worker read more than one part at a time"
-    assert len([r for r in reads if r]) >= 3, "the input was not read in parts"
-
-
-def test_an_input_of_whole_parts_makes_no_tiny_last_part(aws: Aws, tmp_path: Path) -> None:
-    """A 16 MiB input: the output (16 MiB + " : text") goes up in two parts, not 8 MiB + 8 MiB + 9 bytes."""
-    s3, ddb = aws.client("s3"), aws.client("dynamodb")
-    content = os.urandom(1024) * (16 * 1024)
-    job_id, _ = put_job(s3, ddb, aws.stack, content=content, text="whole", filename="whole.bin")
-    uploaded: list[int] = []
-    worker_s3 = aws.client("s3")
-    worker_s3.meta.events.register("before-call.s3.UploadPart", lambda params, **_: uploaded.append(
-        len(params["body"]) if isinstance(params.get("body"), bytes) else -1))
-    log_file = tmp_path / "worker.log"
-    log_file.write_text("")
-    context = worker.Run(s3=worker_s3, ddb=ddb, table=aws.stack.table, bucket=aws.stack.bucket, job_id=job_id,
-                         log_file=log_file)
-    assert worker.run_job(context, "i-0123456789abcdef0") == worker.EXIT_OK
-
-    assert output_bytes(aws, get_item(ddb, aws.stack, job_id) or {}) == content + b" : whole"
-    assert len(uploaded) == 2, uploaded
-
-
-@pytest.mark.parametrize("total", [1, worker.PART_BYTES - 1, worker.PART_BYTES, worker.PART_BYTES + 9,
-                                   2 * worker.PART_BYTES + 9, 3 * worker.PART_BYTES - 1, 1024 * worker.PART_BYTES + 9])
-def test_even_parts_cover_the_output_in_parts_s3_accepts(total: int) -> None:
-    """Every part but the last at least S3's 5 MiB, at most 10,000 parts, none beyond the output, memory bounded."""
-    config = worker.even_parts(total)
-    if total < worker.PART_BYTES:
-        assert config.multipart_threshold > total, "a small output is one PutObject"
-        return
-    size = config.multipart_chunksize
-    parts = -(-total // size)
-    assert 5 * 1024 * 1024 <= size < 2 * worker.PART_BYTES
-    assert parts == max(1, total // worker.PART_BYTES) and parts <= 10_000
-    assert total - (parts - 1) * size > 0, "no empty last part"
-    assert config.multipart_threshold == size, "s3transfer's first read (the threshold) is the whole first part"
-
-
-class RecordingStream(io.BytesIO):
-    """Remembers how much each read asked for."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.asked: list[int | None] = []
-
-    def read(self, size: int | None = -1) -> bytes:
-        self.asked.append(size)
-        return super().read(size)
-
-
-def test_chained_reader_fills_each_read_across_parts() -> None:
-    """Multipart parts must be full-size until the end; short reads between streams would make S3 refuse them."""
-    streams = [RecordingStream(b"abc"), RecordingStream(b""), RecordingStream(b"defgh")]
-    reader = worker.ChainedReader(streams)
-    assert reader.read(4) == b"abcd"
-    assert reader.read(10) == b"efgh"
-    assert reader.read(10) == b""
-    asked = [size for stream in streams for size in stream.asked]
-    assert all(size is not None and 0 < size <= 10 for size in asked), f"an unbounded or oversized read: {asked}"
-    assert reader.largest_read == 4 and reader.bytes_read == 8
-
-
-def test_chained_reader_asks_for_a_whole_part_in_one_read() -> None:
-    """s3transfer reads a part at a time: one read of the input per part, not a series of small reads joined."""
-    part = 8 * 1024 * 1024
-    body = RecordingStream(bytes(2 * part))
-    reader = worker.ChainedReader([body, io.BytesIO(b" : text")])
-    assert len(reader.read(part)) == part
-    assert body.asked == [part]
+    item = get_item(ddb, aws.stack, job_id) or {}
+    assert item["status"] == Status.FAILED and item["error"] == worker.STOPPED_REASON
+    time.sleep(0.6)  # the copy thread's own call ends (against an aborted upload)
+    assert no_uploads_left(aws)
 
 
 def test_missing_input_ends_failed_with_a_reason(aws: Aws, tmp_path: Path) -> None:
@@ -266,13 +325,14 @@ def test_a_shutdown_mid_job_ends_it_failed_with_the_reason(aws: Aws, tmp_path: P
 
 def test_the_worker_bounds_every_aws_call(aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: with the SDK defaults (60 s reads, legacy retries) a stalled connection held the job until the
-    in-VM watchdog powered the VM off, with no reason recorded. `main` builds both clients with the limits."""
+    in-VM watchdog powered the VM off, with no reason recorded. `main` builds every client with the limits: the
+    part copies' with a longer read (S3 may answer one only once its range is copied), the others with 30 s."""
     job_id, _ = put_job(aws.client("s3"), aws.client("dynamodb"), aws.stack, content=b"x", text="t")
-    built: dict[str, Any] = {}
+    built: list[tuple[str, Any]] = []
     real_client = worker.boto3.session.Session.client
 
     def client(self: Any, service: str, **kwargs: Any) -> Any:
-        built[service] = kwargs.get("config")
+        built.append((service, kwargs.get("config")))
         return real_client(self, service, **kwargs)
 
     monkeypatch.setattr(worker.boto3.session.Session, "client", client)
@@ -281,7 +341,34 @@ def test_the_worker_bounds_every_aws_call(aws: Aws, tmp_path: Path, monkeypatch:
                         f"--bucket={aws.stack.bucket}"])
 
     assert code == worker.EXIT_OK
-    assert set(built) == {"s3", "dynamodb"} and all(config is worker.CLIENT_LIMITS for config in built.values())
-    limits, sdk_default = worker.CLIENT_LIMITS, Config()
-    assert limits.connect_timeout < sdk_default.connect_timeout and limits.read_timeout < sdk_default.read_timeout
-    assert limits.retries is not None and limits.retries["mode"] == "standard" and limits.retries["total_max_attempts"]
+    assert sorted((service, id(config)) for service, config in built) == sorted(
+        [("s3", id(worker.CLIENT_LIMITS)), ("dynamodb", id(worker.CLIENT_LIMITS)), ("s3", id(worker.COPY_LIMITS))])
+    sdk_default = Config()
+    for limits in (worker.CLIENT_LIMITS, worker.COPY_LIMITS):
+        assert limits.connect_timeout < sdk_default.connect_timeout
+        assert limits.retries is not None and limits.retries["mode"] == "standard"
+        assert limits.retries["total_max_attempts"]
+    assert worker.CLIENT_LIMITS.read_timeout < sdk_default.read_timeout < worker.COPY_LIMITS.read_timeout
+
+
+def test_an_input_replaced_while_the_job_reads_it_fails_the_job(aws: Aws, tmp_path: Path) -> None:
+    """The reads name the ETag HEAD saw (GetObject's IfMatch; each UploadPartCopy's CopySourceIfMatch, which S3
+    enforces and moto ignores): an input overwritten in between fails the job with that reason, rather than mixing
+    two versions or writing the new one under the old one's job."""
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    job_id, key = put_job(s3, ddb, aws.stack, content=b"first", text="t")
+
+    class ReplacedAfterHead:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(s3, name)
+
+        def head_object(self, **kwargs: Any) -> Any:
+            answer = s3.head_object(**kwargs)
+            s3.put_object(Bucket=aws.stack.bucket, Key=key, Body=b"second")
+            return answer
+
+    assert run(aws, job_id, tmp_path, s3=ReplacedAfterHead()) == worker.EXIT_FAILED
+
+    item = get_item(ddb, aws.stack, job_id) or {}
+    assert item["status"] == Status.FAILED and "replaced while the job read it" in item["error"], item
+    assert "output_file_path" not in item

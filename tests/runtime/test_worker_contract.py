@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,9 @@ import pytest
 
 from handlers import jobmodel
 from handlers.jobmodel import Status
+from local import workerpython
+from local.vmhost import prepare_shims
+from tests.runtime.workerpy import worker_interpreter
 from worker import worker
 from worker.userdata import PLACEHOLDER, WORKER_PATH, render_user_data
 
@@ -69,21 +71,41 @@ def test_worker_needs_at_most_python_3_9() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def find_python39() -> str | None:
-    found = shutil.which("python3.9")
-    if found and subprocess.run([found, "--version"], capture_output=True, check=False).returncode == 0:
-        return found
-    pyenv = sorted(Path.home().glob(".pyenv/versions/3.9.*/bin/python3.9"))
-    return str(pyenv[-1]) if pyenv else None
+PIN_FILE = WORKER_PATH.with_name("requirements.txt")
+
+
+def pins() -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in PIN_FILE.read_text(encoding="utf-8").splitlines()]
+    return dict(line.split("==") for line in lines if line)
+
+
+def test_the_worker_environment_is_al2023s_python_and_boto3() -> None:
+    """The worker's tests and local VMs run it on Python 3.9 with the pinned boto3, botocore and s3transfer (the
+    versions AL2023's python3-boto3 brings, worker/requirements.txt), not on this repository's newer ones."""
+    python = worker_interpreter()
+    found = subprocess.run(
+        [python, "-c", "import sys, boto3, botocore, s3transfer; print(sys.version_info[0], sys.version_info[1], "
+                       "boto3.__version__, botocore.__version__, s3transfer.__version__)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    pinned = pins()
+    assert found == ["3", "9", pinned["boto3"], pinned["botocore"], pinned["s3transfer"]]
 
 
 def test_worker_compiles_under_a_real_python_3_9() -> None:
-    python39 = find_python39()
-    if python39 is None:
-        pytest.skip("no Python 3.9 interpreter on this machine; vermin's check above still applies")
-    result = subprocess.run([python39, "-m", "py_compile", str(WORKER_PATH)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run([worker_interpreter(), "-m", "py_compile", str(WORKER_PATH)], capture_output=True,
+                            text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_local_vm_runs_python3_on_the_worker_environment(tmp_path: Path) -> None:
+    """Local mode's VMs run the user-data's `python3` (and so the worker) on AL2023's Python and boto3, as AWS will;
+    before, they ran it on this virtualenv's Python 3.11 and boto3 1.44."""
+    python = worker_interpreter()
+    shims = prepare_shims(tmp_path / "shims")
+    found = subprocess.run([str(shims / "python3"), "-c", "import sys; print(sys.executable)"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    assert found == python
 
 
 def test_rendered_user_data_passes_shellcheck(tmp_path: Path) -> None:
@@ -138,3 +160,16 @@ def test_user_data_fits_the_launch_template_limit() -> None:
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout_minutes"):
         render_user_data(bucket="b", table="t", timeout_minutes=0)
+
+
+def test_without_a_python_3_9_the_worker_tests_skip_unless_ci_requires_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without Python 3.9 skips the worker's tests with the reason; CI's flag turns that into a failure
+    (as FILEPIPE_REQUIRE_BROWSER does for the browser tests). An interpreter that is not 3.9 does not count."""
+    monkeypatch.setenv(workerpython.ENV, sys.executable)  # this virtualenv's Python is not 3.9
+    monkeypatch.delenv(workerpython.REQUIRE_ENV, raising=False)
+    assert workerpython.worker_python() is None
+    with pytest.raises(pytest.skip.Exception, match=r"no Python 3\.9 worker environment"):
+        worker_interpreter()
+    monkeypatch.setenv(workerpython.REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"no Python 3\.9 worker environment"):
+        worker_interpreter()

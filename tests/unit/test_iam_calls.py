@@ -136,3 +136,18 @@ def test_the_model_reads_not_action_not_resource_and_a_boundary() -> None:
     assert permitted([anything], Check("s3:PutObject", "arn:aws:s3:::b/k"))
     assert not permitted([anything], Check("s3:PutObject", "arn:aws:s3:::b/k"), boundary=capped)
     assert permitted([anything], Check("s3:GetObject", "arn:aws:s3:::b/k"), boundary=capped)
+
+
+def test_a_part_copy_reads_its_source_and_writes_its_target() -> None:
+    """UploadPartCopy (the worker's server-side copy of its input) needs s3:GetObject on the input as well as
+    s3:PutObject on the output: a role that may only write outputs is refused the copy."""
+    call = AwsCall("worker", "s3", "UploadPartCopy", {
+        "Bucket": "local-data", "Key": "outputs/j/a.out.bin", "UploadId": "u", "PartNumber": 1,
+        "CopySource": {"Bucket": "local-data", "Key": "inputs/j/a.bin"}, "CopySourceRange": "bytes=0-5242879",
+    })
+    assert authorizations(call, NAMES) == [Check("s3:GetObject", "arn:aws:s3:::data-1/inputs/j/a.bin"),
+                                           Check("s3:PutObject", "arn:aws:s3:::data-1/outputs/j/a.out.bin")]
+    write_only = policy({"Sid": "W", "Effect": "Allow", "Action": ["s3:PutObject"],
+                         "Resource": ["arn:aws:s3:::data-1/outputs/*"]})
+    denied, _ = denied_and_unused(write_only, [call], NAMES)
+    assert denied == ["s3 UploadPartCopy: s3:GetObject on arn:aws:s3:::data-1/inputs/j/a.bin with {}"]
