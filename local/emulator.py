@@ -35,7 +35,10 @@ log = logging.getLogger("filepipe.local")
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
-"""moto accepts any credentials; these are set explicitly so that no real credentials can ever be used."""
+"""moto accepts any credentials; these are set explicitly so that no real credentials can ever be used. They are
+also the only key the emulator's presigned-request checks know (`enforce_presigned_s3`)."""
+S3_BACKEND = "s3"
+"""moto's name for its S3 application (`moto.backend_index`)."""
 START_TIMEOUT_SECONDS = 20.0
 LOG_TAIL_BYTES = 4000
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -105,9 +108,10 @@ class MotoServer:
         return False
 
     def is_up(self) -> bool:
-        """Whether the server answers (S3 ListBuckets: cheap, unlike /moto-api/data.json which dumps every model)."""
+        """Whether the server answers: an anonymous S3 ListBuckets, cheap (unlike /moto-api/data.json, which dumps
+        every model), refused 403 AccessDenied as on S3, but an answer from the emulator."""
         try:
-            return requests.get(f"{self.endpoint_url}/", timeout=2).ok
+            return requests.get(f"{self.endpoint_url}/", timeout=2).status_code < 500
         except requests.RequestException:
             return False
 
@@ -253,6 +257,29 @@ def roll_transactions_back_by_item() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def enforce_presigned_s3() -> None:
+    """moto's S3 application behind `local.presigned.PresignedS3Guard`: presigned POSTs and query-string signatures
+    are checked as S3 checks them, with this emulator's fake credentials as the only known key. The guard is put on
+    the application moto's dispatcher picks for S3 (by path, headers and body), so Cognito's unsigned calls and JWKS
+    and the other services are untouched."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: PLC0415 (child only)
+
+    from local.presigned import PresignedS3Guard  # noqa: PLC0415
+
+    get_application = DomainDispatcherApplication.get_application
+    guards: dict[int, PresignedS3Guard] = {}
+    secrets = {FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]: FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+
+    def guarded(self: DomainDispatcherApplication, environ: dict[str, Any]) -> Any:
+        app = get_application(self, environ)
+        if app is not self.app_instances.get(S3_BACKEND):
+            return app
+        with self.lock:
+            return guards.setdefault(id(app), PresignedS3Guard(app, secrets))
+
+    DomainDispatcherApplication.get_application = guarded  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str]) -> None:
     """`python -m local.emulator -H <host> -p <port>`: moto's server, for as long as the parent lives."""
     from moto.server import main as moto_server  # noqa: PLC0415 (1.7 s to import; only the child needs it)
@@ -260,6 +287,7 @@ def main(argv: Sequence[str]) -> None:
     exit_with_parent(sys.stdin.buffer)
     make_dynamodb_requests_atomic()
     roll_transactions_back_by_item()
+    enforce_presigned_s3()
     moto_server(list(argv))
 
 
