@@ -59,7 +59,7 @@ class Api(pulumi.ComponentResource):
         environment = pulumi.Output.all(args.bucket_name, args.table_name).apply(
             lambda names: api_config(names[0], names[1], settings).to_env())
         policies = {
-            "upload": lambda logs: iam.upload_function_policy(args.bucket_arn, logs),
+            "upload": lambda logs: iam.upload_function_policy(args.bucket_arn, args.table_arn, logs),
             "jobs": lambda logs: iam.jobs_function_policy(args.bucket_arn, args.table_arn, logs),
             "manage": lambda logs: iam.manage_function_policy(args.bucket_arn, args.table_arn, logs),
         }

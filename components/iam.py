@@ -20,6 +20,7 @@ from typing import Any
 import pulumi
 
 from handlers.capacity import SLOT_PREFIX
+from handlers.grants import GRANT_COUNTER_PREFIX
 from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, OWNER_INDEX, STATUS_INDEX
 from handlers.quota import COUNTER_PREFIX
 
@@ -105,10 +106,16 @@ def site_bucket_policy(bucket_arn: pulumi.Input[str], distribution_arn: pulumi.I
     )
 
 
-def upload_function_policy(bucket_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """The upload function signs presigned POSTs; S3 authorises the upload with the *signer's* permissions."""
+def upload_function_policy(bucket_arn: pulumi.Input[str], table_arn: pulumi.Input[str],
+                           log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The upload function signs presigned POSTs (S3 authorises the upload with the *signer's* permissions) and
+    counts each grant per user (the `uploads#` counter items only)."""
     return document(
         statement(["s3:PutObject"], [objects(bucket_arn, f"{INPUT_PREFIX}*")], sid="SignUploadsOfInputs"),
+        statement(
+            ["dynamodb:UpdateItem"], [table_arn], sid="CountUploadGrantsPerUser",
+            condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{GRANT_COUNTER_PREFIX}*"]}},
+        ),
         log_statement(log_group_arn),
     )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from handlers import jobmodel
-from handlers.config import ApiConfig, LauncherConfig
+from handlers.config import DEFAULT_UPLOAD_GRANTS_PER_HOUR, ApiConfig, LauncherConfig
 
 PROJECT = "filepipe"
 WORKER_SCRIPT_KEY = "worker/worker.py"
@@ -37,7 +37,7 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 BOUNDS: dict[str, tuple[int, int | None]] = {
     **dict.fromkeys(("max_text_length", "max_concurrent_vms", "job_timeout_minutes", "log_retention_days",
                      "upload_expiry_seconds", "download_expiry_seconds", "api_throttle_rate", "api_throttle_burst",
-                     "max_active_jobs_per_user"), (1, None)),
+                     "max_active_jobs_per_user", "upload_grants_per_hour"), (1, None)),
     "failed_jobs_alarm_threshold": (0, None),
     "access_token_minutes": (MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES),
     "id_token_minutes": (MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES),
@@ -96,6 +96,10 @@ class StackSettings:
     creates users (`aws cognito-idp admin-create-user`)."""
     max_active_jobs_per_user: int = 5
     """Jobs one user may have not yet SUCCEEDED or FAILED; one more is refused with 429 until one ends."""
+    upload_grants_per_hour: int = DEFAULT_UPLOAD_GRANTS_PER_HOUR
+    """Upload grants (POST /api/uploads) one user may have per clock hour; one more is refused with 429 and
+    `Retry-After` (the seconds to the next hour). With `maxFileMb`, it bounds what one user can store in files that
+    never become a job (removed after a day, `ORPHAN_UPLOAD_DAYS`)."""
     access_token_minutes: int = 60
     id_token_minutes: int = 60
     refresh_token_days: int = 30
@@ -187,6 +191,7 @@ def api_config(bucket: str, table: str, settings: StackSettings) -> ApiConfig:
         download_expiry_seconds=settings.download_expiry_seconds,
         max_active_jobs=settings.max_active_jobs_per_user,
         max_concurrent_vms=settings.max_concurrent_vms,
+        upload_grants_per_hour=settings.upload_grants_per_hour,
     )
 
 

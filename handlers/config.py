@@ -25,6 +25,8 @@ ENV_JOB_TIMEOUT = "JOB_TIMEOUT_MINUTES"
 ENV_STACK = "STACK_NAME"
 ENV_MAX_ACTIVE_JOBS = "MAX_ACTIVE_JOBS_PER_USER"
 ENV_RETENTION_DAYS = "RETENTION_DAYS"
+ENV_UPLOAD_GRANTS_PER_HOUR = "UPLOAD_GRANTS_PER_HOUR"
+DEFAULT_UPLOAD_GRANTS_PER_HOUR = 30
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class ApiConfig:
     max_active_jobs: int
     max_concurrent_vms: int
     """How many VM slots there are: deleting a job reads them, to refuse while the job's VM still holds one."""
+    upload_grants_per_hour: int = DEFAULT_UPLOAD_GRANTS_PER_HOUR
+    """Upload grants (presigned POSTs) one user may have per clock hour (`handlers.grants`)."""
 
     def to_env(self) -> dict[str, str]:
         return {
@@ -51,6 +55,7 @@ class ApiConfig:
             ENV_DOWNLOAD_EXPIRY: str(self.download_expiry_seconds),
             ENV_MAX_ACTIVE_JOBS: str(self.max_active_jobs),
             ENV_MAX_CONCURRENT_VMS: str(self.max_concurrent_vms),
+            ENV_UPLOAD_GRANTS_PER_HOUR: str(self.upload_grants_per_hour),
         }
 
     @classmethod
@@ -65,6 +70,7 @@ class ApiConfig:
             download_expiry_seconds=int(env[ENV_DOWNLOAD_EXPIRY]),
             max_active_jobs=int(env[ENV_MAX_ACTIVE_JOBS]),
             max_concurrent_vms=int(env[ENV_MAX_CONCURRENT_VMS]),
+            upload_grants_per_hour=int(env[ENV_UPLOAD_GRANTS_PER_HOUR]),
         )
 
 

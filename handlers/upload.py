@@ -7,7 +7,7 @@ import re
 import unicodedata
 from typing import Any
 
-from handlers import jobmodel
+from handlers import grants, jobmodel
 from handlers.apigw import ApiError, Event, Response, Router, body_limit, caller, json_body, json_response
 from handlers.config import ApiConfig
 from handlers.services import ApiServices, api_services
@@ -96,15 +96,32 @@ def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any], owner: st
     }
 
 
-router: Router[ApiServices] = Router("upload", aws_calls=0)
-"""None: a presigned POST is signed locally, with the role's credentials from the environment."""
+def take_grant(ddb: Any, config: ApiConfig, owner: str) -> None:
+    """Count this grant against the owner's hourly allowance (`handlers.grants`); 429 with Retry-After when spent."""
+    try:
+        grants.take_grant(ddb, config.table, owner, config.upload_grants_per_hour)
+    except grants.TooManyGrantsError as spent:
+        raise ApiError(
+            429, "too_many_uploads",
+            f"You have asked for {config.upload_grants_per_hour} uploads this hour; try again in "
+            f"{spent.retry_after} seconds.",
+            headers={"retry-after": str(spent.retry_after)},
+        ) from None
+
+
+router: Router[ApiServices] = Router("upload", aws_calls=1)
+"""The grant count (`handlers.grants.take_grant`: one UpdateItem); the presigned POST itself is signed locally,
+with the role's credentials from the environment."""
 
 
 @router.route("POST", "/api/uploads")
 def post_upload(event: Event, services: ApiServices) -> Response:
     request = json_body(event, allowed=FIELDS, required=("filename", "size"),
                         max_bytes=body_limit(services.config.max_text_length))
-    return json_response(201, create_upload(services.s3, services.config, request, caller(event)))
+    owner = caller(event)
+    upload = create_upload(services.s3, services.config, request, owner)  # a refused request costs no grant
+    take_grant(services.ddb, services.config, owner)
+    return json_response(201, upload)
 
 
 def handler(event: Event, context: object) -> Response:

@@ -154,10 +154,14 @@ def _logs(function: str) -> set[tuple[str, str]]:
     return {("logs:CreateLogStream", group), ("logs:PutLogEvents", group)}
 
 
-def test_upload_function_may_only_sign_uploads_into_inputs(dev: Deployment) -> None:
+def test_upload_function_may_only_sign_uploads_into_inputs_and_count_its_grants(dev: Deployment) -> None:
     """Regression: a presigned POST is authorised with the signer's permissions, so without s3:PutObject on inputs/*
-    every upload fails with 403; with more, a forged POST could overwrite outputs or the worker script."""
-    assert granted(dev, "api-upload-policy") == {("s3:PutObject", f"{BUCKET}/inputs/*")} | _logs("api-upload")
+    every upload fails with 403; with more, a forged POST could overwrite outputs or the worker script. It counts
+    each user's grants (UpdateItem on the `uploads#` counters only)."""
+    assert granted(dev, "api-upload-policy") == {("s3:PutObject", f"{BUCKET}/inputs/*"),
+                                                 ("dynamodb:UpdateItem", TABLE)} | _logs("api-upload")
+    counting = role_policy(dev, "api-upload-policy")["CountUploadGrantsPerUser"]
+    assert counting["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["uploads#*"]}}
 
 
 def test_jobs_function_reads_what_it_serves_and_writes_only_jobs(dev: Deployment) -> None:

@@ -17,8 +17,10 @@ from tests.local.harness import new_user
 
 pytestmark = pytest.mark.e2e
 
-SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, max_concurrent_vms=2, max_active_jobs_per_user=5)
+SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, max_concurrent_vms=2, max_active_jobs_per_user=5,
+                         upload_grants_per_hour=12)
 BURST = 10
+GRANT_BURST = 20
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,25 @@ def test_ten_simultaneous_submissions_by_one_user_create_exactly_the_limit(pipel
         assert carol.wait_for_final(job_id, timeout=120)["status"] == "SUCCEEDED"
     again = retry_until_accepted(carol, carol.upload("later.txt", b"x"))
     assert again["status"] == "PENDING", "finished jobs give their places back"
+
+
+def test_twenty_simultaneous_upload_requests_by_one_user_get_exactly_the_hourly_allowance(
+        pipeline: LocalPipeline) -> None:
+    """Regression: one user got 60 upload grants in 0.2 s. The grant count is a conditional write, so a burst cannot
+    pass the allowance; the rest are 429 with Retry-After, as the job quota answers."""
+    erin = new_user(pipeline, "erin")
+    clients = [ApiClient(pipeline.url, erin.token) for _ in range(GRANT_BURST)]
+
+    def ask(client: ApiClient) -> requests.Response:
+        return client.post("/api/uploads", json={"filename": "burst.txt", "size": 5})
+
+    with ThreadPoolExecutor(max_workers=GRANT_BURST) as pool:
+        answers = list(pool.map(ask, clients))
+    allowance = SETTINGS.upload_grants_per_hour
+    assert sorted(a.status_code for a in answers) == [201] * allowance + [429] * (GRANT_BURST - allowance)
+    refused = [a for a in answers if a.status_code == 429]
+    assert all(a.json()["error"]["code"] == "too_many_uploads" and 0 < int(a.headers["Retry-After"]) <= 3600
+               for a in refused)
 
 
 def retry_until_accepted(client: ApiClient, key: str, seconds: float = 20) -> dict[str, object]:
