@@ -69,6 +69,9 @@ def user_pool_args(definition: dict[str, Any]) -> dict[str, Any]:
             aws.cognito.UserPoolAccountRecoverySettingRecoveryMechanismArgs(name=m["Name"], priority=m["Priority"])
             for m in definition["AccountRecoverySetting"]["RecoveryMechanisms"]
         ]),
+        "user_attribute_update_settings": aws.cognito.UserPoolUserAttributeUpdateSettingsArgs(
+            attributes_require_verification_before_updates=definition["UserAttributeUpdateSettings"][
+                "AttributesRequireVerificationBeforeUpdate"]),
     }
 
 
@@ -80,6 +83,8 @@ def app_client_args(definition: dict[str, Any]) -> dict[str, Any]:
         "explicit_auth_flows": definition["ExplicitAuthFlows"],
         "prevent_user_existence_errors": definition["PreventUserExistenceErrors"],
         "enable_token_revocation": definition["EnableTokenRevocation"],
+        "read_attributes": definition["ReadAttributes"],
+        "write_attributes": definition["WriteAttributes"],
         "access_token_validity": definition["AccessTokenValidity"],
         "id_token_validity": definition["IdTokenValidity"],
         "refresh_token_validity": definition["RefreshTokenValidity"],

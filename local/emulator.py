@@ -280,6 +280,27 @@ def enforce_presigned_s3() -> None:
     DomainDispatcherApplication.get_application = guarded  # type: ignore[method-assign]
 
 
+def enforce_client_write_attributes() -> None:
+    """Cognito refuses an UpdateUserAttributes that writes an attribute outside the app client's WriteAttributes
+    (NotAuthorizedException "A client attempted to write unauthorized attribute"); moto writes any. Without this a
+    signed-in user could set `email_verified=true` locally, which AWS refuses (`components.userpool`)."""
+    from moto.cognitoidp.exceptions import NotAuthorizedError  # noqa: PLC0415 (child only)
+    from moto.cognitoidp.models import CognitoIdpBackend  # noqa: PLC0415
+
+    update = CognitoIdpBackend.update_user_attributes
+
+    def update_user_attributes(self: CognitoIdpBackend, access_token: str, attributes: list[dict[str, str]]) -> None:
+        for pool in self.user_pools.values():
+            if access_token in pool.access_tokens:
+                client = pool.clients.get(pool.access_tokens[access_token][0])
+                allowed = client.extended_config.get("WriteAttributes") if client is not None else None
+                if allowed is not None and any(attribute["Name"] not in allowed for attribute in attributes):
+                    raise NotAuthorizedError("A client attempted to write unauthorized attribute")
+        update(self, access_token, attributes)
+
+    CognitoIdpBackend.update_user_attributes = update_user_attributes  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str]) -> None:
     """`python -m local.emulator -H <host> -p <port>`: moto's server, for as long as the parent lives."""
     from moto.server import main as moto_server  # noqa: PLC0415 (1.7 s to import; only the child needs it)
@@ -288,6 +309,7 @@ def main(argv: Sequence[str]) -> None:
     make_dynamodb_requests_atomic()
     roll_transactions_back_by_item()
     enforce_presigned_s3()
+    enforce_client_write_attributes()
     moto_server(list(argv))
 
 

@@ -30,9 +30,10 @@ def test_self_sign_up_can_be_turned_off(tuned: Deployment) -> None:
     assert tuned.one(POOL).inputs["adminCreateUserConfig"] == {"allowAdminCreateUserOnly": True}
 
 
-def test_the_app_client_is_public_and_never_tells_whether_an_account_exists(dev: Deployment) -> None:
+def test_the_app_client_is_public_and_its_sign_in_does_not_tell_whether_an_account_exists(dev: Deployment) -> None:
     """Regression: a client secret (a browser cannot keep one, so sign-in would fail), a flow the form does not use
-    left open (ALLOW_ADMIN_USER_PASSWORD_AUTH would take IAM credentials), or sign-in errors that confirm emails."""
+    left open (ALLOW_ADMIN_USER_PASSWORD_AUTH would take IAM credentials), or sign-in errors that confirm emails.
+    (Sign-up still does: Cognito answers UsernameExistsException by design.)"""
     client = dev.one(CLIENT).inputs
     assert client["userPoolId"] == "auth-users-id"
     assert client["generateSecret"] is False
@@ -40,6 +41,17 @@ def test_the_app_client_is_public_and_never_tells_whether_an_account_exists(dev:
         "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"]
     assert client["preventUserExistenceErrors"] == "ENABLED"
     assert client["enableTokenRevocation"] is True
+
+
+def test_a_user_can_write_only_their_email_and_only_once_it_is_verified(dev: Deployment) -> None:
+    """Regression: with no write attributes set, the client could write every attribute, so a signed-in user could
+    call UpdateUserAttributes with any address and `email_verified=true`, squatting on someone else's email."""
+    client = dev.one(CLIENT).inputs
+    assert client["writeAttributes"] == ["email"]
+    assert sorted(client["readAttributes"]) == ["email", "email_verified"]
+    pool = dev.one(POOL).inputs
+    assert pool["userAttributeUpdateSettings"] == {"attributesRequireVerificationBeforeUpdates": ["email"]}
+    assert "email" in pool["autoVerifiedAttributes"], "Cognito requires it of an attribute verified before update"
 
 
 def test_token_lifetimes_come_from_config(dev: Deployment, tuned: Deployment) -> None:

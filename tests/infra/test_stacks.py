@@ -31,6 +31,15 @@ def site_config_of(deployment: Deployment) -> dict[str, object]:
     return json.loads(deployment.one("aws:s3/bucketObjectv2:BucketObjectv2", "site-config").inputs["content"])
 
 
+def test_each_stack_file_states_its_sign_up_policy() -> None:
+    """Who may create an account is a choice per stack, written down rather than left to the default: dev lets
+    anyone sign up (to try it), prod is invite-only (`make invite`)."""
+    for stack in ("dev", "prod"):
+        assert "filepipe:allowSelfSignUp" in stack_config(stack), f"Pulumi.{stack}.yaml leaves sign-up to the default"
+    assert settings_of("dev").allow_self_sign_up is True
+    assert settings_of("prod").allow_self_sign_up is False
+
+
 def test_the_stack_files_say_dev_is_disposable_and_prod_keeps_its_data() -> None:
     """Regression: `protectData` left off in prod's file (a `pulumi destroy` would delete every user's files), or
     turned on in dev's (a disposable stack that can no longer be destroyed)."""

@@ -7,8 +7,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import boto3
 import pytest
 import requests
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from components.settings import StackSettings
 from local.app import LocalPipeline
@@ -95,6 +99,21 @@ def test_twenty_simultaneous_upload_requests_by_one_user_get_exactly_the_hourly_
     refused = [a for a in answers if a.status_code == 429]
     assert all(a.json()["error"]["code"] == "too_many_uploads" and 0 < int(a.headers["Retry-After"]) <= 3600
                for a in refused)
+
+
+def test_a_user_cannot_mark_an_email_verified_or_write_what_the_client_may_not(pipeline: LocalPipeline) -> None:
+    """Regression (email squatting): a signed-in user called UpdateUserAttributes with someone else's address and
+    `email_verified=true`. The app client may write only `email`; Cognito (and the emulator) refuse the rest."""
+    frank = new_user(pipeline, "frank")
+    cognito = boto3.client("cognito-idp", region_name="us-east-1", endpoint_url=pipeline.endpoint_url,
+                           config=Config(signature_version=UNSIGNED))
+    with pytest.raises(ClientError) as refused:
+        cognito.update_user_attributes(AccessToken=frank.token, UserAttributes=[
+            {"Name": "email", "Value": "victim@example.com"}, {"Name": "email_verified", "Value": "true"}])
+    assert refused.value.response["Error"]["Code"] == "NotAuthorizedException"
+    assert "unauthorized attribute" in refused.value.response["Error"]["Message"]
+    attributes = {a["Name"]: a["Value"] for a in cognito.get_user(AccessToken=frank.token)["UserAttributes"]}
+    assert attributes["email"].startswith("frank-"), "nothing was written"
 
 
 def retry_until_accepted(client: ApiClient, key: str, seconds: float = 20) -> dict[str, object]:
