@@ -13,7 +13,13 @@ from components import iam
 from components.buckets import private_bucket
 from components.cors import cors_rules
 from components.settings import JOB_EXPIRY_ATTR, WORKER_SCRIPT_KEY
-from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, table_definition
+from handlers.jobmodel import (
+    INPUT_PREFIX,
+    OUTPUT_PREFIX,
+    UNCLAIMED_UPLOAD_DAYS,
+    UNCLAIMED_UPLOAD_TAG,
+    table_definition,
+)
 from worker.userdata import WORKER_PATH
 
 ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS = 1
@@ -101,8 +107,19 @@ class Storage(pulumi.ComponentResource):
 
 
 def lifecycle_rules(retention_days: int) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
-    """Abort abandoned multipart uploads after a day; with a retention, expire each prefix of `EXPIRING_PREFIXES`."""
+    """Abort abandoned multipart uploads after a day; remove uploads no job claimed (still tagged
+    `UNCLAIMED_UPLOAD_TAG`) after `UNCLAIMED_UPLOAD_DAYS`, whatever the retention; with a retention, expire each prefix
+    of `EXPIRING_PREFIXES`."""
+    tag_key, tag_value = UNCLAIMED_UPLOAD_TAG
     rules = [
+        aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-unclaimed-uploads",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(
+                and_=aws.s3.BucketLifecycleConfigurationRuleFilterAndArgs(prefix=INPUT_PREFIX,
+                                                                         tags={tag_key: tag_value})),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=UNCLAIMED_UPLOAD_DAYS),
+        ),
         aws.s3.BucketLifecycleConfigurationRuleArgs(
             id="abort-incomplete-multipart-uploads",
             status="Enabled",

@@ -67,9 +67,13 @@ JOB_START_SLOW_CALLS = 5
 the VM, and terminate it when the job was cancelled meanwhile."""
 JOB_START_SECONDS = JOB_START_SLOW_CALLS * DISPATCH_CALLS.worst_call_seconds() + LAUNCH_BACKOFF_SECONDS
 """What `dispatch` keeps in hand before it starts another job: one job start with every step at its slowest."""
-TIMEOUT_SECONDS = function_timeout_seconds(DISPATCH_CALLS, 1 + JOB_START_SLOW_CALLS, LAUNCH_BACKOFF_SECONDS)
-"""The launcher's (and slot release's) Lambda timeout: one slow call while handling the batch, then one job start
-at its slowest; `dispatch` starts a further job only while `JOB_START_SECONDS` remain."""
+RECORD_SLOW_CALLS = 2
+"""The calls of handling one record, each may be slow: claim a new job's upload and queue it (or terminate a
+cancelled job's VM and release its quota)."""
+TIMEOUT_SECONDS = function_timeout_seconds(DISPATCH_CALLS, RECORD_SLOW_CALLS + JOB_START_SLOW_CALLS,
+                                           LAUNCH_BACKOFF_SECONDS)
+"""The launcher's (and slot release's) Lambda timeout: one record handled at its slowest, then one job start at its
+slowest; `dispatch` starts a further job only while `JOB_START_SECONDS` remain."""
 
 
 class Outcome(Enum):
@@ -278,11 +282,27 @@ def job_id_of(record: Mapping[str, Any]) -> str | None:
     return job_id if jobmodel.is_id(job_id) else None
 
 
+def claim_upload(services: LauncherServices, image: Mapping[str, Any]) -> None:
+    """Remove the upload's unclaimed tag (`jobmodel.UNCLAIMED_UPLOAD_TAG`), so the bucket's lifecycle keeps the
+    file its job uses. Idempotent, and before the job is queued: a failed call retries the record."""
+    path = image.get("input_file_path")
+    if not path:
+        return
+    bucket, key = jobmodel.split_s3_path(path)
+    try:
+        services.s3.delete_object_tagging(Bucket=bucket, Key=key)
+    except ClientError as err:
+        if error_code(err) not in {"NoSuchKey", "404"}:
+            raise
+        log.info("upload gone before its job was queued", extra={"key": key})  # the worker fails it: input_gone
+
+
 def queue_new_job(services: LauncherServices, record: Mapping[str, Any], fresh: dict[str, str]) -> None:
-    """PENDING -> QUEUED for the record's new job; remember it in `fresh` for this batch's dispatch."""
+    """Claim the new job's upload, then PENDING -> QUEUED; remember the job in `fresh` for this batch's dispatch."""
     job_id = job_id_of(record)
     if record.get("eventName") != "INSERT" or job_id is None:
         return
+    claim_upload(services, jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {})))
     if transition(services, job_id, Status.QUEUED, Status.PENDING) is None:
         log.info("job not PENDING (duplicate or late delivery): skipped", extra={"job_id": job_id})
         return

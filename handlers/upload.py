@@ -22,6 +22,8 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 FIELDS = frozenset({"filename", "size", "content_type"})
 OWNER_FIELD = "x-amz-meta-owner"
 """Stored as the object's `owner` metadata; the jobs handler accepts only the caller's own uploads."""
+TAGGING_FIELD = "tagging"
+"""The object's tags, set by S3 from the POST: `jobmodel.UNCLAIMED_UPLOAD_TAG` until a job claims the file."""
 
 
 def safe_filename(filename: object) -> str:
@@ -70,8 +72,9 @@ def checked_content_type(value: object) -> str:
 
 
 def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any], owner: str) -> dict[str, Any]:
-    """Validate the request and presign a POST bounded to this key, this size range, this content type and this
-    owner: S3 refuses the upload if any signed field is changed, so an upload is only ever usable by its owner."""
+    """Validate the request and presign a POST bounded to this key, this size range, this content type, this owner
+    and the unclaimed-upload tag: S3 refuses the upload if any signed field is changed, so an upload is only ever
+    usable by its owner, and is removed after a day unless a job claims it."""
     filename = safe_filename(request.get("filename"))
     checked_size(request.get("size"), config.max_file_bytes)
     content_type = checked_content_type(request.get("content_type"))
@@ -79,11 +82,12 @@ def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any], owner: st
     post = s3.generate_presigned_post(
         Bucket=config.bucket,
         Key=key,
-        Fields={"Content-Type": content_type, OWNER_FIELD: owner},
+        Fields={"Content-Type": content_type, OWNER_FIELD: owner, TAGGING_FIELD: jobmodel.unclaimed_upload_tagging()},
         Conditions=[
             ["content-length-range", 1, config.max_file_bytes],
             {"Content-Type": content_type},
             {OWNER_FIELD: owner},
+            {TAGGING_FIELD: jobmodel.unclaimed_upload_tagging()},
         ],
         ExpiresIn=config.upload_expiry_seconds,
     )

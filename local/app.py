@@ -213,7 +213,7 @@ class LocalPipeline:
         self.launcher_services = LauncherServices.create(self._stack.launcher_config(), client=self.session.client)
         if self.call_log is not None:
             for client in (self.api_services.ddb, self.api_services.s3, self.launcher_services.ec2,
-                           self.launcher_services.ddb):
+                           self.launcher_services.ddb, self.launcher_services.s3):
                 self.call_log.watch(client)
         handlers = {name: self._api_handler(router) for name, router in ROUTERS.items()}
         unwrapped: LambdaHandler = self._launcher_handler

@@ -280,6 +280,43 @@ def enforce_presigned_s3() -> None:
     DomainDispatcherApplication.get_application = guarded  # type: ignore[method-assign]
 
 
+def apply_post_tagging() -> None:
+    """S3 tags an object POSTed with a `tagging` form field (the upload's unclaimed tag, `handlers.upload`); moto
+    stores the object and ignores the field. Applied after moto's own POST handling, only when it succeeded."""
+    import xmltodict  # noqa: PLC0415 (child only; moto's own dependency)
+    from moto.s3.responses import S3Response  # noqa: PLC0415
+
+    post = S3Response._bucket_response_post
+
+    def _bucket_response_post(self: S3Response, request: Any, bucket_name: str) -> Any:
+        status, headers, body = post(self, request, bucket_name)
+        tagging = (self.querystring.get("tagging") or [""])[0]
+        if tagging and 200 <= int(status) < 300 and self.querystring.get("key"):
+            parsed = xmltodict.parse(tagging, force_list={"Tag": True})
+            tags = {tag["Key"]: tag["Value"] or "" for tag in parsed["Tagging"]["TagSet"]["Tag"]}
+            self.backend.put_object_tagging(self.backend.get_object(bucket_name, self.querystring["key"][0]), tags)
+        return status, headers, body
+
+    S3Response._bucket_response_post = _bucket_response_post  # type: ignore[method-assign]
+
+
+def untag_missing_objects_as_s3_does() -> None:
+    """S3 answers DeleteObjectTagging of a key that does not exist with 404 NoSuchKey; moto fails with a 500
+    (it dereferences the missing key). The launcher claims each new job's upload this way, and a job whose upload
+    is already gone must still be queued, to fail with its reason."""
+    from moto.s3.exceptions import MissingKey  # noqa: PLC0415 (child only)
+    from moto.s3.models import S3Backend  # noqa: PLC0415
+
+    untag = S3Backend.delete_object_tagging
+
+    def delete_object_tagging(self: S3Backend, bucket_name: str, key_name: str, version_id: str | None = None) -> None:
+        if self.get_object(bucket_name, key_name, version_id=version_id) is None:
+            raise MissingKey(key=key_name)
+        untag(self, bucket_name, key_name, version_id=version_id)
+
+    S3Backend.delete_object_tagging = delete_object_tagging  # type: ignore[method-assign]
+
+
 def enforce_client_write_attributes() -> None:
     """Cognito refuses an UpdateUserAttributes that writes an attribute outside the app client's WriteAttributes
     (NotAuthorizedException "A client attempted to write unauthorized attribute"); moto writes any. Without this a
@@ -309,6 +346,8 @@ def main(argv: Sequence[str]) -> None:
     make_dynamodb_requests_atomic()
     roll_transactions_back_by_item()
     enforce_presigned_s3()
+    apply_post_tagging()
+    untag_missing_objects_as_s3_does()
     enforce_client_write_attributes()
     moto_server(list(argv))
 

@@ -336,6 +336,7 @@ TUNED: dict[str, str] = {
     "extraOrigins": "https://files.example.org, https://staging.example.org",
     "allowSelfSignUp": "false",
     "maxActiveJobsPerUser": "9",
+    "uploadGrantsPerHour": "17",
     "accessTokenMinutes": "15",
     "idTokenMinutes": "20",
     "refreshTokenDays": "3",

@@ -180,6 +180,7 @@ def test_overridden_limits_reach_every_functions_environment(tuned: Deployment) 
     assert {variables[name]["UPLOAD_EXPIRY_SECONDS"] for name in API_FUNCTIONS} == {TUNED["uploadExpirySeconds"]}
     assert {variables[name]["DOWNLOAD_EXPIRY_SECONDS"] for name in API_FUNCTIONS} == {TUNED["downloadExpirySeconds"]}
     assert {variables[name]["MAX_TEXT_LENGTH"] for name in API_FUNCTIONS} == {TUNED["maxTextLength"]}
+    assert {variables[name]["UPLOAD_GRANTS_PER_HOUR"] for name in API_FUNCTIONS} == {TUNED["uploadGrantsPerHour"]}
     assert {variables[name]["MAX_CONCURRENT_VMS"] for name in DISPATCHERS} == {TUNED["maxConcurrentVms"]}
     assert {variables[name]["JOB_TIMEOUT_MINUTES"] for name in DISPATCHERS} == {TUNED["jobTimeoutMinutes"]}
 

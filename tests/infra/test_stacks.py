@@ -24,7 +24,8 @@ def settings_of(stack: str) -> StackSettings:
 def expiry_rules(deployment: Deployment) -> dict[str, int]:
     """Lifecycle expiry of the data bucket: prefix -> days."""
     rules = deployment.one(LIFECYCLE).inputs["rules"]
-    return {rule["filter"]["prefix"]: rule["expiration"]["days"] for rule in rules if "expiration" in rule}
+    return {rule["filter"]["prefix"]: rule["expiration"]["days"] for rule in rules
+            if "expiration" in rule and "prefix" in rule["filter"]}
 
 
 def site_config_of(deployment: Deployment) -> dict[str, object]:
@@ -91,11 +92,11 @@ def test_files_and_job_records_expire_after_the_stacks_retention(
 
 def test_retention_zero_keeps_files_and_records(defaults: Deployment) -> None:
     """Regression: an expiry rule with 0 days (S3 rejects it) or a TTL enabled with nothing to expire when the
-    stack keeps data forever; the multipart clean-up rule must stay."""
+    stack keeps data forever; the multipart clean-up rule and the unclaimed uploads' expiry must stay."""
     assert expiry_rules(defaults) == {}
     assert "ttl" not in defaults.one(TABLE, "storage-jobs").inputs
     rules = defaults.one(LIFECYCLE).inputs["rules"]
-    assert [rule["id"] for rule in rules] == ["abort-incomplete-multipart-uploads"]
+    assert sorted(rule["id"] for rule in rules) == ["abort-incomplete-multipart-uploads", "expire-unclaimed-uploads"]
     assert site_config_of(defaults)["retentionDays"] == 0
 
 

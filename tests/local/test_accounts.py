@@ -15,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from components.settings import StackSettings
+from handlers.jobmodel import UNCLAIMED_UPLOAD_TAG
 from local.app import LocalPipeline
 from local.client import ApiClient, SubmitError
 from tests.local.harness import new_user
@@ -114,6 +115,22 @@ def test_a_user_cannot_mark_an_email_verified_or_write_what_the_client_may_not(p
     assert "unauthorized attribute" in refused.value.response["Error"]["Message"]
     attributes = {a["Name"]: a["Value"] for a in cognito.get_user(AccessToken=frank.token)["UserAttributes"]}
     assert attributes["email"].startswith("frank-"), "nothing was written"
+
+
+def test_an_upload_is_tagged_unclaimed_until_its_job_is_queued(pipeline: LocalPipeline) -> None:
+    """The bucket's lifecycle removes uploads still tagged after a day (files that never became a job); the tag
+    comes from the presigned POST and goes when the launcher queues the job."""
+    gina = new_user(pipeline, "gina")
+    key = gina.upload("keep.txt", b"keep me")
+    s3, bucket = pipeline.client("s3"), pipeline.stack.bucket
+    tag_key, tag_value = UNCLAIMED_UPLOAD_TAG
+    assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == [{"Key": tag_key, "Value": tag_value}]
+    job = gina.create_job(key, "claimed")
+    deadline = time.monotonic() + 30
+    while s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == []
+    assert gina.wait_for_final(job["id"])["status"] == "SUCCEEDED"
 
 
 def retry_until_accepted(client: ApiClient, key: str, seconds: float = 20) -> dict[str, object]:

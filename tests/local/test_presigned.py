@@ -19,6 +19,7 @@ from botocore.config import Config
 
 from handlers import jobmodel
 from handlers.config import ApiConfig
+from handlers.jobmodel import UNCLAIMED_UPLOAD_TAG
 from handlers.services import PRESIGNING
 from handlers.upload import create_upload
 from local.emulator import EndpointSession, MotoServer
@@ -75,6 +76,16 @@ def test_the_handlers_upload_is_stored_with_its_owner_and_type(s3: Any) -> None:
     stored = s3.get_object(Bucket=BUCKET, Key=ticket["key"])
     assert stored["Body"].read() == b"hello"
     assert (stored["Metadata"]["owner"], stored["ContentType"]) == ("alice", "text/plain")
+    tags = s3.get_object_tagging(Bucket=BUCKET, Key=ticket["key"])["TagSet"]
+    assert tags == [{"Key": UNCLAIMED_UPLOAD_TAG[0], "Value": UNCLAIMED_UPLOAD_TAG[1]}], "the lifecycle finds it"
+
+
+def test_an_upload_without_its_unclaimed_tag_is_refused(s3: Any) -> None:
+    """Dropping the tag would keep a file no job claims past the lifecycle's day."""
+    ticket = grant(s3)
+    assert error(post(ticket, tagging="<Tagging><TagSet></TagSet></Tagging>"))[:2] == (403, "AccessDenied")
+    assert error(post(ticket, tagging=None))[:2] == (403, "AccessDenied")
+    assert not exists(s3, ticket["key"])
 
 
 @pytest.mark.parametrize("target", ["another user's upload", "outside inputs/", "the worker"])
