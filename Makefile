@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: dev test lint bench bench-quick load lock clean
+.PHONY: dev test lint bench bench-quick load lock clean invite
 
 $(BIN)/activate: requirements-dev.txt requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench-quick: $(BIN)/activate
 # A load run against a local stack (jobs, cap, lost/duplicated, VMs alive, latency, VM CPU per job).
 load: $(BIN)/activate
 	$(BIN)/python -m local.load --jobs 500 --cap 4
+
+# An operator creates a user (when self sign-up is off): make invite EMAIL=ada@example.com STACK=prod
+invite: $(BIN)/activate
+	$(BIN)/python -m deploy.invite --email "$(EMAIL)" --stack "$(STACK)"
 
 # Re-pin the lock files from requirements*.in (needs network access to PyPI).
 lock: $(BIN)/activate

@@ -8,8 +8,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import StackSettings
+from components import iam
+from components.functions import PythonFunction, python_function
+from components.settings import NO_RESERVATION, StackSettings
 from components.userpool import app_client_definition, issuer, user_pool_definition
+from handlers.presignup import ENV_ALLOWED_EMAIL_DOMAINS
+
+PRESIGNUP_TIMEOUT_SECONDS = 5
+"""Cognito waits at most 5 seconds for a Lambda trigger; the check itself takes milliseconds."""
 
 
 @dataclass
@@ -32,7 +38,15 @@ class Auth(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         settings = args.settings
         pool = user_pool_definition(f"{name}-users", allow_self_sign_up=settings.allow_self_sign_up)
-        self.user_pool = aws.cognito.UserPool(f"{name}-users", **user_pool_args(pool), opts=child)
+        self.presignup = presignup_function(f"{name}-presignup", self, settings) if settings.allowed_email_domains \
+            else None
+        triggers = {"lambda_config": aws.cognito.UserPoolLambdaConfigArgs(pre_sign_up=self.presignup.function.arn)} \
+            if self.presignup is not None else {}
+        self.user_pool = aws.cognito.UserPool(f"{name}-users", **user_pool_args(pool), **triggers, opts=child)
+        if self.presignup is not None:
+            aws.lambda_.Permission(
+                f"{name}-presignup-invoke", action="lambda:InvokeFunction", function=self.presignup.function.name,
+                principal="cognito-idp.amazonaws.com", source_arn=self.user_pool.arn, opts=child)
         client = app_client_definition(
             "", f"{name}-web",
             access_token_minutes=settings.access_token_minutes,
@@ -45,6 +59,18 @@ class Auth(pulumi.ComponentResource):
         self.region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         self.issuer = pulumi.Output.all(self.region, self.user_pool.id).apply(lambda v: issuer(v[0], v[1]))
         self.register_outputs({"userPoolId": self.user_pool.id, "clientId": self.client.id, "issuer": self.issuer})
+
+
+def presignup_function(name: str, parent: pulumi.Resource, settings: StackSettings) -> PythonFunction:
+    """`handlers.presignup` with the stack's `allowedEmailDomains`, and a role that may only write its logs."""
+    return python_function(
+        name, parent, module="presignup",
+        environment={ENV_ALLOWED_EMAIL_DOMAINS: ",".join(settings.allowed_email_domains)},
+        policy=iam.presignup_function_policy,
+        log_retention_days=settings.log_retention_days,
+        reserved_concurrency=NO_RESERVATION,
+        timeout_seconds=PRESIGNUP_TIMEOUT_SECONDS,
+    )
 
 
 def user_pool_args(definition: dict[str, Any]) -> dict[str, Any]:

@@ -123,6 +123,11 @@ def upload_function_policy(bucket_arn: pulumi.Input[str], table_arn: pulumi.Inpu
     )
 
 
+def presignup_function_policy(log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The pre sign-up trigger reads its event and its environment: it calls no AWS API, so it may only log."""
+    return document(log_statement(log_group_arn))
+
+
 def jobs_function_policy(
     bucket_arn: pulumi.Input[str], table_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]
 ) -> pulumi.Output[str]:

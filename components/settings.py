@@ -32,6 +32,7 @@ MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES = 5, 24 * 60
 MAX_REFRESH_TOKEN_DAYS = 3650
 FAILED_JOBS_WINDOW_MINUTES = 15
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 """Loose on purpose: enough to catch a missing `@` or a list where one address goes; SNS checks the rest."""
 
 BOUNDS: dict[str, tuple[int, int | None]] = {
@@ -93,7 +94,10 @@ class StackSettings:
     extra_origins: tuple[str, ...] = field(default_factory=tuple)
     allow_self_sign_up: bool = True
     """Anyone who can reach the site may create an account (verified by an emailed code); False: only an operator
-    creates users (`aws cognito-idp admin-create-user`)."""
+    creates users (`make invite`)."""
+    allowed_email_domains: tuple[str, ...] = field(default_factory=tuple)
+    """Self sign-up only with an email at one of these domains (exactly; a Cognito pre sign-up trigger,
+    `handlers.presignup`, and the same function locally); empty: any domain. Operators' invitations are not checked."""
     max_active_jobs_per_user: int = 5
     """Jobs one user may have not yet SUCCEEDED or FAILED; one more is refused with 429 until one ends."""
     upload_grants_per_hour: int = DEFAULT_UPLOAD_GRANTS_PER_HOUR
@@ -137,6 +141,10 @@ class StackSettings:
         problems = []
         if self.alarm_email and not EMAIL.fullmatch(self.alarm_email):
             problems.append(f"alarmEmail must be one e-mail address, got {self.alarm_email!r}")
+        bad_domains = [d for d in self.allowed_email_domains if not DOMAIN.fullmatch(d)]
+        if bad_domains:
+            problems.append(f"allowedEmailDomains must be lower-case domain names such as example.com, got "
+                            f"{', '.join(map(repr, bad_domains))}")
         if self.log_retention_days >= 1 and self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
                             f"(the values CloudWatch Logs accepts); got {self.log_retention_days}")

@@ -26,6 +26,7 @@ from components.userpool import issuer
 from handlers import launcher, release, sweeper
 from handlers.apigw import Router
 from handlers.jobmodel import Status
+from handlers.presignup import ENV_ALLOWED_EMAIL_DOMAINS
 from handlers.routes import ROUTERS, ROUTES
 from handlers.services import ApiServices, LauncherServices
 from local.authorizer import JwtAuthorizer, jwks_url
@@ -115,7 +116,7 @@ class LocalPipeline:
         self.call_log = call_log
         self.sweeper: Schedule | None = None
         self.web: BackgroundServer | None = None
-        self.moto = MotoServer(host)
+        self.moto = MotoServer(host, env={ENV_ALLOWED_EMAIL_DOMAINS: ",".join(self.settings.allowed_email_domains)})
         self.metadata: BackgroundServer | None = None
         self.poller: StreamPoller | None = None
         self.vmhost: VmHost | None = None

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,8 +66,10 @@ def aws_environment(endpoint_url: str, region: str = REGION) -> dict[str, str]:
 class MotoServer:
     """`python -m moto.server` on 127.0.0.1 and a free port, in this process tree."""
 
-    def __init__(self, host: str = HOST) -> None:
+    def __init__(self, host: str = HOST, env: Mapping[str, str] | None = None) -> None:
+        """`env`: more environment for the emulator process (the pre sign-up trigger's, `check_sign_ups`)."""
         self.host = host
+        self.env = dict(env or {})
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -88,7 +90,7 @@ class MotoServer:
                 # so it outlives the parts that still use it while local mode stops them in order, then ends it.
                 start_new_session=True,
                 cwd=REPO_ROOT,
-                env={**os.environ, "MOTO_PORT": str(self.port)},
+                env={**os.environ, **self.env, "MOTO_PORT": str(self.port)},
             )
             if self._wait_until_up():
                 return self.endpoint_url
@@ -317,6 +319,32 @@ def untag_missing_objects_as_s3_does() -> None:
     S3Backend.delete_object_tagging = delete_object_tagging  # type: ignore[method-assign]
 
 
+def check_sign_ups() -> None:
+    """Cognito calls the pool's pre sign-up trigger before each SignUp; moto calls none. The emulator runs the same
+    function (`handlers.presignup`, with `ALLOWED_EMAIL_DOMAINS` from this process's environment) and refuses as
+    Cognito does: UserLambdaValidationException "PreSignUp failed with error <message>."."""
+    from moto.cognitoidp.models import CognitoIdpBackend  # noqa: PLC0415 (child only)
+    from moto.core.exceptions import JsonRESTError  # noqa: PLC0415
+
+    from handlers import presignup  # noqa: PLC0415
+
+    allowed = presignup.allowed_domains()
+    sign_up = CognitoIdpBackend.sign_up
+
+    def checked_sign_up(self: CognitoIdpBackend, client_id: str, username: str, password: str,
+                        attributes: list[dict[str, str]]) -> Any:
+        email = next((a["Value"] for a in attributes if a["Name"] == "email"), username)
+        event = {"triggerSource": presignup.SELF_SIGN_UP, "userName": username,
+                 "request": {"userAttributes": {"email": email}}}
+        try:
+            presignup.check_event(event, allowed)
+        except presignup.DomainNotAllowedError as refused:
+            raise JsonRESTError("UserLambdaValidationException", f"PreSignUp failed with error {refused}.") from None
+        return sign_up(self, client_id, username, password, attributes)
+
+    CognitoIdpBackend.sign_up = checked_sign_up  # type: ignore[method-assign]
+
+
 def enforce_client_write_attributes() -> None:
     """Cognito refuses an UpdateUserAttributes that writes an attribute outside the app client's WriteAttributes
     (NotAuthorizedException "A client attempted to write unauthorized attribute"); moto writes any. Without this a
@@ -349,6 +377,7 @@ def main(argv: Sequence[str]) -> None:
     apply_post_tagging()
     untag_missing_objects_as_s3_does()
     enforce_client_write_attributes()
+    check_sign_ups()
     moto_server(list(argv))
 
 

@@ -177,5 +177,9 @@ export function authMessage(error, { passwordRule }) {
       ? "Check the email address: it should look like name@example.com."
       : "Check the fields and try again.";
   }
+  if (type === "UserLambdaValidationException" && /^PreSignUp failed with error /.test(error.message)) {
+    // The stack's pre sign-up trigger refused the address (allowedEmailDomains); its own words say why.
+    return error.message.replace(/^PreSignUp failed with error /, "");
+  }
   return MESSAGES[type] || "Something went wrong while signing in. Try again in a moment.";
 }

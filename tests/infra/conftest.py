@@ -335,6 +335,7 @@ TUNED: dict[str, str] = {
     "failedJobsAlarmThreshold": "7",
     "extraOrigins": "https://files.example.org, https://staging.example.org",
     "allowSelfSignUp": "false",
+    "allowedEmailDomains": "example.org,example.net",
     "maxActiveJobsPerUser": "9",
     "uploadGrantsPerHour": "17",
     "accessTokenMinutes": "15",

@@ -222,4 +222,5 @@ def test_reserved_concurrency_comes_from_config(tuned: Deployment) -> None:
     client on the API could starve everything else in an account that set it)."""
     api, dispatchers = int(TUNED["apiReservedConcurrency"]), int(TUNED["launcherReservedConcurrency"])
     assert reserved(tuned) == {"api-upload": api, "api-jobs": api, "api-manage": api, "compute-launcher": dispatchers,
-                               "compute-release": NO_RESERVATION, "compute-sweeper": dispatchers}
+                               "compute-release": NO_RESERVATION, "compute-sweeper": dispatchers,
+                               "auth-presignup": NO_RESERVATION}

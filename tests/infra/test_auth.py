@@ -94,3 +94,24 @@ def test_the_site_config_names_the_pool_and_client(dev: Deployment) -> None:
 def test_the_pool_and_client_ids_are_exported(dev: Deployment) -> None:
     """`README` tells an operator to create users with these (`aws cognito-idp admin-create-user`)."""
     assert (dev.exports["userPoolId"], dev.exports["userPoolClientId"]) == ("auth-users-id", "auth-web-id")
+
+
+def test_allowed_email_domains_are_enforced_by_a_pre_sign_up_trigger_that_may_only_log(tuned: Deployment) -> None:
+    """`allowedEmailDomains`: Cognito calls `handlers.presignup` before each sign-up; its role may write its own
+    logs and nothing else (it makes no AWS call), and only this pool may invoke it."""
+    function = tuned.one("aws:lambda/function:Function", "auth-presignup").inputs
+    assert function["handler"] == "handlers.presignup.handler"
+    assert function["environment"]["variables"] == {"ALLOWED_EMAIL_DOMAINS": "example.org,example.net"}
+    assert function["timeout"] <= 5, "Cognito waits at most 5 s for a trigger"
+    arn = tuned.one("aws:lambda/function:Function", "auth-presignup").outputs["arn"]
+    assert tuned.one(POOL).inputs["lambdaConfig"] == {"preSignUp": arn}
+    policy = json.loads(tuned.one("aws:iam/rolePolicy:RolePolicy", "auth-presignup-policy").inputs["policy"])
+    assert [s["Action"] for s in policy["Statement"]] == [["logs:CreateLogStream", "logs:PutLogEvents"]]
+    permission = tuned.one("aws:lambda/permission:Permission", "auth-presignup-invoke").inputs
+    assert (permission["principal"], permission["action"]) == ("cognito-idp.amazonaws.com", "lambda:InvokeFunction")
+    assert permission["sourceArn"] == tuned.one(POOL).outputs["arn"]
+
+
+def test_no_trigger_without_allowed_domains(dev: Deployment) -> None:
+    assert "lambdaConfig" not in dev.one(POOL).inputs
+    assert [f for f in dev.of_type("aws:lambda/function:Function") if f.name == "auth-presignup"] == []

@@ -15,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from components.settings import StackSettings
+from handlers import jobmodel
 from handlers.jobmodel import UNCLAIMED_UPLOAD_TAG
 from local.app import LocalPipeline
 from local.client import ApiClient, SubmitError
@@ -23,7 +24,7 @@ from tests.local.harness import new_user
 pytestmark = pytest.mark.e2e
 
 SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, max_concurrent_vms=2, max_active_jobs_per_user=5,
-                         upload_grants_per_hour=12)
+                         upload_grants_per_hour=12, allowed_email_domains=("example.com",))
 BURST = 10
 GRANT_BURST = 20
 
@@ -131,6 +132,24 @@ def test_an_upload_is_tagged_unclaimed_until_its_job_is_queued(pipeline: LocalPi
         time.sleep(0.2)
     assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == []
     assert gina.wait_for_final(job["id"])["status"] == "SUCCEEDED"
+
+
+def test_self_sign_up_is_open_only_to_the_allowed_domains(pipeline: LocalPipeline) -> None:
+    """`allowedEmailDomains`: the emulator runs the pre sign-up trigger's function on the page's SignUp, and refuses
+    as Cognito does; an allowed address signs up; an operator's invitation is not checked."""
+    cognito = boto3.client("cognito-idp", region_name="us-east-1", endpoint_url=pipeline.endpoint_url,
+                           config=Config(signature_version=UNSIGNED))
+    client_id, password = pipeline.stack.client_id, "Correct-horse-1"
+    with pytest.raises(ClientError) as refused:
+        cognito.sign_up(ClientId=client_id, Username="eve@evil.example", Password=password,
+                        UserAttributes=[{"Name": "email", "Value": "eve@evil.example"}])
+    error = refused.value.response["Error"]
+    assert error["Code"] == "UserLambdaValidationException"
+    assert error["Message"] == "PreSignUp failed with error Sign-up is open to addresses at example.com only."
+    allowed = f"ivy-{jobmodel.new_id().lower()}@example.com"
+    assert cognito.sign_up(ClientId=client_id, Username=allowed, Password=password,
+                           UserAttributes=[{"Name": "email", "Value": allowed}])["UserSub"]
+    assert pipeline.create_user(f"guest-{jobmodel.new_id().lower()}@elsewhere.example").email
 
 
 def retry_until_accepted(client: ApiClient, key: str, seconds: float = 20) -> dict[str, object]:
