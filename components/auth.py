@@ -42,7 +42,8 @@ class Auth(pulumi.ComponentResource):
             else None
         triggers = {"lambda_config": aws.cognito.UserPoolLambdaConfigArgs(pre_sign_up=self.presignup.function.arn)} \
             if self.presignup is not None else {}
-        self.user_pool = aws.cognito.UserPool(f"{name}-users", **user_pool_args(pool), **triggers, opts=child)
+        self.user_pool = aws.cognito.UserPool(f"{name}-users", **user_pool_args(pool), **triggers,
+                                              **email_args(settings), opts=child)
         if self.presignup is not None:
             aws.lambda_.Permission(
                 f"{name}-presignup-invoke", action="lambda:InvokeFunction", function=self.presignup.function.name,
@@ -59,6 +60,17 @@ class Auth(pulumi.ComponentResource):
         self.region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
         self.issuer = pulumi.Output.all(self.region, self.user_pool.id).apply(lambda v: issuer(v[0], v[1]))
         self.register_outputs({"userPoolId": self.user_pool.id, "clientId": self.client.id, "issuer": self.issuer})
+
+
+def email_args(settings: StackSettings) -> dict[str, Any]:
+    """Cognito's messages through the stack's SES identity (`emailFrom`, `sesIdentityArn`), or Cognito's own
+    sender when they are unset. Cognito sends through SES with its service-linked role
+    (AmazonCognitoIdpEmailServiceRolePolicy: ses:SendEmail, ses:SendRawEmail); the identity must be verified."""
+    if not settings.ses_identity_arn:
+        return {}
+    return {"email_configuration": aws.cognito.UserPoolEmailConfigurationArgs(
+        email_sending_account="DEVELOPER", from_email_address=settings.email_from,
+        source_arn=settings.ses_identity_arn)}
 
 
 def presignup_function(name: str, parent: pulumi.Resource, settings: StackSettings) -> PythonFunction:

@@ -32,6 +32,8 @@ MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES = 5, 24 * 60
 MAX_REFRESH_TOKEN_DAYS = 3650
 FAILED_JOBS_WINDOW_MINUTES = 15
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+ARN = re.compile(r"arn:[\w+=/,.@-]+:[\w+=/,.@-]+:([\w+=/,.@-]*)?:[0-9]+:[\w+=/,.@-]+(:[\w+=/,.@-]+)?(:[\w+=/,.@-]+)?")
+"""Cognito's `ArnType` pattern for EmailConfiguration's SourceArn (botocore's cognito-idp service model)."""
 DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 """Loose on purpose: enough to catch a missing `@` or a list where one address goes; SNS checks the rest."""
 
@@ -95,6 +97,12 @@ class StackSettings:
     allow_self_sign_up: bool = True
     """Anyone who can reach the site may create an account (verified by an emailed code); False: only an operator
     creates users (`make invite`)."""
+    email_from: str = ""
+    """The sender of Cognito's messages (codes, invitations), `Name <address>` or an address verified in SES; with
+    `ses_identity_arn`, Cognito sends through SES (EmailSendingAccount DEVELOPER). Empty: Cognito's own sender,
+    which allows only a limited number of messages a day (see README, "Users")."""
+    ses_identity_arn: str = ""
+    """The ARN of the SES identity (a verified address or domain) `email_from` sends as."""
     allowed_email_domains: tuple[str, ...] = field(default_factory=tuple)
     """Self sign-up only with an email at one of these domains (exactly; a Cognito pre sign-up trigger,
     `handlers.presignup`, and the same function locally); empty: any domain. Operators' invitations are not checked."""
@@ -141,6 +149,14 @@ class StackSettings:
         problems = []
         if self.alarm_email and not EMAIL.fullmatch(self.alarm_email):
             problems.append(f"alarmEmail must be one e-mail address, got {self.alarm_email!r}")
+        if bool(self.email_from) != bool(self.ses_identity_arn):
+            problems.append("emailFrom and sesIdentityArn go together: Cognito sends through SES only with both")
+        if self.email_from and not EMAIL.search(self.email_from):
+            problems.append(f"emailFrom must hold an email address (`Name <a@example.com>`), got {self.email_from!r}")
+        if self.ses_identity_arn and not (ARN.fullmatch(self.ses_identity_arn)
+                                          and self.ses_identity_arn.split(":")[2] == "ses"):
+            problems.append(f"sesIdentityArn must be an SES identity's ARN (arn:aws:ses:...), got "
+                            f"{self.ses_identity_arn!r}")
         bad_domains = [d for d in self.allowed_email_domains if not DOMAIN.fullmatch(d)]
         if bad_domains:
             problems.append(f"allowedEmailDomains must be lower-case domain names such as example.com, got "

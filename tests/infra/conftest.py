@@ -336,6 +336,8 @@ TUNED: dict[str, str] = {
     "extraOrigins": "https://files.example.org, https://staging.example.org",
     "allowSelfSignUp": "false",
     "allowedEmailDomains": "example.org,example.net",
+    "emailFrom": "filepipe <no-reply@example.org>",
+    "sesIdentityArn": "arn:aws:ses:eu-west-1:123456789012:identity/example.org",
     "maxActiveJobsPerUser": "9",
     "uploadGrantsPerHour": "17",
     "accessTokenMinutes": "15",

@@ -115,3 +115,12 @@ def test_allowed_email_domains_are_enforced_by_a_pre_sign_up_trigger_that_may_on
 def test_no_trigger_without_allowed_domains(dev: Deployment) -> None:
     assert "lambdaConfig" not in dev.one(POOL).inputs
     assert [f for f in dev.of_type("aws:lambda/function:Function") if f.name == "auth-presignup"] == []
+
+
+def test_cognito_sends_through_the_stacks_ses_identity_when_configured(dev: Deployment, tuned: Deployment) -> None:
+    """`emailFrom` + `sesIdentityArn`: codes and invitations go through SES (DEVELOPER) from the stack's verified
+    identity; without them Cognito's own sender, which allows only a limited number of messages a day."""
+    assert tuned.one(POOL).inputs["emailConfiguration"] == {
+        "emailSendingAccount": "DEVELOPER", "fromEmailAddress": "filepipe <no-reply@example.org>",
+        "sourceArn": "arn:aws:ses:eu-west-1:123456789012:identity/example.org"}
+    assert "emailConfiguration" not in dev.one(POOL).inputs
