@@ -34,6 +34,7 @@ import base64
 import binascii
 import datetime
 import hmac
+import io
 import json
 import tempfile
 import time
@@ -80,14 +81,21 @@ class S3Error(Exception):
         inner = "".join(f"<{name}>{escape(str(value))}</{name}>" for name, value in elements)
         return f'<?xml version="1.0" encoding="UTF-8"?>\n<Error>{inner}</Error>'.encode()
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        body = self.body()
-        start_response(f"{self.status} {STATUS_TEXT.get(self.status, '')}".strip(),
-                       [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
-        return [body]
+    def response(self, extra_headers: Iterable[tuple[str, str]] = ()) -> WsgiApp:
+        """The answer as a WSGI app, with `extra_headers` (the bucket's CORS headers for a browser's request)."""
+
+        def answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            body = self.body()
+            start_response(f"{self.status} {STATUS_TEXT.get(self.status, '')}".strip(),
+                           [("Content-Type", "application/xml"), ("Content-Length", str(len(body))),
+                            *extra_headers])
+            return [body]
+
+        return answer
 
 
 STATUS_TEXT = {400: "Bad Request", 403: "Forbidden"}
+CORS_ANSWER_HEADERS = frozenset({"access-control-allow-origin", "access-control-expose-headers"})
 
 
 def access_denied(message: str = "Access Denied") -> S3Error:
@@ -117,8 +125,31 @@ class PresignedS3Guard:
         try:
             self.check(environ)
         except S3Error as refusal:
-            return refusal(environ, start_response)
+            return refusal.response(self.cors_headers(environ))(environ, start_response)
         return self.app(environ, start_response)
+
+    def cors_headers(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
+        """The `Access-Control-*` headers S3 adds to an answer to a browser (a request with `Origin`) that the
+        bucket's CORS rules allow, so the page can read the error: moto's own evaluation of a preflight for the same
+        path and method."""
+        if not environ.get("HTTP_ORIGIN"):
+            return []
+        preflight = {key: value for key, value in environ.items() if key.startswith("HTTP_") or key in {
+            "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SCRIPT_NAME",
+            "wsgi.url_scheme", "wsgi.version", "wsgi.errors", "wsgi.multithread", "wsgi.multiprocess",
+            "wsgi.run_once", "REMOTE_ADDR"}}
+        preflight.update({"REQUEST_METHOD": "OPTIONS", "HTTP_ACCESS_CONTROL_REQUEST_METHOD":
+                          environ.get("REQUEST_METHOD", "GET"), "wsgi.input": io.BytesIO(), "CONTENT_LENGTH": "0"})
+        preflight.pop("HTTP_AUTHORIZATION", None)
+        answered: list[tuple[str, str]] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            if status.startswith("200"):
+                answered.extend((n, v) for n, v in headers if n.lower() in CORS_ANSWER_HEADERS)
+
+        for _ in self.app(preflight, start_response):
+            pass
+        return answered
 
     def check(self, environ: dict[str, Any]) -> None:
         """Raise the S3Error S3 would answer; return when the request may go to the emulator."""

@@ -206,3 +206,24 @@ def test_the_stacks_signed_clients_still_work(s3: Any) -> None:
         "outputs/x/a.txt", "outputs/x/b.txt"}
     other.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "outputs/x/a.txt"}, {"Key": "outputs/x/b.txt"}]})
     assert "Contents" not in other.list_objects_v2(Bucket=BUCKET, Prefix="outputs/x/")
+
+
+def test_a_refusal_to_a_browser_carries_the_buckets_cors_headers(s3: Any) -> None:
+    """The page reads S3's `<Message>` from a refused upload: S3 adds the bucket's CORS headers to its answer to an
+    allowed origin (none to another), so the emulator's refusals do too."""
+    site = "http://site.example"
+    s3.put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": [
+        {"AllowedOrigins": [site], "AllowedMethods": ["POST"], "AllowedHeaders": ["*"]}]})
+    try:
+        ticket = grant(s3)
+        fields = {**ticket["fields"], "key": WORKER_KEY}
+        refused = requests.post(ticket["url"], data=fields, files={"file": ("a.txt", b"evil", "text/plain")},
+                                headers={"Origin": site}, timeout=10)
+        assert error(refused)[:2] == (403, "AccessDenied")
+        assert refused.headers["Access-Control-Allow-Origin"] == site
+        elsewhere = requests.post(ticket["url"], data=fields, files={"file": ("a.txt", b"evil", "text/plain")},
+                                  headers={"Origin": "http://evil.example"}, timeout=10)
+        assert error(elsewhere)[:2] == (403, "AccessDenied")
+        assert "Access-Control-Allow-Origin" not in elsewhere.headers
+    finally:
+        s3.delete_bucket_cors(Bucket=BUCKET)
