@@ -11,7 +11,7 @@ WORKER_VENV := .venv-worker
 PYTHON39 ?= $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9))),$(shell command -v python3.9 2>/dev/null))
 export FILEPIPE_WORKER_PYTHON ?= $(abspath $(WORKER_VENV))/bin/python
 
-.PHONY: dev test lint bench bench-quick load smoke lock clean
+.PHONY: dev test lint bench bench-quick load smoke lock clean invite
 
 $(BIN)/activate: requirements-dev.txt requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ load: $(BIN)/activate
 # SMOKE_EMAIL=<user>, with the password in SMOKE_PASSWORD (the command line's values reach it as environment).
 smoke: $(BIN)/activate
 	$(BIN)/python -m local.smoke
+
+# An operator creates a user (when self sign-up is off): make invite EMAIL=ada@example.com STACK=prod
+invite: $(BIN)/activate
+	$(BIN)/python -m deploy.invite --email "$(EMAIL)" --stack "$(STACK)"
 
 # Re-pin the lock files from requirements*.in (needs network access to PyPI).
 lock: $(BIN)/activate

@@ -26,15 +26,17 @@ NO_ENDPOINT = "http://127.0.0.1:9"
 UPLOAD_EVENT: dict[str, Any] = {
     "version": "2.0", "routeKey": "POST /api/uploads", "rawPath": "/api/uploads",
     "headers": {"content-type": "application/json"}, "isBase64Encoded": False,
-    "body": json.dumps({"filename": "a.txt", "size": 10}),
+    "body": json.dumps({"filename": "a.txt", "size": 0}),
     "requestContext": {"authorizer": {"jwt": {"claims": {"sub": "bench-user"}}}},
 }
 HANDLERS: dict[str, tuple[str, dict[str, Any], int]] = {
     "jobs": ("handlers.jobs", {"version": "2.0", "routeKey": "GET /api/health", "rawPath": "/api/health"}, 200),
-    "upload": ("handlers.upload", UPLOAD_EVENT, 201),
+    "upload": ("handlers.upload", UPLOAD_EVENT, 400),
     "launcher": ("handlers.launcher", {"Records": []}, 0),
 }
-"""Lambda module -> (module, its first event, the status code it must answer; 0: not an HTTP function)."""
+"""Lambda module -> (module, its first event, the status code it must answer; 0: not an HTTP function). The upload's
+first request is an empty file, refused by its checks: a granted upload is counted in DynamoDB (`handlers.grants`),
+which no endpoint here answers; the refused one builds the same config and clients and makes no AWS call."""
 
 HANDLER_CHILD = """
 import json, sys, time

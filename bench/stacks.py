@@ -37,7 +37,8 @@ def local_stack(max_concurrent_vms: int = StackSettings().max_concurrent_vms, *,
                 launch: bool = True) -> Iterator[Stack]:
     """A local stack with one signed-in user allowed any number of jobs; `launch=False`: no VM ever starts (the API
     figures measure the HTTP layer, not VMs competing for the CPU)."""
-    settings = StackSettings(max_concurrent_vms=max_concurrent_vms, max_active_jobs_per_user=UNLIMITED_JOBS)
+    settings = StackSettings(max_concurrent_vms=max_concurrent_vms, max_active_jobs_per_user=UNLIMITED_JOBS,
+                             upload_grants_per_hour=UNLIMITED_JOBS)
     with LocalPipeline(port=0, settings=settings, sweep_seconds=None,
                        wrap_launcher=None if launch else no_launch) as pipeline:
         user = pipeline.create_user(BENCH_USER)

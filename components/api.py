@@ -58,7 +58,7 @@ class Api(pulumi.ComponentResource):
         environment = pulumi.Output.all(args.storage.bucket.bucket, args.storage.table.name).apply(
             lambda names: api_config(names[0], names[1], settings).to_env())
         policies = {
-            "upload": lambda logs: iam.upload_function_policy(args.storage.bucket.arn, logs),
+            "upload": lambda logs: iam.upload_function_policy(args.storage.bucket.arn, args.storage.table.arn, logs),
             "jobs": lambda logs: iam.jobs_function_policy(args.storage.bucket.arn, args.storage.table.arn, logs),
             "manage": lambda logs: iam.manage_function_policy(args.storage.bucket.arn, args.storage.table.arn, logs),
         }

@@ -8,8 +8,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from stackspec.settings import StackSettings
+from components import iam
+from components.functions import PythonFunction, python_function
+from handlers.presignup import ENV_ALLOWED_EMAIL_DOMAINS
+from stackspec.settings import NO_RESERVATION, StackSettings
 from stackspec.userpool import app_client_definition, issuer, user_pool_definition
+
+PRESIGNUP_TIMEOUT_SECONDS = 5
+"""Cognito waits at most 5 seconds for a Lambda trigger; the check itself takes milliseconds."""
 
 
 @dataclass
@@ -32,12 +38,21 @@ class Auth(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         settings = args.settings
         pool = user_pool_definition(f"{name}-users", allow_self_sign_up=settings.allow_self_sign_up)
+        self.presignup = presignup_function(f"{name}-presignup", self, settings) if settings.allowed_email_domains \
+            else None
+        triggers = {"lambda_config": aws.cognito.UserPoolLambdaConfigArgs(pre_sign_up=self.presignup.function.arn)} \
+            if self.presignup is not None else {}
         # Jobs and files are keyed by the pool's `sub`: a replaced pool would orphan every user's data, so a stack
         # that protects its data protects the pool too (Pulumi's `protect`, and Cognito's deletion protection).
         kept = pulumi.ResourceOptions(parent=self, protect=settings.protect_data)
         self.user_pool = aws.cognito.UserPool(
-            f"{name}-users", **user_pool_args(pool), **pool_plan_args(protect=settings.protect_data), opts=kept
+            f"{name}-users", **user_pool_args(pool), **pool_plan_args(protect=settings.protect_data), **triggers,
+            **email_args(settings), opts=kept,
         )
+        if self.presignup is not None:
+            aws.lambda_.Permission(
+                f"{name}-presignup-invoke", action="lambda:InvokeFunction", function=self.presignup.function.name,
+                principal="cognito-idp.amazonaws.com", source_arn=self.user_pool.arn, opts=child)
         client = app_client_definition(
             "", f"{name}-web",
             access_token_minutes=settings.access_token_minutes,
@@ -64,6 +79,30 @@ def pool_plan_args(*, protect: bool) -> dict[str, Any]:
     return {"user_pool_tier": USER_POOL_TIER, "deletion_protection": "ACTIVE" if protect else "INACTIVE"}
 
 
+def email_args(settings: StackSettings) -> dict[str, Any]:
+    """Cognito's messages through the stack's SES identity (`emailFrom`, `sesIdentityArn`), or Cognito's own
+    sender when they are unset. Cognito sends through SES with its service-linked role
+    (AmazonCognitoIdpEmailServiceRolePolicy: ses:SendEmail, ses:SendRawEmail); the identity must be verified."""
+    if not settings.ses_identity_arn:
+        return {}
+    return {"email_configuration": aws.cognito.UserPoolEmailConfigurationArgs(
+        email_sending_account="DEVELOPER", from_email_address=settings.email_from,
+        source_arn=settings.ses_identity_arn)}
+
+
+def presignup_function(name: str, parent: pulumi.Resource, settings: StackSettings) -> PythonFunction:
+    """`handlers.presignup` with the stack's `allowedEmailDomains`, and a role that may only write its logs."""
+    return python_function(
+        name, parent, module="presignup",
+        environment={ENV_ALLOWED_EMAIL_DOMAINS: ",".join(settings.allowed_email_domains)},
+        policy=iam.presignup_function_policy,
+        log_retention_days=settings.log_retention_days,
+        reserved_concurrency=NO_RESERVATION,
+        timeout_seconds=PRESIGNUP_TIMEOUT_SECONDS,
+        settings=settings,
+    )
+
+
 def user_pool_args(definition: dict[str, Any]) -> dict[str, Any]:
     """Pulumi arguments for `userpool.user_pool_definition` (CreateUserPool shape); the name is Pulumi's to choose."""
     policy = definition["Policies"]["PasswordPolicy"]
@@ -86,6 +125,9 @@ def user_pool_args(definition: dict[str, Any]) -> dict[str, Any]:
             aws.cognito.UserPoolAccountRecoverySettingRecoveryMechanismArgs(name=m["Name"], priority=m["Priority"])
             for m in definition["AccountRecoverySetting"]["RecoveryMechanisms"]
         ]),
+        "user_attribute_update_settings": aws.cognito.UserPoolUserAttributeUpdateSettingsArgs(
+            attributes_require_verification_before_updates=definition["UserAttributeUpdateSettings"][
+                "AttributesRequireVerificationBeforeUpdate"]),
     }
 
 
@@ -97,6 +139,8 @@ def app_client_args(definition: dict[str, Any]) -> dict[str, Any]:
         "explicit_auth_flows": definition["ExplicitAuthFlows"],
         "prevent_user_existence_errors": definition["PreventUserExistenceErrors"],
         "enable_token_revocation": definition["EnableTokenRevocation"],
+        "read_attributes": definition["ReadAttributes"],
+        "write_attributes": definition["WriteAttributes"],
         "access_token_validity": definition["AccessTokenValidity"],
         "id_token_validity": definition["IdTokenValidity"],
         "refresh_token_validity": definition["RefreshTokenValidity"],

@@ -196,6 +196,7 @@ class Compute(pulumi.ComponentResource):
                 stream_arn=args.storage.table.stream_arn,
                 failure_queue_arn=self.failure_queue.arn,
                 log_group_arn=logs,
+                bucket_arn=args.storage.bucket.arn,
             ),
             reserved_concurrency=args.settings.launcher_reserved_concurrency,
             timeout_seconds=launcher_module.TIMEOUT_SECONDS,

@@ -20,6 +20,7 @@ from typing import Any
 import pulumi
 
 from handlers.capacity import SLOT_PREFIX
+from handlers.grants import GRANT_COUNTER_PREFIX
 from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, OWNER_INDEX, STATUS_INDEX
 from handlers.quota import COUNTER_PREFIX
 
@@ -105,12 +106,26 @@ def site_bucket_policy(bucket_arn: pulumi.Input[str], distribution_arn: pulumi.I
     )
 
 
-def upload_function_policy(bucket_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """The upload function signs presigned POSTs; S3 authorises the upload with the *signer's* permissions."""
+def upload_function_policy(bucket_arn: pulumi.Input[str], table_arn: pulumi.Input[str],
+                           log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The upload function signs presigned POSTs (S3 authorises the upload with the *signer's* permissions) and
+    counts each grant per user (the `uploads#` counter items only)."""
     return document(
-        statement(["s3:PutObject"], [objects(bucket_arn, f"{INPUT_PREFIX}*")], sid="SignUploadsOfInputs"),
+        # PutObjectTagging: the POST tags the upload (`jobmodel.UNCLAIMED_UPLOAD_TAG`), which S3 authorises with the
+        # signer's s3:PutObjectTagging ("Tagging and access control policies", S3 user guide).
+        statement(["s3:PutObject", "s3:PutObjectTagging"], [objects(bucket_arn, f"{INPUT_PREFIX}*")],
+                  sid="SignUploadsOfInputs"),
+        statement(
+            ["dynamodb:UpdateItem"], [table_arn], sid="CountUploadGrantsPerUser",
+            condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{GRANT_COUNTER_PREFIX}*"]}},
+        ),
         log_statement(log_group_arn),
     )
+
+
+def presignup_function_policy(log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The pre sign-up trigger reads its event and its environment: it calls no AWS API, so it may only log."""
+    return document(log_statement(log_group_arn))
 
 
 def jobs_function_policy(
@@ -326,9 +341,11 @@ def launcher_function_policy(
     stream_arn: pulumi.Input[str],
     failure_queue_arn: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
+    bucket_arn: pulumi.Input[str],
 ) -> pulumi.Output[str]:
-    """Read the table's stream, record batches given up on, dispatch (`dispatch_statements`), and terminate the VMs
-    of cancelled jobs (`terminate_stack_instances_statement`)."""
+    """Read the table's stream, record batches given up on, dispatch (`dispatch_statements`), terminate the VMs
+    of cancelled jobs (`terminate_stack_instances_statement`), and claim each new job's upload (remove its
+    unclaimed-upload tag, so the bucket's lifecycle keeps it)."""
     return document(
         # parliament RESOURCE_MISMATCH (dynamodb:DescribeStream, GetRecords, GetShardIterator): a stream ARN ends in
         # its label, a timestamp with colons (`.../stream/2026-01-01T00:00:00.000`), which parliament's strict ARN
@@ -343,6 +360,7 @@ def launcher_function_policy(
         statement(["dynamodb:ListStreams"], ["*"], sid="ListJobStreams"),
         *dispatch,
         terminate,
+        statement(["s3:DeleteObjectTagging"], [objects(bucket_arn, f"{INPUT_PREFIX}*")], sid="ClaimUploads"),
         statement(["sqs:SendMessage"], [failure_queue_arn], sid="RecordFailedBatches"),
         log_statement(log_group_arn),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import pulumi_aws as aws
 
 from components import iam
 from components.buckets import private_bucket
-from stackspec.headers import FRAME_OPTION, HSTS_MAX_AGE_SECONDS, REFERRER_POLICY, content_security_policy
+from stackspec.headers import HSTS_MAX_AGE_SECONDS, api_security_headers, content_security_policy, security_headers
 from stackspec.settings import API_PREFIX, StackSettings, site_config
 from stackspec.userpool import cognito_endpoint
 
@@ -104,6 +104,9 @@ class Site(pulumi.ComponentResource):
         )
         sign_in = pulumi.Output.from_input(args.region).apply(cognito_endpoint)
         self.headers_policy = security_headers_policy(f"{name}-headers", [*args.upload_origins, sign_in], child)
+        self.api_headers_policy = response_headers_policy(
+            f"{name}-api-headers", "filepipe API: no-store, CSP default-src 'none', nosniff, frame and referrer "
+            "policies, HSTS", api_security_headers(https=True), child)
         self.distribution = aws.cloudfront.Distribution(
             f"{name}-cdn",
             enabled=True,
@@ -148,6 +151,7 @@ class Site(pulumi.ComponentResource):
                     cached_methods=READ_METHODS,
                     cache_policy_id=CACHING_DISABLED,
                     origin_request_policy_id=ALL_VIEWER_EXCEPT_HOST_HEADER,
+                    response_headers_policy_id=self.api_headers_policy.id,
                     compress=True,
                 )
             ],
@@ -171,25 +175,46 @@ def security_headers_policy(name: str, connect_sources: Sequence[pulumi.Input[st
                             opts: pulumi.ResourceOptions) -> aws.cloudfront.ResponseHeadersPolicy:
     """`stackspec.headers.security_headers(..., https=True)` as CloudFront's response headers policy (local mode
     sends the same headers from the same definition). `connect_sources`: the origins the page talks to besides the
-    site (the data bucket's upload hosts, Cognito). `override`: the policy wins over anything an origin sends."""
+    site (the data bucket's upload hosts, Cognito)."""
     csp = pulumi.Output.all(*connect_sources).apply(lambda origins: content_security_policy(list(origins)))
+    headers: dict[str, pulumi.Input[str]] = {**security_headers([], https=True), "Content-Security-Policy": csp}
+    return response_headers_policy(name, "filepipe site: CSP, nosniff, frame and referrer policies, HSTS", headers,
+                                   opts)
+
+
+SECURITY_HEADER_NAMES = frozenset({"Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options",
+                                   "Referrer-Policy", "Strict-Transport-Security"})
+"""The headers a policy's security config sets; any other (`Cache-Control`) is one of its custom headers."""
+
+
+def response_headers_policy(name: str, comment: str, headers: Mapping[str, pulumi.Input[str]],
+                            opts: pulumi.ResourceOptions) -> aws.cloudfront.ResponseHeadersPolicy:
+    """A response headers policy that sends `headers` (a definition from `stackspec.headers`, with HSTS), each
+    with `override`: the policy wins over anything an origin sends."""
+    if headers.get("X-Content-Type-Options") != "nosniff" or "Strict-Transport-Security" not in headers:
+        raise ValueError("a CloudFront policy here always sends nosniff and HSTS")
     config = aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigArgs
+    custom = [aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigItemArgs(header=header, value=value,
+                                                                              override=True)
+              for header, value in headers.items() if header not in SECURITY_HEADER_NAMES]
     return aws.cloudfront.ResponseHeadersPolicy(
         name,
-        comment="filepipe site: CSP, nosniff, frame and referrer policies, HSTS",
+        comment=comment,
         security_headers_config=config(
             content_security_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentSecurityPolicyArgs(
-                content_security_policy=csp, override=True),
+                content_security_policy=headers["Content-Security-Policy"], override=True),
             content_type_options=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentTypeOptionsArgs(
                 override=True),
             frame_options=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigFrameOptionsArgs(
-                frame_option=FRAME_OPTION, override=True),
+                frame_option=headers["X-Frame-Options"], override=True),
             referrer_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigReferrerPolicyArgs(
-                referrer_policy=REFERRER_POLICY, override=True),
+                referrer_policy=headers["Referrer-Policy"], override=True),
             strict_transport_security=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigStrictTransportSecurityArgs(
                 access_control_max_age_sec=HSTS_MAX_AGE_SECONDS, include_subdomains=False, preload=False,
                 override=True),
         ),
+        custom_headers_config=aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigArgs(items=custom)
+        if custom else None,
         opts=opts,
     )
 

@@ -11,7 +11,13 @@ import pulumi_aws as aws
 
 from components import iam
 from components.buckets import private_bucket
-from handlers.jobmodel import INPUT_PREFIX, OUTPUT_PREFIX, table_definition
+from handlers.jobmodel import (
+    INPUT_PREFIX,
+    OUTPUT_PREFIX,
+    UNCLAIMED_UPLOAD_DAYS,
+    UNCLAIMED_UPLOAD_TAG,
+    table_definition,
+)
 from stackspec.cors import cors_rules
 from stackspec.settings import JOB_EXPIRY_ATTR
 from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY
@@ -126,12 +132,14 @@ def noncurrent_days(retention_days: int) -> int:
 def lifecycle_rules(
     retention_days: int, *, versioned: bool = False
 ) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
-    """Abort abandoned multipart uploads after a day; with a retention, expire each prefix of `EXPIRING_PREFIXES`;
-    in a versioned bucket, expire noncurrent versions after `noncurrent_days`.
+    """Abort abandoned multipart uploads after a day; remove uploads no job claimed (still tagged
+    `UNCLAIMED_UPLOAD_TAG`) after `UNCLAIMED_UPLOAD_DAYS`, whatever the retention; with a retention, expire each prefix
+    of `EXPIRING_PREFIXES`; in a versioned bucket, expire noncurrent versions after `noncurrent_days`.
 
     An expiry rule of the current versions also removes the delete markers left alone once their versions are gone
     (S3's "Expiring objects"); without one (retention 0), the noncurrent rule removes them
     (`expired_object_delete_marker`, which S3 allows only in a rule with no expiry days)."""
+    tag_key, tag_value = UNCLAIMED_UPLOAD_TAG
     rules = [
         aws.s3.BucketLifecycleConfigurationRuleArgs(
             id="abort-incomplete-multipart-uploads",
@@ -140,7 +148,15 @@ def lifecycle_rules(
             abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                 days_after_initiation=ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS
             ),
-        )
+        ),
+        aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-unclaimed-uploads",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(
+                and_=aws.s3.BucketLifecycleConfigurationRuleFilterAndArgs(prefix=INPUT_PREFIX,
+                                                                         tags={tag_key: tag_value})),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=UNCLAIMED_UPLOAD_DAYS),
+        ),
     ]
     if retention_days > 0:
         rules += [

@@ -60,6 +60,10 @@ class EnvConfig:
                       for f in fields(cls)})
 
 
+DEFAULT_UPLOAD_GRANTS_PER_HOUR = 30
+"""`uploadGrantsPerHour`'s default, here because a config made in a test may leave it out."""
+
+
 @dataclass(frozen=True)
 class ApiConfig(EnvConfig):
     """What the API handlers (upload, jobs, manage) need to know about their stack."""
@@ -73,6 +77,8 @@ class ApiConfig(EnvConfig):
     max_active_jobs_per_user: int
     max_concurrent_vms: int
     """How many VM slots there are: deleting a job reads them, to refuse while the job's VM still holds one."""
+    upload_grants_per_hour: int = DEFAULT_UPLOAD_GRANTS_PER_HOUR
+    """Upload grants (presigned POSTs) one user may have per clock hour (`handlers.grants`)."""
 
 
 @dataclass(frozen=True)

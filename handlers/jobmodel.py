@@ -127,6 +127,19 @@ JOB_ID_TAG = "JobId"
 STACK_TAG = "FilepipeStack"
 """Tag on every worker VM naming its stack, so the sweeper and IAM conditions recognise this stack's instances."""
 
+UNCLAIMED_UPLOAD_TAG = ("filepipe-upload", "unclaimed")
+"""The object tag every upload carries from its POST (the presigned policy sets it) until its job is created (the
+launcher removes it when it queues the job); the data bucket's lifecycle removes uploads still tagged after
+`UNCLAIMED_UPLOAD_DAYS`: files that never became a job."""
+UNCLAIMED_UPLOAD_DAYS = 1
+
+
+def unclaimed_upload_tagging() -> str:
+    """The POST's `tagging` field: S3's Tagging XML with `UNCLAIMED_UPLOAD_TAG`."""
+    key, value = UNCLAIMED_UPLOAD_TAG
+    return f"<Tagging><TagSet><Tag><Key>{key}</Key><Value>{value}</Value></Tag></TagSet></Tagging>"
+
+
 VM_ALIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 """EC2 instance states in which a VM still exists, and so still counts against the VM cap."""
 

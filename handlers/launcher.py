@@ -16,15 +16,23 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from handlers import dispatch, jobmodel, quota
 from handlers.batch import process_partial_response
 from handlers.jobmodel import Status
-from handlers.services import LauncherServices, deadline_of, launcher_services
+from handlers.services import DISPATCH_CALLS, LauncherServices, deadline_of, function_timeout_seconds, launcher_services
 
 log = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 24 * 3600
-TIMEOUT_SECONDS = dispatch.TIMEOUT_SECONDS
+RECORD_SLOW_CALLS = 2
+"""The calls of handling one record, each may be slow: claim a new job's upload and queue it (or terminate a
+cancelled job's VM and release its quota)."""
+TIMEOUT_SECONDS = function_timeout_seconds(DISPATCH_CALLS, RECORD_SLOW_CALLS + dispatch.JOB_START_SLOW_CALLS,
+                                           dispatch.LAUNCH_BACKOFF_SECONDS)
+"""The launcher's Lambda timeout: one record handled at its slowest, then one job start at its slowest; `dispatch`
+starts a further job only while `dispatch.JOB_START_SECONDS` remain."""
 
 
 def job_id_of(record: Mapping[str, Any]) -> str | None:
@@ -32,15 +40,31 @@ def job_id_of(record: Mapping[str, Any]) -> str | None:
     return job_id if jobmodel.is_id(job_id) else None
 
 
+def claim_upload(services: LauncherServices, image: Mapping[str, Any]) -> None:
+    """Remove the upload's unclaimed tag (`jobmodel.UNCLAIMED_UPLOAD_TAG`), so the bucket's lifecycle keeps the
+    file its job uses. Idempotent, and before the job is queued: a failed call retries the record."""
+    path = image.get("input_file_path")
+    if not path:
+        return
+    bucket, key = jobmodel.split_s3_path(path)
+    try:
+        services.s3.delete_object_tagging(Bucket=bucket, Key=key)
+    except ClientError as err:
+        if dispatch.error_code(err) not in {"NoSuchKey", "404"}:
+            raise
+        log.info("upload gone before its job was queued", extra={"key": key})  # the worker fails it: input_gone
+
+
 def queue_new_job(services: LauncherServices, record: Mapping[str, Any], fresh: dict[str, str]) -> None:
-    """PENDING -> QUEUED for the record's new job; remember it in `fresh` for this batch's dispatch."""
+    """Claim the new job's upload, then PENDING -> QUEUED; remember the job in `fresh` for this batch's dispatch."""
     job_id = job_id_of(record)
     if record.get("eventName") != "INSERT" or job_id is None:
         return
+    image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
+    claim_upload(services, image)
     if dispatch.transition(services, job_id, Status.PENDING, Status.QUEUED) is None:
         log.info("job not PENDING (duplicate or late delivery): skipped", extra={"job_id": job_id})
         return
-    image = jobmodel.from_dynamodb(record.get("dynamodb", {}).get("NewImage", {}))
     fresh[job_id] = image.get("created_at", "")
 
 

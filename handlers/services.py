@@ -123,11 +123,13 @@ class LauncherServices:
     config: LauncherConfig
     ec2: Any
     ddb: Any
+    s3: Any
+    """Claims each new job's upload (`handlers.launcher.claim_upload`)."""
 
     @classmethod
     def create(cls, config: LauncherConfig, client: ClientFactory = boto3.client) -> LauncherServices:
         return cls(config=config, ec2=client("ec2", config=DISPATCH_CONFIG),
-                   ddb=client("dynamodb", config=DISPATCH_CONFIG))
+                   ddb=client("dynamodb", config=DISPATCH_CONFIG), s3=client("s3", config=DISPATCH_CONFIG))
 
 
 @functools.cache

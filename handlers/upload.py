@@ -7,7 +7,7 @@ import re
 import unicodedata
 from typing import Any
 
-from handlers import jobmodel
+from handlers import grants, jobmodel
 from handlers.apigw import ApiError, Event, Response, Router, body_limit, caller, json_body, json_response
 from handlers.config import ApiConfig
 from handlers.services import ApiServices, api_services
@@ -22,6 +22,8 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 FIELDS = frozenset({"filename", "size", "content_type"})
 OWNER_FIELD = "x-amz-meta-owner"
 """Stored as the object's `owner` metadata; the jobs handler accepts only the caller's own uploads."""
+TAGGING_FIELD = "tagging"
+"""The object's tags, set by S3 from the POST: `jobmodel.UNCLAIMED_UPLOAD_TAG` until a job claims the file."""
 
 
 def safe_filename(filename: object) -> str:
@@ -70,8 +72,9 @@ def checked_content_type(value: object) -> str:
 
 
 def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any], owner: str) -> dict[str, Any]:
-    """Validate the request and presign a POST bounded to this key, this size range, this content type and this
-    owner: S3 refuses the upload if any signed field is changed, so an upload is only ever usable by its owner."""
+    """Validate the request and presign a POST bounded to this key, this size range, this content type, this owner
+    and the unclaimed-upload tag: S3 refuses the upload if any signed field is changed, so an upload is only ever
+    usable by its owner, and is removed after a day unless a job claims it."""
     filename = safe_filename(request.get("filename"))
     checked_size(request.get("size"), config.max_file_bytes)
     content_type = checked_content_type(request.get("content_type"))
@@ -79,11 +82,12 @@ def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any], owner: st
     post = s3.generate_presigned_post(
         Bucket=config.bucket,
         Key=key,
-        Fields={"Content-Type": content_type, OWNER_FIELD: owner},
+        Fields={"Content-Type": content_type, OWNER_FIELD: owner, TAGGING_FIELD: jobmodel.unclaimed_upload_tagging()},
         Conditions=[
             ["content-length-range", 1, config.max_file_bytes],
             {"Content-Type": content_type},
             {OWNER_FIELD: owner},
+            {TAGGING_FIELD: jobmodel.unclaimed_upload_tagging()},
         ],
         ExpiresIn=config.upload_expiry_seconds,
     )
@@ -96,15 +100,32 @@ def create_upload(s3: Any, config: ApiConfig, request: dict[str, Any], owner: st
     }
 
 
-router: Router[ApiServices] = Router("upload", aws_calls=0)
-"""None: a presigned POST is signed locally, with the role's credentials from the environment."""
+def take_grant(ddb: Any, config: ApiConfig, owner: str) -> None:
+    """Count this grant against the owner's hourly allowance (`handlers.grants`); 429 with Retry-After when spent."""
+    try:
+        grants.take_grant(ddb, config.table, owner, config.upload_grants_per_hour)
+    except grants.TooManyGrantsError as spent:
+        raise ApiError(
+            429, "too_many_uploads",
+            f"You have asked for {config.upload_grants_per_hour} uploads this hour; try again in "
+            f"{spent.retry_after} seconds.",
+            headers={"retry-after": str(spent.retry_after)},
+        ) from None
+
+
+router: Router[ApiServices] = Router("upload", aws_calls=1)
+"""The grant count (`handlers.grants.take_grant`: one UpdateItem); the presigned POST itself is signed locally,
+with the role's credentials from the environment."""
 
 
 @router.route("POST", "/api/uploads")
 def post_upload(event: Event, services: ApiServices) -> Response:
     request = json_body(event, allowed=FIELDS, required=("filename", "size"),
                         max_bytes=body_limit(services.config.max_text_length))
-    return json_response(201, create_upload(services.s3, services.config, request, caller(event)))
+    owner = caller(event)
+    upload = create_upload(services.s3, services.config, request, owner)  # a refused request costs no grant
+    take_grant(services.ddb, services.config, owner)
+    return json_response(201, upload)
 
 
 def handler(event: Event, context: object) -> Response:

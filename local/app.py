@@ -24,6 +24,7 @@ from typing import Any
 from handlers import launcher, release, sweeper
 from handlers.apigw import Router
 from handlers.jobmodel import Status
+from handlers.presignup import ENV_ALLOWED_EMAIL_DOMAINS
 from handlers.routes import ROUTERS, ROUTES
 from handlers.services import ApiServices, LauncherServices
 from local.authorizer import JwtAuthorizer, jwks_url
@@ -115,7 +116,7 @@ class LocalPipeline:
         self.call_log = call_log
         self.sweeper: Schedule | None = None
         self.web: BackgroundServer | None = None
-        self.moto = MotoServer(host)
+        self.moto = MotoServer(host, env={ENV_ALLOWED_EMAIL_DOMAINS: ",".join(self.settings.allowed_email_domains)})
         self.metadata: BackgroundServer | None = None
         self.poller: StreamPoller | None = None
         self.vmhost: VmHost | None = None
@@ -213,7 +214,7 @@ class LocalPipeline:
         self.launcher_services = LauncherServices.create(self._stack.launcher_config(), client=self.session.client)
         if self.call_log is not None:
             for client in (self.api_services.ddb, self.api_services.s3, self.launcher_services.ec2,
-                           self.launcher_services.ddb):
+                           self.launcher_services.ddb, self.launcher_services.s3):
                 self.call_log.watch(client)
         handlers = {name: self._api_handler(router) for name, router in ROUTERS.items()}
         unwrapped: LambdaHandler = self._launcher_handler

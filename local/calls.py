@@ -74,6 +74,9 @@ class CallLog:
             acting = _ACTING.get()
             if acting is not None:
                 self._add(AwsCall(acting, "s3", "PutObject", {"Bucket": Bucket, "Key": Key, "presigned": True}))
+                if "tagging" in (kwargs.get("Fields") or {}):  # S3 authorises the POST's tags as PutObjectTagging
+                    self._add(AwsCall(acting, "s3", "PutObjectTagging",
+                                      {"Bucket": Bucket, "Key": Key, "presigned": True}))
             return sign(Bucket=Bucket, Key=Key, **kwargs)
 
         client.generate_presigned_post = presigned_post

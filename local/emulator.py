@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,7 +35,10 @@ log = logging.getLogger("filepipe.local")
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
-"""moto accepts any credentials; these are set explicitly so that no real credentials can ever be used."""
+"""moto accepts any credentials; these are set explicitly so that no real credentials can ever be used. They are
+also the only key the emulator's presigned-request checks know (`enforce_presigned_s3`)."""
+S3_BACKEND = "s3"
+"""moto's name for its S3 application (`moto.backend_index`)."""
 START_TIMEOUT_SECONDS = 20.0
 LOG_TAIL_BYTES = 4000
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +66,10 @@ def aws_environment(endpoint_url: str, region: str = REGION) -> dict[str, str]:
 class MotoServer:
     """`python -m moto.server` on 127.0.0.1 and a free port, in this process tree."""
 
-    def __init__(self, host: str = HOST) -> None:
+    def __init__(self, host: str = HOST, env: Mapping[str, str] | None = None) -> None:
+        """`env`: more environment for the emulator process (the pre sign-up trigger's, `check_sign_ups`)."""
         self.host = host
+        self.env = dict(env or {})
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -85,7 +90,7 @@ class MotoServer:
                 # so it outlives the parts that still use it while local mode stops them in order, then ends it.
                 start_new_session=True,
                 cwd=REPO_ROOT,
-                env={**os.environ, "MOTO_PORT": str(self.port)},
+                env={**os.environ, **self.env, "MOTO_PORT": str(self.port)},
             )
             if self._wait_until_up():
                 return self.endpoint_url
@@ -105,9 +110,10 @@ class MotoServer:
         return False
 
     def is_up(self) -> bool:
-        """Whether the server answers (S3 ListBuckets: cheap, unlike /moto-api/data.json which dumps every model)."""
+        """Whether the server answers: an anonymous S3 ListBuckets, cheap (unlike /moto-api/data.json, which dumps
+        every model), refused 403 AccessDenied as on S3, but an answer from the emulator."""
         try:
-            return requests.get(f"{self.endpoint_url}/", timeout=2).ok
+            return requests.get(f"{self.endpoint_url}/", timeout=2).status_code < 500
         except requests.RequestException:
             return False
 
@@ -273,6 +279,113 @@ def copy_only_the_range_of_a_part() -> None:
     S3Backend.upload_part_copy = upload_part_copy  # type: ignore[method-assign]
 
 
+def enforce_presigned_s3() -> None:
+    """moto's S3 application behind `local.presigned.PresignedS3Guard`: presigned POSTs and query-string signatures
+    are checked as S3 checks them, with this emulator's fake credentials as the only known key. The guard is put on
+    the application moto's dispatcher picks for S3 (by path, headers and body), so Cognito's unsigned calls and JWKS
+    and the other services are untouched."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: PLC0415 (child only)
+
+    from local.presigned import PresignedS3Guard  # noqa: PLC0415
+
+    get_application = DomainDispatcherApplication.get_application
+    guards: dict[int, PresignedS3Guard] = {}
+    secrets = {FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]: FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+
+    def guarded(self: DomainDispatcherApplication, environ: dict[str, Any]) -> Any:
+        app = get_application(self, environ)
+        if app is not self.app_instances.get(S3_BACKEND):
+            return app
+        with self.lock:
+            return guards.setdefault(id(app), PresignedS3Guard(app, secrets))
+
+    DomainDispatcherApplication.get_application = guarded  # type: ignore[method-assign]
+
+
+def apply_post_tagging() -> None:
+    """S3 tags an object POSTed with a `tagging` form field (the upload's unclaimed tag, `handlers.upload`); moto
+    stores the object and ignores the field. Applied after moto's own POST handling, only when it succeeded."""
+    import xmltodict  # noqa: PLC0415 (child only; moto's own dependency)
+    from moto.s3.responses import S3Response  # noqa: PLC0415
+
+    post = S3Response._bucket_response_post
+
+    def _bucket_response_post(self: S3Response, request: Any, bucket_name: str) -> Any:
+        status, headers, body = post(self, request, bucket_name)
+        tagging = (self.querystring.get("tagging") or [""])[0]
+        if tagging and 200 <= int(status) < 300 and self.querystring.get("key"):
+            parsed = xmltodict.parse(tagging, force_list={"Tag": True})
+            tags = {tag["Key"]: tag["Value"] or "" for tag in parsed["Tagging"]["TagSet"]["Tag"]}
+            self.backend.put_object_tagging(self.backend.get_object(bucket_name, self.querystring["key"][0]), tags)
+        return status, headers, body
+
+    S3Response._bucket_response_post = _bucket_response_post  # type: ignore[method-assign]
+
+
+def untag_missing_objects_as_s3_does() -> None:
+    """S3 answers DeleteObjectTagging of a key that does not exist with 404 NoSuchKey; moto fails with a 500
+    (it dereferences the missing key). The launcher claims each new job's upload this way, and a job whose upload
+    is already gone must still be queued, to fail with its reason."""
+    from moto.s3.exceptions import MissingKey  # noqa: PLC0415 (child only)
+    from moto.s3.models import S3Backend  # noqa: PLC0415
+
+    untag = S3Backend.delete_object_tagging
+
+    def delete_object_tagging(self: S3Backend, bucket_name: str, key_name: str, version_id: str | None = None) -> None:
+        if self.get_object(bucket_name, key_name, version_id=version_id) is None:
+            raise MissingKey(key=key_name)
+        untag(self, bucket_name, key_name, version_id=version_id)
+
+    S3Backend.delete_object_tagging = delete_object_tagging  # type: ignore[method-assign]
+
+
+def check_sign_ups() -> None:
+    """Cognito calls the pool's pre sign-up trigger before each SignUp; moto calls none. The emulator runs the same
+    function (`handlers.presignup`, with `ALLOWED_EMAIL_DOMAINS` from this process's environment) and refuses as
+    Cognito does: UserLambdaValidationException "PreSignUp failed with error <message>."."""
+    from moto.cognitoidp.models import CognitoIdpBackend  # noqa: PLC0415 (child only)
+    from moto.core.exceptions import JsonRESTError  # noqa: PLC0415
+
+    from handlers import presignup  # noqa: PLC0415
+
+    allowed = presignup.allowed_domains()
+    sign_up = CognitoIdpBackend.sign_up
+
+    def checked_sign_up(self: CognitoIdpBackend, client_id: str, username: str, password: str,
+                        attributes: list[dict[str, str]]) -> Any:
+        email = next((a["Value"] for a in attributes if a["Name"] == "email"), username)
+        event = {"triggerSource": presignup.SELF_SIGN_UP, "userName": username,
+                 "request": {"userAttributes": {"email": email}}}
+        try:
+            presignup.check_event(event, allowed)
+        except presignup.DomainNotAllowedError as refused:
+            raise JsonRESTError("UserLambdaValidationException", f"PreSignUp failed with error {refused}.") from None
+        return sign_up(self, client_id, username, password, attributes)
+
+    CognitoIdpBackend.sign_up = checked_sign_up  # type: ignore[method-assign]
+
+
+def enforce_client_write_attributes() -> None:
+    """Cognito refuses an UpdateUserAttributes that writes an attribute outside the app client's WriteAttributes
+    (NotAuthorizedException "A client attempted to write unauthorized attribute"); moto writes any. Without this a
+    signed-in user could set `email_verified=true` locally, which AWS refuses (`stackspec.userpool`)."""
+    from moto.cognitoidp.exceptions import NotAuthorizedError  # noqa: PLC0415 (child only)
+    from moto.cognitoidp.models import CognitoIdpBackend  # noqa: PLC0415
+
+    update = CognitoIdpBackend.update_user_attributes
+
+    def update_user_attributes(self: CognitoIdpBackend, access_token: str, attributes: list[dict[str, str]]) -> None:
+        for pool in self.user_pools.values():
+            if access_token in pool.access_tokens:
+                client = pool.clients.get(pool.access_tokens[access_token][0])
+                allowed = client.extended_config.get("WriteAttributes") if client is not None else None
+                if allowed is not None and any(attribute["Name"] not in allowed for attribute in attributes):
+                    raise NotAuthorizedError("A client attempted to write unauthorized attribute")
+        update(self, access_token, attributes)
+
+    CognitoIdpBackend.update_user_attributes = update_user_attributes  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str]) -> None:
     """`python -m local.emulator -H <host> -p <port>`: moto's server, for as long as the parent lives."""
     from moto.server import main as moto_server  # noqa: PLC0415 (1.7 s to import; only the child needs it)
@@ -281,6 +394,11 @@ def main(argv: Sequence[str]) -> None:
     make_dynamodb_requests_atomic()
     roll_transactions_back_by_item()
     copy_only_the_range_of_a_part()
+    enforce_presigned_s3()
+    apply_post_tagging()
+    untag_missing_objects_as_s3_does()
+    enforce_client_write_attributes()
+    check_sign_ups()
     moto_server(list(argv))
 
 

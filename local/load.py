@@ -179,9 +179,10 @@ LOAD_USER = "load@example.com"
 
 
 def load_settings(jobs: int, cap: int) -> StackSettings:
-    """A stack for a load run: `cap` VMs at once, and one user allowed all `jobs` at once (the run measures the
-    pipeline; the per-user limit has its own tests)."""
-    return StackSettings(max_concurrent_vms=cap, max_active_jobs_per_user=max(jobs, 1))
+    """A stack for a load run: `cap` VMs at once, and one user allowed all `jobs` at once and their uploads (the
+    run measures the pipeline; the per-user limits have their own tests)."""
+    return StackSettings(max_concurrent_vms=cap, max_active_jobs_per_user=max(jobs, 1),
+                         upload_grants_per_hour=max(jobs, 1))
 
 
 def children_cpu() -> tuple[float, float]:

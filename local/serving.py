@@ -16,6 +16,15 @@ class RefusalRenderingHandler(WSGIRequestHandler):
     64 KiB: 414; a header line over 64 KiB or over 100 headers: 431; a malformed request: 400) is rendered by the
     app's `server_refusal(status) -> Response` when it has one, instead of http.server's HTML page."""
 
+    def make_environ(self) -> dict[str, Any]:
+        """werkzeug's environ, with `RAW_URI`/`REQUEST_URI` the request target as sent: http.server turns a leading
+        `//` into `/` before werkzeug sees it, and API Gateway answers 404 to `//api/jobs` (`local.web`)."""
+        environ = super().make_environ()
+        parts = self.raw_requestline.decode("latin-1").split()
+        if len(parts) >= 2:  # method, target[, version]
+            environ["RAW_URI"] = environ["REQUEST_URI"] = parts[1]
+        return environ
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         render = getattr(self.server.app, "server_refusal", None)
         if render is None:

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Request, Response
 from handlers.apigw import Route
 from local.authorizer import JwtAuthorizer, Unauthorized
 from local.events import LOCAL_ACCOUNT_ID
-from stackspec.headers import security_headers
+from stackspec.headers import api_security_headers, security_headers
 from stackspec.settings import API_PREFIX
 
 log = logging.getLogger("filepipe.local")
@@ -162,6 +162,18 @@ def is_api(path: str) -> bool:
     return path == API_PREFIX or path.startswith(API_PREFIX + "/")
 
 
+def raw_path(request: Request) -> str:
+    """The path as the client sent it. werkzeug's server collapses leading slashes (`//api/jobs` reaches the app as
+    `/api/jobs`) but keeps the request target in `RAW_URI`."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
+    return str(raw).split("?", 1)[0]
+
+
+def has_empty_segment(request: Request) -> bool:
+    """`//api/jobs`, `/api//jobs`: API Gateway matches no route for a path with an empty segment (404)."""
+    return "//" in raw_path(request)
+
+
 class LocalWebApp:
     """WSGI application: static site, `config.json`, and the API routes mapped to handler functions."""
 
@@ -209,7 +221,12 @@ class LocalWebApp:
 
     def dispatch(self, request: Request) -> Response:
         if is_api(request.path):
-            return self.api(request)
+            response = self.api(request) if not has_empty_segment(request) else api_error(
+                404, "not_found", f"No API route for {request.method} {raw_path(request)}.")
+            response.headers.update(api_security_headers(https=request.is_secure))
+            return response
+        if has_empty_segment(request):
+            return self.not_found(raw_path(request))
         return self.static(request)
 
     def api(self, request: Request) -> Response:
@@ -280,6 +297,11 @@ class LocalWebApp:
             body["status"] = "degraded"
         response.set_data(json.dumps(body))
         response.status_code = status
+        return response
+
+    def not_found(self, path: str) -> Response:
+        response = Response(f"Not found: {path}", 404, content_type="text/plain")
+        response.headers.update(security_headers(self.connect_sources, https=False))
         return response
 
     def static(self, request: Request) -> Response:

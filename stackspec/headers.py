@@ -1,5 +1,6 @@
-"""The site's security headers, defined once: CloudFront's response headers policy on AWS (`components.site`) and
-the local web server (`local.web`) both build theirs from here. Plain Python, no Pulumi: local mode imports it.
+"""The site's and the API's security headers, defined once: CloudFront's response headers policies on AWS
+(`components.site`) and the local web server (`local.web`) both build theirs from here. Plain Python, no Pulumi:
+local mode imports it.
 
 Only `connect-src` differs between environments: besides the site itself the page talks to the data bucket that
 receives the presigned POST and to Cognito to sign in (on AWS the bucket's S3 hosts and the region's Cognito
@@ -47,6 +48,27 @@ def security_headers(connect_sources: Sequence[str], *, https: bool) -> dict[str
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": FRAME_OPTION,
         "Referrer-Policy": REFERRER_POLICY,
+    }
+    if https:
+        headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_SECONDS}"
+    return headers
+
+
+API_CONTENT_SECURITY_POLICY = f"default-src {NONE}; frame-ancestors {NONE}"
+"""An API answer is data, never a document: opened in a tab it may load nothing and be framed by no one."""
+API_CACHE_CONTROL = "no-store"
+"""Answers under `/api/` are one user's private data: no browser or shared cache keeps them."""
+
+
+def api_security_headers(*, https: bool) -> dict[str, str]:
+    """The headers every answer under `/api/` carries, whoever made it (a handler, API Gateway, the authorizer):
+    CloudFront's `/api/*` behaviour adds them on AWS, the local web server locally."""
+    headers = {
+        "Content-Security-Policy": API_CONTENT_SECURITY_POLICY,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": FRAME_OPTION,
+        "Referrer-Policy": REFERRER_POLICY,
+        "Cache-Control": API_CACHE_CONTROL,
     }
     if https:
         headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_SECONDS}"

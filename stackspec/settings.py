@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 from handlers import jobmodel
-from handlers.config import ApiConfig, LauncherConfig
+from handlers.config import DEFAULT_UPLOAD_GRANTS_PER_HOUR, ApiConfig, LauncherConfig
 
 PROJECT = "filepipe"
 HandlerConfig = TypeVar("HandlerConfig", ApiConfig, LauncherConfig)
@@ -31,6 +31,9 @@ MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES = 5, 24 * 60
 MAX_REFRESH_TOKEN_DAYS = 3650
 FAILED_JOBS_WINDOW_MINUTES = 15
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+ARN = re.compile(r"arn:[\w+=/,.@-]+:[\w+=/,.@-]+:([\w+=/,.@-]*)?:[0-9]+:[\w+=/,.@-]+(:[\w+=/,.@-]+)?(:[\w+=/,.@-]+)?")
+"""Cognito's `ArnType` pattern for EmailConfiguration's SourceArn (botocore's cognito-idp service model)."""
+DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 """Loose on purpose: enough to catch a missing `@` or a list where one address goes; SNS checks the rest."""
 KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 """A KMS key's ARN (as EC2's ModifyEbsDefaultKmsKeyId reference shows one); IAM grants on it, so not an alias."""
@@ -44,7 +47,7 @@ Authorization Reference for IAM, as parliament ships it)."""
 BOUNDS: dict[str, tuple[int, int | None]] = {
     **dict.fromkeys(("max_text_length", "max_concurrent_vms", "job_timeout_minutes", "log_retention_days",
                      "upload_expiry_seconds", "download_expiry_seconds", "api_throttle_rate", "api_throttle_burst",
-                     "max_active_jobs_per_user"), (1, None)),
+                     "max_active_jobs_per_user", "upload_grants_per_hour"), (1, None)),
     "failed_jobs_alarm_threshold": (0, None),
     "access_token_minutes": (MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES),
     "id_token_minutes": (MIN_TOKEN_MINUTES, MAX_TOKEN_MINUTES),
@@ -100,9 +103,22 @@ class StackSettings:
     extra_origins: tuple[str, ...] = field(default_factory=tuple)
     allow_self_sign_up: bool = True
     """Anyone who can reach the site may create an account (verified by an emailed code); False: only an operator
-    creates users (`aws cognito-idp admin-create-user`)."""
+    creates users (`make invite`)."""
+    email_from: str = ""
+    """The sender of Cognito's messages (codes, invitations), `Name <address>` or an address verified in SES; with
+    `ses_identity_arn`, Cognito sends through SES (EmailSendingAccount DEVELOPER). Empty: Cognito's own sender,
+    which allows only a limited number of messages a day (see README, "Users")."""
+    ses_identity_arn: str = ""
+    """The ARN of the SES identity (a verified address or domain) `email_from` sends as."""
+    allowed_email_domains: tuple[str, ...] = field(default_factory=tuple)
+    """Self sign-up only with an email at one of these domains (exactly; a Cognito pre sign-up trigger,
+    `handlers.presignup`, and the same function locally); empty: any domain. Operators' invitations are not checked."""
     max_active_jobs_per_user: int = 5
     """Jobs one user may have not yet SUCCEEDED or FAILED; one more is refused with 429 until one ends."""
+    upload_grants_per_hour: int = DEFAULT_UPLOAD_GRANTS_PER_HOUR
+    """Upload grants (POST /api/uploads) one user may have per clock hour; one more is refused with 429 and
+    `Retry-After` (the seconds to the next hour). With `maxFileMb`, it bounds what one user can store in files that
+    never become a job (removed after a day, `ORPHAN_UPLOAD_DAYS`)."""
     access_token_minutes: int = 60
     id_token_minutes: int = 60
     refresh_token_days: int = 30
@@ -159,6 +175,18 @@ class StackSettings:
         if self.ebs_kms_key_arn and not KMS_KEY_ARN.fullmatch(self.ebs_kms_key_arn):
             problems.append(f"ebsKmsKeyArn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>, "
                             f"not an alias), got {self.ebs_kms_key_arn!r}")
+        if bool(self.email_from) != bool(self.ses_identity_arn):
+            problems.append("emailFrom and sesIdentityArn go together: Cognito sends through SES only with both")
+        if self.email_from and not EMAIL.search(self.email_from):
+            problems.append(f"emailFrom must hold an email address (`Name <a@example.com>`), got {self.email_from!r}")
+        if self.ses_identity_arn and not (ARN.fullmatch(self.ses_identity_arn)
+                                          and self.ses_identity_arn.split(":")[2] == "ses"):
+            problems.append(f"sesIdentityArn must be an SES identity's ARN (arn:aws:ses:...), got "
+                            f"{self.ses_identity_arn!r}")
+        bad_domains = [d for d in self.allowed_email_domains if not DOMAIN.fullmatch(d)]
+        if bad_domains:
+            problems.append(f"allowedEmailDomains must be lower-case domain names such as example.com, got "
+                            f"{', '.join(map(repr, bad_domains))}")
         if self.log_retention_days >= 1 and self.log_retention_days not in LOG_RETENTION_DAYS:
             problems.append(f"logRetentionDays must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
                             f"(the values CloudWatch Logs accepts); got {self.log_retention_days}")

@@ -20,6 +20,12 @@ PASSWORD_POLICY = {
     "TemporaryPasswordValidityDays": 7,
 }
 """Length over symbol rules (NIST SP 800-63B's advice); what an operator's temporary password must also meet."""
+READ_ATTRIBUTES = ("email", "email_verified")
+WRITE_ATTRIBUTES = ("email",)
+"""What the app client may read and write, set explicitly: left unset, a client may write every writable attribute,
+`email_verified` included, so a signed-in user could call UpdateUserAttributes to take any address as verified."""
+VERIFY_BEFORE_UPDATE = ("email",)
+"""A changed email takes effect only once its code is confirmed; until then the verified address stays in use."""
 
 
 def user_pool_definition(name: str, *, allow_self_sign_up: bool) -> dict[str, Any]:
@@ -32,13 +38,16 @@ def user_pool_definition(name: str, *, allow_self_sign_up: bool) -> dict[str, An
         "Policies": {"PasswordPolicy": dict(PASSWORD_POLICY)},
         "AdminCreateUserConfig": {"AllowAdminCreateUserOnly": not allow_self_sign_up},
         "AccountRecoverySetting": {"RecoveryMechanisms": [{"Name": "verified_email", "Priority": 1}]},
+        "UserAttributeUpdateSettings": {"AttributesRequireVerificationBeforeUpdate": list(VERIFY_BEFORE_UPDATE)},
     }
 
 
 def app_client_definition(
     pool_id: str, name: str, *, access_token_minutes: int, id_token_minutes: int, refresh_token_days: int
 ) -> dict[str, Any]:
-    """A public client (a browser cannot keep a secret) that never tells whether an email has an account."""
+    """A public client (a browser cannot keep a secret) that may write only the email. Sign-in, password reset and
+    confirmation do not tell whether an email has an account (`PreventUserExistenceErrors`); sign-up does, as
+    Cognito answers UsernameExistsException to an email that has one."""
     return {
         "UserPoolId": pool_id,
         "ClientName": name,
@@ -46,6 +55,8 @@ def app_client_definition(
         "ExplicitAuthFlows": list(AUTH_FLOWS),
         "PreventUserExistenceErrors": "ENABLED",
         "EnableTokenRevocation": True,
+        "ReadAttributes": list(READ_ATTRIBUTES),
+        "WriteAttributes": list(WRITE_ATTRIBUTES),
         "AccessTokenValidity": access_token_minutes,
         "IdTokenValidity": id_token_minutes,
         "RefreshTokenValidity": refresh_token_days,

@@ -54,6 +54,7 @@ TABLE, BUCKET, TEMPLATE, STACK, INSTANCE = "table", "bucket", "lt-stack", "stack
 """The local names of the synthesized calls (`Names` maps them to the deployment's)."""
 S3_KEYS: dict[str, tuple[str, ...]] = {
     "handlers.upload.create_upload": (INPUT_PREFIX,),
+    "handlers.launcher.claim_upload": (INPUT_PREFIX,),
     "handlers.jobs.uploaded_size": (INPUT_PREFIX,),
     "handlers.jobviews.download_url": (OUTPUT_PREFIX,),
     "handlers.manage.input_size": (INPUT_PREFIX,),
@@ -160,6 +161,14 @@ def _s3_calls(call: ClientCall, operation: str, keys: Iterable[str]) -> list[Aws
     return [AwsCall(call.site, "s3", operation, params(key)) for key in keys]
 
 
+def presigned_post_fields(graph: CallGraph, call: ClientCall) -> set[str]:
+    """The form fields a presigned POST fixes (its `Fields` dict's keys, where they are constants)."""
+    fields = call.keyword("Fields")
+    if not isinstance(fields, ast.Dict):
+        return set()
+    return {name for key in fields.keys if key is not None and (name := graph.constant(key, call.site)) is not None}
+
+
 def presigned_operation(graph: CallGraph, call: ClientCall) -> str:
     """The operation a presigned request performs: POST uploads are PutObject; a URL's `ClientMethod`."""
     if call.method == "generate_presigned_post":
@@ -190,6 +199,10 @@ def _s3_shapes(graph: CallGraph, call: ClientCall) -> list[AwsCall]:
                              "in tests/iam_static.py S3_KEYS")
     if call.method in TRANSFERS:
         return [shape for op in TRANSFERS[call.method] for shape in _s3_calls(call, op, keys)]
+    if call.method == "generate_presigned_post" and "tagging" in presigned_post_fields(graph, call):
+        # S3 user guide, "Tagging and access control policies": tags set on upload (PutObject, POST Object) are
+        # authorised as s3:PutObjectTagging too.
+        return [*_s3_calls(call, "PutObject", keys), *_s3_calls(call, "PutObjectTagging", keys)]
     if call.method.startswith("generate_presigned_"):
         return _s3_calls(call, presigned_operation(graph, call), keys)
     return _s3_calls(call, operation_name("s3", call.method), keys)

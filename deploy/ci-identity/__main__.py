@@ -208,7 +208,8 @@ def boundary_policy(partition: str, account: str, path: str) -> dict[str, Any]:
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "StackObjects", "Effect": "Allow",
-             "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+             "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:DeleteObjectTagging", "s3:GetObject",
+                        "s3:PutObject", "s3:PutObjectTagging"],
              "Resource": [f"{arn}:s3:::*/{prefix}*" for prefix in (*DATA_PREFIXES, WORKER_PREFIX)]},
             {"Sid": "NotFoundInsteadOfForbidden", "Effect": "Allow", "Action": "s3:ListBucket",
              "Resource": f"{arn}:s3:::*"},

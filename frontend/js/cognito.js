@@ -137,7 +137,11 @@ export class CognitoClient {
   }
 }
 
-/** What went wrong, for a person, in words that do not tell whether an email has an account. */
+/**
+ * What went wrong, for a person. Sign-in, password reset and confirmation answer alike whether or not an email has
+ * an account (the app client's PreventUserExistenceErrors); sign-up does tell, as Cognito answers
+ * UsernameExistsException to an email that has one, by design.
+ */
 const MESSAGES = {
   NetworkError: "The sign-in service could not be reached. Check your connection and try again.",
   BadResponse: "The sign-in service sent an answer this page cannot read. Try again in a moment.",
@@ -172,6 +176,10 @@ export function authMessage(error, { passwordRule }) {
     return /email|username/i.test(error.message)
       ? "Check the email address: it should look like name@example.com."
       : "Check the fields and try again.";
+  }
+  if (type === "UserLambdaValidationException" && /^PreSignUp failed with error /.test(error.message)) {
+    // The stack's pre sign-up trigger refused the address (allowedEmailDomains); its own words say why.
+    return error.message.replace(/^PreSignUp failed with error /, "");
   }
   return MESSAGES[type] || "Something went wrong while signing in. Try again in a moment.";
 }

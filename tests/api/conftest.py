@@ -12,8 +12,9 @@ import pytest
 from local.app import LocalPipeline
 from local.streams import LambdaHandler
 from stackspec.settings import StackSettings
+from tests.local.harness import UPLOADS_UNBOUNDED
 
-SETTINGS = StackSettings()
+SETTINGS = StackSettings(upload_grants_per_hour=UPLOADS_UNBOUNDED)
 
 
 def launching_nothing(launcher: LambdaHandler, pipeline: LocalPipeline) -> LambdaHandler:

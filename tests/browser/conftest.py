@@ -18,11 +18,11 @@ from playwright.sync_api import expect, sync_playwright
 
 from local.app import Credentials, LocalPipeline
 from stackspec.settings import StackSettings
-from tests.local.harness import deleting_inputs
+from tests.local.harness import UPLOADS_UNBOUNDED, deleting_inputs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
-SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, retention_days=3)
+SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, retention_days=3, upload_grants_per_hour=UPLOADS_UNBOUNDED)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -17,10 +17,10 @@ from local.app import LocalPipeline
 from local.load import VmSampler
 from stackspec.settings import StackSettings
 from tests.faults.harness import Deliveries, free_held_slots, settle
-from tests.local.harness import deleting_inputs
+from tests.local.harness import UPLOADS_UNBOUNDED, deleting_inputs
 
 SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=1, max_concurrent_vms=2,
-                         max_active_jobs_per_user=50)
+                         max_active_jobs_per_user=50, upload_grants_per_hour=UPLOADS_UNBOUNDED)
 CAP = SETTINGS.max_concurrent_vms
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from handlers import cursors, jobmodel, jobs, quota
+from handlers import cursors, grants, jobmodel, jobs, quota
 from handlers.config import ApiConfig
 from handlers.jobmodel import Status, new_id
 from tests.api.openapi import check_response, document
@@ -77,6 +77,14 @@ def at_quota(stack: Stack) -> bool:
     return True
 
 
+def out_of_upload_grants(stack: Stack) -> bool:
+    """The caller has had as many upload grants this hour as the stack allows."""
+    per_hour = ApiConfig.from_env().upload_grants_per_hour
+    for _ in range(per_hour):
+        grants.take_grant(stack.client("dynamodb"), stack.table, USER, per_hour)
+    return True
+
+
 Case = tuple[str, int, Callable[[Stack], dict[str, Any]]]
 
 
@@ -95,6 +103,8 @@ CASES: dict[str, Case] = {
     "upload bad json": (UPLOADS, 400, lambda s: api_event(UPLOADS, raw_body="{")),
     "upload bad filename": (UPLOADS, 400, lambda s: api_event(UPLOADS, {"filename": "../a", "size": 5})),
     "upload too large": (UPLOADS, 413, lambda s: api_event(UPLOADS, {"filename": "a", "size": 10**12})),
+    "upload over the hourly grants": (UPLOADS, 429, lambda s: out_of_upload_grants(s) and api_event(
+        UPLOADS, {"filename": "a.txt", "size": 5})),
     "upload not json": (UPLOADS, 415, lambda s: api_event(UPLOADS, raw_body="x", headers={})),
     "job created": (JOBS, 201, lambda s: api_event(JOBS, {"input_text": "hi", "key": s.put_input(upload_key())})),
     "job bad key": (JOBS, 400, lambda s: api_event(JOBS, {"input_text": "hi", "key": "x"})),

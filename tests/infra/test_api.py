@@ -180,6 +180,7 @@ def test_overridden_limits_reach_every_functions_environment(tuned: Deployment) 
     assert {variables[name]["UPLOAD_EXPIRY_SECONDS"] for name in API_FUNCTIONS} == {TUNED["uploadExpirySeconds"]}
     assert {variables[name]["DOWNLOAD_EXPIRY_SECONDS"] for name in API_FUNCTIONS} == {TUNED["downloadExpirySeconds"]}
     assert {variables[name]["MAX_TEXT_LENGTH"] for name in API_FUNCTIONS} == {TUNED["maxTextLength"]}
+    assert {variables[name]["UPLOAD_GRANTS_PER_HOUR"] for name in API_FUNCTIONS} == {TUNED["uploadGrantsPerHour"]}
     assert {variables[name]["MAX_CONCURRENT_VMS"] for name in DISPATCHERS} == {TUNED["maxConcurrentVms"]}
     assert {variables[name]["JOB_TIMEOUT_MINUTES"] for name in DISPATCHERS} == {TUNED["jobTimeoutMinutes"]}
 
@@ -221,4 +222,5 @@ def test_reserved_concurrency_comes_from_config(tuned: Deployment) -> None:
     client on the API could starve everything else in an account that set it)."""
     api, dispatchers = int(TUNED["apiReservedConcurrency"]), int(TUNED["launcherReservedConcurrency"])
     assert reserved(tuned) == {"api-upload": api, "api-jobs": api, "api-manage": api, "compute-launcher": dispatchers,
-                               "compute-release": NO_RESERVATION, "compute-sweeper": dispatchers}
+                               "compute-release": NO_RESERVATION, "compute-sweeper": dispatchers,
+                               "auth-presignup": NO_RESERVATION}

@@ -30,9 +30,10 @@ def test_self_sign_up_can_be_turned_off(tuned: Deployment) -> None:
     assert tuned.one(POOL).inputs["adminCreateUserConfig"] == {"allowAdminCreateUserOnly": True}
 
 
-def test_the_app_client_is_public_and_never_tells_whether_an_account_exists(dev: Deployment) -> None:
+def test_the_app_client_is_public_and_its_sign_in_does_not_tell_whether_an_account_exists(dev: Deployment) -> None:
     """Regression: a client secret (a browser cannot keep one, so sign-in would fail), a flow the form does not use
-    left open (ALLOW_ADMIN_USER_PASSWORD_AUTH would take IAM credentials), or sign-in errors that confirm emails."""
+    left open (ALLOW_ADMIN_USER_PASSWORD_AUTH would take IAM credentials), or sign-in errors that confirm emails.
+    (Sign-up still does: Cognito answers UsernameExistsException by design.)"""
     client = dev.one(CLIENT).inputs
     assert client["userPoolId"] == "auth-users-id"
     assert client["generateSecret"] is False
@@ -40,6 +41,17 @@ def test_the_app_client_is_public_and_never_tells_whether_an_account_exists(dev:
         "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"]
     assert client["preventUserExistenceErrors"] == "ENABLED"
     assert client["enableTokenRevocation"] is True
+
+
+def test_a_user_can_write_only_their_email_and_only_once_it_is_verified(dev: Deployment) -> None:
+    """Regression: with no write attributes set, the client could write every attribute, so a signed-in user could
+    call UpdateUserAttributes with any address and `email_verified=true`, squatting on someone else's email."""
+    client = dev.one(CLIENT).inputs
+    assert client["writeAttributes"] == ["email"]
+    assert sorted(client["readAttributes"]) == ["email", "email_verified"]
+    pool = dev.one(POOL).inputs
+    assert pool["userAttributeUpdateSettings"] == {"attributesRequireVerificationBeforeUpdates": ["email"]}
+    assert "email" in pool["autoVerifiedAttributes"], "Cognito requires it of an attribute verified before update"
 
 
 def test_token_lifetimes_come_from_config(dev: Deployment, tuned: Deployment) -> None:
@@ -99,3 +111,33 @@ def test_the_user_pool_tier_is_set_to_lite(dev: Deployment, prod: Deployment) ->
     section says so)."""
     for deployment in (dev, prod):
         assert deployment.one("aws:cognito/userPool:UserPool").inputs["userPoolTier"] == "LITE"
+
+
+def test_allowed_email_domains_are_enforced_by_a_pre_sign_up_trigger_that_may_only_log(tuned: Deployment) -> None:
+    """`allowedEmailDomains`: Cognito calls `handlers.presignup` before each sign-up; its role may write its own
+    logs and nothing else (it makes no AWS call), and only this pool may invoke it."""
+    function = tuned.one("aws:lambda/function:Function", "auth-presignup").inputs
+    assert function["handler"] == "handlers.presignup.handler"
+    assert function["environment"]["variables"] == {"ALLOWED_EMAIL_DOMAINS": "example.org,example.net"}
+    assert function["timeout"] <= 5, "Cognito waits at most 5 s for a trigger"
+    arn = tuned.one("aws:lambda/function:Function", "auth-presignup").outputs["arn"]
+    assert tuned.one(POOL).inputs["lambdaConfig"] == {"preSignUp": arn}
+    policy = json.loads(tuned.one("aws:iam/rolePolicy:RolePolicy", "auth-presignup-policy").inputs["policy"])
+    assert [s["Action"] for s in policy["Statement"]] == [["logs:CreateLogStream", "logs:PutLogEvents"]]
+    permission = tuned.one("aws:lambda/permission:Permission", "auth-presignup-invoke").inputs
+    assert (permission["principal"], permission["action"]) == ("cognito-idp.amazonaws.com", "lambda:InvokeFunction")
+    assert permission["sourceArn"] == tuned.one(POOL).outputs["arn"]
+
+
+def test_no_trigger_without_allowed_domains(dev: Deployment) -> None:
+    assert "lambdaConfig" not in dev.one(POOL).inputs
+    assert [f for f in dev.of_type("aws:lambda/function:Function") if f.name == "auth-presignup"] == []
+
+
+def test_cognito_sends_through_the_stacks_ses_identity_when_configured(dev: Deployment, tuned: Deployment) -> None:
+    """`emailFrom` + `sesIdentityArn`: codes and invitations go through SES (DEVELOPER) from the stack's verified
+    identity; without them Cognito's own sender, which allows only a limited number of messages a day."""
+    assert tuned.one(POOL).inputs["emailConfiguration"] == {
+        "emailSendingAccount": "DEVELOPER", "fromEmailAddress": "filepipe <no-reply@example.org>",
+        "sourceArn": "arn:aws:ses:eu-west-1:123456789012:identity/example.org"}
+    assert "emailConfiguration" not in dev.one(POOL).inputs

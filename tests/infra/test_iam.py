@@ -154,10 +154,16 @@ def _logs(function: str) -> set[tuple[str, str]]:
     return {("logs:CreateLogStream", group), ("logs:PutLogEvents", group)}
 
 
-def test_upload_function_may_only_sign_uploads_into_inputs(dev: Deployment) -> None:
+def test_upload_function_may_only_sign_uploads_into_inputs_and_count_its_grants(dev: Deployment) -> None:
     """Regression: a presigned POST is authorised with the signer's permissions, so without s3:PutObject on inputs/*
-    every upload fails with 403; with more, a forged POST could overwrite outputs or the worker script."""
-    assert granted(dev, "api-upload-policy") == {("s3:PutObject", f"{BUCKET}/inputs/*")} | _logs("api-upload")
+    every upload fails with 403; with more, a forged POST could overwrite outputs or the worker script. It counts
+    each user's grants (UpdateItem on the `uploads#` counters only); the POST tags the upload as unclaimed, which S3
+    authorises with the signer's s3:PutObjectTagging."""
+    assert granted(dev, "api-upload-policy") == {("s3:PutObject", f"{BUCKET}/inputs/*"),
+                                                 ("s3:PutObjectTagging", f"{BUCKET}/inputs/*"),
+                                                 ("dynamodb:UpdateItem", TABLE)} | _logs("api-upload")
+    counting = role_policy(dev, "api-upload-policy")["CountUploadGrantsPerUser"]
+    assert counting["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["uploads#*"]}}
 
 
 def test_jobs_function_reads_what_it_serves_and_writes_only_jobs(dev: Deployment) -> None:
@@ -293,7 +299,11 @@ class TestLauncherPolicy:
         assert set(launcher) == {
             "ReadJobStream", "ListJobStreams", "MoveJobs", "FindQueuedJobs", "LaunchFromTemplate", "TagOnLaunchOnly",
             "PassWorkerRole", "ResolveAmi", "TerminateStackInstances", "RecordFailedBatches", "OwnLogGroup",
+            "ClaimUploads",
         }
+        bucket = dev.one("aws:s3/bucket:Bucket", "storage-data").outputs["arn"]
+        assert launcher["ClaimUploads"]["Action"] == ["s3:DeleteObjectTagging"]
+        assert launcher["ClaimUploads"]["Resource"] == [f"{bucket}/inputs/*"]
 
     def test_terminates_only_this_stacks_instances_as_the_sweeper_does(
         self, dev: Deployment, launcher: dict[str, dict[str, Any]]

@@ -210,10 +210,10 @@ def test_a_deep_code_path_without_a_grant_fails_the_proof(dev: Deployment) -> No
 
 
 def test_a_grant_whose_call_is_removed_fails_the_proof(dev: Deployment) -> None:
-    """The upload function's only call gone: its PutObject grant is then reachable from nowhere."""
+    """The upload function's only S3 call gone: its PutObject (and tagging) grant is then reachable from nowhere."""
     graph = planted({"handlers.upload": ("post = s3.generate_presigned_post(", "post = dict(")})
     _, unused = prove(graph, identity_named(dev, "handlers.upload.handler"), stack_of(dev))
-    assert unused == {("SignUploadsOfInputs", "s3:PutObject")}
+    assert unused == {("SignUploadsOfInputs", "s3:PutObject"), ("SignUploadsOfInputs", "s3:PutObjectTagging")}
 
 
 def test_an_s3_call_site_must_declare_its_keys(dev: Deployment) -> None:

@@ -17,9 +17,13 @@ from components.site import (
     host_of,
 )
 from handlers.jobmodel import CANCELLABLE_STATES, FINAL_STATES, RETRYABLE_STATES, Status
-from stackspec.headers import security_headers
-from stackspec.settings import site_config
+from stackspec.headers import api_security_headers, security_headers
+from stackspec.settings import API_PREFIX, site_config
 from tests.infra.conftest import API_ID, REGION, Deployment
+
+HEADERS_POLICY = "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy"
+SITE_HEADERS = "site-headers"
+API_HEADERS = "site-api-headers"
 
 
 def objects(deployment: Deployment) -> dict[str, dict]:
@@ -177,7 +181,10 @@ def headers_sent_by(policy: dict) -> dict[str, str]:
     hsts = f"max-age={int(sts['accessControlMaxAgeSec'])}"  # the mocks' protobuf makes numbers floats
     hsts += "; includeSubDomains" if sts.get("includeSubdomains") else ""
     hsts += "; preload" if sts.get("preload") else ""
+    custom = policy.get("customHeadersConfig", {}).get("items", [])
+    assert all(item["override"] is True for item in custom), "an origin's header could win over the policy"
     return {
+        **{item["header"]: item["value"] for item in custom},
         "Content-Security-Policy": config["contentSecurityPolicy"]["contentSecurityPolicy"],
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": config["frameOptions"]["frameOption"],
@@ -190,7 +197,7 @@ def test_the_site_sends_the_shared_security_headers(dev: Deployment) -> None:
     """Regression: the managed SecurityHeadersPolicy sent no CSP (the page had only a `<meta>` CSP, which cannot
     carry `frame-ancestors` and allowed every `https:` origin). The site's policy is the one definition local mode
     serves too, with HTTPS's HSTS."""
-    policy = dev.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")
+    policy = dev.one(HEADERS_POLICY, SITE_HEADERS)
     assert distribution(dev)["defaultCacheBehavior"]["responseHeadersPolicyId"] == f"{policy.name}-id"
     bucket = dev.one("aws:s3/bucket:Bucket", "storage-data").outputs
     uploads = [f"https://{bucket['bucketRegionalDomainName']}", f"https://{bucket['bucket']}.s3.amazonaws.com"]
@@ -198,11 +205,25 @@ def test_the_site_sends_the_shared_security_headers(dev: Deployment) -> None:
     assert headers_sent_by(policy.inputs) == security_headers([*uploads, sign_in], https=True)
 
 
+def test_every_api_answer_through_cloudfront_carries_the_shared_api_headers(dev: Deployment) -> None:
+    """Regression: the `/api/*` behaviour had no response headers policy, so API answers (a handler's, API Gateway's
+    own 401/404) came without nosniff, CSP, referrer policy or `Cache-Control: no-store`. Its policy is the API
+    definition local mode sends too."""
+    policy = dev.one(HEADERS_POLICY, API_HEADERS)
+    (api,) = distribution(dev)["orderedCacheBehaviors"]
+    assert api["pathPattern"] == f"{API_PREFIX}/*"
+    assert api["responseHeadersPolicyId"] == f"{policy.name}-id"
+    sent = headers_sent_by(policy.inputs)
+    assert sent == api_security_headers(https=True)
+    assert sent["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert sent["Cache-Control"] == "no-store"
+
+
 def test_the_csp_lets_the_page_reach_only_itself_the_data_bucket_and_cognito(dev: Deployment) -> None:
     """`connect-src` is where a script injected into the page could send what it reads: the site, the data
     bucket's own hosts for the presigned POST, and the region's Cognito endpoint to sign in; no `https:` wildcard,
     no other bucket."""
-    csp = dev.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy").inputs["securityHeadersConfig"][
+    csp = dev.one(HEADERS_POLICY, SITE_HEADERS).inputs["securityHeadersConfig"][
         "contentSecurityPolicy"]["contentSecurityPolicy"]
     directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
     bucket = dev.one("aws:s3/bucket:Bucket", "storage-data").outputs["bucket"]

@@ -30,11 +30,20 @@ def expiry_rules(deployment: Deployment) -> dict[str, int]:
     """Lifecycle expiry of the data bucket: prefix -> days."""
     rules = deployment.one(LIFECYCLE).inputs["rules"]
     return {rule["filter"]["prefix"]: rule["expiration"]["days"] for rule in rules
-            if "days" in rule.get("expiration", {})}
+            if "days" in rule.get("expiration", {}) and "prefix" in rule["filter"]}
 
 
 def site_config_of(deployment: Deployment) -> dict[str, object]:
     return json.loads(deployment.one("aws:s3/bucketObjectv2:BucketObjectv2", "site-config").inputs["content"])
+
+
+def test_each_stack_file_states_its_sign_up_policy() -> None:
+    """Who may create an account is a choice per stack, written down rather than left to the default: dev lets
+    anyone sign up (to try it), prod is invite-only (`make invite`)."""
+    for stack in ("dev", "prod"):
+        assert "filepipe:allowSelfSignUp" in stack_config(stack), f"Pulumi.{stack}.yaml leaves sign-up to the default"
+    assert settings_of("dev").allow_self_sign_up is True
+    assert settings_of("prod").allow_self_sign_up is False
 
 
 def test_the_stack_files_say_dev_is_disposable_and_prod_keeps_its_data() -> None:
@@ -88,11 +97,11 @@ def test_files_and_job_records_expire_after_the_stacks_retention(
 
 def test_retention_zero_keeps_files_and_records(defaults: Deployment) -> None:
     """Regression: an expiry rule with 0 days (S3 rejects it) or a TTL enabled with nothing to expire when the
-    stack keeps data forever; the multipart clean-up rule must stay."""
+    stack keeps data forever; the multipart clean-up rule and the unclaimed uploads' expiry must stay."""
     assert expiry_rules(defaults) == {}
     assert "ttl" not in defaults.one(TABLE, "storage-jobs").inputs
     rules = defaults.one(LIFECYCLE).inputs["rules"]
-    assert [rule["id"] for rule in rules] == ["abort-incomplete-multipart-uploads"]
+    assert sorted(rule["id"] for rule in rules) == ["abort-incomplete-multipart-uploads", "expire-unclaimed-uploads"]
     assert site_config_of(defaults)["retentionDays"] == 0
 
 

@@ -54,6 +54,18 @@ def test_incomplete_multipart_uploads_are_aborted(dev: Deployment) -> None:
     assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
 
 
+@pytest.mark.parametrize("stack", ["dev", "defaults"])
+def test_uploads_no_job_claims_are_removed_after_a_day_whatever_the_retention(
+        stack: str, request: pytest.FixtureRequest) -> None:
+    """Regression: a file uploaded but never made a job stayed until the bucket's expiry, and forever with
+    `retentionDays` 0. Uploads carry the unclaimed tag from their POST until the launcher queues their job."""
+    lifecycle = request.getfixturevalue(stack).one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+    [rule] = [r for r in lifecycle.inputs["rules"] if r["id"] == "expire-unclaimed-uploads"]
+    assert rule["status"] == "Enabled"
+    assert rule["filter"] == {"and": {"prefix": "inputs/", "tags": {"filepipe-upload": "unclaimed"}}}
+    assert rule["expiration"] == {"days": 1}
+
+
 def test_cors_allows_post_from_the_site_origin_only(dev: Deployment) -> None:
     """Regression: without CORS for the CloudFront origin the browser's presigned POST fails; a `*` origin or extra
     methods let any site use the bucket from a visitor's browser."""

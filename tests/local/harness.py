@@ -17,6 +17,9 @@ from local.streams import LambdaHandler
 from local.vmhost import VmRun
 
 DELETE_INPUT_MARKER = "delete my input before the VM runs"
+UPLOADS_UNBOUNDED = 100_000
+"""`upload_grants_per_hour` of the end-to-end stacks whose one signed-in user uploads for every test of a session
+(the grant limit has its own tests: tests/local/test_accounts.py)."""
 
 
 def deleting_inputs(launcher: LambdaHandler, pipeline: LocalPipeline) -> LambdaHandler:

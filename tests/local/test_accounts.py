@@ -7,9 +7,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import boto3
 import pytest
 import requests
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
+from handlers import jobmodel
+from handlers.jobmodel import UNCLAIMED_UPLOAD_TAG
 from local.app import LocalPipeline
 from local.client import ApiClient, SubmitError
 from stackspec.settings import StackSettings
@@ -18,8 +24,10 @@ from tests.records import wait_for_final
 
 pytestmark = pytest.mark.e2e
 
-SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, max_concurrent_vms=2, max_active_jobs_per_user=5)
+SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, max_concurrent_vms=2, max_active_jobs_per_user=5,
+                         upload_grants_per_hour=12, allowed_email_domains=("example.com",))
 BURST = 10
+GRANT_BURST = 20
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +83,74 @@ def test_ten_simultaneous_submissions_by_one_user_create_exactly_the_limit(pipel
         assert wait_for_final(carol, job_id, timeout=120)["status"] == "SUCCEEDED"
     again = retry_until_accepted(carol, carol.upload("later.txt", b"x"))
     assert again["status"] == "PENDING", "finished jobs give their places back"
+
+
+def test_twenty_simultaneous_upload_requests_by_one_user_get_exactly_the_hourly_allowance(
+        pipeline: LocalPipeline) -> None:
+    """Regression: one user got 60 upload grants in 0.2 s. The grant count is a conditional write, so a burst cannot
+    pass the allowance; the rest are 429 with Retry-After, as the job quota answers."""
+    erin = new_user(pipeline, "erin")
+    clients = [ApiClient(pipeline.url, erin.token) for _ in range(GRANT_BURST)]
+
+    def ask(client: ApiClient) -> requests.Response:
+        return client.post("/api/uploads", json={"filename": "burst.txt", "size": 5})
+
+    with ThreadPoolExecutor(max_workers=GRANT_BURST) as pool:
+        answers = list(pool.map(ask, clients))
+    allowance = SETTINGS.upload_grants_per_hour
+    assert sorted(a.status_code for a in answers) == [201] * allowance + [429] * (GRANT_BURST - allowance)
+    refused = [a for a in answers if a.status_code == 429]
+    assert all(a.json()["error"]["code"] == "too_many_uploads" and 0 < int(a.headers["Retry-After"]) <= 3600
+               for a in refused)
+
+
+def test_a_user_cannot_mark_an_email_verified_or_write_what_the_client_may_not(pipeline: LocalPipeline) -> None:
+    """Regression (email squatting): a signed-in user called UpdateUserAttributes with someone else's address and
+    `email_verified=true`. The app client may write only `email`; Cognito (and the emulator) refuse the rest."""
+    frank = new_user(pipeline, "frank")
+    cognito = boto3.client("cognito-idp", region_name="us-east-1", endpoint_url=pipeline.endpoint_url,
+                           config=Config(signature_version=UNSIGNED))
+    with pytest.raises(ClientError) as refused:
+        cognito.update_user_attributes(AccessToken=frank.token, UserAttributes=[
+            {"Name": "email", "Value": "victim@example.com"}, {"Name": "email_verified", "Value": "true"}])
+    assert refused.value.response["Error"]["Code"] == "NotAuthorizedException"
+    assert "unauthorized attribute" in refused.value.response["Error"]["Message"]
+    attributes = {a["Name"]: a["Value"] for a in cognito.get_user(AccessToken=frank.token)["UserAttributes"]}
+    assert attributes["email"].startswith("frank-"), "nothing was written"
+
+
+def test_an_upload_is_tagged_unclaimed_until_its_job_is_queued(pipeline: LocalPipeline) -> None:
+    """The bucket's lifecycle removes uploads still tagged after a day (files that never became a job); the tag
+    comes from the presigned POST and goes when the launcher queues the job."""
+    gina = new_user(pipeline, "gina")
+    key = gina.upload("keep.txt", b"keep me")
+    s3, bucket = pipeline.client("s3"), pipeline.stack.bucket
+    tag_key, tag_value = UNCLAIMED_UPLOAD_TAG
+    assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == [{"Key": tag_key, "Value": tag_value}]
+    job = gina.create_job(key, "claimed")
+    deadline = time.monotonic() + 30
+    while s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == []
+    assert wait_for_final(gina, job["id"])["status"] == "SUCCEEDED"
+
+
+def test_self_sign_up_is_open_only_to_the_allowed_domains(pipeline: LocalPipeline) -> None:
+    """`allowedEmailDomains`: the emulator runs the pre sign-up trigger's function on the page's SignUp, and refuses
+    as Cognito does; an allowed address signs up; an operator's invitation is not checked."""
+    cognito = boto3.client("cognito-idp", region_name="us-east-1", endpoint_url=pipeline.endpoint_url,
+                           config=Config(signature_version=UNSIGNED))
+    client_id, password = pipeline.stack.client_id, "Correct-horse-1"
+    with pytest.raises(ClientError) as refused:
+        cognito.sign_up(ClientId=client_id, Username="eve@evil.example", Password=password,
+                        UserAttributes=[{"Name": "email", "Value": "eve@evil.example"}])
+    error = refused.value.response["Error"]
+    assert error["Code"] == "UserLambdaValidationException"
+    assert error["Message"] == "PreSignUp failed with error Sign-up is open to addresses at example.com only."
+    allowed = f"ivy-{jobmodel.new_id().lower()}@example.com"
+    assert cognito.sign_up(ClientId=client_id, Username=allowed, Password=password,
+                           UserAttributes=[{"Name": "email", "Value": allowed}])["UserSub"]
+    assert pipeline.create_user(f"guest-{jobmodel.new_id().lower()}@elsewhere.example").email
 
 
 def retry_until_accepted(client: ApiClient, key: str, seconds: float = 20) -> dict[str, object]:

@@ -18,12 +18,17 @@ import pytest
 import requests
 
 from handlers.config import ApiConfig, LauncherConfig, env_name
+from local.__main__ import bind_address, startup_notice
 from local.emulator import MotoServer, free_port
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 READY = re.compile(r"open (http://127\.0\.0\.1:\d+)/ +\(AWS emulator: (http://127\.0\.0\.1:\d+)\)")
+
+
+BANNERS: dict[int, str] = {}
+"""What each CLI started here printed up to its URL, by process id."""
 
 
 def start_cli(port: int) -> tuple[subprocess.Popen[str], str, str]:
@@ -41,6 +46,7 @@ def start_cli(port: int) -> tuple[subprocess.Popen[str], str, str]:
         seen.append(line)
         found = READY.search(line)
         if found:
+            BANNERS[process.pid] = "".join(seen)
             return process, found[1], found[2]
     process.kill()
     raise AssertionError("python -m local did not print its URL:\n" + "".join(seen))
@@ -109,6 +115,7 @@ def test_the_cli_serves_then_stops_cleanly(signum: signal.Signals, to_group: boo
             process.wait()
 
     assert process.returncode == 0, output
+    assert startup_notice("127.0.0.1") in BANNERS[process.pid]
     assert "stopped" in output
     assert "Traceback" not in output, "parts of local mode failed while stopping (the emulator went first?)"
     _, alive = psutil.wait_procs(tree[1:], timeout=5)
@@ -208,3 +215,17 @@ def test_the_emulator_exits_when_its_parents_pipe_closes() -> None:
         assert not emulator.is_up()
     finally:
         emulator.stop()
+
+
+def test_local_mode_listens_on_loopback_unless_told_otherwise() -> None:
+    assert bind_address({}) == "127.0.0.1"
+    assert bind_address({"BIND_ADDRESS": "0.0.0.0"}) == "0.0.0.0"
+    with pytest.raises(ValueError, match="BIND_ADDRESS must be an IP address"):
+        bind_address({"BIND_ADDRESS": "my laptop"})
+
+
+def test_the_start_says_whose_data_the_emulator_holds_and_who_can_reach_it() -> None:
+    loopback = startup_notice("127.0.0.1")
+    assert "single-user development stack" in loopback and "every user's data" in loopback
+    assert "loopback: only this machine" in loopback
+    assert "not loopback" in startup_notice("0.0.0.0")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from handlers import jobmodel, quota
+from handlers import grants, jobmodel, quota
 from local.emulator import EndpointSession, MotoServer
 from tests.records import active_jobs
 
@@ -50,6 +50,22 @@ def test_concurrent_conditional_writes_cannot_all_pass(dynamodb: EndpointSession
         created = list(pool.map(create, zip(clients, jobs, strict=True)))
     assert created.count(True) == 5
     assert active_jobs(dynamodb.client("dynamodb"), TABLE, "burst-user") == 5
+
+
+def test_concurrent_upload_grants_cannot_pass_the_hourly_allowance(dynamodb: EndpointSession) -> None:
+    """Twenty grants asked at once by one user against an allowance of five (handlers/grants.py): exactly five."""
+    clients = [dynamodb.client("dynamodb") for _ in range(20)]
+
+    def ask(client: Any) -> bool:
+        try:
+            grants.take_grant(client, TABLE, "grant-user", per_hour=5)
+        except grants.TooManyGrantsError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        granted = list(pool.map(ask, clients))
+    assert granted.count(True) == 5
 
 
 def test_a_cancelled_transaction_leaves_the_stream_readable(dynamodb: EndpointSession) -> None:

@@ -23,6 +23,7 @@ from stackspec.settings import StackSettings
 from tests.faults.harness import hanging_worker_script, worker_script
 from tests.local.harness import (
     DELETE_INPUT_MARKER,
+    UPLOADS_UNBOUNDED,
     deleting_inputs,
     finished_run,
     gone,
@@ -36,7 +37,7 @@ from worker.userdata import render_user_data
 pytestmark = pytest.mark.e2e
 
 SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=15, max_concurrent_vms=4,
-                         max_active_jobs_per_user=50)
+                         max_active_jobs_per_user=50, upload_grants_per_hour=UPLOADS_UNBOUNDED)
 """With the cap below ten, "ten jobs at once" also proves that terminated VMs reach the launcher and free their
 slots."""
 MINUTE_SECONDS = 1.0

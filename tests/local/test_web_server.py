@@ -17,6 +17,7 @@ import requests
 from handlers.routes import ROUTES
 from local.serving import BackgroundServer
 from local.web import PAYLOAD_LIMIT_BYTES, LocalWebApp
+from stackspec.headers import api_security_headers
 
 MB = 1024 * 1024
 HUGE_BODY = 300 * MB
@@ -152,3 +153,30 @@ def test_a_body_under_the_payload_limit_reaches_the_handler(server: BackgroundSe
                         timeout=30)
     assert got.status_code == 200
     assert handler.events[0]["body"] == body
+
+
+def raw_get(server: BackgroundServer, target: str) -> tuple[int, dict[str, str], bytes]:
+    """GET with the request target exactly as written (requests and urllib would rewrite `//api/jobs`)."""
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode())
+        return read_response(sock)
+
+
+@pytest.mark.parametrize("target", ["//api/jobs", "///api/health", "/api//jobs", "//api/jobs?limit=1"])
+def test_a_path_with_an_empty_segment_is_a_404_as_on_api_gateway(
+        server: BackgroundServer, handler: Recorder, target: str) -> None:
+    """Regression: werkzeug's server collapsed the leading slashes, so `//api/jobs` reached the jobs handler."""
+    status, headers, body = raw_get(server, target)
+    assert_contract_error(status, headers, body, 404, "not_found")
+    assert handler.events == []
+
+
+@pytest.mark.parametrize("target", ["/api/health", "/api/jobs", "/api/nothing-here", "/api/openapi.json"])
+def test_every_api_answer_carries_the_api_security_headers(server: BackgroundServer, target: str) -> None:
+    """Regression: API answers (a handler's, or the server's own 404) came without nosniff, a CSP, a referrer policy
+    or `Cache-Control: no-store`; they carry the definition CloudFront's `/api/*` policy sends (without HSTS over
+    plain HTTP)."""
+    _, headers, _ = raw_get(server, target)
+    expected = api_security_headers(https=False)
+    assert {name: headers.get(name.lower()) for name in expected} == expected
+    assert "strict-transport-security" not in headers

@@ -21,8 +21,9 @@ OWNER = "cancelling-user"
 
 
 def new_job(aws: Aws) -> str:
-    """A job created as the API creates one: PENDING, counted against its owner."""
+    """A job created as the API creates one, from an upload: PENDING, counted against its owner."""
     job_id = jobmodel.new_id()
+    aws.client("s3").put_object(Bucket=aws.stack.bucket, Key=f"inputs/{job_id}/a.txt", Body=b"x")  # its upload
     item = jobmodel.new_job(job_id, "t", f"{aws.stack.bucket}/inputs/{job_id}/a.txt", OWNER)
     quota.create_job(aws.client("dynamodb"), aws.stack.table, item, 50)
     return job_id

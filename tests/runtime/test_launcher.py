@@ -371,6 +371,7 @@ def test_a_finished_jobs_stream_record_frees_its_owners_place_once(aws: Aws) -> 
     the same record delivered again decrements nothing."""
     ddb, table = aws.client("dynamodb"), aws.stack.table
     job_id = jobmodel.new_id()
+    aws.client("s3").put_object(Bucket=aws.stack.bucket, Key=f"inputs/{job_id}/a", Body=b"x")  # its upload
     quota.create_job(ddb, table, jobmodel.new_job(job_id, "t", f"{aws.stack.bucket}/inputs/{job_id}/a", "u1"), 5)
     handle(aws, records(aws))
     finish(aws, job_id)
@@ -384,6 +385,23 @@ def test_a_finished_jobs_stream_record_frees_its_owners_place_once(aws: Aws) -> 
 
     assert active_jobs(ddb, table, "u1") == 0
     assert "holds_quota" not in (get_item(ddb, aws.stack, job_id) or {})
+
+
+def test_queueing_a_new_job_claims_its_upload_so_the_lifecycle_keeps_it(aws: Aws) -> None:
+    """An upload carries the unclaimed tag from its POST; the launcher removes it as it queues the job, so the
+    bucket's lifecycle (which removes files still tagged after a day) keeps the job's input for its runs and
+    retries. A redelivered record claims again harmlessly."""
+    s3, bucket = aws.client("s3"), aws.stack.bucket
+    job_id = jobmodel.new_id()
+    key = f"inputs/{job_id}/a.txt"
+    tag_key, tag_value = jobmodel.UNCLAIMED_UPLOAD_TAG
+    s3.put_object(Bucket=bucket, Key=key, Body=b"x", Tagging=f"{tag_key}={tag_value}")
+    quota.create_job(aws.client("dynamodb"), aws.stack.table, jobmodel.new_job(job_id, "t", f"{bucket}/{key}", "u3"), 5)
+    inserted = [r for r in records(aws) if r["eventName"] == "INSERT" and r["dynamodb"]["Keys"]["id"]["S"] == job_id]
+    assert handle(aws, inserted) == {"batchItemFailures": []}
+    assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == []
+    assert get_item(aws.client("dynamodb"), aws.stack, job_id)["status"] != "PENDING"
+    assert handle(aws, inserted) == {"batchItemFailures": []}
 
 
 def test_dispatch_starts_no_job_it_may_not_finish_in_time(aws: Aws) -> None:
@@ -411,6 +429,7 @@ def test_a_finished_job_gets_its_expiry_when_the_stack_keeps_records_for_a_time(
     for days in (0, 30):
         services = replace(base, config=replace(base.config, retention_days=days))
         job_id = jobmodel.new_id()
+        aws.client("s3").put_object(Bucket=aws.stack.bucket, Key=f"inputs/{job_id}/a", Body=b"x")  # its upload
         quota.create_job(ddb, table, jobmodel.new_job(job_id, "t", f"{aws.stack.bucket}/inputs/{job_id}/a", "u2"), 5)
         launcher.handle_batch(services, {"Records": records(aws)})
         finish(aws, job_id)

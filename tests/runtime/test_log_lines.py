@@ -63,6 +63,7 @@ def fed_metrics(source: str, line: dict[str, Any]) -> dict[str, Any]:
 
 def new_job(aws: Aws, owner: str = "u1") -> str:
     job_id = jobmodel.new_id()
+    aws.client("s3").put_object(Bucket=aws.stack.bucket, Key=f"inputs/{job_id}/a.txt", Body=b"x")  # its upload
     item = jobmodel.new_job(job_id, "t", f"{aws.stack.bucket}/inputs/{job_id}/a.txt", owner)
     quota.create_job(aws.client("dynamodb"), aws.stack.table, item, 5)
     return job_id

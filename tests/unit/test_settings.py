@@ -145,11 +145,21 @@ def test_boolean_keys_read_true_and_false(raw: str, parsed: bool) -> None:
 
 @pytest.mark.parametrize("values", [
     {"allowSelfSignUp": "yes"}, {"maxActiveJobsPerUser": "0"}, {"accessTokenMinutes": "4"},
-    {"idTokenMinutes": "1441"}, {"refreshTokenDays": "0"},
+    {"idTokenMinutes": "1441"}, {"refreshTokenDays": "0"}, {"uploadGrantsPerHour": "0"},
+    {"allowedEmailDomains": "Example.com"}, {"allowedEmailDomains": "example.com,@evil"},
+    {"sesIdentityArn": "arn:aws:iam::123456789012:user/x", "emailFrom": "a@example.com"},
+    {"emailFrom": "no address", "sesIdentityArn": "arn:aws:ses:eu-west-1:123456789012:identity/example.com"},
 ])
 def test_account_settings_out_of_range_are_refused_naming_the_key(values: dict[str, str]) -> None:
-    (key,) = values
+    key = next(iter(values))
     with pytest.raises(ValueError, match=key):
+        settings_from_mapping(values)
+
+
+@pytest.mark.parametrize("values", [{"emailFrom": "a@example.com"},
+                                    {"sesIdentityArn": "arn:aws:ses:eu-west-1:123456789012:identity/example.com"}])
+def test_the_ses_sender_needs_both_its_address_and_its_identity(values: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="emailFrom and sesIdentityArn go together"):
         settings_from_mapping(values)
 
 

@@ -62,7 +62,7 @@ def test_services_build_every_client_with_its_limits() -> None:
     ApiServices.create(_names.api_config(), client=client)
     LauncherServices.create(_names.launcher_config(), client=client)
     assert built == [("dynamodb", API_CONFIG), ("s3", API_S3_CONFIG), ("ec2", DISPATCH_CONFIG),
-                     ("dynamodb", DISPATCH_CONFIG)]
+                     ("dynamodb", DISPATCH_CONFIG), ("s3", DISPATCH_CONFIG)]
 
 
 @pytest.mark.parametrize("module", sorted(ROUTERS))
