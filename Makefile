@@ -1,12 +1,16 @@
-# One command runs the local pipeline (make dev), one runs every test (make test).
-# Both build .venv from the pinned lock file first; nothing depends on what is installed by hand.
+# One command runs the local pipeline (make dev), one runs every test (make test); make test-fast runs the tests that
+# start no stack and no browser and are not slow (markers in pyproject.toml, set by folder in tests/conftest.py).
+# All build .venv from the pinned lock file first; nothing depends on what is installed by hand.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# pytest-xdist workers; tests that share a stack run on one worker (xdist_group marks, --dist loadgroup).
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
-.PHONY: dev test lint bench bench-quick load lock clean
+.PHONY: dev test test-fast lint bench bench-quick load lock clean
 
 $(BIN)/activate: requirements-dev.txt requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +23,11 @@ dev: $(BIN)/activate
 
 test: $(BIN)/activate
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+test-fast: $(BIN)/activate
+	$(BIN)/ruff check .
+	$(PYTEST) -m "not e2e and not browser and not slow"
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check .
