@@ -27,7 +27,7 @@ test: $(BIN)/activate
 
 test-fast: $(BIN)/activate
 	$(BIN)/ruff check .
-	$(PYTEST) -m "not e2e and not browser and not slow"
+	$(PYTEST) --fast
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check .

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,11 @@ def watch_errors(page: Any, errors: list[str]) -> None:
     page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
     page.on("console", lambda message: errors.append(f"console.{message.type}: {message.text}")
             if message.type == "error" and not message.text.startswith(IGNORED_CONSOLE) else None)
+
+
+def page_pause(page: Any) -> Callable[[float], None]:
+    """A pause for `wait_for` that lets the page's events through (`time.sleep` would hold them back)."""
+    return lambda seconds: page.wait_for_timeout(seconds * 1000)
 
 
 def open_form(page: Any, site: str) -> None:

@@ -14,7 +14,6 @@ fails the test, and so does a granted action no call used, unless `NOT_EXERCISED
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from tests.faults.harness import hanging_worker_script, worker_script
 from tests.iam_calls import Names, allowed_by, authorizations, denied_and_unused
 from tests.infra.conftest import ACCOUNT, PARTITION, REGION, WORKER_TAG, Deployment
 from tests.local.harness import signed_in
+from tests.waiting import wait_for
 
 POLICIES = {
     "upload": "api-upload-policy", "jobs": "api-jobs-policy", "manage": "api-manage-policy",
@@ -75,13 +75,6 @@ class Run:
     names: Names
 
 
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def slots_held(pipeline: LocalPipeline) -> int:
     return len(capacity.leases(pipeline.client("dynamodb"), pipeline.stack.table, SETTINGS.max_concurrent_vms))
 
@@ -95,7 +88,7 @@ def exercise(pipeline: LocalPipeline) -> None:
         assert client.wait_for_final(job["id"], timeout=120)["status"] == "SUCCEEDED"
     assert client.get("/api/jobs").status_code == 200
     assert "output_url" in client.job(jobs[0]["id"])
-    wait_until(lambda: slots_held(pipeline) == 0, 30, "every VM's slot to be released")
+    wait_for(lambda: slots_held(pipeline) == 0, 30, "every VM's slot to be released")
     manage_jobs(pipeline)
     # A job whose stream record is lost, and a VM past the job timeout: the sweeper (its clock a day ahead)
     # terminates the VM and queues and starts the job.
@@ -120,13 +113,13 @@ def manage_jobs(pipeline: LocalPipeline) -> None:
     client = signed_in(pipeline)
     with worker_script(pipeline, hanging_worker_script()):
         job = client.submit("hangs.txt", b"hangs", "hangs")
-        wait_until(lambda: client.job(job["id"])["status"] == "RUNNING", 60, "the job to run")
+        wait_for(lambda: client.job(job["id"])["status"] == "RUNNING", 60, "the job to run")
         assert client.cancel(job["id"]).status_code == 200
-        wait_until(lambda: slots_held(pipeline) == 0, 30, "the cancelled job's VM to be terminated")
+        wait_for(lambda: slots_held(pipeline) == 0, 30, "the cancelled job's VM to be terminated")
     again = client.retry(job["id"])
     assert again.status_code == 201, again.text
     assert client.wait_for_final(again.json()["id"], timeout=120)["status"] == "SUCCEEDED"
-    wait_until(lambda: slots_held(pipeline) == 0, 30, "the retried job's VM to be gone")
+    wait_for(lambda: slots_held(pipeline) == 0, 30, "the retried job's VM to be gone")
     for job_id in (job["id"], again.json()["id"]):
         assert client.delete_job(job_id).status_code == 204
 

@@ -3,7 +3,6 @@ and downloads only their own jobs, the per-user limit holds under a burst, and e
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +13,7 @@ from components.settings import StackSettings
 from local.app import LocalPipeline
 from local.client import ApiClient, SubmitError
 from tests.local.harness import new_user
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -78,14 +78,16 @@ def test_ten_simultaneous_submissions_by_one_user_create_exactly_the_limit(pipel
 
 def retry_until_accepted(client: ApiClient, key: str, seconds: float = 20) -> dict[str, object]:
     """The places come back as the finished jobs' stream records reach the launcher (within a second or two)."""
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def accepted() -> dict[str, object] | None:
         try:
             return client.create_job(key, "after the burst")
         except SubmitError as refused:
-            if refused.status != 429 or time.monotonic() > deadline:
+            if refused.status != 429:
                 raise
-        time.sleep(0.2)
+            return None
+
+    return wait_for(accepted, seconds, "a place to come back (429 until then)", interval=0.2)
 
 
 def test_an_uploaded_page_downloads_as_an_attachment_that_cannot_run(pipeline: LocalPipeline) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 import requests
 
 from components.triggers import LAUNCHER_EVENT_FILTERS
@@ -146,6 +147,7 @@ def worker_peak_rss_kb(aws: Aws, size: int) -> int:
     return int(result.stderr.rsplit("PEAK_RSS_KB=", 1)[1].split()[0])
 
 
+@pytest.mark.slow
 def test_worker_memory_does_not_grow_with_the_input(aws_server: Aws) -> None:
     """A 128 MiB input must not be held whole: the worker's peak memory grows by less than the input's size.
 
