@@ -7,6 +7,7 @@ in a Lambda container; tests that build their own `ApiServices` / `LauncherServi
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -67,7 +68,10 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark by folder, so a test added to a stack folder is marked like its neighbours: `e2e` in a stack folder or
     when it asks for a `pipeline` fixture (the local stack, by the suites' convention), `browser` in tests/browser.
-    Under `--fast`, leave out what SLOW_MARKS names."""
+    Under `--fast`, leave out what SLOW_MARKS names. Two tests with one id are refused: xdist tracks tests by id."""
+    ids = Counter(item.nodeid for item in items)
+    if repeated := sorted(nodeid for nodeid, count in ids.items() if count > 1):
+        raise pytest.UsageError(f"tests share an id, so pytest-xdist would run only one of each: {repeated}")
     for item in items:
         suite = _suite(item)
         if suite in STACK_SUITES or "pipeline" in getattr(item, "fixturenames", ()):
@@ -85,13 +89,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 class SharedStackScheduling(LoadGroupScheduling):
     """`--dist loadgroup` as this suite needs it: a module's tests are one work unit, and so is a whole folder whose
-    conftest shares one stack (PACKAGE_STACKS); an explicit `xdist_group` (a `@group` suffix) still wins.
+    conftest shares one stack (PACKAGE_STACKS); an explicit `xdist_group` mark still makes its own unit.
 
     So a module- or package-scoped stack starts once, on one worker, and serves its tests one at a time, as their
-    fixtures assume (its VM host, its VM cap). xdist's own loadgroup finds groups in `@group` suffixes it appends to
-    node ids, which pytest 9.2's structured node ids no longer take: it silently spreads a group over every worker
-    (pytest-dev/pytest-xdist issue 1386, fix pending in pull request 1388).
+    fixtures assume (its VM host, its VM cap), with no mark to forget on a new module. (xdist's own loadgroup puts
+    each unmarked test in a unit of its own; under pytest 9.2 it groups nothing at all, pytest-dev/pytest-xdist
+    issue 1386, which is one reason requirements-dev.in keeps pytest below 9.2.)
     """
+
+    _ordered = False
 
     def _split_scope(self, nodeid: str) -> str:
         if nodeid.rfind("@") > nodeid.rfind("]"):
@@ -99,6 +105,21 @@ class SharedStackScheduling(LoadGroupScheduling):
         path = nodeid.split("::", 1)[0]
         folder = path.split("/")[:2]
         return "/".join(folder) if folder[0] == "tests" and folder[-1] in PACKAGE_STACKS else path
+
+    def _assign_work_unit(self, node: Any) -> None:
+        """Hand out the stack folders' units first (they run longest, each on one worker), then the rest, largest
+        first: the many short units at the end even out the workers' finishing times."""
+        if not self._ordered:
+            self._ordered = True
+            units = sorted(self.workqueue.items(), key=lambda unit: (not _is_stack_scope(unit[0]), -len(unit[1])))
+            self.workqueue.clear()
+            self.workqueue.update(units)
+        super()._assign_work_unit(node)
+
+
+def _is_stack_scope(scope: str) -> bool:
+    parts = scope.split("/")
+    return len(parts) > 1 and parts[0] == "tests" and parts[1] in STACK_SUITES
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -32,6 +32,8 @@ from tests.infra.conftest import ACCOUNT, PARTITION, REGION, WORKER_TAG, Deploym
 from tests.local.harness import signed_in
 from tests.waiting import wait_for
 
+pytestmark = pytest.mark.e2e  # the `run` fixture exercises every component through a local stack
+
 POLICIES = {
     "upload": "api-upload-policy", "jobs": "api-jobs-policy", "manage": "api-manage-policy",
     "launcher": "compute-launcher-policy",
