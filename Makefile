@@ -1,5 +1,5 @@
 # One command runs the local pipeline (make dev), one runs every test (make test); make test-fast runs the tests that
-# start no stack and no browser and are not slow (markers in pyproject.toml, set by folder in tests/conftest.py).
+# start no stack and no browser and are not slow (markers in pyproject.toml, set by folder in tests/selection.py).
 # All build .venv from the pinned lock file first; nothing depends on what is installed by hand.
 
 PYTHON ?= python3
@@ -23,7 +23,8 @@ dev: $(BIN)/activate
 
 test: $(BIN)/activate
 	$(BIN)/ruff check .
-	$(PYTEST)
+	$(PYTEST) -m "not solo"
+	$(BIN)/python -m pytest -m solo
 
 test-fast: $(BIN)/activate
 	$(BIN)/ruff check .
