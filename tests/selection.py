@@ -13,8 +13,9 @@ from xdist.scheduler import LoadGroupScheduling
 TESTS = Path(__file__).resolve().parent
 STACK_SUITES = frozenset({"api", "browser", "faults", "local"})
 """Folders whose tests start the local stack (or, in tests/local, drive its parts one by one): marked `e2e`."""
-PACKAGE_STACKS = frozenset({"faults"})
-"""Folders whose conftest starts one stack for the whole folder (package scope): one xdist work unit."""
+WHOLE_FOLDERS = frozenset({"faults", "infra"})
+"""Folders that are one xdist work unit: their conftest builds something costly once for the whole folder (faults:
+one stack, package scope; infra: the Pulumi deployments, session scope), which every worker would build again."""
 SLOW_MARKS = ("e2e", "browser", "slow")
 """What `--fast` (make test-fast) leaves out."""
 
@@ -57,7 +58,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 class SharedStackScheduling(LoadGroupScheduling):
     """`--dist loadgroup` as this suite needs it: a module's tests are one work unit, and so is a whole folder whose
-    conftest shares one stack (PACKAGE_STACKS); an explicit `xdist_group` mark still makes its own unit.
+    conftest builds a stack or another costly fixture for all of it (WHOLE_FOLDERS); an explicit `xdist_group` mark
+    still makes its own unit.
 
     So a module- or package-scoped stack starts once, on one worker, and serves its tests one at a time, as their
     fixtures assume (its VM host, its VM cap), with no mark to forget on a new module. (xdist's own loadgroup puts
@@ -72,7 +74,7 @@ class SharedStackScheduling(LoadGroupScheduling):
             return super()._split_scope(nodeid)
         path = nodeid.split("::", 1)[0]
         folder = path.split("/")[:2]
-        return "/".join(folder) if folder[0] == "tests" and folder[-1] in PACKAGE_STACKS else path
+        return "/".join(folder) if folder[0] == "tests" and folder[-1] in WHOLE_FOLDERS else path
 
     def _assign_work_unit(self, node: Any) -> None:
         """Hand out the stack folders' units first (they run longest, each on one worker), then the rest, largest

@@ -9,7 +9,7 @@ from components.settings import StackSettings
 from local.app import LocalPipeline
 from tests.local.harness import signed_in
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, max_concurrent_vms=2)
 
