@@ -1,5 +1,6 @@
-# One command runs the local pipeline (make dev), one runs every test (make test).
-# Both build .venv from the pinned lock file first; nothing depends on what is installed by hand.
+# One command runs the local pipeline (make dev), one runs every test (make test); make test-fast runs the tests that
+# start no stack and no browser and are not slow (markers in pyproject.toml, set by folder in tests/selection.py).
+# All build .venv from the pinned lock file first; nothing depends on what is installed by hand.
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,11 @@ WORKER_VENV := .venv-worker
 PYTHON39 ?= $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9))),$(shell command -v python3.9 2>/dev/null))
 export FILEPIPE_WORKER_PYTHON ?= $(abspath $(WORKER_VENV))/bin/python
 
-.PHONY: dev test lint bench bench-quick load smoke lock clean invite
+.PHONY: dev test test-fast lint bench bench-quick load smoke lock clean invite
+
+# pytest-xdist workers; tests that share a stack run on one worker (xdist_group marks, --dist loadgroup).
+TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 $(BIN)/activate: requirements-dev.txt requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +38,12 @@ dev: $(BIN)/activate $(WORKER_VENV)/bin/activate
 
 test: $(BIN)/activate $(WORKER_VENV)/bin/activate
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(PYTEST) -m "not solo"
+	$(BIN)/python -m pytest -m solo
+
+test-fast: $(BIN)/activate $(WORKER_VENV)/bin/activate
+	$(BIN)/ruff check .
+	$(PYTEST) --fast
 
 lint: $(BIN)/activate
 	$(BIN)/ruff check .

@@ -30,11 +30,21 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from botocore.config import Config
 from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
 from moto.server import ThreadedMotoServer
 
+from handlers.jobmodel import table_definition
 from handlers.services import ApiServices, LauncherServices, api_services, launcher_services
 from local.provision import LocalStack, provision
 from stackspec.settings import StackSettings
+from tests.selection import (  # noqa: F401  (hooks: pytest finds them in this module)
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_ignore_collect,
+    pytest_xdist_make_scheduler,
+)
+from worker.userdata import WORKER_SCRIPT_KEY
 
 TEST_SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, job_timeout_minutes=5)
 SITE_ORIGIN = "http://127.0.0.1:8000"
@@ -93,14 +103,63 @@ class Aws:
         return services if ec2 is None else replace(services, ec2=ec2)
 
 
-@pytest.fixture
-def aws() -> Iterator[Aws]:
-    """moto in-process with the test stack provisioned."""
+def provisioned(endpoint_url: str | None = None) -> Aws:
+    """The test stack provisioned at `endpoint_url` (None: moto in-process, which must be active)."""
+    session = ClientCache(endpoint_url)
+    stack = provision(session, TEST_SETTINGS, stack="test", site_origin=SITE_ORIGIN)
+    assert stack.bucket == _names.bucket and stack.table == _names.table
+    return Aws(stack=stack, session=session)
+
+
+def wipe(aws: Aws) -> Aws:
+    """The stack as `provision` left it, for the next test: no object but the worker script, a new empty jobs table
+    (so its stream holds no record of an earlier test) and no instance, not even a terminated one.
+
+    Provisioning a stack for each test costs about half a second (moto's EC2 backend loads its AMIs, the user
+    pool makes an RSA key); this costs milliseconds. No test changes the stack's other resources (network, launch
+    template, user pool), so they are kept.
+    """
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    bucket, table = aws.stack.bucket, aws.stack.table
+    for upload in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            if obj["Key"] != WORKER_SCRIPT_KEY:
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    ddb.delete_table(TableName=table)
+    stream_arn = ddb.create_table(**table_definition(table))["TableDescription"]["LatestStreamArn"]
+    _forget_instances(aws.session.region_name)
+    aws.stack = replace(aws.stack, stream_arn=stream_arn)
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1 and ddb.scan(TableName=table)["Count"] == 0
+    assert aws.client("ec2").describe_instances()["Reservations"] == []
+    return aws
+
+
+def _forget_instances(region: str) -> None:
+    """Terminate every instance and drop it from moto's EC2 backend (EC2 lists terminated instances for an hour,
+    moto for ever; no API removes them). moto in-process and the threaded server share these backends."""
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    instances = [i for reservation in backend.reservations.values() for i in reservation.instances]
+    alive = [i.id for i in instances if i.state != "terminated"]
+    if alive:
+        backend.terminate_instances(alive)
+    for instance in instances:
+        backend.tags.pop(instance.id, None)
+    backend.reservations.clear()
+
+
+@pytest.fixture(scope="module")
+def _in_process() -> Iterator[Aws]:
+    """moto in-process with the test stack provisioned, once per module (`aws` wipes it before each test)."""
     with mock_aws():
-        session = ClientCache()
-        stack = provision(session, TEST_SETTINGS, stack="test", site_origin=SITE_ORIGIN)
-        assert stack.bucket == _names.bucket and stack.table == _names.table
-        yield Aws(stack=stack, session=session)
+        yield provisioned()
+
+
+@pytest.fixture
+def aws(_in_process: Aws) -> Aws:
+    """moto in-process with the test stack provisioned, holding nothing an earlier test left."""
+    return wipe(_in_process)
 
 
 @pytest.fixture
@@ -115,9 +174,9 @@ def lambda_environment(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aw
     launcher_services.cache_clear()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    """A moto server over HTTP on a free loopback port; yields its endpoint URL.
+    """A moto server over HTTP on a free loopback port, one per module; yields its endpoint URL.
 
     The threaded server keeps its state in this process's moto backends, so it is reset before and after use.
     """
@@ -133,9 +192,13 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def _served(moto_server: str) -> Aws:
+    return provisioned(moto_server)
+
+
 @pytest.fixture
-def aws_server(moto_server: str) -> Aws:
-    """The test stack provisioned in a moto server; clients reach it over HTTP."""
-    session = ClientCache(moto_server)
-    stack = provision(session, TEST_SETTINGS, stack="test", site_origin=SITE_ORIGIN)
-    return Aws(stack=stack, session=session)
+def aws_server(_served: Aws) -> Aws:
+    """The test stack provisioned in a moto server (one per module), holding nothing an earlier test left; clients
+    reach it over HTTP."""
+    return wipe(_served)

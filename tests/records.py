@@ -3,12 +3,12 @@ state, a job followed until it ends. Kept here so the product modules hold produ
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from handlers import jobmodel, quota
 from handlers.jobmodel import FINAL_STATES, Status
 from local.client import ApiClient
+from tests.waiting import wait_for
 
 POLL_SECONDS = 0.2
 
@@ -25,10 +25,8 @@ def job_in_state(job_id: str, input_text: str, input_file_path: str, owner: str,
 
 
 def wait_for_final(client: ApiClient, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    """Poll GET /api/jobs/<id> until the job is final or `timeout` passes; return the last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """GET /api/jobs/<id>'s answer once the job is final; an AssertionError if it is not within `timeout`."""
+    def final() -> dict[str, Any] | None:
         job = client.job(job_id)
-        if job["status"] in FINAL_STATES or time.monotonic() > deadline:
-            return job
-        time.sleep(POLL_SECONDS)
+        return job if job["status"] in FINAL_STATES else None
+    return wait_for(final, timeout, f"job {job_id} to reach a final state", interval=POLL_SECONDS)

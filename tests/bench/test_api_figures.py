@@ -12,7 +12,10 @@ import pytest
 from bench.api import Round, cpu_figures, cpu_targets, floor_notes, queueing_floor
 from bench.cpu import StackCpu, process_cpu_seconds
 
-BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\ntime.sleep(60)"
+BURN = "import time\nwhile time.process_time() < {seconds}: pass\nprint('burned', flush=True)\ntime.sleep(60)"
+"""Uses `seconds` of CPU in all (its start included), says so, then sleeps."""
+TICK = 0.01
+"""/proc/<pid>/stat counts user and system time each in whole clock ticks (1/100 s), rounded down."""
 
 
 def burn_here(seconds: float) -> None:
@@ -24,19 +27,18 @@ def burn_here(seconds: float) -> None:
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """A process that uses no CPU once started (the emulator's place in StackCpu)."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    time.sleep(0.3)
+    process = subprocess.Popen([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
+                               stdout=subprocess.PIPE)
+    assert process.stdout is not None and process.stdout.readline() == b"started\n"
     yield process
     process.kill()
     process.wait()
 
 
 def test_another_process_cpu_time_is_read_from_proc() -> None:
-    process = subprocess.Popen([sys.executable, "-c", BURN.format(seconds=0.4)])
+    process = subprocess.Popen([sys.executable, "-c", BURN.format(seconds=0.4 + 2 * TICK)], stdout=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while process_cpu_seconds(process.pid) < 0.4 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert process.stdout is not None and process.stdout.readline() == b"burned\n"
         used = process_cpu_seconds(process.pid)
         time.sleep(0.2)
         assert 0.4 <= used < 1.5

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +96,17 @@ class PageErrors(list[str]):
     """Uncaught exceptions and console errors of a page's own code; a test fails if any occurred."""
 
 
+def new_context(browser: Any, **options: Any) -> Any:
+    """A browser context as the tests' pages use it (desktop size, downloads kept, British English, UTC)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True,
+                              locale="en-GB", timezone_id="UTC", **options)
+    ctx.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    return ctx
+
+
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True,
-                              locale="en-GB", timezone_id="UTC")
-    ctx.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    ctx = new_context(browser)
     try:
         yield ctx
     finally:
@@ -123,17 +129,50 @@ def signed_out_page(context: Any, site: str, page_errors: PageErrors) -> Iterato
     assert not page_errors, f"the page reported errors: {page_errors}"
 
 
+@pytest.fixture(scope="module")
+def signed_in_state(browser: Any, site: str, user: Credentials) -> dict[str, Any]:
+    """The browser storage of a page signed in as `user`, typed into the page once per module: what it keeps is the
+    refresh token in localStorage, so a page opened with it signs itself in, as after a reload. (Signing out would
+    revoke that token: the tests that sign out sign in on their own, from `signed_out_page`.)"""
+    ctx = new_context(browser)
+    errors = PageErrors()
+    try:
+        opened = ctx.new_page()
+        watch_errors(opened, errors)
+        open_form(opened, site)
+        sign_in(opened, user)
+        assert not errors, f"the page reported errors: {errors}"
+        return dict(ctx.storage_state())
+    finally:
+        ctx.close()
+
+
 @pytest.fixture
-def page(signed_out_page: Any, user: Credentials) -> Any:
-    """The form and job list, signed in through the page as `user`."""
-    sign_in(signed_out_page, user)
-    return signed_out_page
+def page(browser: Any, site: str, user: Credentials, signed_in_state: dict[str, Any],
+         page_errors: PageErrors) -> Iterator[Any]:
+    """The form and job list, signed in as `user` (from the module's saved sign-in), with errors collected."""
+    ctx = new_context(browser, storage_state=signed_in_state)
+    try:
+        opened = ctx.new_page()
+        watch_errors(opened, page_errors)
+        open_form(opened, site)
+        expect(opened.locator("#account-email")).to_have_text(user.email)
+        expect(opened.locator("#app-view")).to_be_visible()
+        yield opened
+        assert not page_errors, f"the page reported errors: {page_errors}"
+    finally:
+        ctx.close()
 
 
 def watch_errors(page: Any, errors: list[str]) -> None:
     page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
     page.on("console", lambda message: errors.append(f"console.{message.type}: {message.text}")
             if message.type == "error" and not message.text.startswith(IGNORED_CONSOLE) else None)
+
+
+def page_pause(page: Any) -> Callable[[float], None]:
+    """A pause for `wait_for` that lets the page's events through (`time.sleep` would hold them back)."""
+    return lambda seconds: page.wait_for_timeout(seconds * 1000)
 
 
 def open_form(page: Any, site: str) -> None:

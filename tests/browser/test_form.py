@@ -19,9 +19,10 @@ from playwright.sync_api import expect
 
 from local.app import Credentials
 from local.client import ApiClient, access_token
-from tests.browser.conftest import SETTINGS, open_form, sign_in
+from tests.browser.conftest import SETTINGS, open_form, page_pause, sign_in
 from tests.local.harness import DELETE_INPUT_MARKER
 from tests.records import wait_for_final
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -102,15 +103,12 @@ def follow_download(page: Any, link: Any, timeout: float = 10) -> bytes:
     page.on("download", keep_download)
     page.on("response", keep_response)
     link.click()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if downloads:
-            return Path(downloads[0].path()).read_bytes()
-        if shown and page.url == href:
-            assert shown[0].status == 200, f"GET {href} answered {shown[0].status}"
-            return bytes(shown[0].body())
-        page.wait_for_timeout(50)
-    raise AssertionError(f"clicking the download link neither downloaded nor opened {href}")
+    wait_for(lambda: downloads or (shown and page.url == href), timeout,
+             f"clicking the download link to download or open {href}", pause=page_pause(page))
+    if downloads:
+        return Path(downloads[0].path()).read_bytes()
+    assert shown[0].status == 200, f"GET {href} answered {shown[0].status}"
+    return bytes(shown[0].body())
 
 
 PHASES = r"^took \d+ s \(waited \d+ s, ran \d+ s\)$"

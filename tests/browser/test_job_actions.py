@@ -21,9 +21,11 @@ from handlers import jobmodel
 from local.app import Credentials, LocalPipeline
 from local.client import ApiClient
 from tests.browser.a11y import assert_accessible
+from tests.browser.conftest import page_pause
 from tests.browser.test_form import JOB_TIMEOUT_MS, WATCH_PROGRESS, a_file, job_row, requests_to, was_announced
-from tests.faults.harness import gated_worker_script, put_worker_script, wait_for
+from tests.faults.harness import gated_worker_script, put_worker_script
 from tests.records import wait_for_final
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -319,8 +321,7 @@ def test_a_polled_job_deleted_elsewhere_leaves_the_list(page: Any, site: str, us
     row = page.locator(f"#job-{job['id']}")
     expect(row).to_be_visible()
     page.focus("#input-text")
-    while not held:
-        page.wait_for_timeout(100)
+    wait_for(lambda: held, 10, "the page to poll the job", interval=0.1, pause=page_pause(page))
     assert client.cancel(job["id"]).status_code == 200
     delete_elsewhere(client, job["id"])
     polls = requests_to(page, "GET", re.escape(f"/api/jobs/{job['id']}") + "$")

@@ -10,9 +10,8 @@ from __future__ import annotations
 import copy
 import re
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ from local.streams import LambdaHandler
 from local.vmhost import VmRun
 from tests.local.harness import signed_in
 from tests.runtime import jobs
+from tests.waiting import wait_for
 from worker.userdata import WORKER_PATH, WORKER_SCRIPT_KEY
 
 """Instance states that count against the cap: the sweeper's own list (pending, running, shutting-down, stopping,
@@ -251,17 +251,6 @@ def get_job(pipeline: LocalPipeline, job_id: str) -> dict[str, Any]:
     got = signed_in(pipeline).get(f"/api/jobs/{job_id}", timeout=10)
     assert got.status_code == 200, got.text
     return dict(got.json())
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def wait_for_status(pipeline: LocalPipeline, job_id: str, status: str, timeout: float = 20) -> dict[str, Any]:

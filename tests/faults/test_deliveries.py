@@ -11,9 +11,10 @@ import requests
 
 from local.app import LocalPipeline
 from tests.faults.conftest import CAP
-from tests.faults.harness import Deliveries, get_job, instances_per_job, output_keys, settle, wait_for
+from tests.faults.harness import Deliveries, get_job, instances_per_job, output_keys, settle
 from tests.local.harness import signed_in
 from tests.records import wait_for_final
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

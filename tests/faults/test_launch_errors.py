@@ -18,11 +18,11 @@ from tests.faults.harness import (
     held_slots,
     instances_per_job,
     sweep,
-    wait_for,
     wait_for_status,
 )
 from tests.local.harness import signed_in
 from tests.records import wait_for_final
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

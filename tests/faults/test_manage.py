@@ -31,13 +31,13 @@ from tests.faults.harness import (
     output_keys,
     settle,
     sweep,
-    wait_for,
     wait_for_status,
     worker_script,
 )
 from tests.local.harness import instance_state, owner_of, signed_in
 from tests.records import active_jobs, wait_for_final
 from tests.streams import lambda_records
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

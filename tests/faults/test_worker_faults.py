@@ -23,11 +23,11 @@ from tests.faults.harness import (
     hanging_worker_script,
     live_console,
     sweep,
-    wait_for,
     wait_for_status,
     worker_script,
 )
 from tests.local.harness import finished_run, gone, instance_state, signed_in
+from tests.waiting import wait_for
 from worker.userdata import render_user_data
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +85,7 @@ def test_a_worker_killed_mid_job_powers_the_vm_off_and_the_job_fails(pipeline: L
     assert run.ending == Ending.SHUTDOWN, "the user-data's exit trap powered the VM off"
     assert f"exit status {128 + signal.SIGKILL}; powering off" in run.console
     assert instance_state(pipeline, job["instance_id"]) == "terminated"
-    assert gone(processes)
+    wait_for(lambda: gone(processes), 5, "the VM's processes to end")
     failed, report = failed_after_sweep(pipeline, job["id"])
     assert report.failed == [job["id"]], "a killed worker records nothing: the sweeper ends its job"
     assert "stopped before the job finished" in failed["error"]
@@ -110,7 +110,7 @@ def test_the_watchdog_powers_off_a_vm_whose_worker_hangs(pipeline: LocalPipeline
     assert f"power-off scheduled in {SETTINGS.job_timeout_minutes} minute(s)" in run.console
     assert HANG_MARKER in run.console
     assert instance_state(pipeline, job["instance_id"]) == "terminated"
-    assert gone(processes)
+    wait_for(lambda: gone(processes), 5, "the VM's processes to end")
     failed_after_sweep(pipeline, job["id"])
 
 
@@ -127,7 +127,7 @@ def test_the_sweeper_terminates_a_vm_past_the_job_timeout_and_fails_its_job(pipe
     finished_run(pipeline, job["instance_id"])
     assert run.ending == Ending.TERMINATED
     assert instance_state(pipeline, job["instance_id"]) == "terminated"
-    assert gone(processes)
+    wait_for(lambda: gone(processes), 5, "the VM's processes to end")
     failed = get_job(pipeline, job["id"])
     assert failed["status"] == "FAILED"
     assert_readable_sentence(failed["error"])

@@ -5,51 +5,20 @@ from __future__ import annotations
 import base64
 import importlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from handlers import jobmodel
 from handlers.config import ApiConfig
 from handlers.routes import ROUTES
 from handlers.services import ApiServices
-from local.provision import provision
-from tests.conftest import SITE_ORIGIN, TEST_SETTINGS, Aws, ClientCache
+from tests.conftest import Aws
 from tests.records import active_jobs, job_in_state
 from worker.userdata import WORKER_SCRIPT_KEY
-
-
-@pytest.fixture(scope="module")
-def _provisioned() -> Iterator[Aws]:
-    """moto in-process with the test stack provisioned once per module, as `tests/conftest.py`'s `aws` does it."""
-    with mock_aws():
-        session = ClientCache()
-        yield Aws(stack=provision(session, TEST_SETTINGS, stack="test", site_origin=SITE_ORIGIN), session=session)
-
-
-@pytest.fixture
-def aws(_provisioned: Aws) -> Aws:
-    """The provisioned stack, emptied of every job and object a previous test left (overrides the shared `aws`).
-
-    Provisioning per test made this folder take two minutes (about 0.4 s a test, ~290 tests); wiping costs a few
-    milliseconds. Only items and objects are wiped: no test here changes the stack's resources themselves.
-    """
-    ddb = _provisioned.client("dynamodb")
-    table = _provisioned.stack.table
-    for item in ddb.scan(TableName=table, ProjectionExpression="id")["Items"]:
-        ddb.delete_item(TableName=table, Key={"id": item["id"]})
-    s3 = _provisioned.client("s3")
-    bucket = _provisioned.stack.bucket
-    for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-        if obj["Key"] != WORKER_SCRIPT_KEY:
-            s3.delete_object(Bucket=bucket, Key=obj["Key"])
-    assert ddb.scan(TableName=table)["Count"] == 0
-    return _provisioned
-
 
 JSON = {"content-type": "application/json"}
 USER = "5f0c7e1a-user-0000-0000-000000000001"

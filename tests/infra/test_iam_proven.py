@@ -15,7 +15,6 @@ fails the test, and so does a granted action no call used, unless `NOT_EXERCISED
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -42,6 +41,9 @@ from tests.infra.conftest import (
 )
 from tests.local.harness import signed_in
 from tests.records import wait_for_final
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.e2e  # the `run` fixture exercises every component through a local stack
 
 POLICIES = {
     "upload": "api-upload-policy", "jobs": "api-jobs-policy", "manage": "api-manage-policy",
@@ -91,13 +93,6 @@ class Run:
     names: Names
 
 
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def slots_held(pipeline: LocalPipeline) -> int:
     return len(capacity.leases(pipeline.client("dynamodb"), pipeline.stack.table, SETTINGS.max_concurrent_vms))
 
@@ -113,7 +108,7 @@ def exercise(pipeline: LocalPipeline) -> None:
         assert wait_for_final(client, job["id"], timeout=120)["status"] == "SUCCEEDED"
     assert client.get("/api/jobs").status_code == 200
     assert "output_url" in client.job(jobs[0]["id"])
-    wait_until(lambda: slots_held(pipeline) == 0, 30, "every VM's slot to be released")
+    wait_for(lambda: slots_held(pipeline) == 0, 30, "every VM's slot to be released")
     manage_jobs(pipeline)
     # A job whose stream record is lost, and a VM past the job timeout: the sweeper (its clock a day ahead)
     # terminates the VM and queues and starts the job.
@@ -138,16 +133,16 @@ def manage_jobs(pipeline: LocalPipeline) -> None:
     client = signed_in(pipeline)
     with worker_script(pipeline, hanging_worker_script()):
         job = client.submit("hangs.txt", b"hangs", "hangs")
-        wait_until(lambda: client.job(job["id"])["status"] == "RUNNING", 60, "the job to run")
+        wait_for(lambda: client.job(job["id"])["status"] == "RUNNING", 60, "the job to run")
         assert client.cancel(job["id"]).status_code == 200
-        wait_until(lambda: slots_held(pipeline) == 0, 30, "the cancelled job's VM to be terminated")
+        wait_for(lambda: slots_held(pipeline) == 0, 30, "the cancelled job's VM to be terminated")
     again = client.retry(job["id"])
     assert again.status_code == 201, again.text
     assert wait_for_final(client, again.json()["id"], timeout=120)["status"] == "SUCCEEDED"
     # Retried again: the answer is the job the first retry made, with its output's download signed.
     repeated = client.retry(job["id"])
     assert repeated.status_code == 200 and "output_url" in repeated.json(), repeated.text
-    wait_until(lambda: slots_held(pipeline) == 0, 30, "the retried job's VM to be gone")
+    wait_for(lambda: slots_held(pipeline) == 0, 30, "the retried job's VM to be gone")
     for job_id in (job["id"], again.json()["id"]):
         assert client.delete_job(job_id).status_code == 204
 

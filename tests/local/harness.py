@@ -15,6 +15,7 @@ from local.app import LocalPipeline
 from local.client import ApiClient
 from local.streams import LambdaHandler
 from local.vmhost import VmRun
+from tests.waiting import wait_for
 
 DELETE_INPUT_MARKER = "delete my input before the VM runs"
 UPLOADS_UNBOUNDED = 100_000
@@ -44,23 +45,18 @@ def instance_state(pipeline: LocalPipeline, instance_id: str) -> str:
 
 
 def finished_run(pipeline: LocalPipeline, instance_id: str, timeout: float = 20) -> VmRun:
-    assert pipeline.vmhost is not None
+    """The VM's run once it has ended, booted and ended within `timeout` seconds."""
+    vmhost = pipeline.vmhost
+    assert vmhost is not None
     deadline = time.monotonic() + timeout
-    while instance_id not in pipeline.vmhost.runs and time.monotonic() < deadline:
-        time.sleep(0.05)
-    run = pipeline.vmhost.runs[instance_id]
+    run = wait_for(lambda: vmhost.runs.get(instance_id), timeout, f"the VM host to boot {instance_id}")
     assert run.finished.wait(max(0.0, deadline - time.monotonic())), f"VM {instance_id} still running"
     return run
 
 
-def gone(processes: list[psutil.Process], timeout: float = 5) -> bool:
-    """All ended (a process sent SIGKILL on a busy machine may need a moment to be scheduled and die)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes):
-            return True
-        time.sleep(0.05)
-    return False
+def gone(processes: list[psutil.Process]) -> bool:
+    """All ended (wait for it: a process sent SIGKILL on a busy machine may need a moment to be scheduled and die)."""
+    return all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
 
 
 _clients: dict[tuple[int, str], ApiClient] = {}

@@ -3,7 +3,6 @@ and downloads only their own jobs, the per-user limit holds under a burst, and e
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +20,7 @@ from local.client import ApiClient, SubmitError
 from stackspec.settings import StackSettings
 from tests.local.harness import new_user
 from tests.records import wait_for_final
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -128,10 +128,8 @@ def test_an_upload_is_tagged_unclaimed_until_its_job_is_queued(pipeline: LocalPi
     tag_key, tag_value = UNCLAIMED_UPLOAD_TAG
     assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == [{"Key": tag_key, "Value": tag_value}]
     job = gina.create_job(key, "claimed")
-    deadline = time.monotonic() + 30
-    while s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == []
+    wait_for(lambda: s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == [], 30,
+             "the launcher to claim the upload (its tag removed)")
     assert wait_for_final(gina, job["id"])["status"] == "SUCCEEDED"
 
 
@@ -155,14 +153,16 @@ def test_self_sign_up_is_open_only_to_the_allowed_domains(pipeline: LocalPipelin
 
 def retry_until_accepted(client: ApiClient, key: str, seconds: float = 20) -> dict[str, object]:
     """The places come back as the finished jobs' stream records reach the launcher (within a second or two)."""
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def accepted() -> dict[str, object] | None:
         try:
             return client.create_job(key, "after the burst")
         except SubmitError as refused:
-            if refused.status != 429 or time.monotonic() > deadline:
+            if refused.status != 429:
                 raise
-        time.sleep(0.2)
+            return None
+
+    return wait_for(accepted, seconds, "a place to come back (429 until then)", interval=0.2)
 
 
 def test_an_uploaded_page_downloads_as_an_attachment_that_cannot_run(pipeline: LocalPipeline) -> None:

@@ -20,6 +20,7 @@ import requests
 from handlers.config import ApiConfig, LauncherConfig, env_name
 from local.__main__ import bind_address, startup_notice
 from local.emulator import MotoServer, free_port
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -61,12 +62,8 @@ def start_hung_vm(endpoint: str) -> None:
 
 
 def wait_for_process(parent: psutil.Process, name: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.name() == name for p in parent.children(recursive=True)):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no {name} process under {parent.pid}")
+    wait_for(lambda: any(p.name() == name for p in parent.children(recursive=True)), timeout,
+             f"a {name} process under {parent.pid}")
 
 
 def listening_ports(processes: list[psutil.Process]) -> set[int]:

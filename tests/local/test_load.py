@@ -9,7 +9,7 @@ import pytest
 from local.app import LocalPipeline
 from local.load import load_settings, run_load
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 JOBS = 40
 CAP = 2

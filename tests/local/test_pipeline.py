@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
@@ -32,6 +31,7 @@ from tests.local.harness import (
     signed_in,
 )
 from tests.records import active_jobs, wait_for_final
+from tests.waiting import wait_for
 from worker.userdata import render_user_data
 
 pytestmark = pytest.mark.e2e
@@ -136,11 +136,9 @@ def test_a_job_whose_id_starts_with_a_dash_succeeds(pipeline: LocalPipeline) -> 
     pipeline.client("s3").put_object(Bucket=pipeline.stack.bucket, Key=key, Body=b"dash",
                                      Metadata={"owner": owner_of(signed_in(pipeline))})
     job = signed_in(pipeline).create_job(key, "first")
-    deadline = time.monotonic() + 20
-    while "instance_id" not in job and time.monotonic() < deadline:
-        time.sleep(0.1)
-        job = signed_in(pipeline).get(f"/api/jobs/{job['id']}", timeout=10).json()
-    run = finished_run(pipeline, job["instance_id"])
+    launched = wait_for(lambda: "instance_id" in (seen := signed_in(pipeline).job(job["id"])) and seen, 20,
+                        "the job to get its VM")
+    run = finished_run(pipeline, launched["instance_id"])
     final = signed_in(pipeline).get(f"/api/jobs/{job['id']}", timeout=10).json()
     assert final["status"] == "SUCCEEDED", run.console
 
@@ -189,17 +187,16 @@ def test_a_running_job_is_cancelled_then_retried_then_deleted_with_its_files(pip
     counted = active_jobs(ddb, table, owner)
     with worker_script(pipeline, hanging_worker_script()):
         job = client.submit("cancel.txt", b"cancel me", "then retry")
-        deadline = time.monotonic() + 30
-        while (running := client.job(job["id"]))["status"] != "RUNNING" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        running = wait_for(lambda: (seen := client.job(job["id"]))["status"] == "RUNNING" and seen, 30,
+                           "the job to be RUNNING")
         cancelled = client.cancel(job["id"])
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
         assert client.job(job["id"])["status"] == "CANCELLED"
         run = finished_run(pipeline, running["instance_id"], timeout=10)
     assert run.ending == Ending.TERMINATED, "the launcher terminated the VM (its worker would hang for an hour)"
     assert instance_state(pipeline, running["instance_id"]) == "terminated"
-    wait_until(lambda: job["id"] not in slot_holders(pipeline), "the VM's slot to be given back")
-    wait_until(lambda: active_jobs(ddb, table, owner) == counted, "the owner's place to be given back")
+    wait_for(lambda: job["id"] not in slot_holders(pipeline), 20, "the VM's slot to be given back")
+    wait_for(lambda: active_jobs(ddb, table, owner) == counted, 20, "the owner's place to be given back")
 
     retried = client.retry(job["id"])
     assert retried.status_code == 201, retried.text
@@ -207,7 +204,7 @@ def test_a_running_job_is_cancelled_then_retried_then_deleted_with_its_files(pip
     assert again["status"] == "SUCCEEDED", again
     assert requests.get(again["output_url"], timeout=10).content == b"cancel me : then retry"
     assert client.job(job["id"])["retried_as"] == again["id"]
-    wait_until(lambda: again["id"] not in slot_holders(pipeline), "the retried job's VM to be gone")
+    wait_for(lambda: again["id"] not in slot_holders(pipeline), 20, "the retried job's VM to be gone")
 
     for job_id in (job["id"], again["id"]):
         assert client.delete_job(job_id).status_code == 204
@@ -228,13 +225,6 @@ def objects_of(pipeline: LocalPipeline, job_id: str) -> list[str]:
             for o in s3.list_objects_v2(Bucket=pipeline.stack.bucket, Prefix=prefix).get("Contents", [])]
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def start_instance(pipeline: LocalPipeline, user_data: str) -> str:
     """An instance the VM host will run, with our own user-data (the watchdog and termination tests)."""
     started = pipeline.client("ec2").run_instances(
@@ -247,17 +237,18 @@ def start_instance(pipeline: LocalPipeline, user_data: str) -> str:
 
 def vm_processes(pipeline: LocalPipeline, instance_id: str, at_least: int, timeout: float = 20) -> list[psutil.Process]:
     """The VM's processes (bash and its children) once there are `at_least` of them."""
-    assert pipeline.vmhost is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = pipeline.vmhost.runs.get(instance_id)
-        if run is not None and run.process is not None:
-            root = psutil.Process(run.process.pid)
-            found = [root, *root.children(recursive=True)]
-            if len(found) >= at_least:
-                return found
-        time.sleep(0.05)
-    raise AssertionError(f"VM {instance_id} did not start {at_least} processes")
+    vmhost = pipeline.vmhost
+    assert vmhost is not None
+
+    def processes() -> list[psutil.Process]:
+        run = vmhost.runs.get(instance_id)
+        if run is None or run.process is None:
+            return []
+        root = psutil.Process(run.process.pid)
+        found = [root, *root.children(recursive=True)]
+        return found if len(found) >= at_least else []
+
+    return wait_for(processes, timeout, f"VM {instance_id} to start {at_least} processes")
 
 
 def test_the_watchdog_powers_off_a_hung_vm(pipeline: LocalPipeline) -> None:
@@ -265,7 +256,7 @@ def test_the_watchdog_powers_off_a_hung_vm(pipeline: LocalPipeline) -> None:
     processes = vm_processes(pipeline, instance_id, at_least=2)
     run = finished_run(pipeline, instance_id, timeout=MINUTE_SECONDS + 15)
     assert run.ending == Ending.WATCHDOG
-    assert gone(processes)
+    wait_for(lambda: gone(processes), 5, "the VM's processes to end")
     assert instance_state(pipeline, instance_id) == "terminated"
     assert "power-off scheduled in 1 minute(s)" in run.console
 
@@ -276,7 +267,7 @@ def test_an_instance_terminated_in_the_emulator_loses_its_vm(pipeline: LocalPipe
     pipeline.client("ec2").terminate_instances(InstanceIds=[instance_id])
     run = finished_run(pipeline, instance_id)
     assert run.ending == Ending.TERMINATED
-    assert gone(processes)
+    wait_for(lambda: gone(processes), 5, "the VM's processes to end")
 
 
 def test_an_instance_terminated_before_the_host_booted_it_is_announced_whichever_client_terminated_it(

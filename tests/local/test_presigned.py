@@ -29,7 +29,8 @@ WORKER_KEY = "worker/worker.py"
 WORKER = b"print('the real worker')\n"
 MAX_BYTES = 100
 CONFIG = ApiConfig(bucket=BUCKET, table="unused", max_file_bytes=MAX_BYTES, max_text_length=100,
-                   upload_expiry_seconds=600, download_expiry_seconds=600, max_active_jobs_per_user=5, max_concurrent_vms=1)
+                   upload_expiry_seconds=600, download_expiry_seconds=600, max_active_jobs_per_user=5,
+                   max_concurrent_vms=1)
 
 
 @pytest.fixture(scope="module")

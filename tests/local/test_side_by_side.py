@@ -10,7 +10,7 @@ from stackspec.settings import StackSettings
 from tests.local.harness import signed_in
 from tests.records import wait_for_final
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SETTINGS = StackSettings(max_file_mb=1, max_text_length=200, max_concurrent_vms=2)
 

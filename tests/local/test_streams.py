@@ -12,6 +12,7 @@ import pytest
 from local.schedule import Schedule
 from local.streams import StreamPoller, first_failed_index, lambda_record, matches
 from stackspec.triggers import LAUNCHER_EVENT_FILTERS, NEW_JOB_FILTER
+from tests.waiting import wait_for
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/t/stream/2026-01-01T00:00:00.000"
 
@@ -197,11 +198,8 @@ def test_a_schedule_calls_its_handler_with_scheduled_events() -> None:
     calls: list[Mapping[str, Any]] = []
     schedule = Schedule("sweeper", lambda event, context: calls.append(event), 0.02, "eu-west-1")
     schedule.start()
-    deadline = time.monotonic() + 5
-    while len(calls) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(calls) >= 2, 5, "two scheduled calls", interval=0.01)
     schedule.stop()
-    assert len(calls) >= 2
     assert calls[0]["detail-type"] == "Scheduled Event" and calls[0]["source"] == "aws.events"
     assert calls[0]["resources"] == ["arn:aws:events:eu-west-1:123456789012:rule/sweeper"]
     count = len(calls)

@@ -7,6 +7,7 @@ import os
 import subprocess
 from typing import Any
 
+import pytest
 import requests
 
 from handlers import jobmodel, launcher
@@ -151,6 +152,7 @@ def worker_peak_rss_kb(aws: Aws, size: int) -> int:
     return int(result.stderr.rsplit("PEAK_RSS_KB=", 1)[1].split()[0])
 
 
+@pytest.mark.slow
 def test_worker_memory_does_not_grow_with_the_input(aws_server: Aws) -> None:
     """A 128 MiB input is copied inside S3 (UploadPartCopy with byte ranges, which the moto server answers to the
     old botocore of AL2023's boto3): the worker's peak memory is the same as for 1 MiB, within 16 MiB.
