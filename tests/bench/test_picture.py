@@ -12,7 +12,7 @@ import pytest
 from bench.figures import Figure
 from bench.picture import render
 
-QUOTED_RUN = Path(__file__).parents[2] / "bench-results" / "20261207T035531Z.json"
+QUOTED_RUN = Path(__file__).parents[2] / "bench-results" / "20261207T043725Z.json"
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,14 @@ atomic, and a cancelled transaction leaves the table's stream readable."""
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from handlers import grants, jobmodel, quota
 from local.emulator import EndpointSession, MotoServer
@@ -142,3 +145,133 @@ def test_a_part_copy_reads_only_its_range_of_the_source(monkeypatch: pytest.Monk
             "Parts": [{"PartNumber": 1, "ETag": copied["CopyPartResult"]["ETag"]},
                       {"PartNumber": 2, "ETag": last["ETag"]}]})
         assert s3.get_object(Bucket="emulator-test-data", Key="out")["Body"].read() == content[1000:5243880] + b"!"
+
+
+@pytest.fixture
+def local_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An in-process moto S3 with local mode's part copy and completion (`local.emulator`), put back afterwards;
+    its client, with the bucket "emulator-test-data"."""
+    import boto3  # noqa: PLC0415
+    from moto import mock_aws  # noqa: PLC0415
+    from moto.s3.models import FakeKey, FakeMultipart, S3Backend  # noqa: PLC0415
+
+    from local.emulator import copy_only_the_range_of_a_part, join_parts_once  # noqa: PLC0415
+
+    for owner, name in ((S3Backend, "upload_part_copy"), (S3Backend, "complete_multipart_upload"),
+                        (FakeMultipart, "complete"), (FakeKey, "value")):
+        monkeypatch.setattr(owner, name, owner.__dict__[name])
+    copy_only_the_range_of_a_part()
+    join_parts_once()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="emulator-test-data")
+        yield s3
+
+
+@pytest.fixture
+def bytes_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of every read from an S3 object's or part's buffer (moto's FakeKey holds its bytes in a
+    SpooledTemporaryFile), from now on."""
+    reads: list[int] = []
+    read = tempfile.SpooledTemporaryFile.read
+
+    def counted(self: tempfile.SpooledTemporaryFile[bytes], *args: Any) -> bytes:
+        data = read(self, *args)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "read", counted)
+    return reads
+
+
+PATTERN = bytes(range(256)) * 4096  # 1 MiB
+
+
+def test_a_part_copy_reads_its_range_once_and_its_etag_is_the_md5_of_the_range(
+        local_s3: Any, bytes_read: list[int]) -> None:
+    """moto read the whole source, then the part again to hash its ETag; local mode reads the range once and hashes
+    it on the way, into the ETag S3 gives a part (its bytes' MD5)."""
+    content = PATTERN * 12
+    local_s3.put_object(Bucket="emulator-test-data", Key="in", Body=content)
+    upload = local_s3.create_multipart_upload(Bucket="emulator-test-data", Key="out")["UploadId"]
+    bytes_read.clear()
+
+    copied = local_s3.upload_part_copy(Bucket="emulator-test-data", Key="out", UploadId=upload, PartNumber=1,
+                                       CopySource={"Bucket": "emulator-test-data", "Key": "in"},
+                                       CopySourceRange="bytes=1000-6292455")
+
+    assert sum(bytes_read) == 6292456 - 1000
+    assert copied["CopyPartResult"]["ETag"] == f'"{hashlib.md5(content[1000:6292456]).hexdigest()}"'
+
+
+def test_completing_an_upload_reads_each_part_once_into_a_byte_exact_object(
+        local_s3: Any, bytes_read: list[int]) -> None:
+    """moto read every part whole twice (the object, its default checksum) and copied the joins several times over;
+    local mode reads each part once. The object is the parts' bytes in order, its ETag S3's
+    "<MD5 of the part MD5s>-<number of parts>", its checksum the one moto computes for the whole."""
+    from moto.core import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
+    from moto.s3.models import s3_backends  # noqa: PLC0415
+    from moto.s3.utils import compute_checksum  # noqa: PLC0415
+
+    content = PATTERN * 12
+    local_s3.put_object(Bucket="emulator-test-data", Key="in", Body=content)
+    upload = local_s3.create_multipart_upload(Bucket="emulator-test-data", Key="out")["UploadId"]
+    ranges = ["bytes=0-5242879", f"bytes=5242880-{len(content) - 1}"]
+    etags = [local_s3.upload_part_copy(Bucket="emulator-test-data", Key="out", UploadId=upload, PartNumber=number,
+                                       CopySource={"Bucket": "emulator-test-data", "Key": "in"},
+                                       CopySourceRange=byte_range)["CopyPartResult"]["ETag"]
+             for number, byte_range in enumerate(ranges, start=1)]
+    etags.append(local_s3.upload_part(Bucket="emulator-test-data", Key="out", UploadId=upload, PartNumber=3,
+                                      Body=b" : text")["ETag"])
+    bytes_read.clear()
+
+    answer = local_s3.complete_multipart_upload(
+        Bucket="emulator-test-data", Key="out", UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(etags, start=1)]})
+
+    assert sum(bytes_read) == len(content) + len(b" : text")
+    expected = content + b" : text"
+    part_md5s = b"".join(hashlib.md5(part).digest() for part in (content[:5242880], content[5242880:], b" : text"))
+    etag = f'"{hashlib.md5(part_md5s).hexdigest()}-3"'
+    assert answer["ETag"] == etag
+    stored = local_s3.get_object(Bucket="emulator-test-data", Key="out")
+    assert (stored["Body"].read(), stored["ETag"], stored["ContentLength"]) == (expected, etag, len(expected))
+    key = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object("emulator-test-data", "out")
+    assert (key.checksum_type, key.checksum_value, key.checksum_parts) == \
+        ("FULL_OBJECT", compute_checksum(expected, "CRC64NVME").decode(), 1)
+
+
+def test_completing_refuses_what_s3_refuses(local_s3: Any) -> None:
+    """The parts are checked as moto checks them: an ETag that is not the part's, a part under 5 MiB but the last."""
+    upload = local_s3.create_multipart_upload(Bucket="emulator-test-data", Key="out")["UploadId"]
+    small = local_s3.upload_part(Bucket="emulator-test-data", Key="out", UploadId=upload, PartNumber=1,
+                                 Body=b"small")["ETag"]
+    last = local_s3.upload_part(Bucket="emulator-test-data", Key="out", UploadId=upload, PartNumber=2,
+                                Body=b"last")["ETag"]
+
+    for parts, code in (([(1, last)], "InvalidPart"), ([(1, small), (2, last)], "EntityTooSmall")):
+        with pytest.raises(ClientError) as refused:
+            local_s3.complete_multipart_upload(
+                Bucket="emulator-test-data", Key="out", UploadId=upload,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]})
+        assert refused.value.response["Error"]["Code"] == code
+
+
+def test_part_copies_of_one_source_do_not_hold_its_lock_between_slices(local_s3: Any,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The source's lock guards its file's position for one read: held across a whole part copy, it made the
+    copies of one input's parts wait for one another."""
+    from moto.core import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
+    from moto.s3.models import s3_backends  # noqa: PLC0415
+
+    from local import emulator  # noqa: PLC0415
+
+    monkeypatch.setattr(emulator, "COPY_CHUNK_BYTES", 1000)
+    local_s3.put_object(Bucket="emulator-test-data", Key="in", Body=PATTERN * 6)
+    source = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object("emulator-test-data", "in")
+
+    slices = emulator.read_range(source, 10, 2500)
+    first = next(slices)
+
+    assert not source.lock.locked()
+    assert first + b"".join(slices) == (PATTERN * 6)[10:2510]
