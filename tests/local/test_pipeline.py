@@ -27,6 +27,7 @@ from tests.local.harness import (
     finished_run,
     gone,
     instance_state,
+    new_user,
     owner_of,
     signed_in,
 )
@@ -181,10 +182,12 @@ def test_a_running_job_is_cancelled_then_retried_then_deleted_with_its_files(pip
     """What a user does with a job that was a mistake, end to end: its worker hangs reading the input (so it is
     RUNNING when cancelled, and only a termination ends its VM), the cancel is seen at once, the launcher terminates
     the VM, its slot and the owner's place come back; the retry runs the same input and text to SUCCEEDED; the
-    deletes leave neither items nor objects of either job."""
-    client, ddb, table = signed_in(pipeline), pipeline.client("dynamodb"), pipeline.stack.table
+    deletes leave neither items nor objects of either job. A user of its own: the module's user may still have an
+    earlier test's job finishing, whose place would come back meanwhile."""
+    client, ddb, table = new_user(pipeline, "canceller"), pipeline.client("dynamodb"), pipeline.stack.table
     owner = owner_of(client)
     counted = active_jobs(ddb, table, owner)
+    assert counted == 0
     with worker_script(pipeline, hanging_worker_script()):
         job = client.submit("cancel.txt", b"cancel me", "then retry")
         running = wait_for(lambda: (seen := client.job(job["id"]))["status"] == "RUNNING" and seen, 30,
