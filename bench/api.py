@@ -11,6 +11,7 @@ deployed stack `POST /api/jobs` is left out (each would start a VM); the pipelin
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
@@ -199,11 +200,17 @@ def cpu_figures(routes: Sequence[str], rounds: dict[int, list[Round]], many: int
 
 def cpu_targets(routes: Sequence[str], rounds: dict[int, list[Round]], many: int) -> list[Target]:
     """Concurrency adds no work to a request (no lock spinning, no connection churn, nothing that grows with the
-    requests in flight): CPU per request at `many` clients over that at one, each the median over the rounds."""
-    return [Target(f"{route}: CPU per request at {many} clients / at 1 client",
-                   statistics.median(cpu_per_request(rounds[many], route)) /
-                   statistics.median(cpu_per_request(rounds[1], route)), CPU_TARGET_FACTOR)
-            for route in routes]
+    requests in flight): CPU per request at `many` clients over that at one, each the median over the rounds.
+
+    A one-client median of 0 (the stack's idle rate, subtracted from its busy CPU, ate the requests' work on a busy
+    machine) leaves the ratio unmeasured: NaN, a target not met, rather than a run that dies dividing by zero."""
+    targets = []
+    for route in routes:
+        alone = statistics.median(cpu_per_request(rounds[1], route))
+        loaded = statistics.median(cpu_per_request(rounds[many], route))
+        targets.append(Target(f"{route}: CPU per request at {many} clients / at 1 client",
+                              loaded / alone if alone else math.nan, CPU_TARGET_FACTOR))
+    return targets
 
 
 def floor_notes(routes: Sequence[str], rounds: dict[int, list[Round]], many: int, cores: int) -> list[str]:

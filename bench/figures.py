@@ -71,7 +71,8 @@ class Target:
         return self.value <= self.limit if self.at_most else self.value >= self.limit
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "limit": self.limit, "met": self.met}
+        value = None if math.isnan(self.value) else self.value  # JSON has no NaN: an unmeasured value is null
+        return {"name": self.name, "value": value, "limit": self.limit, "met": self.met}
 
 
 def number(value: float | None, unit: str = "") -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
 import time
@@ -85,6 +87,14 @@ def test_the_cpu_target_is_many_clients_cpu_over_one_clients(cpu_loaded: float, 
     [target] = cpu_targets(["GET /api/health"], rounds_of(10.0, cpu_loaded, 11.0, 150.0), 20)
     assert target.value == pytest.approx(cpu_loaded / 10.0)
     assert target.met is met
+
+
+def test_a_cpu_target_whose_one_client_figure_is_zero_is_unmeasured_not_a_crash() -> None:
+    """Regression: on a busy machine the one-client CPU per request can come out 0 (the idle rate subtracted ate it),
+    and the whole bench run died with ZeroDivisionError in `cpu_targets`."""
+    [target] = cpu_targets(["GET /api/health"], rounds_of(0.0, 12.0, 11.0, 150.0), 20)
+    assert math.isnan(target.value) and not target.met
+    assert target.to_json()["value"] is None and json.loads(json.dumps(target.to_json()))["met"] is False
 
 
 def test_a_note_puts_each_routes_p99_beside_the_limit_and_the_floor() -> None:
