@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handlers import capacity, jobmodel, refusals
 from handlers.config import LauncherConfig
 from handlers.jobmodel import DEADLINES, Actor, Status
+from handlers.refusals import error_code
 from handlers.services import DISPATCH_CALLS, LauncherServices, function_timeout_seconds
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def run_in_any_subnet(ec2: Any, config: LauncherConfig, job_id: str) -> str:
     timeout, after which a VM may exist, is retried in the same subnet with the same parameters). When every subnet
     refuses, the error raised is a transient one if any was (capacity may come back), else the first.
     """
-    refusals: list[ClientError] = []
+    refused: list[ClientError] = []
     for subnet_id in subnet_order(job_id, config.subnet_ids):
         try:
             return run_instance(ec2, config, job_id, subnet_id)
@@ -124,12 +125,8 @@ def run_in_any_subnet(ec2: Any, config: LauncherConfig, job_id: str) -> str:
                 raise
             log.warning("RunInstances refused in this subnet; trying the next", extra={
                 "job_id": job_id, "subnet_id": subnet_id, "error_code": error_code(err)})
-            refusals.append(err)
-    raise next((err for err in refusals if is_transient(err)), refusals[0])
-
-
-def error_code(err: Exception) -> str:
-    return err.response["Error"].get("Code", "") if isinstance(err, ClientError) else type(err).__name__
+            refused.append(err)
+    raise next((err for err in refused if is_transient(err)), refused[0])
 
 
 def is_transient(err: Exception) -> bool:

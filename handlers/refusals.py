@@ -36,7 +36,8 @@ WHY = {
 }
 
 
-def code_of(err: Exception) -> str:
+def error_code(err: Exception) -> str:
+    """A ClientError's code, else the exception's class name (a BotoCoreError has no code)."""
     return err.response["Error"].get("Code", "") if isinstance(err, ClientError) else type(err).__name__
 
 
@@ -45,7 +46,7 @@ def waits(err: Exception) -> bool:
     visible."""
     if not isinstance(err, ClientError):
         return False
-    code = code_of(err)
+    code = error_code(err)
     if code == "InvalidParameterValue":
         return bool(PROFILE_NOT_VISIBLE.search(err.response["Error"].get("Message", "")))
     return code in QUOTA_ERRORS
@@ -53,7 +54,7 @@ def waits(err: Exception) -> bool:
 
 def queue_reason(err: Exception) -> str:
     """The job's `queue_reason` while it waits: what AWS said, in a sentence."""
-    code = code_of(err)
+    code = error_code(err)
     why = WHY.get(code) or str(err).rstrip(".")
     return f"Waiting for a VM: {why} ({code}); the launch is tried again at every sweep."
 
