@@ -314,8 +314,10 @@ class VmHost:
                 self._terminate(run)
             if run.ending in (Ending.SHUTDOWN, Ending.WATCHDOG, Ending.TERMINATED):
                 self._announce_termination(run)
-            run.finished.set()
-            self._report(run)
+            try:
+                self._report(run)  # before `finished`: whoever waits for the VM's end finds its report written
+            finally:
+                run.finished.set()
             shutil.rmtree(run.scratch, ignore_errors=True)
 
     def _supervise(self, run: VmRun) -> None:
