@@ -17,6 +17,7 @@ from handlers import jobmodel
 from handlers.jobmodel import Actor, Status
 from tests.conftest import Aws
 from tests.runtime.jobs import get_item, put_job
+from tests.waiting import wait_for
 from worker import worker
 
 MIB = 1024 * 1024
@@ -70,6 +71,17 @@ def test_log_is_uploaded_next_to_the_output(aws: Aws, tmp_path: Path) -> None:
     item = get_item(ddb, aws.stack, job_id)
     assert item is not None
     assert item["log_path"] == f"{aws.stack.bucket}/outputs/{job_id}/worker.log"
+
+
+class Overridden:
+    """`client` with some of its methods replaced: a fault injected into one call the worker makes."""
+
+    def __init__(self, client: Any, **methods: Any) -> None:
+        self._client = client
+        self.__dict__.update(methods)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 class Recording:
@@ -203,25 +215,21 @@ def test_a_shutdown_during_the_copy_aborts_the_upload(aws: Aws, tmp_path: Path) 
     s3, ddb = aws.client("s3"), aws.client("dynamodb")
     job_id, _ = put_job(s3, ddb, aws.stack, content=os.urandom(MIB) * 6, text="t", filename="f.bin")
 
-    class ShutdownWhileCopying:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(s3, name)
-
-        def upload_part_copy(self, **kwargs: Any) -> Any:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.5)  # the main thread handles the signal meanwhile
-            return s3.upload_part_copy(**kwargs)
+    def upload_part_copy(**kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the main thread handles the signal meanwhile
+        return s3.upload_part_copy(**kwargs)
 
     previous = signal.signal(signal.SIGTERM, worker.stop_on_sigterm)
     try:
-        assert run(aws, job_id, tmp_path, copier=ShutdownWhileCopying()) == worker.EXIT_FAILED
+        copier = Overridden(s3, upload_part_copy=upload_part_copy)
+        assert run(aws, job_id, tmp_path, copier=copier) == worker.EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
 
     item = get_item(ddb, aws.stack, job_id) or {}
     assert item["status"] == Status.FAILED and item["error"] == worker.STOPPED_REASON
-    time.sleep(0.6)  # the copy thread's own call ends (against an aborted upload)
-    assert no_uploads_left(aws)
+    wait_for(lambda: no_uploads_left(aws), 5, "the output's upload to be aborted")
 
 
 def test_missing_input_ends_failed_with_a_reason(aws: Aws, tmp_path: Path) -> None:
@@ -300,21 +308,13 @@ def test_a_shutdown_mid_job_ends_it_failed_with_the_reason(aws: Aws, tmp_path: P
     s3, ddb = aws.client("s3"), aws.client("dynamodb")
     job_id, _ = put_job(s3, ddb, aws.stack, content=b"slow", text="t")
 
-    class ShutdownWhileReading:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(s3, name)
-
-        def get_object(self, **kwargs: Any) -> Any:
-            os.kill(os.getpid(), signal.SIGTERM)
-            return s3.get_object(**kwargs)
+    def get_object(**kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return s3.get_object(**kwargs)
 
     previous = signal.signal(signal.SIGTERM, worker.stop_on_sigterm)
     try:
-        log_file = tmp_path / "worker.log"
-        log_file.write_text("")
-        run = worker.Run(s3=ShutdownWhileReading(), ddb=ddb, table=aws.stack.table, bucket=aws.stack.bucket,
-                         job_id=job_id, log_file=log_file)
-        assert worker.run_job(run, "i-1") == worker.EXIT_FAILED
+        assert run(aws, job_id, tmp_path, s3=Overridden(s3, get_object=get_object)) == worker.EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -358,16 +358,12 @@ def test_an_input_replaced_while_the_job_reads_it_fails_the_job(aws: Aws, tmp_pa
     s3, ddb = aws.client("s3"), aws.client("dynamodb")
     job_id, key = put_job(s3, ddb, aws.stack, content=b"first", text="t")
 
-    class ReplacedAfterHead:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(s3, name)
+    def head_object(**kwargs: Any) -> Any:
+        answer = s3.head_object(**kwargs)
+        s3.put_object(Bucket=aws.stack.bucket, Key=key, Body=b"second")
+        return answer
 
-        def head_object(self, **kwargs: Any) -> Any:
-            answer = s3.head_object(**kwargs)
-            s3.put_object(Bucket=aws.stack.bucket, Key=key, Body=b"second")
-            return answer
-
-    assert run(aws, job_id, tmp_path, s3=ReplacedAfterHead()) == worker.EXIT_FAILED
+    assert run(aws, job_id, tmp_path, s3=Overridden(s3, head_object=head_object)) == worker.EXIT_FAILED
 
     item = get_item(ddb, aws.stack, job_id) or {}
     assert item["status"] == Status.FAILED and "replaced while the job read it" in item["error"], item
